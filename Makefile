@@ -1,0 +1,42 @@
+# Every target works on a fresh machine with only Python 3.11 and make.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+LAKENODE_ACCESS_KEY ?= lakenode
+LAKENODE_SECRET_KEY ?= lakenode-secret
+
+.PHONY: run test lint bench fmt clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	@echo "lakenode on http://127.0.0.1:9000  data=./data"
+	@echo "  access key: $(LAKENODE_ACCESS_KEY)"
+	@echo "  secret key: $(LAKENODE_SECRET_KEY)"
+	$(BIN)/lakenode serve --data-dir ./data --listen 127.0.0.1:9000 \
+		--access-key $(LAKENODE_ACCESS_KEY) --secret-key $(LAKENODE_SECRET_KEY)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check node api storage tests
+	$(BIN)/ruff format --check node api storage tests
+	$(BIN)/mypy
+
+fmt: $(STAMP)
+	$(BIN)/ruff format node api storage tests
+	$(BIN)/ruff check --fix node api storage tests
+
+bench: $(STAMP)
+	$(BIN)/python -m tests.bench.run
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

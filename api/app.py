@@ -1,0 +1,145 @@
+"""The S3 HTTP surface: one catch-all route -> authenticate -> resolve -> dispatch.
+
+Errors are turned into responses in exactly one place, :func:`error_response`: an S3Error
+becomes its XML document, a storage error is translated by api/errors.py, and anything else
+is logged with its traceback and the request id and answered as InternalError.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from urllib.parse import parse_qsl
+
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import Response
+
+from api import buckets, listing, multidelete, objects
+from api.context import S3Context
+from api.errors import S3Error, from_storage_error, render_error_xml
+from api.router import resolve, split_target
+from api.settings import ApiSettings
+from api.sigv4 import AuthContext, SignableRequest, verify
+from storage.errors import StorageError
+from storage.store import Store
+
+log = logging.getLogger("lakenode.api")
+
+Handler = Callable[[S3Context], Awaitable[Response]]
+HANDLERS: dict[str, Handler] = {
+    "ListBuckets": buckets.list_buckets,
+    "CreateBucket": buckets.create_bucket,
+    "DeleteBucket": buckets.delete_bucket,
+    "HeadBucket": buckets.head_bucket,
+    "GetBucketLocation": buckets.get_bucket_location,
+    "GetBucketVersioning": buckets.get_bucket_versioning,
+    "ListObjects": listing.list_objects_v1,
+    "ListObjectsV2": listing.list_objects_v2,
+    "DeleteObjects": multidelete.delete_objects,
+    "PutObject": objects.put_object,
+    "GetObject": objects.get_object,
+    "HeadObject": objects.head_object,
+    "DeleteObject": objects.delete_object,
+}
+ALL_METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS", "PATCH"]
+RESERVED_PREFIX = "/_lakenode/"
+
+
+def new_request_id() -> str:
+    return secrets.token_hex(8).upper()
+
+
+def install_s3_routes(app: FastAPI, settings: ApiSettings, store: Callable[[], Store]) -> None:
+    """Register the S3 catch-all route; ``store`` returns the open store at request time."""
+
+    async def handle(request: Request) -> Response:
+        return await handle_s3_request(request, settings, store())
+
+    app.add_api_route("/{path:path}", handle, methods=ALL_METHODS, include_in_schema=False)
+
+
+async def handle_s3_request(request: Request, settings: ApiSettings, store: Store) -> Response:
+    request_id = new_request_id()
+    request.scope.setdefault("state", {})["request_id"] = request_id
+    is_head = request.method == "HEAD"
+    resource = request.scope["path"]
+    try:
+        ctx = _build_context(request, request_id, settings, store)
+        resource = ctx.resource
+        request.scope["state"]["access_key"] = ctx.auth.access_key if ctx.auth else None
+        request.scope["state"]["operation"] = ctx.operation
+        response = await HANDLERS[ctx.operation](ctx)
+    except Exception as exc:
+        response = error_response(exc, request_id, resource, is_head)
+    response.headers["x-amz-request-id"] = request_id
+    response.headers["x-amz-id-2"] = request_id
+    return response
+
+
+def _build_context(
+    request: Request, request_id: str, settings: ApiSettings, store: Store
+) -> S3Context:
+    # scope["path"] is the percent-decoded path; request.url would re-split it at a '?' or '#'
+    # that was encoded inside a key.
+    path = request.scope["path"]
+    if path.startswith(RESERVED_PREFIX):
+        raise S3Error("NoSuchKey", "No such lakenode endpoint.", resource=path)
+    target = split_target(path, request.headers.get("host", ""), settings.domain)
+    raw_query = request.scope.get("query_string", b"").decode("latin-1")
+    query = dict(parse_qsl(raw_query, keep_blank_values=True))
+    auth = _authenticate(request, settings)
+    operation = resolve(request.method, target, query, "x-amz-copy-source" in request.headers)
+    return S3Context(
+        request, request_id, operation, target.bucket, target.key, query, auth, settings, store
+    )
+
+
+def _authenticate(request: Request, settings: ApiSettings) -> AuthContext | None:
+    signable = SignableRequest(
+        method=request.method,
+        path=request.scope["path"],
+        query_string=request.scope.get("query_string", b"").decode("latin-1"),
+        headers=_joined_headers(request),
+    )
+    try:
+        auth = verify(signable, settings.credentials.get, settings.region)
+    except S3Error:
+        if settings.auth_enabled:
+            raise
+        return None  # --auth off: a signature we cannot check is not an error
+    if auth is None and settings.auth_enabled:
+        raise S3Error(
+            "AccessDenied",
+            "Anonymous access is not allowed; sign requests with AWS Signature Version 4.",
+        )
+    return auth
+
+
+def _joined_headers(request: Request) -> dict[str, str]:
+    joined: dict[str, str] = {}
+    for raw_name, raw_value in request.scope["headers"]:
+        name = raw_name.decode("latin-1").lower()
+        value = raw_value.decode("latin-1")
+        joined[name] = f"{joined[name]},{value}" if name in joined else value
+    return joined
+
+
+def error_response(exc: Exception, request_id: str, resource: str, is_head: bool) -> Response:
+    if isinstance(exc, StorageError):
+        exc = from_storage_error(exc, resource)
+    if not isinstance(exc, S3Error):
+        log.error("request %s on %s failed", request_id, resource, exc_info=exc)
+        exc = S3Error("InternalError", "We encountered an internal error. Please try again.")
+    elif exc.code == "InternalError":
+        log.error("request %s on %s: %s", request_id, resource, exc.message, exc_info=exc)
+    headers = dict(exc.headers)
+    if exc.code in ("SlowDown", "ServiceUnavailable"):
+        headers.setdefault("Retry-After", "1")
+    if is_head or exc.status == 304:
+        if exc.status != 304:
+            headers["x-amz-error-code"] = exc.code
+        return Response(status_code=exc.status, headers=headers)
+    body = render_error_xml(exc.code, exc.message, exc.resource or resource, request_id)
+    return Response(body, status_code=exc.status, headers=headers, media_type="application/xml")

@@ -1,0 +1,140 @@
+"""Request bodies: from the raw HTTP stream to verified object bytes.
+
+One pipeline for every body: aws-chunked framing is decoded (chunk signatures and trailing
+checksums checked by api/chunked.py), a signed payload's SHA-256 is checked, and any
+``x-amz-checksum-*`` header is checked. Checks that need the whole body run in
+:meth:`Body.verify`, which the caller runs after the last byte and before committing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import AsyncIterator, Mapping
+
+from starlette.requests import ClientDisconnect, Request
+
+from api.checksums import Checksum, algorithm_from_header, new_checksum, verify_checksum
+from api.chunked import ChunkedDecoder
+from api.errors import S3Error
+from api.sigv4 import AuthContext, PayloadHasher, is_sha256_hex, payload_sha256_verifier
+
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+
+
+class Body:
+    def __init__(self, request: Request, auth: AuthContext | None) -> None:
+        headers = request.headers
+        self.payload_hash = (
+            auth.payload_hash if auth else headers.get("x-amz-content-sha256", UNSIGNED_PAYLOAD)
+        )
+        self.streaming = self.payload_hash.startswith("STREAMING-") or "aws-chunked" in (
+            headers.get("content-encoding", "")
+        )
+        self.declared_length = _declared_length(headers, self.streaming)
+        self._request = request
+        self._decoder: ChunkedDecoder | None = None
+        if self.streaming:
+            trailers = [t for t in headers.get("x-amz-trailer", "").split(",") if t.strip()]
+            self._decoder = ChunkedDecoder(auth, self.payload_hash, self.declared_length, trailers)
+        self._sha256: PayloadHasher | None = (
+            payload_sha256_verifier(self.payload_hash)
+            if not self.streaming and is_sha256_hex(self.payload_hash)
+            else None
+        )
+        self._header_checksums = _header_checksums(headers)
+        self.received = 0
+
+    @property
+    def trailers(self) -> dict[str, str]:
+        return self._decoder.trailers if self._decoder else {}
+
+    def checksum_values(self) -> dict[str, str]:
+        """Verified x-amz-checksum-* values (from headers or trailers), after verify()."""
+        values = {name: value for name, (_c, value) in self._header_checksums.items()}
+        values.update(
+            {k: v for k, v in self.trailers.items() if algorithm_from_header(k) is not None}
+        )
+        return values
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        source = self._raw()
+        if self._decoder is not None:
+            source = self._decoder.decode(source)
+        async for piece in source:
+            for checksum, _value in self._header_checksums.values():
+                checksum.update(piece)
+            self.received += len(piece)
+            yield piece
+
+    async def _raw(self) -> AsyncIterator[bytes]:
+        try:
+            async for piece in self._request.stream():
+                if piece:
+                    if self._sha256 is not None:
+                        self._sha256.update(piece)
+                    yield piece
+        except ClientDisconnect as exc:
+            raise S3Error("IncompleteBody", "The request body ended early.") from exc
+
+    def verify(self) -> None:
+        """Run the whole-body checks; raise S3Error on any mismatch."""
+        if self.declared_length is not None and self.received != self.declared_length:
+            raise S3Error(
+                "IncompleteBody",
+                "You did not provide the number of bytes specified by the Content-Length "
+                "HTTP header.",
+            )
+        if self._sha256 is not None:
+            self._sha256.verify()
+        for checksum, value in self._header_checksums.values():
+            verify_checksum(checksum, value)
+
+    async def read_all(self, limit: int) -> bytes:
+        """A small body (XML) in memory; over ``limit`` bytes is MalformedXML/too large."""
+        parts: list[bytes] = []
+        total = 0
+        async for piece in self.stream():
+            total += len(piece)
+            if total > limit:
+                raise S3Error("MalformedXML", f"The XML body exceeds {limit} bytes.")
+            parts.append(piece)
+        self.verify()
+        return b"".join(parts)
+
+
+def _declared_length(headers: Mapping[str, str], streaming: bool) -> int | None:
+    name = "x-amz-decoded-content-length" if streaming else "content-length"
+    raw = headers.get(name)
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise S3Error("InvalidArgument", f"Invalid {name} header: {raw!r}") from exc
+    if value < 0:
+        raise S3Error("InvalidArgument", f"Invalid {name} header: {raw!r}")
+    return value
+
+
+def _header_checksums(headers: Mapping[str, str]) -> dict[str, tuple[Checksum, str]]:
+    checksums: dict[str, tuple[Checksum, str]] = {}
+    for name, value in headers.items():
+        algorithm = algorithm_from_header(name.lower())
+        if algorithm is not None:
+            checksums[name.lower()] = (new_checksum(algorithm), value)
+    return checksums
+
+
+def content_md5(headers: Mapping[str, str]) -> bytes | None:
+    """The decoded Content-MD5 header, or None; malformed -> InvalidDigest."""
+    raw = headers.get("content-md5")
+    if raw is None:
+        return None
+    try:
+        digest = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise S3Error("InvalidDigest", "The Content-MD5 you specified is not valid.") from exc
+    if len(digest) != 16:
+        raise S3Error("InvalidDigest", "The Content-MD5 you specified is not valid.")
+    return digest

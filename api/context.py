@@ -1,0 +1,50 @@
+"""The per-request context every S3 handler receives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.datastructures import Headers
+from starlette.requests import Request
+
+from api.settings import ApiSettings
+from api.sigv4 import AuthContext
+from storage.store import Store
+
+
+@dataclass
+class S3Context:
+    request: Request
+    request_id: str
+    operation: str
+    bucket: str | None
+    key: str | None
+    query: dict[str, str]
+    auth: AuthContext | None
+    settings: ApiSettings
+    store: Store
+
+    @property
+    def headers(self) -> Headers:
+        return self.request.headers
+
+    @property
+    def access_key(self) -> str:
+        """Who is acting: the signing key, or the root key when auth is off."""
+        return self.auth.access_key if self.auth else self.settings.root_access_key
+
+    @property
+    def resource(self) -> str:
+        if self.bucket is None:
+            return "/"
+        return f"/{self.bucket}/{self.key}" if self.key is not None else f"/{self.bucket}"
+
+    @property
+    def bucket_name(self) -> str:
+        assert self.bucket is not None
+        return self.bucket
+
+    @property
+    def object_key(self) -> str:
+        assert self.key is not None
+        return self.key

@@ -1,0 +1,117 @@
+"""The one S3 error type and its rendering as an S3 XML error document.
+
+Every failure a client can see is an :class:`S3Error`. Its HTTP status comes from
+:data:`STATUS_BY_CODE`, so a code and its status can never drift apart. Storage errors are
+translated to S3 codes in exactly one place, :func:`from_storage_error`; anything else that
+escapes a handler becomes ``InternalError`` (500) with the traceback logged, never sent.
+"""
+
+from __future__ import annotations
+
+from xml.sax.saxutils import escape
+
+from storage import errors as storage_errors
+
+# AWS's status for each error code we emit. Adding a code here is the only way to use it.
+STATUS_BY_CODE: dict[str, int] = {
+    "AccessDenied": 403,
+    "AuthorizationHeaderMalformed": 400,
+    "AuthorizationQueryParametersError": 400,
+    "BadDigest": 400,
+    "BucketAlreadyExists": 409,
+    "BucketAlreadyOwnedByYou": 409,
+    "BucketNotEmpty": 409,
+    "EntityTooLarge": 400,
+    "EntityTooSmall": 400,
+    "IllegalLocationConstraintException": 400,
+    "IncompleteBody": 400,
+    "InternalError": 500,
+    "InvalidAccessKeyId": 403,
+    "InvalidArgument": 400,
+    "InvalidBucketName": 400,
+    "InvalidDigest": 400,
+    "InvalidRange": 416,
+    "InvalidRequest": 400,
+    "KeyTooLongError": 400,
+    "MalformedXML": 400,
+    "MetadataTooLarge": 400,
+    "MethodNotAllowed": 405,
+    "MissingContentLength": 411,
+    "MissingSecurityHeader": 400,
+    "NoSuchBucket": 404,
+    "NoSuchKey": 404,
+    "NoSuchUpload": 404,
+    "NoSuchVersion": 404,
+    "NotImplemented": 501,
+    "NotModified": 304,
+    "PreconditionFailed": 412,
+    "RequestTimeTooSkewed": 403,
+    "ServiceUnavailable": 503,
+    "SignatureDoesNotMatch": 403,
+    "SlowDown": 503,
+    "XAmzContentSHA256Mismatch": 400,
+}
+
+
+class S3Error(Exception):
+    """An error reported to the client as an S3 XML error document."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str = "",
+        resource: str = "",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        assert code in STATUS_BY_CODE, f"unknown S3 error code {code!r}"
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message or code
+        self.resource = resource
+        self.headers = headers or {}
+
+    @property
+    def status(self) -> int:
+        return STATUS_BY_CODE[self.code]
+
+    def to_xml(self, request_id: str) -> bytes:
+        return render_error_xml(self.code, self.message, self.resource, request_id)
+
+
+def render_error_xml(code: str, message: str, resource: str, request_id: str) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error><Code>{escape(code)}</Code><Message>{escape(message)}</Message>"
+        f"<Resource>{escape(resource)}</Resource><RequestId>{escape(request_id)}</RequestId>"
+        "</Error>"
+    ).encode()
+
+
+_AWS_MESSAGES = {
+    "NoSuchBucket": "The specified bucket does not exist",
+    "NoSuchKey": "The specified key does not exist.",
+    "BucketNotEmpty": "The bucket you tried to delete is not empty",
+    "BucketAlreadyOwnedByYou": (
+        "Your previous request to create the named bucket succeeded and you already own it."
+    ),
+    "EntityTooLarge": "Your proposed upload exceeds the maximum allowed size",
+    "SlowDown": "Please reduce your request rate.",
+}
+
+_CODE_BY_STORAGE_ERROR: dict[type[storage_errors.StorageError], str] = {
+    storage_errors.NoSuchBucket: "NoSuchBucket",
+    storage_errors.NoSuchKey: "NoSuchKey",
+    storage_errors.BucketNotEmpty: "BucketNotEmpty",
+    storage_errors.BucketAlreadyExists: "BucketAlreadyOwnedByYou",
+    storage_errors.EntityTooLarge: "EntityTooLarge",
+    storage_errors.ReadOnly: "SlowDown",
+}
+
+
+def from_storage_error(error: storage_errors.StorageError, resource: str = "") -> S3Error:
+    """Translate a storage error; corruption and unknown storage errors become InternalError."""
+    for error_type in type(error).__mro__:
+        code = _CODE_BY_STORAGE_ERROR.get(error_type)
+        if code is not None:
+            return S3Error(code, _AWS_MESSAGES.get(code, str(error)), resource)
+    return S3Error("InternalError", "We encountered an internal error. Please try again.", resource)

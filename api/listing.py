@@ -1,0 +1,139 @@
+"""ListObjects (V1) and ListObjectsV2."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from starlette.responses import Response
+
+from api import xml
+from api.context import S3Context
+from api.errors import S3Error
+from api.objects import encode_key
+from api.settings import owner_id
+from storage.catalog import ListPage
+
+MAX_KEYS_LIMIT = 1000
+
+
+def _max_keys(ctx: S3Context) -> int:
+    raw = ctx.query.get("max-keys")
+    if raw is None:
+        return MAX_KEYS_LIMIT
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise S3Error(
+            "InvalidArgument", "Provided max-keys not an integer or within integer range"
+        ) from exc
+    if value < 0:
+        raise S3Error(
+            "InvalidArgument", "Argument maxKeys must be an integer between 0 and 2147483647"
+        )
+    return min(value, MAX_KEYS_LIMIT)
+
+
+def _encoding_type(ctx: S3Context) -> str | None:
+    value = ctx.query.get("encoding-type")
+    if value is None:
+        return None
+    if value.lower() != "url":
+        raise S3Error("InvalidArgument", "Invalid Encoding Method specified in Request")
+    return "url"
+
+
+def encode_token(marker: str) -> str:
+    return base64.urlsafe_b64encode(marker.encode()).decode()
+
+
+def decode_token(token: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(token.encode()).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise S3Error("InvalidArgument", "The continuation token provided is incorrect") from exc
+
+
+def _contents(
+    ctx: S3Context, page: ListPage, encoding: str | None, owner: str | None
+) -> list[xml.Node]:
+    nodes: list[xml.Node] = []
+    for entry in page.entries:
+        fields: list[xml.Node] = [
+            ("Key", encode_key(entry.key, encoding)),
+            ("LastModified", xml.iso8601_ms(entry.last_modified_ms)),
+            ("ETag", f'"{entry.etag}"'),
+            ("Size", entry.size),
+        ]
+        if owner is not None:
+            fields.append(("Owner", [("ID", owner_id(owner)), ("DisplayName", owner)]))
+        fields.append(("StorageClass", "STANDARD"))
+        nodes.append(("Contents", fields))
+    nodes.extend(
+        ("CommonPrefixes", [("Prefix", encode_key(p, encoding))]) for p in page.common_prefixes
+    )
+    return nodes
+
+
+async def list_objects_v1(ctx: S3Context) -> Response:
+    prefix = ctx.query.get("prefix", "")
+    delimiter = ctx.query.get("delimiter", "")
+    marker = ctx.query.get("marker", "")
+    max_keys = _max_keys(ctx)
+    encoding = _encoding_type(ctx)
+    bucket = await ctx.store.get_bucket(ctx.bucket_name)
+    page = await ctx.store.list_objects(ctx.bucket_name, prefix, delimiter, marker, max_keys)
+    next_marker = None
+    if page.is_truncated and page.last_returned is not None:
+        # AWS sends NextMarker only with a delimiter; clients use the last Key otherwise.
+        next_marker = encode_key(page.last_returned, encoding) if delimiter else None
+    body = xml.render(
+        "ListBucketResult",
+        [
+            ("Name", ctx.bucket_name),
+            ("Prefix", encode_key(prefix, encoding)),
+            ("Marker", encode_key(marker, encoding)),
+            ("NextMarker", next_marker),
+            ("MaxKeys", max_keys),
+            ("Delimiter", encode_key(delimiter, encoding) if delimiter else None),
+            ("IsTruncated", page.is_truncated),
+            ("EncodingType", encoding),
+            *_contents(ctx, page, encoding, bucket.owner),
+        ],
+    )
+    return Response(body, media_type="application/xml")
+
+
+async def list_objects_v2(ctx: S3Context) -> Response:
+    prefix = ctx.query.get("prefix", "")
+    delimiter = ctx.query.get("delimiter", "")
+    token = ctx.query.get("continuation-token")
+    start_after = ctx.query.get("start-after", "")
+    max_keys = _max_keys(ctx)
+    encoding = _encoding_type(ctx)
+    fetch_owner = ctx.query.get("fetch-owner", "").lower() == "true"
+    marker = decode_token(token) if token is not None else start_after
+    bucket = await ctx.store.get_bucket(ctx.bucket_name)
+    page = await ctx.store.list_objects(ctx.bucket_name, prefix, delimiter, marker, max_keys)
+    next_token = (
+        encode_token(page.last_returned)
+        if page.is_truncated and page.last_returned is not None
+        else None
+    )
+    body = xml.render(
+        "ListBucketResult",
+        [
+            ("Name", ctx.bucket_name),
+            ("Prefix", encode_key(prefix, encoding)),
+            ("MaxKeys", max_keys),
+            ("KeyCount", len(page.entries) + len(page.common_prefixes)),
+            ("Delimiter", encode_key(delimiter, encoding) if delimiter else None),
+            ("IsTruncated", page.is_truncated),
+            ("ContinuationToken", token),
+            ("NextContinuationToken", next_token),
+            ("StartAfter", encode_key(start_after, encoding) if start_after else None),
+            ("EncodingType", encoding),
+            *_contents(ctx, page, encoding, bucket.owner if fetch_owner else None),
+        ],
+    )
+    return Response(body, media_type="application/xml")

@@ -1,0 +1,83 @@
+"""DeleteObjects: the multi-object delete (POST /bucket?delete)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+from starlette.responses import Response
+
+from api import xml
+from api.body import Body, content_md5
+from api.context import S3Context
+from api.errors import S3Error, from_storage_error
+from api.objects import KEY_BYTES_MAX
+from storage.catalog import NULL_VERSION
+from storage.errors import StorageError
+
+KEYS_PER_REQUEST_MAX = 1000
+BODY_BYTES_MAX = 2 * 1024 * 1024
+
+
+def _parse(body: bytes) -> tuple[bool, list[tuple[str, str | None]]]:
+    root = xml.parse(body)
+    if xml.local_name(root) != "Delete":
+        raise S3Error(
+            "MalformedXML",
+            "The XML you provided was not well-formed or did not "
+            "validate against our published schema",
+        )
+    quiet = (xml.child_text(root, "Quiet") or "").strip().lower() == "true"
+    objects = []
+    for element in xml.children_named(root, "Object"):
+        key = xml.child_text(element, "Key")
+        if key is None:
+            raise S3Error("MalformedXML", "Each Object needs a Key.")
+        objects.append((key, xml.child_text(element, "VersionId")))
+    if not objects or len(objects) > KEYS_PER_REQUEST_MAX:
+        raise S3Error("MalformedXML", f"Provide between 1 and {KEYS_PER_REQUEST_MAX} keys.")
+    return quiet, objects
+
+
+async def delete_objects(ctx: S3Context) -> Response:
+    expected_md5 = content_md5(ctx.headers)
+    body_reader = Body(ctx.request, ctx.auth)
+    body = await body_reader.read_all(BODY_BYTES_MAX)
+    if expected_md5 is not None and hashlib.md5(body).digest() != expected_md5:
+        raise S3Error("BadDigest", "The Content-MD5 you specified did not match what we received.")
+    quiet, objects = _parse(body)
+    await ctx.store.get_bucket(ctx.bucket_name)
+    # Submitted together, the deletes share one group commit.
+    results = await asyncio.gather(
+        *(_delete_one(ctx, key, version_id) for key, version_id in objects)
+    )
+    nodes: list[xml.Node] = []
+    for (key, version_id), error in zip(objects, results, strict=True):
+        if error is None:
+            if not quiet:
+                nodes.append(("Deleted", [("Key", key), ("VersionId", version_id)]))
+        else:
+            nodes.append(
+                (
+                    "Error",
+                    [
+                        ("Key", key),
+                        ("VersionId", version_id),
+                        ("Code", error.code),
+                        ("Message", error.message),
+                    ],
+                )
+            )
+    return Response(xml.render("DeleteResult", nodes), media_type="application/xml")
+
+
+async def _delete_one(ctx: S3Context, key: str, version_id: str | None) -> S3Error | None:
+    if len(key.encode()) > KEY_BYTES_MAX:
+        return S3Error("KeyTooLongError", "Your key is too long")
+    if version_id is not None and version_id != NULL_VERSION:
+        return S3Error("NoSuchVersion", "The specified version does not exist.")
+    try:
+        await ctx.store.delete_object(ctx.bucket_name, key)
+    except StorageError as exc:
+        return from_storage_error(exc, f"/{ctx.bucket_name}/{key}")
+    return None

@@ -1,0 +1,136 @@
+"""Routing: (method, host, path, query, headers) -> which S3 operation, on what.
+
+Pure functions, no I/O: FastAPI's decorators cannot tell ``?uploads`` from ``?list-type=2``,
+so the one catch-all route calls :func:`resolve` and dispatches on the operation name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from api.errors import S3Error
+
+# Bucket sub-resources we know but do not serve yet: answered NotImplemented (501), never
+# mistaken for a listing or a create.
+_BUCKET_SUBRESOURCES = frozenset(
+    (
+        "accelerate",
+        "acl",
+        "analytics",
+        "cors",
+        "encryption",
+        "intelligent-tiering",
+        "inventory",
+        "lifecycle",
+        "logging",
+        "metrics",
+        "notification",
+        "object-lock",
+        "ownershipControls",
+        "policy",
+        "policyStatus",
+        "publicAccessBlock",
+        "replication",
+        "requestPayment",
+        "tagging",
+        "uploads",
+        "versions",
+        "website",
+    )
+)
+_OBJECT_SUBRESOURCES = frozenset(
+    (
+        "acl",
+        "attributes",
+        "legal-hold",
+        "restore",
+        "retention",
+        "select",
+        "tagging",
+        "torrent",
+        "uploadId",
+        "uploads",
+        "partNumber",
+    )
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    bucket: str | None
+    key: str | None
+
+
+def split_target(path: str, host: str, domain: str | None) -> Target:
+    """Bucket and key from a virtual-hosted Host (under ``domain``) or a path-style path."""
+    hostname = host.rsplit(":", 1)[0].lower() if not host.startswith("[") else host
+    if domain and hostname.endswith("." + domain):
+        bucket = hostname[: -len(domain) - 1]
+        key = path[1:] if path.startswith("/") else path
+        return Target(bucket, key or None)
+    stripped = path[1:] if path.startswith("/") else path
+    if not stripped:
+        return Target(None, None)
+    bucket, _, key = stripped.partition("/")
+    return Target(bucket, key or None)
+
+
+def resolve(method: str, target: Target, query: Mapping[str, str], has_copy_source: bool) -> str:
+    """The S3 operation name for a request, or raise NotImplemented/MethodNotAllowed."""
+    if target.bucket is None:
+        if method in ("GET", "HEAD"):
+            return "ListBuckets"
+        raise S3Error("MethodNotAllowed", "The specified method is not allowed.")
+    if target.key is None:
+        return _resolve_bucket(method, query)
+    return _resolve_object(method, query, has_copy_source)
+
+
+def _unsupported(query: Mapping[str, str], known: frozenset[str]) -> str | None:
+    for name in query:
+        if name in known:
+            return name
+    return None
+
+
+def _resolve_bucket(method: str, query: Mapping[str, str]) -> str:
+    if method == "GET":
+        if "location" in query:
+            return "GetBucketLocation"
+        if "versioning" in query:
+            return "GetBucketVersioning"
+        _refuse(_unsupported(query, _BUCKET_SUBRESOURCES), "bucket")
+        return "ListObjectsV2" if query.get("list-type") == "2" else "ListObjects"
+    if method == "POST" and "delete" in query:
+        return "DeleteObjects"
+    _refuse(
+        _unsupported(query, _BUCKET_SUBRESOURCES | {"delete", "location", "versioning"}), "bucket"
+    )
+    by_method = {"PUT": "CreateBucket", "DELETE": "DeleteBucket", "HEAD": "HeadBucket"}
+    if method in by_method:
+        return by_method[method]
+    raise S3Error("MethodNotAllowed", "The specified method is not allowed against this resource.")
+
+
+def _resolve_object(method: str, query: Mapping[str, str], has_copy_source: bool) -> str:
+    _refuse(_unsupported(query, _OBJECT_SUBRESOURCES), "object")
+    if method == "PUT":
+        if has_copy_source:
+            _refuse("x-amz-copy-source", "object")
+        return "PutObject"
+    by_method = {"GET": "GetObject", "HEAD": "HeadObject", "DELETE": "DeleteObject"}
+    if method in by_method:
+        return by_method[method]
+    if method == "POST":
+        _refuse("POST", "object")
+    raise S3Error("MethodNotAllowed", "The specified method is not allowed against this resource.")
+
+
+def _refuse(feature: str | None, level: str) -> None:
+    if feature is not None:
+        raise S3Error(
+            "NotImplemented",
+            f"A header or query you provided implies functionality that is not implemented "
+            f"({level} {feature}).",
+        )

@@ -1,0 +1,696 @@
+"""AWS Signature Version 4 for S3: verification (server) and signing (tests, benchmarks).
+
+Server side:
+
+* :func:`verify` checks a request's header (``Authorization: AWS4-HMAC-SHA256 ...``) or
+  presigned-URL (``X-Amz-Signature`` in the query) signature. It returns None for an
+  anonymous request, an :class:`AuthContext` for a good signature, and raises
+  :class:`~api.errors.S3Error` for everything else.
+* The body is not hashed by :func:`verify` because it has not arrived yet. For a hex
+  ``x-amz-content-sha256`` the caller feeds the body through
+  ``payload_sha256_verifier(ctx.payload_hash)`` (a :class:`PayloadHasher`: ``update(data)``
+  per piece, then ``verify()``, which raises ``XAmzContentSHA256Mismatch``). Streaming
+  (``STREAMING-*``) bodies go through :class:`api.chunked.ChunkedDecoder` instead, which
+  checks the chunk signatures seeded by ``ctx.seed_signature``. ``UNSIGNED-PAYLOAD`` needs
+  neither. :func:`is_sha256_hex` tells the cases apart.
+
+Client side (must agree with :func:`verify`): :func:`sign_headers`, :func:`presign_url`,
+:func:`chunk_signature` and :func:`trailer_signature`.
+
+Canonicalization follows S3, which differs from the generic SigV4 test suite in one way:
+the URI path is neither normalized (``/a/../b`` stays) nor double-encoded. The building
+blocks take a ``service`` so the published suite (service ``"service"``) can check them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from functools import lru_cache
+from typing import Final
+from urllib.parse import quote, unquote, unquote_to_bytes, urlsplit
+
+from api.errors import S3Error
+
+ALGORITHM: Final = "AWS4-HMAC-SHA256"
+SERVICE: Final = "s3"
+TERMINATOR: Final = "aws4_request"
+UNSIGNED_PAYLOAD: Final = "UNSIGNED-PAYLOAD"
+STREAMING_PAYLOAD: Final = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
+STREAMING_PAYLOAD_TRAILER: Final = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"
+STREAMING_UNSIGNED_PAYLOAD_TRAILER: Final = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
+EMPTY_SHA256: Final = hashlib.sha256(b"").hexdigest()
+
+# AWS allows 15 minutes of clock difference, and presigned URLs live at most 7 days.
+MAX_SKEW: Final = timedelta(minutes=15)
+MAX_PRESIGN_EXPIRES_S: Final = 7 * 24 * 3600
+
+AMZ_DATE_FORMAT: Final = "%Y%m%dT%H%M%SZ"
+_PAYLOAD_CONSTANTS: Final = frozenset(
+    {
+        UNSIGNED_PAYLOAD,
+        STREAMING_PAYLOAD,
+        STREAMING_PAYLOAD_TRAILER,
+        STREAMING_UNSIGNED_PAYLOAD_TRAILER,
+    }
+)
+_SHA256_HEX: Final = re.compile(r"[0-9a-fA-F]{64}")
+_PRESIGN_PARAMS: Final = (
+    "X-Amz-Algorithm",
+    "X-Amz-Credential",
+    "X-Amz-Signature",
+    "X-Amz-Date",
+    "X-Amz-SignedHeaders",
+    "X-Amz-Expires",
+)
+# Headers a client must not sign: proxies and the HTTP stack rewrite them (botocore's list).
+_UNSIGNABLE_HEADERS: Final = frozenset({"authorization", "expect", "user-agent", "x-amzn-trace-id"})
+_SIGNATURE_MISMATCH: Final = (
+    "The request signature we calculated does not match the signature you provided. "
+    "Check your key and signing method."
+)
+
+
+@dataclass(frozen=True)
+class SignableRequest:
+    """What verification needs from an HTTP request."""
+
+    method: str
+    path: str  # percent-DECODED request path, e.g. "/bucket/a b/c"
+    query_string: str  # raw query string as received (still percent-encoded), no "?"
+    headers: Mapping[str, str]  # lower-case names; repeated headers joined with ","
+
+
+@dataclass(frozen=True)
+class AuthContext:
+    """A verified request's credentials, kept for checking the body that follows."""
+
+    access_key: str
+    payload_hash: str  # x-amz-content-sha256: hex digest, UNSIGNED-PAYLOAD or STREAMING-*
+    amz_date: str  # "20130524T000000Z"
+    scope: str  # "20130524/us-east-1/s3/aws4_request"
+    signing_key: bytes
+    seed_signature: str  # the request's own signature: seed of the chunk-signature chain
+    presigned: bool
+
+
+@dataclass(frozen=True)
+class _Credential:
+    access_key: str
+    date: str
+    region: str
+    service: str
+    terminator: str
+
+    @property
+    def scope(self) -> str:
+        return f"{self.date}/{self.region}/{self.service}/{self.terminator}"
+
+
+@dataclass(frozen=True)
+class _ParsedAuth:
+    """The signature parameters of either form, before any of them is trusted."""
+
+    credential: _Credential
+    signed_headers: list[str]
+    signature: str
+    amz_date: str
+    request_time: datetime
+    payload_hash: str
+    presigned: bool
+    expires_s: int  # presigned only; 0 for the header form
+
+
+# --------------------------------------------------------------------------------------
+# Canonicalization building blocks (parametrized by service for the generic test suite)
+# --------------------------------------------------------------------------------------
+
+
+def uri_encode(value: str | bytes, *, keep_slash: bool) -> str:
+    """AWS URI-encoding: every byte but ``A-Za-z0-9-._~`` (and '/' if kept) as %XX."""
+    raw = value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
+    return quote(raw, safe="/~" if keep_slash else "~")
+
+
+def canonical_uri(path: str) -> str:
+    """S3's canonical URI: the decoded path re-encoded once, with no dot-segment removal."""
+    return uri_encode(path or "/", keep_slash=True)
+
+
+def _query_pairs(query_string: str) -> list[tuple[bytes, bytes]]:
+    """Decoded (name, value) pairs in order; a parameter without '=' has an empty value.
+
+    '+' decodes to a space (as S3 does): Go's url.Values sends a space as '+' but signs it
+    as %20, and every client encodes a literal '+' as %2B.
+    """
+    pairs: list[tuple[bytes, bytes]] = []
+    for part in query_string.split("&"):
+        if not part:
+            continue
+        name, _, value = part.partition("=")
+        pairs.append((_unquote_plus(name), _unquote_plus(value)))
+    return pairs
+
+
+def _unquote_plus(text: str) -> bytes:
+    """Percent-decode to bytes; raw non-ASCII characters count as their UTF-8 bytes."""
+    return unquote_to_bytes(text.replace("+", " ").encode("utf-8", "surrogateescape"))
+
+
+def canonical_query(query_string: str, exclude: Iterable[str] = ()) -> str:
+    """Canonical query string: decode, re-encode (incl. '/'), sort by name then value."""
+    skip = {name.encode() for name in exclude}
+    encoded = sorted(
+        (uri_encode(name, keep_slash=False), uri_encode(value, keep_slash=False))
+        for name, value in _query_pairs(query_string)
+        if name not in skip
+    )
+    return "&".join(f"{name}={value}" for name, value in encoded)
+
+
+def canonical_header_value(value: str) -> str:
+    """Trim and collapse inner whitespace runs to one space (as botocore signs)."""
+    return " ".join(value.split())
+
+
+def canonical_request(
+    method: str,
+    uri: str,
+    query: str,
+    headers: Mapping[str, str],
+    signed_headers: list[str],
+    payload_hash: str,
+) -> str:
+    """The canonical request; ``uri`` and ``query`` are already canonical.
+
+    A signed header missing from ``headers`` canonicalizes as empty, which makes the
+    signature fail unless the client really signed an empty value.
+    """
+    lines = [f"{name}:{canonical_header_value(headers.get(name, ''))}\n" for name in signed_headers]
+    return "\n".join([method, uri, query, "".join(lines), ";".join(signed_headers), payload_hash])
+
+
+def string_to_sign(amz_date: str, scope: str, canonical_request_text: str) -> str:
+    digest = hashlib.sha256(canonical_request_text.encode("utf-8", "surrogateescape")).hexdigest()
+    return f"{ALGORITHM}\n{amz_date}\n{scope}\n{digest}"
+
+
+def _hmac(key: bytes, message: str) -> bytes:
+    return hmac.new(key, message.encode("utf-8"), hashlib.sha256).digest()
+
+
+@lru_cache(maxsize=256)
+def signing_key(secret_key: str, date: str, region: str, service: str = SERVICE) -> bytes:
+    """The derived key (4 HMACs); cached because it changes once a day per key and region."""
+    key = _hmac(("AWS4" + secret_key).encode("utf-8"), date)
+    key = _hmac(key, region)
+    key = _hmac(key, service)
+    return _hmac(key, TERMINATOR)
+
+
+def signature(key: bytes, text: str) -> str:
+    return hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def chunk_signature(
+    signing_key: bytes, amz_date: str, scope: str, previous_signature: str, chunk: bytes
+) -> str:
+    """Signature of one aws-chunked chunk, chained on the previous one (seed: request's)."""
+    text = "\n".join(
+        [
+            "AWS4-HMAC-SHA256-PAYLOAD",
+            amz_date,
+            scope,
+            previous_signature,
+            EMPTY_SHA256,
+            hashlib.sha256(chunk).hexdigest(),
+        ]
+    )
+    return signature(signing_key, text)
+
+
+def chunk_signature_from_digest(
+    signing_key: bytes, amz_date: str, scope: str, previous_signature: str, chunk_sha256: str
+) -> str:
+    """:func:`chunk_signature` for a chunk whose SHA-256 was computed incrementally."""
+    text = "\n".join(
+        [
+            "AWS4-HMAC-SHA256-PAYLOAD",
+            amz_date,
+            scope,
+            previous_signature,
+            EMPTY_SHA256,
+            chunk_sha256,
+        ]
+    )
+    return signature(signing_key, text)
+
+
+def canonical_trailers(trailers: Mapping[str, str]) -> bytes:
+    """Trailer block as signed: ``name:value\\n`` per trailer, names lower-case and sorted."""
+    lines = sorted(f"{name.lower()}:{value.strip()}\n" for name, value in trailers.items())
+    return "".join(lines).encode("utf-8")
+
+
+def trailer_signature(
+    signing_key: bytes,
+    amz_date: str,
+    scope: str,
+    previous_signature: str,
+    trailers: Mapping[str, str],
+) -> str:
+    """The ``x-amz-trailer-signature`` value; ``previous_signature`` is the final chunk's."""
+    text = "\n".join(
+        [
+            "AWS4-HMAC-SHA256-TRAILER",
+            amz_date,
+            scope,
+            previous_signature,
+            hashlib.sha256(canonical_trailers(trailers)).hexdigest(),
+        ]
+    )
+    return signature(signing_key, text)
+
+
+def signatures_equal(expected: str, provided: str) -> bool:
+    """Constant-time comparison; bytes so non-ASCII input cannot raise TypeError."""
+    return hmac.compare_digest(expected.encode("utf-8"), provided.encode("utf-8", "replace"))
+
+
+def is_sha256_hex(payload_hash: str) -> bool:
+    """True when x-amz-content-sha256 is an actual digest the body must be checked against."""
+    return _SHA256_HEX.fullmatch(payload_hash) is not None
+
+
+# --------------------------------------------------------------------------------------
+# Payload hash check (the body arrives after verify())
+# --------------------------------------------------------------------------------------
+
+
+class PayloadHasher:
+    """Hashes a body as it streams and checks it against x-amz-content-sha256."""
+
+    def __init__(self, expected_hex: str) -> None:
+        self._expected = expected_hex.lower()
+        self._hash = hashlib.sha256()
+
+    def update(self, data: bytes) -> None:
+        self._hash.update(data)
+
+    def verify(self) -> None:
+        if not hmac.compare_digest(self._hash.hexdigest().encode(), self._expected.encode()):
+            raise S3Error(
+                "XAmzContentSHA256Mismatch",
+                "The provided 'x-amz-content-sha256' header does not match what was computed.",
+            )
+
+
+def payload_sha256_verifier(expected_hex: str) -> PayloadHasher:
+    return PayloadHasher(expected_hex)
+
+
+# --------------------------------------------------------------------------------------
+# Verification
+# --------------------------------------------------------------------------------------
+
+
+def verify(
+    request: SignableRequest,
+    secret_for: Callable[[str], str | None],
+    region: str,
+    now: datetime | None = None,
+) -> AuthContext | None:
+    """Check the request's SigV4 signature; None when it carries no authentication at all."""
+    parsed = _parse_auth(request, region)
+    if parsed is None:
+        return None
+    secret = secret_for(parsed.credential.access_key)
+    if secret is None:
+        raise S3Error(
+            "InvalidAccessKeyId",
+            "The AWS Access Key Id you provided does not exist in our records.",
+        )
+    _check_time(parsed, _utc(now or datetime.now(UTC)))
+    cred = parsed.credential
+    key = signing_key(secret, cred.date, cred.region, cred.service)
+    exclude = ("X-Amz-Signature",) if parsed.presigned else ()
+    text = canonical_request(
+        request.method,
+        canonical_uri(request.path),
+        canonical_query(request.query_string, exclude),
+        request.headers,
+        parsed.signed_headers,
+        parsed.payload_hash,
+    )
+    expected = signature(key, string_to_sign(parsed.amz_date, cred.scope, text))
+    if not signatures_equal(expected, parsed.signature):
+        raise S3Error("SignatureDoesNotMatch", _SIGNATURE_MISMATCH)
+    return AuthContext(
+        access_key=cred.access_key,
+        payload_hash=parsed.payload_hash,
+        amz_date=parsed.amz_date,
+        scope=cred.scope,
+        signing_key=key,
+        seed_signature=parsed.signature,
+        presigned=parsed.presigned,
+    )
+
+
+def _parse_auth(request: SignableRequest, region: str) -> _ParsedAuth | None:
+    """Find which authentication the request uses and parse it; None if anonymous."""
+    authorization = request.headers.get("authorization")
+    query_names = {name for name, _ in _query_pairs(request.query_string)}
+    presigned = b"X-Amz-Algorithm" in query_names or b"X-Amz-Signature" in query_names
+    sigv2_query = b"AWSAccessKeyId" in query_names and b"Signature" in query_names
+    if authorization is not None and (presigned or sigv2_query):
+        raise S3Error(
+            "InvalidArgument",
+            "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, "
+            "Signature query string parameter or the Authorization header should be specified",
+        )
+    if authorization is not None:
+        return _parse_header_auth(request, authorization, region)
+    if presigned:
+        return _parse_presigned(request, region)
+    if sigv2_query:
+        raise _sigv2_rejected()
+    return None
+
+
+def _sigv2_rejected() -> S3Error:
+    return S3Error(
+        "AccessDenied",
+        "AWS Signature Version 2 is not supported by this server; sign requests with "
+        "AWS Signature Version 4 (AWS4-HMAC-SHA256).",
+    )
+
+
+def _header_malformed(detail: str) -> S3Error:
+    return S3Error(
+        "AuthorizationHeaderMalformed", f"The authorization header is malformed; {detail}"
+    )
+
+
+def _query_malformed(detail: str) -> S3Error:
+    return S3Error("AuthorizationQueryParametersError", detail)
+
+
+def _parse_header_auth(request: SignableRequest, authorization: str, region: str) -> _ParsedAuth:
+    algorithm, _, rest = authorization.strip().partition(" ")
+    if algorithm == "AWS":
+        raise _sigv2_rejected()
+    if algorithm != ALGORITHM:
+        raise _header_malformed(
+            f"the authorization mechanism {algorithm!r} is not supported; use {ALGORITHM}."
+        )
+    fields = _parse_auth_fields(rest)
+    credential = _parse_credential(fields["Credential"], region, _header_malformed)
+    signed_headers = _parse_signed_headers(fields["SignedHeaders"], _header_malformed)
+    amz_date, request_time = _header_date(request.headers)
+    if credential.date != amz_date[:8]:
+        raise _header_malformed("Invalid credential date. Date is not the same as X-Amz-Date.")
+    payload_hash = request.headers.get("x-amz-content-sha256")
+    if payload_hash is None:
+        raise S3Error(
+            "InvalidRequest", "Missing required header for this request: x-amz-content-sha256"
+        )
+    if payload_hash not in _PAYLOAD_CONSTANTS and not is_sha256_hex(payload_hash):
+        raise S3Error(
+            "InvalidArgument",
+            "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
+            "[-TRAILER], STREAMING-UNSIGNED-PAYLOAD-TRAILER or a valid sha256 value.",
+        )
+    return _ParsedAuth(
+        credential=credential,
+        signed_headers=signed_headers,
+        signature=fields["Signature"],
+        amz_date=amz_date,
+        request_time=request_time,
+        payload_hash=payload_hash,
+        presigned=False,
+        expires_s=0,
+    )
+
+
+def _parse_auth_fields(text: str) -> dict[str, str]:
+    """``Credential=..., SignedHeaders=..., Signature=...`` (any spacing) as a dict."""
+    fields: dict[str, str] = {}
+    for part in text.split(","):
+        name, sep, value = part.strip().partition("=")
+        if not sep or not name or name in fields:
+            raise _header_malformed(f"the component {part.strip()!r} is malformed.")
+        fields[name] = value.strip()
+    missing = [name for name in ("Credential", "SignedHeaders", "Signature") if name not in fields]
+    if missing:
+        raise _header_malformed(f"missing {', '.join(missing)}.")
+    return fields
+
+
+def _parse_credential(text: str, region: str, error: Callable[[str], S3Error]) -> _Credential:
+    parts = text.rsplit("/", 4)
+    if len(parts) != 5 or not all(parts):
+        raise error(
+            'the Credential is mal-formed; expecting "<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/'
+            'aws4_request".'
+        )
+    credential = _Credential(*parts)
+    if not re.fullmatch(r"\d{8}", credential.date):
+        raise error(f"the Credential date {credential.date!r} is not of the form YYYYMMDD.")
+    if credential.region != region:
+        raise error(f"the region '{credential.region}' is wrong; expecting '{region}'")
+    if credential.service != SERVICE:
+        raise error(f"incorrect service '{credential.service}'. This endpoint belongs to 's3'.")
+    if credential.terminator != TERMINATOR:
+        raise error(
+            f"incorrect terminal '{credential.terminator}'. This endpoint uses 'aws4_request'."
+        )
+    return credential
+
+
+def _parse_signed_headers(text: str, error: Callable[[str], S3Error]) -> list[str]:
+    """Names in the client's order (the order it signed them in), lower-cased."""
+    names = [name.strip().lower() for name in text.split(";")]
+    if not all(names):
+        raise error("the SignedHeaders list is malformed.")
+    if "host" not in names:
+        raise error("the host header must be signed.")
+    return names
+
+
+def _parse_amz_date(text: str) -> datetime | None:
+    try:
+        return datetime.strptime(text, AMZ_DATE_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def _header_date(headers: Mapping[str, str]) -> tuple[str, datetime]:
+    """The request time from x-amz-date, else from Date; AWS answers AccessDenied if neither."""
+    when: datetime | None = None
+    if "x-amz-date" in headers:
+        when = _parse_amz_date(headers["x-amz-date"].strip())
+    elif "date" in headers:
+        try:
+            when = parsedate_to_datetime(headers["date"])
+        except (TypeError, ValueError):
+            when = None
+        if when is not None:
+            when = _utc(when)
+    if when is None:
+        raise S3Error(
+            "AccessDenied", "AWS authentication requires a valid Date or x-amz-date header"
+        )
+    return when.strftime(AMZ_DATE_FORMAT), when
+
+
+def _parse_presigned(request: SignableRequest, region: str) -> _ParsedAuth:
+    params = _presign_params(request.query_string)
+    if params["X-Amz-Algorithm"] != ALGORITHM:
+        raise _query_malformed(f'X-Amz-Algorithm only supports "{ALGORITHM}"')
+    credential = _parse_credential(
+        params["X-Amz-Credential"],
+        region,
+        lambda detail: _query_malformed(f"Error parsing the X-Amz-Credential parameter; {detail}"),
+    )
+    signed_headers = _parse_signed_headers(params["X-Amz-SignedHeaders"], _query_malformed)
+    amz_date = params["X-Amz-Date"]
+    request_time = _parse_amz_date(amz_date)
+    if request_time is None:
+        raise _query_malformed(
+            "X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\""
+        )
+    if credential.date != amz_date[:8]:
+        raise _query_malformed(
+            "Error parsing the X-Amz-Credential parameter; Invalid credential date. "
+            "Date is not the same as X-Amz-Date."
+        )
+    return _ParsedAuth(
+        credential=credential,
+        signed_headers=signed_headers,
+        signature=params["X-Amz-Signature"],
+        amz_date=amz_date,
+        request_time=request_time,
+        payload_hash=_presigned_payload_hash(request.query_string),
+        presigned=True,
+        expires_s=_parse_expires(params["X-Amz-Expires"]),
+    )
+
+
+def _presign_params(query_string: str) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for raw_name, raw_value in _query_pairs(query_string):
+        name = raw_name.decode("utf-8", "replace")
+        if name.startswith("X-Amz-"):
+            if name in params:
+                raise _query_malformed(f"{name} appears more than once.")
+            params[name] = raw_value.decode("utf-8", "replace")
+    if any(name not in params for name in _PRESIGN_PARAMS):
+        raise _query_malformed(
+            "Query-string authentication version 4 requires the X-Amz-Algorithm, "
+            "X-Amz-Credential, X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, and "
+            "X-Amz-Expires parameters."
+        )
+    return params
+
+
+def _presigned_payload_hash(query_string: str) -> str:
+    """UNSIGNED-PAYLOAD unless the URL pins a hash with X-Amz-Content-Sha256 (as AWS does)."""
+    for name, value in _query_pairs(query_string):
+        if name == b"X-Amz-Content-Sha256":
+            return value.decode("utf-8", "replace")
+    return UNSIGNED_PAYLOAD
+
+
+def _parse_expires(text: str) -> int:
+    if not re.fullmatch(r"\d{1,12}", text):
+        raise _query_malformed("X-Amz-Expires should be a number")
+    expires = int(text)
+    if expires < 1:
+        raise _query_malformed("X-Amz-Expires must be positive")
+    if expires > MAX_PRESIGN_EXPIRES_S:
+        raise _query_malformed("X-Amz-Expires must be less than a week (in seconds) that is 604800")
+    return expires
+
+
+def _check_time(parsed: _ParsedAuth, now: datetime) -> None:
+    if not parsed.presigned:
+        if abs(now - parsed.request_time) > MAX_SKEW:
+            raise S3Error(
+                "RequestTimeTooSkewed",
+                "The difference between the request time and the current time is too large.",
+            )
+        return
+    if parsed.request_time - now > MAX_SKEW:
+        raise S3Error("AccessDenied", "Request is not valid yet")
+    if now > parsed.request_time + timedelta(seconds=parsed.expires_s):
+        raise S3Error("AccessDenied", "Request has expired")
+
+
+# --------------------------------------------------------------------------------------
+# Client side
+# --------------------------------------------------------------------------------------
+
+
+def _host_of(url: str) -> tuple[str, str, str]:
+    """(host header value, decoded path, raw query) of an absolute URL.
+
+    The default port is left out of the host, as HTTP clients (httpx, botocore) send it.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    default_port = {"http": 80, "https": 443}.get(parts.scheme)
+    if parts.port is not None and parts.port != default_port:
+        host = f"{host}:{parts.port}"
+    return host, unquote(parts.path or "/", errors="surrogateescape"), parts.query
+
+
+def _utc(when: datetime) -> datetime:
+    """An aware UTC datetime; a naive one is taken to be UTC already."""
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def _amz_date(now: datetime | None) -> str:
+    return _utc(now or datetime.now(UTC)).strftime(AMZ_DATE_FORMAT)
+
+
+def sign_headers(
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    access_key: str,
+    secret_key: str,
+    region: str = "us-east-1",
+    payload_hash: str = UNSIGNED_PAYLOAD,
+    now: datetime | None = None,
+) -> dict[str, str]:
+    """Headers to send for ``url`` (path and query encoded as sent), signed in header form.
+
+    Every given header is signed except the ones HTTP stacks rewrite (User-Agent, Expect...).
+    """
+    host, path, query = _host_of(url)
+    amz_date = _amz_date(now)
+    replaced = ("x-amz-date", "x-amz-content-sha256", "authorization")
+    result = {name: value for name, value in headers.items() if name.lower() not in replaced}
+    if not any(name.lower() == "host" for name in result):
+        result["host"] = host
+    result["x-amz-date"] = amz_date
+    result["x-amz-content-sha256"] = payload_hash
+    lower = {name.lower(): value for name, value in result.items()}
+    signed = sorted(name for name in lower if name not in _UNSIGNABLE_HEADERS)
+    scope = f"{amz_date[:8]}/{region}/{SERVICE}/{TERMINATOR}"
+    text = canonical_request(
+        method, canonical_uri(path), canonical_query(query), lower, signed, payload_hash
+    )
+    key = signing_key(secret_key, amz_date[:8], region)
+    sig = signature(key, string_to_sign(amz_date, scope, text))
+    result["authorization"] = (
+        f"{ALGORITHM} Credential={access_key}/{scope}, "
+        f"SignedHeaders={';'.join(signed)}, Signature={sig}"
+    )
+    return result
+
+
+def presign_url(
+    method: str,
+    url: str,
+    access_key: str,
+    secret_key: str,
+    expires_s: int = 3600,
+    region: str = "us-east-1",
+    now: datetime | None = None,
+) -> str:
+    """``url`` with X-Amz-* query parameters that authorize ``method`` for ``expires_s``."""
+    host, path, query = _host_of(url)
+    amz_date = _amz_date(now)
+    scope = f"{amz_date[:8]}/{region}/{SERVICE}/{TERMINATOR}"
+    auth_params = {
+        "X-Amz-Algorithm": ALGORITHM,
+        "X-Amz-Credential": f"{access_key}/{scope}",
+        "X-Amz-Date": amz_date,
+        "X-Amz-Expires": str(expires_s),
+        "X-Amz-SignedHeaders": "host",
+    }
+    encoded = "&".join(
+        f"{uri_encode(name, keep_slash=False)}={uri_encode(value, keep_slash=False)}"
+        for name, value in auth_params.items()
+    )
+    full_query = f"{query}&{encoded}" if query else encoded
+    text = canonical_request(
+        method,
+        canonical_uri(path),
+        canonical_query(full_query),
+        {"host": host},
+        ["host"],
+        _presigned_payload_hash(query),
+    )
+    key = signing_key(secret_key, amz_date[:8], region)
+    sig = signature(key, string_to_sign(amz_date, scope, text))
+    base = url.split("?", 1)[0]
+    return f"{base}?{full_query}&X-Amz-Signature={sig}"

@@ -1,0 +1,58 @@
+"""The ``lakenode`` command line: subcommands, starting with ``serve``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from node.config import OneLineParser, ServeConfig, add_serve_arguments, resolve_serve_config
+
+log = logging.getLogger("lakenode")
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    parser = OneLineParser(prog="lakenode", description="Replicated S3-compatible storage node")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    serve_parser = commands.add_parser("serve", help="serve S3 on --listen from --data-dir")
+    add_serve_arguments(serve_parser)
+    return parser, {"serve": serve_parser}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, subparsers = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return serve(resolve_serve_config(subparsers["serve"], args))
+    parser.error(f"unknown command {args.command}")
+
+
+def serve(config: ServeConfig) -> int:
+    import uvicorn
+
+    from node.app import build_app
+
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    if not config.auth:
+        log.warning("authentication is OFF (--auth off): for local development only")
+    uvicorn_config = uvicorn.Config(
+        build_app(config),
+        host=config.host,
+        port=config.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        timeout_keep_alive=30,
+        server_header=False,
+    )
+    server = uvicorn.Server(uvicorn_config)
+    log.info("lakenode serving http://%s:%d data=%s", config.host, config.port, config.data_dir)
+    server.run()
+    return 0 if server.started else 1

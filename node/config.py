@@ -1,0 +1,191 @@
+"""Node configuration: command-line flags with matching LAKENODE_* environment variables.
+
+A flag wins over its environment variable, which wins over the default. A bad value from
+either source ends the program with one line naming the flag and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+DEFAULT_ACCESS_KEY = "lakenode"
+DEFAULT_SECRET_KEY = "lakenode-secret"
+DEFAULT_LISTEN = "127.0.0.1:9000"
+DEFAULT_REGION = "us-east-1"
+GIB = 1 << 30
+
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "kib": 1 << 10,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "mib": 1 << 20,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "gib": 1 << 30,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "tib": 1 << 40,
+}
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    data_dir: Path
+    host: str
+    port: int
+    access_key: str
+    secret_key: str
+    region: str
+    auth: bool
+    node_id: str | None
+    max_object_size: int
+    segment_size: int
+    domain: str | None
+    allow_default_credentials: bool
+
+    @property
+    def uses_default_credentials(self) -> bool:
+        return self.access_key == DEFAULT_ACCESS_KEY and self.secret_key == DEFAULT_SECRET_KEY
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse prints usage plus the error; we print just the error line, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(2)
+
+
+def parse_size(text: str) -> int:
+    match = re.fullmatch(r"\s*(\d+)\s*([A-Za-z]*)\s*", text)
+    if not match or match.group(2).lower() not in _SIZE_UNITS:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r} (e.g. 5GiB, 100MB, 1048576)")
+    value = int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"size must be positive: {text!r}")
+    return value
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d+)|([^:\[\]]+):(\d+)", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    host = match.group(1) or match.group(3)
+    port = int(match.group(2) or match.group(4))
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port out of range in {text!r}")
+    return host, port
+
+
+def parse_on_off(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("on", "true", "1", "yes"):
+        return True
+    if lowered in ("off", "false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected on or off, got {text!r}")
+
+
+def parse_region(text: str) -> str:
+    if not re.fullmatch(r"[a-z0-9-]{1,32}", text):
+        raise argparse.ArgumentTypeError(f"invalid region {text!r}")
+    return text
+
+
+def parse_domain(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9.-]{1,253}", text) or text.startswith("."):
+        raise argparse.ArgumentTypeError(f"invalid domain {text!r}")
+    return text.lower()
+
+
+def parse_node_id(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", text):
+        raise argparse.ArgumentTypeError(f"invalid node id {text!r}: use 1-64 of [A-Za-z0-9._-]")
+    return text
+
+
+def parse_key(text: str) -> str:
+    if not text or len(text) > 128 or any(c.isspace() for c in text):
+        raise argparse.ArgumentTypeError("must be 1-128 characters without spaces")
+    return text
+
+
+# (flag, environment variable, parser, default, help)
+SERVE_OPTIONS: tuple[tuple[str, str | None, object, str | None, str], ...] = (
+    ("--data-dir", "LAKENODE_DATA_DIR", Path, "./data", "data directory"),
+    ("--listen", "LAKENODE_LISTEN", parse_listen, DEFAULT_LISTEN, "HOST:PORT to serve S3 on"),
+    ("--access-key", "LAKENODE_ACCESS_KEY", parse_key, DEFAULT_ACCESS_KEY, "root access key"),
+    ("--secret-key", "LAKENODE_SECRET_KEY", parse_key, DEFAULT_SECRET_KEY, "root secret key"),
+    ("--region", "LAKENODE_REGION", parse_region, DEFAULT_REGION, "region for SigV4 scopes"),
+    ("--auth", "LAKENODE_AUTH", parse_on_off, "on", "on|off: off is for local development"),
+    ("--node-id", "LAKENODE_NODE_ID", parse_node_id, None, "node id (default: generated once)"),
+    ("--max-object-size", "LAKENODE_MAX_OBJECT_SIZE", parse_size, "5GiB", "largest object"),
+    ("--segment-size", "LAKENODE_SEGMENT_SIZE", parse_size, "1GiB", "segment rotation size"),
+    ("--domain", "LAKENODE_DOMAIN", parse_domain, None, "base domain for virtual-hosted style"),
+)
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    for flag, env, _parse, default, help_text in SERVE_OPTIONS:
+        suffix = f" [env {env}]" if env else ""
+        shown = f" (default {default})" if default is not None else ""
+        parser.add_argument(flag, default=None, help=f"{help_text}{shown}{suffix}")
+    parser.add_argument(
+        "--allow-default-credentials",
+        action="store_true",
+        help="allow the documented default credentials on a non-loopback address",
+    )
+
+
+def resolve_serve_config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> ServeConfig:
+    values: dict[str, object] = {}
+    for flag, env, parse, default, _help in SERVE_OPTIONS:
+        name = flag.lstrip("-").replace("-", "_")
+        raw, source = getattr(args, name), flag
+        if raw is None and env and env in os.environ:
+            raw, source = os.environ[env], f"{flag} (from {env})"
+        if raw is None:
+            raw = default
+        if raw is None:
+            values[name] = None
+            continue
+        try:
+            values[name] = parse(raw)  # type: ignore[operator]
+        except (argparse.ArgumentTypeError, ValueError) as exc:
+            parser.error(f"argument {source}: {exc}")
+    listen = values.pop("listen")
+    assert isinstance(listen, tuple)
+    host, port = listen
+    config = ServeConfig(
+        host=host,
+        port=port,
+        allow_default_credentials=args.allow_default_credentials,
+        **values,  # type: ignore[arg-type]
+    )
+    exposed = not _is_loopback(config.host)
+    if config.uses_default_credentials and exposed and not config.allow_default_credentials:
+        parser.error(
+            f"argument --listen: refusing to serve {config.host} with the default "
+            "credentials; set --access-key/--secret-key or pass --allow-default-credentials"
+        )
+    return config
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,277 @@
+"""Catalog: synchronous SQL over the schema in storage/schema.py.
+
+Read functions run on the read connection; ``apply_*`` functions run inside the group-commit
+transaction (storage/commit.py) on the write connection, each one in its own savepoint, and
+write the change-log row for their mutation in that same transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from storage.errors import BucketAlreadyExists, BucketNotEmpty, NoSuchBucket
+from storage.hlc import Timestamp
+from storage.manifest import Kind, Manifest, decode
+
+NULL_VERSION = "null"
+
+
+@dataclass(frozen=True)
+class BucketInfo:
+    name: str
+    owner: str
+    created_ms: int
+    versioning: str
+
+
+@dataclass(frozen=True)
+class ListEntry:
+    key: str
+    size: int
+    etag: str
+    last_modified_ms: int
+
+
+@dataclass(frozen=True)
+class ListPage:
+    entries: list[ListEntry]
+    common_prefixes: list[str]
+    is_truncated: bool
+    # The last key or common prefix returned: the marker that continues this listing.
+    last_returned: str | None
+
+
+# ---- meta -------------------------------------------------------------------------------
+
+
+def read_meta(conn: sqlite3.Connection, name: str) -> str | None:
+    row = conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def write_meta(conn: sqlite3.Connection, name: str, value: str) -> None:
+    conn.execute(
+        "INSERT INTO meta (name, value) VALUES (?, ?) "
+        "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        (name, value),
+    )
+
+
+def last_hlc(conn: sqlite3.Connection) -> int:
+    """The largest HLC this data dir ever issued or stored."""
+    stored = read_meta(conn, "hlc_last")
+    (logged,) = conn.execute("SELECT coalesce(max(hlc), 0) FROM changes").fetchone()
+    return max(int(stored or 0), int(logged))
+
+
+def segment_states(conn: sqlite3.Connection) -> dict[int, tuple[int, bool]]:
+    rows = conn.execute("SELECT id, durable_end, sealed FROM segments").fetchall()
+    return {int(r[0]): (int(r[1]), bool(r[2])) for r in rows}
+
+
+def record_segments(
+    conn: sqlite3.Connection, durable: dict[int, int], sealed: Iterable[int]
+) -> None:
+    conn.executemany(
+        "INSERT INTO segments (id, durable_end) VALUES (?, ?) ON CONFLICT (id) DO UPDATE "
+        "SET durable_end = max(durable_end, excluded.durable_end)",
+        durable.items(),
+    )
+    conn.executemany(
+        "INSERT INTO segments (id, durable_end, sealed) VALUES (?, 0, 1) "
+        "ON CONFLICT (id) DO UPDATE SET sealed = 1",
+        ((segment_id,) for segment_id in sealed),
+    )
+
+
+# ---- change log ---------------------------------------------------------------------------
+
+
+def log_change(
+    conn: sqlite3.Connection,
+    stamp: Timestamp,
+    op: str,
+    bucket: str,
+    manifest: Manifest | None = None,
+    manifest_bytes: bytes | None = None,
+    payload: dict[str, str] | None = None,
+) -> None:
+    conn.execute(
+        "INSERT INTO changes (hlc, origin, op, bucket, key, version_id, size, etag, manifest,"
+        " payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            stamp.pack(),
+            stamp.node_id,
+            op,
+            bucket,
+            manifest.key if manifest else None,
+            manifest.version_id if manifest else None,
+            manifest.size if manifest else None,
+            manifest.etag if manifest else None,
+            manifest_bytes,
+            json.dumps(payload, sort_keys=True) if payload is not None else None,
+        ),
+    )
+
+
+# ---- buckets ------------------------------------------------------------------------------
+
+
+def get_bucket(conn: sqlite3.Connection, name: str) -> BucketInfo:
+    row = conn.execute(
+        "SELECT name, owner, created_ms, versioning FROM buckets WHERE name = ?", (name,)
+    ).fetchone()
+    if row is None:
+        raise NoSuchBucket(name)
+    return BucketInfo(*row)
+
+
+def list_buckets(conn: sqlite3.Connection) -> list[BucketInfo]:
+    rows = conn.execute(
+        "SELECT name, owner, created_ms, versioning FROM buckets ORDER BY name"
+    ).fetchall()
+    return [BucketInfo(*row) for row in rows]
+
+
+def apply_create_bucket(
+    conn: sqlite3.Connection, stamp: Timestamp, name: str, owner: str
+) -> BucketInfo:
+    if conn.execute("SELECT 1 FROM buckets WHERE name = ?", (name,)).fetchone():
+        raise BucketAlreadyExists(name)
+    created_ms = stamp.wall_ms
+    conn.execute(
+        "INSERT INTO buckets (name, owner, created_ms, hlc, origin) VALUES (?, ?, ?, ?, ?)",
+        (name, owner, created_ms, stamp.pack(), stamp.node_id),
+    )
+    log_change(conn, stamp, "bucket.create", name, payload={"owner": owner})
+    return BucketInfo(name, owner, created_ms, "")
+
+
+def apply_delete_bucket(conn: sqlite3.Connection, stamp: Timestamp, name: str) -> None:
+    get_bucket(conn, name)
+    # Delete markers keep a bucket non-empty, as on AWS; tombstones are internal.
+    busy = conn.execute(
+        "SELECT 1 FROM versions WHERE bucket = ? AND kind != ? LIMIT 1", (name, Kind.TOMBSTONE)
+    ).fetchone()
+    if busy:
+        raise BucketNotEmpty(name)
+    conn.execute("DELETE FROM versions WHERE bucket = ?", (name,))
+    conn.execute("DELETE FROM buckets WHERE name = ?", (name,))
+    log_change(conn, stamp, "bucket.delete", name)
+
+
+# ---- objects -------------------------------------------------------------------------------
+
+
+def get_latest(conn: sqlite3.Connection, bucket: str, key: str) -> Manifest | None:
+    """The latest version of a key (object, delete marker or tombstone), or None."""
+    row = conn.execute(
+        "SELECT manifest FROM versions WHERE bucket = ? AND key = ? AND is_latest = 1",
+        (bucket, key),
+    ).fetchone()
+    return None if row is None else decode(row[0])
+
+
+def apply_put_version(
+    conn: sqlite3.Connection, manifest: Manifest, manifest_bytes: bytes, stamp: Timestamp
+) -> None:
+    """Make ``manifest`` the latest version of its key, replacing the null version if any."""
+    get_bucket(conn, manifest.bucket)
+    conn.execute(
+        "UPDATE versions SET is_latest = 0 WHERE bucket = ? AND key = ? AND is_latest = 1",
+        (manifest.bucket, manifest.key),
+    )
+    if manifest.version_id == NULL_VERSION:
+        conn.execute(
+            "DELETE FROM versions WHERE bucket = ? AND key = ? AND version_id = ?",
+            (manifest.bucket, manifest.key, NULL_VERSION),
+        )
+    conn.execute(
+        "INSERT INTO versions (bucket, key, version_id, kind, hlc, origin, size, etag,"
+        " last_modified_ms, is_latest, manifest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
+        (
+            manifest.bucket,
+            manifest.key,
+            manifest.version_id,
+            int(manifest.kind),
+            manifest.hlc,
+            manifest.origin,
+            manifest.size,
+            manifest.etag,
+            manifest.last_modified_ms,
+            manifest_bytes,
+        ),
+    )
+    op = "object.put" if manifest.kind == Kind.OBJECT else "object.delete"
+    log_change(conn, stamp, op, manifest.bucket, manifest, manifest_bytes)
+
+
+# ---- listing -------------------------------------------------------------------------------
+
+_PAGE_ROWS = 1000
+
+
+def _after(text: str) -> str:
+    """The smallest string greater than every string that starts with ``text``.
+
+    UTF-8 byte order (SQLite's BINARY collation) equals code point order, so bumping the last
+    code point gives the tight upper bound of the prefix range.
+    """
+    return text[:-1] + chr(ord(text[-1]) + 1)
+
+
+def list_latest(
+    conn: sqlite3.Connection,
+    bucket: str,
+    prefix: str,
+    delimiter: str,
+    marker: str,
+    max_keys: int,
+) -> ListPage:
+    """One page of current objects after ``marker``, folding keys into common prefixes."""
+    get_bucket(conn, bucket)
+    entries: list[ListEntry] = []
+    prefixes: list[str] = []
+    last: str | None = None
+    # Seek position: rows with key > after_key (exclusive) and key >= floor (inclusive).
+    after_key, floor = marker, prefix
+    while True:
+        rows = conn.execute(
+            "SELECT key, size, etag, last_modified_ms FROM versions INDEXED BY versions_latest"
+            " WHERE bucket = ? AND is_latest = 1 AND key > ? AND key >= ? AND kind = ?"
+            " ORDER BY key LIMIT ?",
+            (bucket, after_key, floor, int(Kind.OBJECT), _PAGE_ROWS),
+        ).fetchall()
+        if not rows:
+            return ListPage(entries, prefixes, False, last)
+        for key, size, etag, last_modified_ms in rows:
+            if not key.startswith(prefix):
+                return ListPage(entries, prefixes, False, last)
+            group = _common_prefix(key, prefix, delimiter)
+            if group is not None and group == marker:
+                # This group ended the previous page (it is the marker): skip all of it.
+                floor = _after(group)
+                break
+            if len(entries) + len(prefixes) == max_keys:
+                return ListPage(entries, prefixes, True, last)
+            if group is None:
+                entries.append(ListEntry(key, size, etag, last_modified_ms))
+                last = key
+                after_key = key
+                continue
+            prefixes.append(group)
+            last = group
+            floor = _after(group)
+            break
+
+
+def _common_prefix(key: str, prefix: str, delimiter: str) -> str | None:
+    if not delimiter:
+        return None
+    position = key.find(delimiter, len(prefix))
+    if position < 0:
+        return None
+    return key[: position + len(delimiter)]

@@ -1,0 +1,194 @@
+"""Group commit: the durability barrier shared by concurrent writers.
+
+A writer hands a :class:`Mutation` to :meth:`GroupCommitter.submit` and waits. One flusher task
+takes every mutation queued so far and, for the whole batch:
+
+1. opens one transaction and, per mutation, a savepoint; stamps it with the next HLC and
+   applies it (metadata + change-log row). A mutation that fails its precondition (say
+   NoSuchBucket) is rolled back to its savepoint alone and gets its error;
+2. appends the batch's manifests to the active segment and fsyncs every segment written
+   since the last flush (the data chunks were appended by the writers before they submitted);
+3. records the durable segment ends and the HLC, and commits (WAL, synchronous=FULL);
+4. answers every writer.
+
+So before any writer hears "done", its data and manifest are on disk and its metadata is
+committed; many writers share each fsync and each commit. While one batch is being flushed
+the next one accumulates, so batches grow with load without any artificial delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from storage import catalog
+from storage.database import Database
+from storage.errors import ReadOnly, StorageError
+from storage.hlc import HybridClock, Timestamp
+from storage.segments import RecordKind, SegmentWriter
+
+log = logging.getLogger("lakenode.commit")
+
+BATCH_MUTATIONS_MAX = 256
+
+
+class Mutation(Protocol):
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+        """Apply inside the open transaction; raise StorageError to refuse."""
+        ...
+
+
+@dataclass
+class Outcome:
+    result: Any = None
+    # Manifest record to append to the segment before commit (None for bucket operations).
+    manifest_bytes: bytes | None = None
+
+
+@dataclass
+class _Pending:
+    mutation: Mutation
+    future: asyncio.Future[Any]
+    outcome: Outcome | Exception | None = None
+
+
+@dataclass
+class CommitStats:
+    batches: int = 0
+    mutations: int = 0
+    last_batch_size: int = 0
+    fsync_seconds_total: float = 0.0
+    observers: list[Callable[[int, float], None]] = field(default_factory=list)
+
+
+class GroupCommitter:
+    def __init__(self, database: Database, segments: SegmentWriter, clock: HybridClock) -> None:
+        self._database = database
+        self._segments = segments
+        self._clock = clock
+        self._queue: list[_Pending] = []
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._failed: BaseException | None = None
+        self.stats = CommitStats()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="group-commit")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for pending in self._queue:
+            pending.future.set_exception(ReadOnly("store is closing"))
+        self._queue.clear()
+
+    async def submit(self, mutation: Mutation) -> Any:
+        """Queue a mutation and wait until it is durable; return its result or raise."""
+        if self._failed is not None:
+            raise ReadOnly(f"writes disabled after a storage failure: {self._failed}")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(mutation, future))
+        self._wakeup.set()
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                batch = self._queue[:BATCH_MUTATIONS_MAX]
+                del self._queue[:BATCH_MUTATIONS_MAX]
+                await self._flush(batch)
+
+    async def _flush(self, batch: list[_Pending]) -> None:
+        try:
+            await self._database.run(_apply_batch, batch, self._clock)
+            manifests = [
+                p.outcome.manifest_bytes
+                for p in batch
+                if isinstance(p.outcome, Outcome) and p.outcome.manifest_bytes is not None
+            ]
+            started = time.perf_counter()
+            durable, sealed = await asyncio.to_thread(self._append_and_sync, manifests)
+            fsync_seconds = time.perf_counter() - started
+            await self._database.run(_commit, durable, sealed, self._clock.last)
+        except BaseException as exc:
+            await self._fail_batch(batch, exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return
+        self._record_stats(len(batch), fsync_seconds)
+        for pending in batch:
+            if pending.future.done():
+                continue
+            if isinstance(pending.outcome, Outcome):
+                pending.future.set_result(pending.outcome.result)
+            else:
+                assert pending.outcome is not None
+                pending.future.set_exception(pending.outcome)
+
+    def _append_and_sync(self, manifests: list[bytes]) -> tuple[dict[int, int], list[int]]:
+        for manifest_bytes in manifests:
+            self._segments.append(RecordKind.MANIFEST, manifest_bytes)
+        durable = self._segments.sync()
+        return durable, self._segments.take_sealed()
+
+    async def _fail_batch(self, batch: list[_Pending], exc: BaseException) -> None:
+        # An fsync or commit failure leaves the disk state unknown (a failed fsync may have
+        # dropped dirty pages): refuse further writes rather than acknowledge on top of it.
+        log.critical("group commit failed; refusing further writes: %r", exc)
+        self._failed = exc
+        try:
+            await self._database.run(_rollback)
+        except Exception as rollback_error:
+            log.error("rollback after failed commit also failed: %r", rollback_error)
+        error = ReadOnly(f"write failed: {exc!r}")
+        for pending in batch:
+            if not pending.future.done():
+                pending.future.set_exception(error)
+
+    def _record_stats(self, size: int, fsync_seconds: float) -> None:
+        self.stats.batches += 1
+        self.stats.mutations += size
+        self.stats.last_batch_size = size
+        self.stats.fsync_seconds_total += fsync_seconds
+        for observer in self.stats.observers:
+            observer(size, fsync_seconds)
+
+
+def _apply_batch(conn: sqlite3.Connection, batch: list[_Pending], clock: HybridClock) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    for pending in batch:
+        conn.execute("SAVEPOINT mutation")
+        try:
+            pending.outcome = pending.mutation.apply(conn, clock.now())
+        except StorageError as refused:
+            conn.execute("ROLLBACK TO mutation")
+            pending.outcome = refused
+        except Exception as bug:
+            log.exception("mutation %r failed", pending.mutation)
+            conn.execute("ROLLBACK TO mutation")
+            pending.outcome = bug
+        conn.execute("RELEASE mutation")
+
+
+def _commit(
+    conn: sqlite3.Connection, durable: dict[int, int], sealed: list[int], hlc_last: int
+) -> None:
+    catalog.record_segments(conn, durable, sealed)
+    catalog.write_meta(conn, "hlc_last", str(hlc_last))
+    conn.execute("COMMIT")
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")

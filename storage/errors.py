@@ -1,0 +1,48 @@
+"""Storage-layer errors. They know nothing of HTTP; api/errors.py maps them to S3 codes.
+
+StorageError
+ +-- NoSuchBucket          the bucket does not exist
+ +-- NoSuchKey             the key (or version) does not exist or is a delete marker
+ +-- BucketNotEmpty        delete of a bucket that still holds objects
+ +-- BucketAlreadyExists   create of a bucket that exists
+ +-- EntityTooLarge        a body longer than the configured object size limit
+ +-- ReadOnly              writes are refused (store closing or in maintenance)
+ +-- CorruptData           bytes on disk do not match their BLAKE3 hash
+ +-- FormatError           an on-disk structure (segment record, manifest) cannot be decoded
+"""
+
+
+class StorageError(Exception):
+    """Base of every error raised by the storage layer."""
+
+
+class NoSuchBucket(StorageError):
+    pass
+
+
+class NoSuchKey(StorageError):
+    pass
+
+
+class BucketNotEmpty(StorageError):
+    pass
+
+
+class BucketAlreadyExists(StorageError):
+    pass
+
+
+class EntityTooLarge(StorageError):
+    pass
+
+
+class ReadOnly(StorageError):
+    pass
+
+
+class CorruptData(StorageError):
+    """A chunk failed BLAKE3 verification; the read must stop, never return the bytes."""
+
+
+class FormatError(StorageError):
+    """An on-disk structure is malformed (bad magic, truncated, bad trailer)."""

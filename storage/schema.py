@@ -1,0 +1,100 @@
+"""SQLite schema and migrations, keyed on PRAGMA user_version.
+
+Tables:
+  meta          small key/value facts about this data dir (node id, last HLC issued)
+  buckets       one row per bucket
+  versions      every stored version of every key, including delete markers and tombstones;
+                exactly one row per (bucket, key) has is_latest = 1
+  changes       the change log: one row per mutation, in local commit order (seq). seq is the
+                replication cursor a peer keeps; (origin, hlc) identifies a change globally
+  peer_cursors  how far each peer has been pulled from / pushed to (used by replication)
+  segments      per segment file: bytes known durable, and whether it is sealed
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=FULL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA busy_timeout=5000",
+)
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE meta (
+        name  TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) STRICT;
+
+    CREATE TABLE buckets (
+        name        TEXT PRIMARY KEY,
+        owner       TEXT NOT NULL,
+        created_ms  INTEGER NOT NULL,
+        hlc         INTEGER NOT NULL,
+        origin      TEXT NOT NULL,
+        versioning  TEXT NOT NULL DEFAULT ''
+    ) STRICT;
+
+    CREATE TABLE versions (
+        bucket            TEXT NOT NULL,
+        key               TEXT NOT NULL,
+        version_id        TEXT NOT NULL,
+        kind              INTEGER NOT NULL,   -- storage.manifest.Kind
+        hlc               INTEGER NOT NULL,
+        origin            TEXT NOT NULL,
+        size              INTEGER NOT NULL,
+        etag              TEXT NOT NULL,
+        last_modified_ms  INTEGER NOT NULL,
+        is_latest         INTEGER NOT NULL,
+        manifest          BLOB NOT NULL,
+        PRIMARY KEY (bucket, key, version_id)
+    ) STRICT, WITHOUT ROWID;
+    -- Listing walks this partial index in key order.
+    CREATE INDEX versions_latest ON versions (bucket, key) WHERE is_latest = 1;
+
+    CREATE TABLE changes (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        hlc         INTEGER NOT NULL,
+        origin      TEXT NOT NULL,
+        op          TEXT NOT NULL,
+        bucket      TEXT NOT NULL,
+        key         TEXT,
+        version_id  TEXT,
+        size        INTEGER,
+        etag        TEXT,
+        manifest    BLOB,
+        payload     TEXT,
+        UNIQUE (origin, hlc)
+    ) STRICT;
+    CREATE INDEX changes_bucket_key ON changes (bucket, key);
+
+    CREATE TABLE peer_cursors (
+        peer        TEXT NOT NULL,
+        direction   TEXT NOT NULL,   -- 'pull' or 'push'
+        seq         INTEGER NOT NULL,
+        updated_ms  INTEGER NOT NULL,
+        PRIMARY KEY (peer, direction)
+    ) STRICT;
+
+    CREATE TABLE segments (
+        id           INTEGER PRIMARY KEY,
+        durable_end  INTEGER NOT NULL,
+        sealed       INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+    """,
+)
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Bring the schema up to date; each migration runs in its own transaction."""
+    (current,) = conn.execute("PRAGMA user_version").fetchone()
+    if current > len(MIGRATIONS):
+        raise RuntimeError(
+            f"database schema version {current} is newer than this lakenode "
+            f"({len(MIGRATIONS)}); refusing to open it"
+        )
+    for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
+        conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;")

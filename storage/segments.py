@@ -1,0 +1,299 @@
+"""Append-only segment files holding chunk and manifest records.
+
+File layout, little-endian::
+
+    header : magic "LKSG" | u32 format=1 | u64 segment_id             (16 bytes)
+    record : u8 kind | 3 zero bytes | u32 length | 32B BLAKE3(payload) | payload
+
+Records are written strictly in order under one lock, so after a crash only the tail of a
+segment can be torn: every byte before the last fsync is intact. A chunk is addressed by
+(segment id, payload offset, length) and verified against its BLAKE3 on every read.
+
+Durability: :meth:`SegmentWriter.sync` fsyncs every segment written since the last sync and
+reports how far each is durable; a new segment file is fsynced together with its directory
+before any record goes into it. A full segment is fsynced and sealed before the next opens.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+
+import blake3
+
+from storage.errors import CorruptData, FormatError
+from storage.manifest import ChunkRef
+
+log = logging.getLogger("lakenode.segments")
+
+SEGMENT_MAGIC = b"LKSG"
+SEGMENT_FORMAT = 1
+SEGMENT_HEADER = struct.Struct("<4sIQ")
+RECORD_HEADER = struct.Struct("<B3xI32s")
+DEFAULT_SEGMENT_BYTES_MAX = 1 << 30
+RECORD_BYTES_MAX = 256 << 20  # no record we write comes near this; a larger length is garbage
+
+
+class RecordKind(IntEnum):
+    CHUNK = 1
+    MANIFEST = 2
+
+
+@dataclass(frozen=True)
+class Record:
+    kind: RecordKind
+    segment_id: int
+    offset: int  # of the payload
+    length: int
+    blake3: bytes
+
+
+def segment_path(directory: Path, segment_id: int) -> Path:
+    return directory / f"{segment_id:016x}.seg"
+
+
+def list_segment_ids(directory: Path) -> list[int]:
+    ids = []
+    for path in directory.glob("*.seg"):
+        try:
+            ids.append(int(path.stem, 16))
+        except ValueError:
+            log.warning("ignoring stray file %s in segment directory", path)
+    return sorted(ids)
+
+
+def fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view = view[written:]
+        offset += written
+
+
+def _pread_exact(fd: int, length: int, offset: int) -> bytes:
+    data = os.pread(fd, length, offset)
+    if len(data) == length:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < length:
+        more = os.pread(fd, length - got, offset + got)
+        if not more:
+            raise CorruptData(f"short read at offset {offset}: wanted {length}, got {got}")
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
+def scan_records(path: Path) -> tuple[list[Record], int]:
+    """Read every intact record of a segment; return them and the end of the intact prefix.
+
+    Scanning stops at the first record that is torn (runs past the end of the file) or whose
+    payload does not match its hash: with in-order writes that is where the valid data ends.
+    """
+    records: list[Record] = []
+    with open(path, "rb") as file:
+        header = file.read(SEGMENT_HEADER.size)
+        magic, version, segment_id = _parse_segment_header(header, path)
+        del magic, version
+        position = SEGMENT_HEADER.size
+        while True:
+            record_header = file.read(RECORD_HEADER.size)
+            if len(record_header) < RECORD_HEADER.size:
+                break
+            kind_value, length, digest = RECORD_HEADER.unpack(record_header)
+            known_kind = kind_value in RecordKind._value2member_map_
+            if not known_kind or not 0 < length <= RECORD_BYTES_MAX:
+                break
+            payload = file.read(length)
+            if len(payload) < length or blake3.blake3(payload).digest() != digest:
+                break
+            payload_offset = position + RECORD_HEADER.size
+            kind = RecordKind(kind_value)
+            records.append(Record(kind, segment_id, payload_offset, length, digest))
+            position = payload_offset + length
+    return records, position
+
+
+def _parse_segment_header(header: bytes, path: Path) -> tuple[bytes, int, int]:
+    if len(header) < SEGMENT_HEADER.size:
+        raise FormatError(f"{path}: segment header truncated")
+    magic, version, segment_id = SEGMENT_HEADER.unpack(header)
+    if magic != SEGMENT_MAGIC or version != SEGMENT_FORMAT:
+        raise FormatError(f"{path}: not a lakenode segment (magic {magic!r}, format {version})")
+    return magic, version, segment_id
+
+
+def recover_segment(path: Path, durable_end: int) -> int:
+    """Cut a torn or uncommitted tail off a segment that was open when the node stopped.
+
+    Bytes below ``durable_end`` were fsynced before a commit and are never cut, even if the
+    scan disagrees (that would mean on-disk corruption: it is logged for fsck and scrub).
+    Intact but uncommitted records are kept; they are orphans for a later GC.
+    Returns the new length of the file.
+    """
+    if path.stat().st_size < SEGMENT_HEADER.size:
+        log.warning("segment %s has no complete header; removing it", path)
+        path.unlink()
+        return 0
+    _records, valid_end = scan_records(path)
+    keep = max(valid_end, durable_end)
+    if valid_end < durable_end:
+        log.error(
+            "segment %s: committed bytes up to %d but records valid only to %d",
+            path,
+            durable_end,
+            valid_end,
+        )
+    size = path.stat().st_size
+    if size > keep:
+        log.warning("segment %s: truncating torn tail %d -> %d bytes", path, size, keep)
+        with open(path, "r+b") as file:
+            file.truncate(keep)
+            file.flush()
+            os.fsync(file.fileno())
+    return keep
+
+
+class SegmentReader:
+    """Reads and verifies chunks; keeps one read-only descriptor per segment. Thread-safe."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._fds: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    def _fd(self, segment_id: int) -> int:
+        with self._lock:
+            fd = self._fds.get(segment_id)
+            if fd is None:
+                try:
+                    fd = os.open(segment_path(self.directory, segment_id), os.O_RDONLY)
+                except FileNotFoundError as exc:
+                    raise CorruptData(f"segment {segment_id:016x} is missing") from exc
+                self._fds[segment_id] = fd
+            return fd
+
+    def read_chunk(self, chunk: ChunkRef) -> bytes:
+        """Return a chunk's bytes after checking its BLAKE3; raise CorruptData otherwise."""
+        data = _pread_exact(self._fd(chunk.segment_id), chunk.length, chunk.offset)
+        if blake3.blake3(data).digest() != chunk.blake3:
+            raise CorruptData(
+                f"chunk at segment {chunk.segment_id:016x} offset {chunk.offset} "
+                f"length {chunk.length} fails its BLAKE3 check"
+            )
+        return data
+
+    def close(self) -> None:
+        with self._lock:
+            for fd in self._fds.values():
+                os.close(fd)
+            self._fds.clear()
+
+
+class _OpenSegment:
+    def __init__(self, directory: Path, segment_id: int) -> None:
+        self.segment_id = segment_id
+        self.path = segment_path(directory, segment_id)
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        _pwrite_all(self.fd, SEGMENT_HEADER.pack(SEGMENT_MAGIC, SEGMENT_FORMAT, segment_id), 0)
+        os.fsync(self.fd)
+        fsync_directory(directory)
+        self.end = SEGMENT_HEADER.size
+
+
+class SegmentWriter:
+    """Appends records to the active segment; rotates when it is full. Thread-safe.
+
+    A fresh segment is opened at every start, so appends never follow a recovered tail.
+    """
+
+    def __init__(self, directory: Path, next_segment_id: int, segment_bytes_max: int) -> None:
+        self.directory = directory
+        self.segment_bytes_max = segment_bytes_max
+        self._lock = threading.Lock()
+        self._active = _OpenSegment(directory, next_segment_id)
+        self._durable: dict[int, int] = {}  # segment id -> bytes known durable
+        self._unsynced: dict[int, int] = {next_segment_id: self._active.end}
+        self.sealed: list[int] = []  # segments rotated out since the last sync()
+        self._retired_fds: list[int] = []
+
+    @property
+    def active_segment_id(self) -> int:
+        return self._active.segment_id
+
+    def append(self, kind: RecordKind, payload: bytes, digest: bytes | None = None) -> Record:
+        """Write one record; the caller must still sync() before relying on it."""
+        if digest is None:
+            digest = blake3.blake3(payload).digest()
+        header = RECORD_HEADER.pack(int(kind), len(payload), digest)
+        with self._lock:
+            if self._active.end + len(header) + len(payload) > self.segment_bytes_max:
+                self._rotate()
+            segment = self._active
+            start = segment.end
+            _pwrite_all(segment.fd, header + payload if len(payload) < 65536 else header, start)
+            if len(payload) >= 65536:
+                _pwrite_all(segment.fd, payload, start + len(header))
+            segment.end = start + len(header) + len(payload)
+            self._unsynced[segment.segment_id] = segment.end
+            return Record(kind, segment.segment_id, start + len(header), len(payload), digest)
+
+    def _rotate(self) -> None:
+        old = self._active
+        os.fsync(old.fd)
+        # Closed by the next sync(), which may be fsyncing this descriptor right now.
+        self._retired_fds.append(old.fd)
+        self._unsynced.pop(old.segment_id, None)
+        self._durable[old.segment_id] = old.end
+        self.sealed.append(old.segment_id)
+        self._active = _OpenSegment(self.directory, old.segment_id + 1)
+        self._unsynced[self._active.segment_id] = self._active.end
+
+    def sync(self) -> dict[int, int]:
+        """fsync everything appended so far; return {segment id: durable end} for each."""
+        with self._lock:
+            pending = dict(self._unsynced)
+            self._unsynced.clear()
+            active_fd, active_id = self._active.fd, self._active.segment_id
+            retired, self._retired_fds = self._retired_fds, []
+        for fd in retired:
+            os.close(fd)
+        # fsync outside the lock so appends continue meanwhile; the active segment is the
+        # only one that can be unsynced (rotation fsyncs the old one before moving on).
+        if active_id in pending:
+            os.fsync(active_fd)
+        for segment_id, end in pending.items():
+            self._durable[segment_id] = max(self._durable.get(segment_id, 0), end)
+        return {segment_id: self._durable[segment_id] for segment_id in pending}
+
+    def take_sealed(self) -> list[int]:
+        with self._lock:
+            sealed, self.sealed = self.sealed, []
+            return sealed
+
+    def close(self) -> None:
+        with self._lock:
+            os.fsync(self._active.fd)
+            os.close(self._active.fd)
+
+
+def iter_segment_records(directory: Path) -> Iterator[Record]:
+    """Every intact record of every segment, in order (for rebuild and fsck tools)."""
+    for segment_id in list_segment_ids(directory):
+        records, _end = scan_records(segment_path(directory, segment_id))
+        yield from records

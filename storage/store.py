@@ -1,0 +1,404 @@
+"""Store: the storage facade used by the S3 API and by replication.
+
+Writes stream through :class:`ObjectWriter` (chunk -> BLAKE3 -> append to the active segment,
+pipelined so that receiving the next chunk overlaps hashing and writing the previous one) and
+become visible only through the group-commit barrier (storage/commit.py). Reads verify every
+chunk's BLAKE3 before handing out a single byte of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import re
+import secrets
+import sqlite3
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import blake3
+
+from storage import catalog
+from storage.catalog import NULL_VERSION, BucketInfo, ListPage
+from storage.chunker import CHUNK_BYTES, Chunker
+from storage.commit import GroupCommitter, Outcome
+from storage.database import Database
+from storage.errors import EntityTooLarge, NoSuchKey, StorageError
+from storage.hlc import HybridClock, Timestamp
+from storage.manifest import ChunkRef, Kind, Manifest
+from storage.segments import (
+    DEFAULT_SEGMENT_BYTES_MAX,
+    RecordKind,
+    SegmentReader,
+    SegmentWriter,
+    list_segment_ids,
+    recover_segment,
+    segment_path,
+)
+
+log = logging.getLogger("lakenode.store")
+
+NODE_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# Chunks up to this size are hashed, written and read on the event loop: a thread hop costs
+# more than the work itself.
+INLINE_BYTES_MAX = 64 * 1024
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    data_dir: Path
+    node_id: str | None = None
+    segment_bytes_max: int = DEFAULT_SEGMENT_BYTES_MAX
+    chunk_bytes: int = CHUNK_BYTES
+
+
+class NodeIdMismatch(StorageError):
+    """The data dir was created by another node id."""
+
+
+class DeleteMarker(NoSuchKey):
+    """The latest version is a delete marker (S3 answers 404 with x-amz-delete-marker)."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        super().__init__(manifest.key)
+        self.manifest = manifest
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    version_id: str | None
+    delete_marker: bool
+
+
+def resolve_node_id(data_dir: Path, requested: str | None) -> str:
+    """Return the data dir's node id, creating it on first use; refuse a different one."""
+    path = data_dir / "node_id"
+    if requested is not None and not NODE_ID_PATTERN.match(requested):
+        raise ValueError(f"invalid node id {requested!r}: use 1-64 of [A-Za-z0-9._-]")
+    if path.exists():
+        stored = path.read_text().strip()
+        if requested is not None and requested != stored:
+            raise NodeIdMismatch(
+                f"data dir {data_dir} belongs to node id {stored!r}, not {requested!r}"
+            )
+        return stored
+    node_id = requested or f"node-{secrets.token_hex(6)}"
+    temporary = path.with_suffix(".tmp")
+    with open(temporary, "w") as file:
+        file.write(node_id + "\n")
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, path)
+    _fsync_dir(data_dir)
+    return node_id
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Store:
+    def __init__(
+        self,
+        config: StoreConfig,
+        node_id: str,
+        writer_db: Database,
+        reader_db: Database,
+        segments: SegmentWriter,
+        clock: HybridClock,
+    ) -> None:
+        self.config = config
+        self.node_id = node_id
+        self.clock = clock
+        self._writer_db = writer_db
+        self._reader_db = reader_db
+        self._segments = segments
+        self._reader = SegmentReader(config.data_dir / "segments")
+        self.committer = GroupCommitter(writer_db, segments, clock)
+
+    # ---- lifecycle --------------------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, config: StoreConfig) -> Store:
+        segment_dir = config.data_dir / "segments"
+        segment_dir.mkdir(parents=True, exist_ok=True)
+        node_id = resolve_node_id(config.data_dir, config.node_id)
+        writer_db = await Database.open(config.data_dir / "meta.db")
+        reader_db = await Database.open(config.data_dir / "meta.db", read_only=True)
+        states = await writer_db.run(catalog.segment_states)
+        next_id = await asyncio.to_thread(_recover_segments, segment_dir, states)
+        await writer_db.run(_mark_recovered, [i for i in list_segment_ids(segment_dir)])
+        segments = SegmentWriter(segment_dir, next_id, config.segment_bytes_max)
+        clock = HybridClock(node_id, last=await writer_db.run(catalog.last_hlc))
+        store = cls(config, node_id, writer_db, reader_db, segments, clock)
+        store.committer.start()
+        log.info("store open: node %s, data dir %s, segment %d", node_id, config.data_dir, next_id)
+        return store
+
+    async def close(self) -> None:
+        await self.committer.stop()
+        await asyncio.to_thread(self._segments.close)
+        self._reader.close()
+        await self._reader_db.close()
+        await self._writer_db.close()
+
+    # ---- buckets ----------------------------------------------------------------------------
+
+    async def create_bucket(self, name: str, owner: str) -> BucketInfo:
+        result: BucketInfo = await self.committer.submit(_CreateBucket(name, owner))
+        return result
+
+    async def delete_bucket(self, name: str) -> None:
+        await self.committer.submit(_DeleteBucket(name))
+
+    async def get_bucket(self, name: str) -> BucketInfo:
+        return await self._reader_db.run(catalog.get_bucket, name)
+
+    async def list_buckets(self) -> list[BucketInfo]:
+        return await self._reader_db.run(catalog.list_buckets)
+
+    # ---- objects ----------------------------------------------------------------------------
+
+    async def begin_object(self, bucket: str, key: str, size_max: int) -> ObjectWriter:
+        """Check the bucket exists (before any body is read) and return a writer."""
+        await self.get_bucket(bucket)
+        return ObjectWriter(self, bucket, key, size_max)
+
+    async def head_object(self, bucket: str, key: str) -> Manifest:
+        """The latest version; raise NoSuchBucket, NoSuchKey or DeleteMarker."""
+        manifest = await self._reader_db.run(_lookup_latest, bucket, key)
+        if manifest is None or manifest.kind == Kind.TOMBSTONE:
+            raise NoSuchKey(key)
+        if manifest.kind == Kind.DELETE_MARKER:
+            raise DeleteMarker(manifest)
+        return manifest
+
+    async def delete_object(self, bucket: str, key: str) -> DeleteResult:
+        result: DeleteResult = await self.committer.submit(_DeleteObject(bucket, key))
+        return result
+
+    async def list_objects(
+        self, bucket: str, prefix: str, delimiter: str, marker: str, max_keys: int
+    ) -> ListPage:
+        return await self._reader_db.run(
+            catalog.list_latest, bucket, prefix, delimiter, marker, max_keys
+        )
+
+    async def read(self, manifest: Manifest, start: int, end: int) -> AsyncIterator[bytes]:
+        """Yield bytes [start, end] (inclusive) of a version, each chunk verified first.
+
+        The next chunk is read and verified in a thread while the current one is being sent.
+        A chunk that fails verification raises CorruptData: no byte of it is yielded.
+        """
+        assert 0 <= start <= end < manifest.size
+        loop = asyncio.get_running_loop()
+        spans = _chunk_spans(manifest.chunks, start, end)
+        prefetch: asyncio.Future[bytes] | None = None
+        for index, (chunk, low, high) in enumerate(spans):
+            if prefetch is not None:
+                data = await prefetch
+            elif chunk.length <= INLINE_BYTES_MAX:
+                data = self._reader.read_chunk(chunk)
+            else:
+                data = await loop.run_in_executor(None, self._reader.read_chunk, chunk)
+            prefetch = None
+            if index + 1 < len(spans):
+                prefetch = loop.run_in_executor(None, self._reader.read_chunk, spans[index + 1][0])
+            yield data[low:high] if (low, high) != (0, chunk.length) else data
+
+    # ---- internals used by ObjectWriter -----------------------------------------------------
+
+    def _append_chunk(self, chunk: bytes, md5: hashlib._Hash) -> ChunkRef:
+        md5.update(chunk)
+        digest = blake3.blake3(chunk).digest()
+        record = self._segments.append(RecordKind.CHUNK, chunk, digest)
+        return ChunkRef(record.segment_id, record.offset, record.length, digest)
+
+
+def _chunk_spans(
+    chunks: tuple[ChunkRef, ...], start: int, end: int
+) -> list[tuple[ChunkRef, int, int]]:
+    """(chunk, low, high) slices covering object bytes [start, end]."""
+    spans: list[tuple[ChunkRef, int, int]] = []
+    position = 0
+    for chunk in chunks:
+        chunk_start, chunk_end = position, position + chunk.length  # [chunk_start, chunk_end)
+        position = chunk_end
+        if chunk_end <= start:
+            continue
+        if chunk_start > end:
+            break
+        low = max(start, chunk_start) - chunk_start
+        high = min(end + 1, chunk_end) - chunk_start
+        spans.append((chunk, low, high))
+    return spans
+
+
+class ObjectWriter:
+    """Streams one object's bytes into segments; nothing is visible until :meth:`commit`."""
+
+    def __init__(self, store: Store, bucket: str, key: str, size_max: int) -> None:
+        self._store = store
+        self.bucket = bucket
+        self.key = key
+        self._size_max = size_max
+        self._chunker = Chunker(store.config.chunk_bytes)
+        self._md5 = hashlib.md5()
+        self._chunks: list[ChunkRef] = []
+        self._in_flight: asyncio.Future[ChunkRef] | None = None
+        self.size = 0
+
+    async def write(self, piece: bytes) -> None:
+        self.size += len(piece)
+        if self.size > self._size_max:
+            raise EntityTooLarge(f"object larger than {self._size_max} bytes")
+        for chunk in self._chunker.feed(piece):
+            await self._store_chunk(chunk)
+
+    async def _store_chunk(self, chunk: bytes) -> None:
+        # Keep at most one chunk in flight: bounded memory, and ordered appends of our chunks.
+        await self._drain()
+        if len(chunk) <= INLINE_BYTES_MAX:
+            self._chunks.append(self._store._append_chunk(chunk, self._md5))
+            return
+        loop = asyncio.get_running_loop()
+        self._in_flight = loop.run_in_executor(None, self._store._append_chunk, chunk, self._md5)
+
+    async def _drain(self) -> None:
+        if self._in_flight is not None:
+            in_flight, self._in_flight = self._in_flight, None
+            self._chunks.append(await in_flight)
+
+    async def finish(self) -> bytes:
+        """End of body: store the last chunk and return the MD5 digest of the whole object."""
+        last = self._chunker.finish()
+        if last is not None:
+            await self._store_chunk(last)
+        await self._drain()
+        return self._md5.digest()
+
+    async def commit(self, headers: list[tuple[str, str]]) -> Manifest:
+        """Make the object durable and visible (the durability barrier); return its manifest."""
+        assert self._in_flight is None and self._chunker.pending_bytes == 0
+        mutation = _PutObject(
+            self.bucket,
+            self.key,
+            tuple(headers),
+            self.size,
+            self._md5.hexdigest(),
+            tuple(self._chunks),
+        )
+        manifest: Manifest = await self._store.committer.submit(mutation)
+        return manifest
+
+    async def abort(self) -> None:
+        """Give up; chunks already written become garbage for a later GC."""
+        if self._in_flight is not None:
+            await asyncio.wait([self._in_flight])
+            self._in_flight = None
+
+
+# ---- mutations (run inside the group-commit transaction) ------------------------------------
+
+
+@dataclass(frozen=True)
+class _CreateBucket:
+    name: str
+    owner: str
+
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+        return Outcome(catalog.apply_create_bucket(conn, stamp, self.name, self.owner))
+
+
+@dataclass(frozen=True)
+class _DeleteBucket:
+    name: str
+
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+        catalog.apply_delete_bucket(conn, stamp, self.name)
+        return Outcome()
+
+
+@dataclass(frozen=True)
+class _PutObject:
+    bucket: str
+    key: str
+    headers: tuple[tuple[str, str], ...]
+    size: int
+    etag: str
+    chunks: tuple[ChunkRef, ...]
+
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+        catalog.get_bucket(conn, self.bucket)
+        manifest = Manifest(
+            Kind.OBJECT,
+            self.bucket,
+            self.key,
+            NULL_VERSION,
+            stamp.pack(),
+            stamp.node_id,
+            self.size,
+            self.etag,
+            stamp.wall_ms,
+            self.headers,
+            self.chunks,
+        )
+        encoded = manifest.encode()
+        catalog.apply_put_version(conn, manifest, encoded, stamp)
+        return Outcome(manifest, encoded)
+
+
+@dataclass(frozen=True)
+class _DeleteObject:
+    bucket: str
+    key: str
+
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+        # Unversioned delete: the key's null version is replaced by a tombstone, which S3
+        # never shows but which keeps the delete ordered (LWW) against replicated writes.
+        catalog.get_bucket(conn, self.bucket)
+        tombstone = Manifest(
+            Kind.TOMBSTONE,
+            self.bucket,
+            self.key,
+            NULL_VERSION,
+            stamp.pack(),
+            stamp.node_id,
+            0,
+            "",
+            stamp.wall_ms,
+        )
+        encoded = tombstone.encode()
+        catalog.apply_put_version(conn, tombstone, encoded, stamp)
+        return Outcome(DeleteResult(None, False), encoded)
+
+
+# ---- helpers ----------------------------------------------------------------------------------
+
+
+def _lookup_latest(conn: sqlite3.Connection, bucket: str, key: str) -> Manifest | None:
+    catalog.get_bucket(conn, bucket)
+    return catalog.get_latest(conn, bucket, key)
+
+
+def _recover_segments(segment_dir: Path, states: dict[int, tuple[int, bool]]) -> int:
+    """Recover every segment not known sealed; return the id for the next segment."""
+    ids = list_segment_ids(segment_dir)
+    for segment_id in ids:
+        durable_end, sealed = states.get(segment_id, (0, False))
+        if not sealed:
+            recover_segment(segment_path(segment_dir, segment_id), durable_end)
+    return (ids[-1] + 1) if ids else 1
+
+
+def _mark_recovered(conn: sqlite3.Connection, segment_ids: list[int]) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    catalog.record_segments(conn, {}, segment_ids)
+    conn.execute("COMMIT")
