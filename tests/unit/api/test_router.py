@@ -1,0 +1,83 @@
+"""Router: table-driven (method, target, query) -> operation."""
+
+from __future__ import annotations
+
+import pytest
+
+from api.errors import S3Error
+from api.router import Target, resolve, split_target
+
+B, K = "bucket", "some/key"
+
+
+@pytest.mark.parametrize(
+    ("method", "bucket", "key", "query", "copy", "operation"),
+    [
+        ("GET", None, None, {}, False, "ListBuckets"),
+        ("GET", B, None, {}, False, "ListObjects"),
+        ("GET", B, None, {"list-type": "2"}, False, "ListObjectsV2"),
+        ("GET", B, None, {"location": ""}, False, "GetBucketLocation"),
+        ("GET", B, None, {"versioning": ""}, False, "GetBucketVersioning"),
+        ("PUT", B, None, {}, False, "CreateBucket"),
+        ("DELETE", B, None, {}, False, "DeleteBucket"),
+        ("HEAD", B, None, {}, False, "HeadBucket"),
+        ("POST", B, None, {"delete": ""}, False, "DeleteObjects"),
+        ("PUT", B, K, {}, False, "PutObject"),
+        ("GET", B, K, {}, False, "GetObject"),
+        ("GET", B, K, {"response-content-type": "a/b"}, False, "GetObject"),
+        ("HEAD", B, K, {}, False, "HeadObject"),
+        ("DELETE", B, K, {}, False, "DeleteObject"),
+    ],
+)
+def test_operations(
+    method: str,
+    bucket: str | None,
+    key: str | None,
+    query: dict[str, str],
+    copy: bool,
+    operation: str,
+) -> None:
+    assert resolve(method, Target(bucket, key), query, copy) == operation
+
+
+@pytest.mark.parametrize(
+    ("method", "bucket", "key", "query", "copy"),
+    [
+        ("GET", B, None, {"acl": ""}, False),
+        ("PUT", B, None, {"cors": ""}, False),
+        ("GET", B, None, {"uploads": ""}, False),
+        ("POST", B, K, {"uploads": ""}, False),
+        ("PUT", B, K, {}, True),
+        ("GET", B, K, {"tagging": ""}, False),
+    ],
+)
+def test_known_but_unimplemented_features_are_501(
+    method: str, bucket: str, key: str | None, query: dict[str, str], copy: bool
+) -> None:
+    with pytest.raises(S3Error) as excinfo:
+        resolve(method, Target(bucket, key), query, copy)
+    assert excinfo.value.code == "NotImplemented"
+    assert excinfo.value.status == 501
+
+
+def test_wrong_method_is_405() -> None:
+    with pytest.raises(S3Error) as excinfo:
+        resolve("PUT", Target(None, None), {}, False)
+    assert excinfo.value.status == 405
+
+
+@pytest.mark.parametrize(
+    ("path", "host", "domain", "expected"),
+    [
+        ("/", "127.0.0.1:9000", None, Target(None, None)),
+        ("/b", "127.0.0.1:9000", None, Target("b", None)),
+        ("/b/", "127.0.0.1:9000", None, Target("b", None)),
+        ("/b/k/x", "127.0.0.1:9000", None, Target("b", "k/x")),
+        ("/k/x", "photos.s3.local:9000", "s3.local", Target("photos", "k/x")),
+        ("/", "photos.s3.local", "s3.local", Target("photos", None)),
+        ("/b/k", "s3.local:9000", "s3.local", Target("b", "k")),
+        ("/b/k", "Photos.S3.Local", "s3.local", Target("photos", "b/k")),
+    ],
+)
+def test_split_target(path: str, host: str, domain: str | None, expected: Target) -> None:
+    assert split_target(path, host, domain) == expected
