@@ -127,17 +127,23 @@ def _object_headers(ctx: S3Context, manifest: Manifest, ranged: bool) -> dict[st
         "Accept-Ranges": "bytes",
     }
     # A stored checksum covers the whole object: never send it with part of the object.
-    checksum_mode = (
-        ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED" and not ranged
-    )
+    checksum_mode = ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED" and not ranged
     for name, value in manifest.headers:
         if name.startswith("x-amz-checksum-") and not checksum_mode:
             continue
         headers[name] = value
     for parameter, header in RESPONSE_OVERRIDES.items():
         if parameter in ctx.query:
-            headers[header] = ctx.query[parameter]
+            value = ctx.query[parameter]
+            if not _valid_header_value(value):
+                raise S3Error("InvalidArgument", f"Invalid value for {parameter}.")
+            headers[header] = value
     return headers
+
+
+def _valid_header_value(value: str) -> bool:
+    """Sendable as an HTTP header: latin-1, no control characters (CR/LF would split it)."""
+    return all(0x20 <= ord(c) <= 0xFF and ord(c) != 0x7F or c == "\t" for c in value)
 
 
 async def _latest(ctx: S3Context) -> Manifest:
@@ -187,6 +193,11 @@ async def get_object(ctx: S3Context) -> Response:
     # Read (and verify) the first piece before answering, so that a damaged chunk at the
     # start becomes a clean 500 instead of a truncated 200.
     head = await anext(stream)
+    if len(head) == last - first + 1:
+        # The whole answer is one verified piece (at most one chunk): a plain response
+        # avoids the streaming machinery, which costs more than a small GET itself.
+        await stream.aclose()
+        return Response(head, status_code=status, headers=headers)
     return StreamingResponse(
         _guarded(ctx, head, stream),
         status_code=status,

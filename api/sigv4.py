@@ -482,9 +482,18 @@ def _parse_signed_headers(text: str, error: Callable[[str], S3Error]) -> list[st
     return names
 
 
+_AMZ_DATE = re.compile(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z")
+
+
 def _parse_amz_date(text: str) -> datetime | None:
+    # A regex and int() instead of strptime: this runs on every request and strptime
+    # costs ten times more.
+    match = _AMZ_DATE.fullmatch(text)
+    if match is None:
+        return None
     try:
-        return datetime.strptime(text, AMZ_DATE_FORMAT).replace(tzinfo=UTC)
+        year, month, day, hour, minute, second = (int(part) for part in match.groups())
+        return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
     except ValueError:
         return None
 

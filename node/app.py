@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp
 
 from api.access_log import AccessLogMiddleware
-from api.app import install_s3_routes
+from api.app import S3Dispatcher
 from api.settings import ApiSettings
 from node.config import ServeConfig
 from storage.store import Store, StoreConfig
@@ -70,5 +70,4 @@ def build_app(config: ServeConfig) -> ASGIApp:
             return JSONResponse({"ready": False}, status_code=503)
         return JSONResponse({"ready": True, "node_id": state.store.node_id})
 
-    install_s3_routes(app, api_settings(config), state.require_store)
-    return AccessLogMiddleware(app)
+    return AccessLogMiddleware(S3Dispatcher(app, api_settings(config), state.require_store))

@@ -43,6 +43,10 @@ class Mutation(Protocol):
         """Apply inside the open transaction; raise StorageError to refuse."""
         ...
 
+    def touched(self) -> tuple[str, str | None]:
+        """(bucket, key) this mutation changes; key None means bucket-wide."""
+        ...
+
 
 @dataclass
 class Outcome:
@@ -68,7 +72,14 @@ class CommitStats:
 
 
 class GroupCommitter:
-    def __init__(self, database: Database, segments: SegmentWriter, clock: HybridClock) -> None:
+    def __init__(
+        self,
+        database: Database,
+        segments: SegmentWriter,
+        clock: HybridClock,
+        on_commit: Callable[[list[tuple[str, str | None]]], None],
+    ) -> None:
+        self._on_commit = on_commit
         self._database = database
         self._segments = segments
         self._clock = clock
@@ -122,11 +133,14 @@ class GroupCommitter:
             fsync_seconds = time.perf_counter() - started
             await self._database.run(_commit, durable, sealed, self._clock.last)
         except BaseException as exc:
+            self._on_commit([("", None)])  # unknown outcome: forget every cached read
             await self._fail_batch(batch, exc)
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return
         self._record_stats(len(batch), fsync_seconds)
+        # Before any writer hears back, so no acknowledged write can be followed by a stale read.
+        self._on_commit([p.mutation.touched() for p in batch if isinstance(p.outcome, Outcome)])
         for pending in batch:
             if pending.future.done():
                 continue

@@ -15,13 +15,14 @@ import os
 import re
 import secrets
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
 
 import blake3
 
 from storage import catalog
+from storage.cache import LatestCache
 from storage.catalog import NULL_VERSION, BucketInfo, ListPage
 from storage.chunker import CHUNK_BYTES, Chunker
 from storage.commit import GroupCommitter, Outcome
@@ -121,7 +122,8 @@ class Store:
         self._reader_db = reader_db
         self._segments = segments
         self._reader = SegmentReader(config.data_dir / "segments")
-        self.committer = GroupCommitter(writer_db, segments, clock)
+        self._latest = LatestCache()
+        self.committer = GroupCommitter(writer_db, segments, clock, self._latest.invalidate)
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -173,7 +175,12 @@ class Store:
 
     async def head_object(self, bucket: str, key: str) -> Manifest:
         """The latest version; raise NoSuchBucket, NoSuchKey or DeleteMarker."""
-        manifest = await self._reader_db.run(_lookup_latest, bucket, key)
+        manifest = self._latest.get(bucket, key)
+        if manifest is None:
+            epoch = self._latest.epoch
+            manifest = await self._reader_db.run(_lookup_latest, bucket, key)
+            if manifest is not None:
+                self._latest.fill(manifest, epoch)
         if manifest is None or manifest.kind == Kind.TOMBSTONE:
             raise NoSuchKey(key)
         if manifest.kind == Kind.DELETE_MARKER:
@@ -191,7 +198,7 @@ class Store:
             catalog.list_latest, bucket, prefix, delimiter, marker, max_keys
         )
 
-    async def read(self, manifest: Manifest, start: int, end: int) -> AsyncIterator[bytes]:
+    async def read(self, manifest: Manifest, start: int, end: int) -> AsyncGenerator[bytes, None]:
         """Yield bytes [start, end] (inclusive) of a version, each chunk verified first.
 
         The next chunk is read and verified in a thread while the current one is being sent.
@@ -316,6 +323,9 @@ class _CreateBucket:
     def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
         return Outcome(catalog.apply_create_bucket(conn, stamp, self.name, self.owner))
 
+    def touched(self) -> tuple[str, str | None]:
+        return self.name, None
+
 
 @dataclass(frozen=True)
 class _DeleteBucket:
@@ -324,6 +334,9 @@ class _DeleteBucket:
     def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
         catalog.apply_delete_bucket(conn, stamp, self.name)
         return Outcome()
+
+    def touched(self) -> tuple[str, str | None]:
+        return self.name, None
 
 
 @dataclass(frozen=True)
@@ -334,6 +347,9 @@ class _PutObject:
     size: int
     etag: str
     chunks: tuple[ChunkRef, ...]
+
+    def touched(self) -> tuple[str, str | None]:
+        return self.bucket, self.key
 
     def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
         catalog.get_bucket(conn, self.bucket)
@@ -359,6 +375,9 @@ class _PutObject:
 class _DeleteObject:
     bucket: str
     key: str
+
+    def touched(self) -> tuple[str, str | None]:
+        return self.bucket, self.key
 
     def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
         # Unversioned delete: the key's null version is replaced by a tombstone, which S3

@@ -1,0 +1,56 @@
+"""A bounded cache of the latest version of recently read keys.
+
+Small GETs and HEADs are dominated by the metadata lookup's thread hop, so the latest
+manifest of a key is kept in memory after a read. Correctness rests on two rules:
+
+* every commit invalidates the keys it touched (a bucket-level mutation clears everything)
+  before any writer is acknowledged, so a read that starts after an acknowledged write
+  never sees the old version;
+* every invalidation bumps ``epoch``; a reader remembers the epoch from before its database
+  read and fills the cache only if no commit happened meanwhile, so a slow reader cannot
+  put back a version that a concurrent commit has just replaced.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+
+from storage.manifest import Manifest
+
+ENTRIES_MAX = 20_000
+# Manifests of large objects are big and their GETs are long anyway: not worth caching.
+CHUNKS_MAX = 4
+
+
+class LatestCache:
+    def __init__(self, entries_max: int = ENTRIES_MAX) -> None:
+        self._entries: OrderedDict[tuple[str, str], Manifest] = OrderedDict()
+        self._entries_max = entries_max
+        self.epoch = 0
+
+    def get(self, bucket: str, key: str) -> Manifest | None:
+        manifest = self._entries.get((bucket, key))
+        if manifest is not None:
+            self._entries.move_to_end((bucket, key))
+        return manifest
+
+    def fill(self, manifest: Manifest, epoch_before_read: int) -> None:
+        if epoch_before_read != self.epoch or len(manifest.chunks) > CHUNKS_MAX:
+            return
+        self._entries[(manifest.bucket, manifest.key)] = manifest
+        if len(self._entries) > self._entries_max:
+            self._entries.popitem(last=False)
+
+    def invalidate(self, touched: Iterable[tuple[str, str | None]]) -> None:
+        """Forget the given (bucket, key) pairs; a None key forgets everything."""
+        self.epoch += 1
+        for bucket, key in touched:
+            if key is None:
+                self._entries.clear()
+                return
+            self._entries.pop((bucket, key), None)
+
+    def clear(self) -> None:
+        self.epoch += 1
+        self._entries.clear()
