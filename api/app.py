@@ -147,13 +147,14 @@ def _joined_headers(request: Request) -> dict[str, str]:
 
 
 def error_response(exc: Exception, request_id: str, resource: str, is_head: bool) -> Response:
+    original = exc
     if isinstance(exc, StorageError):
         exc = from_storage_error(exc, resource)
     if not isinstance(exc, S3Error):
-        log.error("request %s on %s failed", request_id, resource, exc_info=exc)
         exc = S3Error("InternalError", "We encountered an internal error. Please try again.")
-    elif exc.code == "InternalError":
-        log.error("request %s on %s: %s", request_id, resource, exc.message, exc_info=exc)
+    if exc.code == "InternalError":
+        # The client gets no details; the log gets all of them, under the request id.
+        log.error("request %s on %s failed: %s", request_id, resource, original, exc_info=original)
     headers = dict(exc.headers)
     if exc.code in ("SlowDown", "ServiceUnavailable"):
         headers.setdefault("Retry-After", "1")
