@@ -43,11 +43,18 @@ class NodeProcess:
 
     def command(self) -> list[str]:
         return [
-            sys.executable, "-m", "node", "serve",
-            "--data-dir", str(self.data_dir),
-            "--listen", f"127.0.0.1:{self.port}",
-            "--access-key", ACCESS_KEY,
-            "--secret-key", SECRET_KEY,
+            sys.executable,
+            "-m",
+            "node",
+            "serve",
+            "--data-dir",
+            str(self.data_dir),
+            "--listen",
+            f"127.0.0.1:{self.port}",
+            "--access-key",
+            ACCESS_KEY,
+            "--secret-key",
+            SECRET_KEY,
             *self.extra_args,
         ]
 

@@ -35,10 +35,16 @@ def test_put_then_get_returns_same_bytes_and_md5_etag(s3: Any, bucket: str) -> N
 
 def test_standard_headers_and_user_metadata_round_trip(s3: Any, bucket: str) -> None:
     s3.put_object(
-        Bucket=bucket, Key="doc", Body=b"x", ContentType="text/plain; charset=utf-8",
-        ContentEncoding="identity", ContentDisposition='attachment; filename="a.txt"',
-        ContentLanguage="en-GB", CacheControl="max-age=60",
-        Expires="Wed, 21 Oct 2037 07:28:00 GMT", Metadata={"colour": "blue", "Owner": "ann"},
+        Bucket=bucket,
+        Key="doc",
+        Body=b"x",
+        ContentType="text/plain; charset=utf-8",
+        ContentEncoding="identity",
+        ContentDisposition='attachment; filename="a.txt"',
+        ContentLanguage="en-GB",
+        CacheControl="max-age=60",
+        Expires="Wed, 21 Oct 2037 07:28:00 GMT",
+        Metadata={"colour": "blue", "Owner": "ann"},
     )
     head = s3.head_object(Bucket=bucket, Key="doc")
     assert head["ContentType"] == "text/plain; charset=utf-8"
