@@ -12,7 +12,7 @@ from api.context import S3Context
 from api.errors import S3Error
 from api.objects import encode_key
 from api.settings import owner_id
-from storage.catalog import ListPage
+from storage.listing import ListPage
 
 MAX_KEYS_LIMIT = 1000
 

@@ -7,12 +7,13 @@ write the change-log row for their mutation in that same transaction.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from storage.errors import BucketAlreadyExists, BucketNotEmpty, NoSuchBucket
+from storage.errors import BucketAlreadyExists, BucketNotEmpty, NoSuchBucket, NoSuchVersion
 from storage.hlc import Timestamp
 from storage.manifest import Kind, Manifest, decode
 
@@ -25,23 +26,6 @@ class BucketInfo:
     owner: str
     created_ms: int
     versioning: str
-
-
-@dataclass(frozen=True)
-class ListEntry:
-    key: str
-    size: int
-    etag: str
-    last_modified_ms: int
-
-
-@dataclass(frozen=True)
-class ListPage:
-    entries: list[ListEntry]
-    common_prefixes: list[str]
-    is_truncated: bool
-    # The last key or common prefix returned: the marker that continues this listing.
-    last_returned: str | None
 
 
 # ---- meta -------------------------------------------------------------------------------
@@ -209,69 +193,76 @@ def apply_put_version(
     log_change(conn, stamp, op, manifest.bucket, manifest, manifest_bytes)
 
 
-# ---- listing -------------------------------------------------------------------------------
+# ---- versions ------------------------------------------------------------------------------
 
-_PAGE_ROWS = 1000
-
-
-def _after(text: str) -> str:
-    """The smallest string greater than every string that starts with ``text``.
-
-    UTF-8 byte order (SQLite's BINARY collation) equals code point order, so bumping the last
-    code point gives the tight upper bound of the prefix range.
-    """
-    return text[:-1] + chr(ord(text[-1]) + 1)
+VERSIONING_STATES = ("", "Enabled", "Suspended")
 
 
-def list_latest(
-    conn: sqlite3.Connection,
-    bucket: str,
-    prefix: str,
-    delimiter: str,
-    marker: str,
-    max_keys: int,
-) -> ListPage:
-    """One page of current objects after ``marker``, folding keys into common prefixes."""
+def new_version_id(stamp: Timestamp) -> str:
+    """A unique, opaque version id: the HLC (hex) plus a short hash of the origin node."""
+    node_hash = hashlib.blake2s(stamp.node_id.encode(), digest_size=4).hexdigest()
+    return f"{stamp.pack():016x}{node_hash}"
+
+
+def version_id_for_write(bucket: BucketInfo, stamp: Timestamp) -> str:
+    """Enabled buckets get a fresh version id; unversioned and suspended ones the null one."""
+    return new_version_id(stamp) if bucket.versioning == "Enabled" else NULL_VERSION
+
+
+def get_version(conn: sqlite3.Connection, bucket: str, key: str, version_id: str) -> Manifest:
     get_bucket(conn, bucket)
-    entries: list[ListEntry] = []
-    prefixes: list[str] = []
-    last: str | None = None
-    # Seek position: rows with key > after_key (exclusive) and key >= floor (inclusive).
-    after_key, floor = marker, prefix
-    while True:
-        rows = conn.execute(
-            "SELECT key, size, etag, last_modified_ms FROM versions INDEXED BY versions_latest"
-            " WHERE bucket = ? AND is_latest = 1 AND key > ? AND key >= ? AND kind = ?"
-            " ORDER BY key LIMIT ?",
-            (bucket, after_key, floor, int(Kind.OBJECT), _PAGE_ROWS),
-        ).fetchall()
-        if not rows:
-            return ListPage(entries, prefixes, False, last)
-        for key, size, etag, last_modified_ms in rows:
-            if not key.startswith(prefix):
-                return ListPage(entries, prefixes, False, last)
-            group = _common_prefix(key, prefix, delimiter)
-            if group is not None and group == marker:
-                # This group ended the previous page (it is the marker): skip all of it.
-                floor = _after(group)
-                break
-            if len(entries) + len(prefixes) == max_keys:
-                return ListPage(entries, prefixes, True, last)
-            if group is None:
-                entries.append(ListEntry(key, size, etag, last_modified_ms))
-                last = key
-                after_key = key
-                continue
-            prefixes.append(group)
-            last = group
-            floor = _after(group)
-            break
+    row = conn.execute(
+        "SELECT manifest FROM versions WHERE bucket = ? AND key = ? AND version_id = ?"
+        " AND kind != ?",
+        (bucket, key, version_id, int(Kind.TOMBSTONE)),
+    ).fetchone()
+    if row is None:
+        raise NoSuchVersion(f"{bucket}/{key} version {version_id}")
+    return decode(row[0])
 
 
-def _common_prefix(key: str, prefix: str, delimiter: str) -> str | None:
-    if not delimiter:
+def apply_delete_version(
+    conn: sqlite3.Connection, stamp: Timestamp, bucket: str, key: str, version_id: str
+) -> Manifest | None:
+    """Remove one version for good; the newest remaining one becomes latest.
+
+    Deleting a version that does not exist succeeds (S3 answers 204), returning None.
+    """
+    get_bucket(conn, bucket)
+    row = conn.execute(
+        "SELECT manifest, is_latest FROM versions WHERE bucket = ? AND key = ?"
+        " AND version_id = ? AND kind != ?",
+        (bucket, key, version_id, int(Kind.TOMBSTONE)),
+    ).fetchone()
+    if row is None:
         return None
-    position = key.find(delimiter, len(prefix))
-    if position < 0:
-        return None
-    return key[: position + len(delimiter)]
+    removed = decode(row[0])
+    conn.execute(
+        "DELETE FROM versions WHERE bucket = ? AND key = ? AND version_id = ?",
+        (bucket, key, version_id),
+    )
+    if row[1]:
+        newest = conn.execute(
+            "SELECT version_id FROM versions WHERE bucket = ? AND key = ?"
+            " ORDER BY hlc DESC LIMIT 1",
+            (bucket, key),
+        ).fetchone()
+        if newest is not None:
+            conn.execute(
+                "UPDATE versions SET is_latest = 1 WHERE bucket = ? AND key = ? AND version_id = ?",
+                (bucket, key, newest[0]),
+            )
+    log_change(conn, stamp, "version.delete", bucket, removed, payload={"kind": removed.kind.name})
+    return removed
+
+
+def apply_set_versioning(
+    conn: sqlite3.Connection, stamp: Timestamp, bucket: str, status: str
+) -> None:
+    assert status in ("Enabled", "Suspended")
+    get_bucket(conn, bucket)
+    conn.execute(
+        "UPDATE buckets SET versioning = ?, hlc = ? WHERE name = ?",
+        (status, stamp.pack(), bucket),
+    )
+    log_change(conn, stamp, "bucket.versioning", bucket, payload={"status": status})

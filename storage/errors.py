@@ -6,6 +6,11 @@ StorageError
  +-- BucketNotEmpty        delete of a bucket that still holds objects
  +-- BucketAlreadyExists   create of a bucket that exists
  +-- EntityTooLarge        a body longer than the configured object size limit
+ +-- NoSuchVersion         the version id does not exist for the key
+ +-- NoSuchUpload          the multipart upload does not exist (or was completed/aborted)
+ +-- InvalidPart           a completion names a part that was not uploaded, or a wrong ETag
+ +-- InvalidPartOrder      a completion lists parts out of ascending order
+ +-- EntityTooSmall        a part other than the last is smaller than the minimum
  +-- ReadOnly              writes are refused (store closing or in maintenance)
  +-- CorruptData           bytes on disk do not match their BLAKE3 hash
  +-- FormatError           an on-disk structure (segment record, manifest) cannot be decoded
@@ -33,6 +38,26 @@ class BucketAlreadyExists(StorageError):
 
 
 class EntityTooLarge(StorageError):
+    pass
+
+
+class NoSuchVersion(StorageError):
+    pass
+
+
+class NoSuchUpload(StorageError):
+    pass
+
+
+class InvalidPart(StorageError):
+    pass
+
+
+class InvalidPartOrder(StorageError):
+    pass
+
+
+class EntityTooSmall(StorageError):
     pass
 
 

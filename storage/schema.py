@@ -9,6 +9,8 @@ Tables:
                 replication cursor a peer keeps; (origin, hlc) identifies a change globally
   peer_cursors  how far each peer has been pulled from / pushed to (used by replication)
   segments      per segment file: bytes known durable, and whether it is sealed
+  uploads       multipart uploads in progress (not replicated: only their completion is)
+  parts         uploaded parts; completion concatenates their chunk lists, copying no data
 """
 
 from __future__ import annotations
@@ -83,6 +85,31 @@ MIGRATIONS: tuple[str, ...] = (
         id           INTEGER PRIMARY KEY,
         durable_end  INTEGER NOT NULL,
         sealed       INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+    """,
+    # 2: versioning and multipart uploads.
+    """
+    CREATE INDEX versions_by_age ON versions (bucket, key, hlc DESC);
+
+    CREATE TABLE uploads (
+        upload_id     TEXT PRIMARY KEY,
+        bucket        TEXT NOT NULL,
+        key           TEXT NOT NULL,
+        initiated_ms  INTEGER NOT NULL,
+        owner         TEXT NOT NULL,
+        headers       TEXT NOT NULL,   -- JSON [[name, value], ...] for the final object
+        checksum      TEXT NOT NULL DEFAULT ''   -- algorithm named at creation, if any
+    ) STRICT;
+    CREATE INDEX uploads_by_key ON uploads (bucket, key, initiated_ms);
+
+    CREATE TABLE parts (
+        upload_id    TEXT NOT NULL REFERENCES uploads (upload_id) ON DELETE CASCADE,
+        part_number  INTEGER NOT NULL,
+        size         INTEGER NOT NULL,
+        etag         TEXT NOT NULL,
+        modified_ms  INTEGER NOT NULL,
+        manifest     BLOB NOT NULL,   -- the part's chunks, as a manifest
+        PRIMARY KEY (upload_id, part_number)
     ) STRICT;
     """,
 )

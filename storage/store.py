@@ -18,18 +18,34 @@ import sqlite3
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import blake3
 
-from storage import catalog
+from storage import catalog, listing, uploads
 from storage.cache import LatestCache
-from storage.catalog import NULL_VERSION, BucketInfo, ListPage
+from storage.catalog import BucketInfo
 from storage.chunker import CHUNK_BYTES, Chunker
-from storage.commit import GroupCommitter, Outcome
+from storage.commit import GroupCommitter, Mutation
 from storage.database import Database
 from storage.errors import EntityTooLarge, NoSuchKey, StorageError
-from storage.hlc import HybridClock, Timestamp
+from storage.hlc import HybridClock
+from storage.listing import ListPage, VersionPage
 from storage.manifest import ChunkRef, Kind, Manifest
+from storage.mutations import (
+    AbortUpload,
+    CompleteUpload,
+    CopyObject,
+    CreateBucket,
+    CreateUpload,
+    DeleteBucket,
+    DeleteObject,
+    DeleteResult,
+    DeleteVersion,
+    PutObject,
+    PutPart,
+    SetVersioning,
+)
 from storage.segments import (
     DEFAULT_SEGMENT_BYTES_MAX,
     RecordKind,
@@ -39,6 +55,7 @@ from storage.segments import (
     recover_segment,
     segment_path,
 )
+from storage.uploads import PartInfo, UploadInfo, UploadPage
 
 log = logging.getLogger("lakenode.store")
 
@@ -61,17 +78,14 @@ class NodeIdMismatch(StorageError):
 
 
 class DeleteMarker(NoSuchKey):
-    """The latest version is a delete marker (S3 answers 404 with x-amz-delete-marker)."""
+    """The version asked for (or the latest) is a delete marker."""
 
     def __init__(self, manifest: Manifest) -> None:
         super().__init__(manifest.key)
         self.manifest = manifest
 
 
-@dataclass(frozen=True)
-class DeleteResult:
-    version_id: str | None
-    delete_marker: bool
+__all__ = ["DeleteMarker", "DeleteResult", "ObjectWriter", "Store", "StoreConfig"]
 
 
 def resolve_node_id(data_dir: Path, requested: str | None) -> str:
@@ -136,7 +150,7 @@ class Store:
         reader_db = await Database.open(config.data_dir / "meta.db", read_only=True)
         states = await writer_db.run(catalog.segment_states)
         next_id = await asyncio.to_thread(_recover_segments, segment_dir, states)
-        await writer_db.run(_mark_recovered, [i for i in list_segment_ids(segment_dir)])
+        await writer_db.run(_mark_recovered, list_segment_ids(segment_dir))
         segments = SegmentWriter(segment_dir, next_id, config.segment_bytes_max)
         clock = HybridClock(node_id, last=await writer_db.run(catalog.last_hlc))
         store = cls(config, node_id, writer_db, reader_db, segments, clock)
@@ -151,20 +165,26 @@ class Store:
         await self._reader_db.close()
         await self._writer_db.close()
 
+    async def _commit(self, mutation: Mutation) -> Any:
+        return await self.committer.submit(mutation)
+
     # ---- buckets ----------------------------------------------------------------------------
 
     async def create_bucket(self, name: str, owner: str) -> BucketInfo:
-        result: BucketInfo = await self.committer.submit(_CreateBucket(name, owner))
+        result: BucketInfo = await self._commit(CreateBucket(name, owner))
         return result
 
     async def delete_bucket(self, name: str) -> None:
-        await self.committer.submit(_DeleteBucket(name))
+        await self._commit(DeleteBucket(name))
 
     async def get_bucket(self, name: str) -> BucketInfo:
         return await self._reader_db.run(catalog.get_bucket, name)
 
     async def list_buckets(self) -> list[BucketInfo]:
         return await self._reader_db.run(catalog.list_buckets)
+
+    async def set_versioning(self, bucket: str, status: str) -> None:
+        await self._commit(SetVersioning(bucket, status))
 
     # ---- objects ----------------------------------------------------------------------------
 
@@ -173,29 +193,77 @@ class Store:
         await self.get_bucket(bucket)
         return ObjectWriter(self, bucket, key, size_max)
 
-    async def head_object(self, bucket: str, key: str) -> Manifest:
-        """The latest version; raise NoSuchBucket, NoSuchKey or DeleteMarker."""
-        manifest = self._latest.get(bucket, key)
-        if manifest is None:
-            epoch = self._latest.epoch
-            manifest = await self._reader_db.run(_lookup_latest, bucket, key)
-            if manifest is not None:
-                self._latest.fill(manifest, epoch)
+    async def head_object(self, bucket: str, key: str, version_id: str | None = None) -> Manifest:
+        """The latest (or the given) version; raise NoSuchBucket/NoSuchKey/NoSuchVersion,
+        or DeleteMarker when it is a delete marker."""
+        manifest: Manifest | None
+        if version_id is not None:
+            manifest = await self._reader_db.run(catalog.get_version, bucket, key, version_id)
+        else:
+            manifest = await self._latest_manifest(bucket, key)
         if manifest is None or manifest.kind == Kind.TOMBSTONE:
             raise NoSuchKey(key)
         if manifest.kind == Kind.DELETE_MARKER:
             raise DeleteMarker(manifest)
         return manifest
 
-    async def delete_object(self, bucket: str, key: str) -> DeleteResult:
-        result: DeleteResult = await self.committer.submit(_DeleteObject(bucket, key))
+    async def _latest_manifest(self, bucket: str, key: str) -> Manifest | None:
+        manifest = self._latest.get(bucket, key)
+        if manifest is None:
+            epoch = self._latest.epoch
+            manifest = await self._reader_db.run(_lookup_latest, bucket, key)
+            if manifest is not None:
+                self._latest.fill(manifest, epoch)
+        return manifest
+
+    async def delete_object(
+        self, bucket: str, key: str, version_id: str | None = None
+    ) -> DeleteResult:
+        mutation: Mutation = (
+            DeleteObject(bucket, key)
+            if version_id is None
+            else DeleteVersion(bucket, key, version_id)
+        )
+        result: DeleteResult = await self._commit(mutation)
+        return result
+
+    async def copy_object(
+        self,
+        source: Manifest,
+        bucket: str,
+        key: str,
+        headers: tuple[tuple[str, str], ...] | None,
+    ) -> Manifest:
+        """A new version of bucket/key sharing ``source``'s chunks (headers None: keep)."""
+        result: Manifest = await self._commit(
+            CopyObject(source.bucket, source.key, source.version_id, bucket, key, headers)
+        )
         return result
 
     async def list_objects(
         self, bucket: str, prefix: str, delimiter: str, marker: str, max_keys: int
     ) -> ListPage:
         return await self._reader_db.run(
-            catalog.list_latest, bucket, prefix, delimiter, marker, max_keys
+            listing.list_latest, bucket, prefix, delimiter, marker, max_keys
+        )
+
+    async def list_versions(
+        self,
+        bucket: str,
+        prefix: str,
+        delimiter: str,
+        key_marker: str,
+        version_marker: str,
+        max_keys: int,
+    ) -> VersionPage:
+        return await self._reader_db.run(
+            listing.list_versions,
+            bucket,
+            prefix,
+            delimiter,
+            key_marker,
+            version_marker,
+            max_keys,
         )
 
     async def read(self, manifest: Manifest, start: int, end: int) -> AsyncGenerator[bytes, None]:
@@ -219,6 +287,88 @@ class Store:
             if index + 1 < len(spans):
                 prefetch = loop.run_in_executor(None, self._reader.read_chunk, spans[index + 1][0])
             yield data[low:high] if (low, high) != (0, chunk.length) else data
+
+    # ---- multipart uploads ------------------------------------------------------------------
+
+    async def create_upload(
+        self,
+        bucket: str,
+        key: str,
+        headers: tuple[tuple[str, str], ...],
+        owner: str,
+        checksum: str = "",
+    ) -> UploadInfo:
+        template = UploadInfo(uploads.new_upload_id(), bucket, key, 0, owner, headers, checksum)
+        result: UploadInfo = await self._commit(CreateUpload(template))
+        return result
+
+    async def get_upload(self, bucket: str, key: str, upload_id: str) -> UploadInfo:
+        return await self._reader_db.run(uploads.get_upload, bucket, key, upload_id)
+
+    async def begin_part(self, upload: UploadInfo, size_max: int) -> ObjectWriter:
+        return ObjectWriter(self, upload.bucket, upload.key, size_max)
+
+    async def copy_part(
+        self, upload: UploadInfo, part_number: int, source: Manifest, first: int, last: int
+    ) -> PartInfo:
+        """A part made of bytes [first, last] of ``source``, sharing its stored bytes.
+
+        Whole chunks are referenced as they are; a chunk cut by the range is referenced by
+        the covered slice of its record, with that slice's own BLAKE3. The bytes are read
+        (and verified) once to compute the part's MD5, but never written again.
+        """
+        md5 = hashlib.md5()
+        refs: list[ChunkRef] = []
+        loop = asyncio.get_running_loop()
+        for chunk, low, high in _chunk_spans(source.chunks, first, last):
+            data = await loop.run_in_executor(None, self._reader.read_chunk, chunk)
+            piece = data[low:high]
+            md5.update(piece)
+            if (low, high) == (0, chunk.length):
+                refs.append(chunk)
+            else:
+                digest = blake3.blake3(piece).digest()
+                refs.append(ChunkRef(chunk.segment_id, chunk.offset + low, high - low, digest))
+        result: PartInfo = await self._commit(
+            PutPart(upload, part_number, last - first + 1, md5.hexdigest(), tuple(refs))
+        )
+        return result
+
+    async def list_parts(
+        self, upload: UploadInfo, after_part: int, max_parts: int
+    ) -> tuple[list[PartInfo], bool]:
+        return await self._reader_db.run(uploads.list_parts, upload, after_part, max_parts)
+
+    async def complete_upload(
+        self,
+        upload: UploadInfo,
+        parts: list[tuple[int, str]],
+        extra_headers: tuple[tuple[str, str], ...] = (),
+    ) -> Manifest:
+        result: Manifest = await self._commit(CompleteUpload(upload, tuple(parts), extra_headers))
+        return result
+
+    async def abort_upload(self, upload: UploadInfo) -> None:
+        await self._commit(AbortUpload(upload))
+
+    async def list_uploads(
+        self,
+        bucket: str,
+        prefix: str,
+        delimiter: str,
+        key_marker: str,
+        upload_id_marker: str,
+        max_uploads: int,
+    ) -> UploadPage:
+        return await self._reader_db.run(
+            uploads.list_uploads,
+            bucket,
+            prefix,
+            delimiter,
+            key_marker,
+            upload_id_marker,
+            max_uploads,
+        )
 
     # ---- internals used by ObjectWriter -----------------------------------------------------
 
@@ -249,7 +399,8 @@ def _chunk_spans(
 
 
 class ObjectWriter:
-    """Streams one object's bytes into segments; nothing is visible until :meth:`commit`."""
+    """Streams one object's (or part's) bytes into segments; nothing is visible until
+    :meth:`commit` or :meth:`commit_part`."""
 
     def __init__(self, store: Store, bucket: str, key: str, size_max: int) -> None:
         self._store = store
@@ -291,10 +442,13 @@ class ObjectWriter:
         await self._drain()
         return self._md5.digest()
 
+    def _assert_finished(self) -> None:
+        assert self._in_flight is None and self._chunker.pending_bytes == 0
+
     async def commit(self, headers: list[tuple[str, str]]) -> Manifest:
         """Make the object durable and visible (the durability barrier); return its manifest."""
-        assert self._in_flight is None and self._chunker.pending_bytes == 0
-        mutation = _PutObject(
+        self._assert_finished()
+        mutation = PutObject(
             self.bucket,
             self.key,
             tuple(headers),
@@ -302,101 +456,23 @@ class ObjectWriter:
             self._md5.hexdigest(),
             tuple(self._chunks),
         )
-        manifest: Manifest = await self._store.committer.submit(mutation)
-        return manifest
+        result: Manifest = await self._store._commit(mutation)
+        return result
+
+    async def commit_part(self, upload: UploadInfo, part_number: int) -> PartInfo:
+        """Make the part durable (same barrier as an object); it stays invisible to reads."""
+        self._assert_finished()
+        mutation = PutPart(
+            upload, part_number, self.size, self._md5.hexdigest(), tuple(self._chunks)
+        )
+        result: PartInfo = await self._store._commit(mutation)
+        return result
 
     async def abort(self) -> None:
         """Give up; chunks already written become garbage for a later GC."""
         if self._in_flight is not None:
             await asyncio.wait([self._in_flight])
             self._in_flight = None
-
-
-# ---- mutations (run inside the group-commit transaction) ------------------------------------
-
-
-@dataclass(frozen=True)
-class _CreateBucket:
-    name: str
-    owner: str
-
-    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
-        return Outcome(catalog.apply_create_bucket(conn, stamp, self.name, self.owner))
-
-    def touched(self) -> tuple[str, str | None]:
-        return self.name, None
-
-
-@dataclass(frozen=True)
-class _DeleteBucket:
-    name: str
-
-    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
-        catalog.apply_delete_bucket(conn, stamp, self.name)
-        return Outcome()
-
-    def touched(self) -> tuple[str, str | None]:
-        return self.name, None
-
-
-@dataclass(frozen=True)
-class _PutObject:
-    bucket: str
-    key: str
-    headers: tuple[tuple[str, str], ...]
-    size: int
-    etag: str
-    chunks: tuple[ChunkRef, ...]
-
-    def touched(self) -> tuple[str, str | None]:
-        return self.bucket, self.key
-
-    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
-        catalog.get_bucket(conn, self.bucket)
-        manifest = Manifest(
-            Kind.OBJECT,
-            self.bucket,
-            self.key,
-            NULL_VERSION,
-            stamp.pack(),
-            stamp.node_id,
-            self.size,
-            self.etag,
-            stamp.wall_ms,
-            self.headers,
-            self.chunks,
-        )
-        encoded = manifest.encode()
-        catalog.apply_put_version(conn, manifest, encoded, stamp)
-        return Outcome(manifest, encoded)
-
-
-@dataclass(frozen=True)
-class _DeleteObject:
-    bucket: str
-    key: str
-
-    def touched(self) -> tuple[str, str | None]:
-        return self.bucket, self.key
-
-    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
-        # Unversioned delete: the key's null version is replaced by a tombstone, which S3
-        # never shows but which keeps the delete ordered (LWW) against replicated writes.
-        catalog.get_bucket(conn, self.bucket)
-        tombstone = Manifest(
-            Kind.TOMBSTONE,
-            self.bucket,
-            self.key,
-            NULL_VERSION,
-            stamp.pack(),
-            stamp.node_id,
-            0,
-            "",
-            stamp.wall_ms,
-        )
-        encoded = tombstone.encode()
-        catalog.apply_put_version(conn, tombstone, encoded, stamp)
-        return Outcome(DeleteResult(None, False), encoded)
 
 
 # ---- helpers ----------------------------------------------------------------------------------

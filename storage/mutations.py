@@ -1,0 +1,265 @@
+"""Every kind of write, as a mutation applied inside the group-commit transaction.
+
+Each mutation reads what it depends on inside the transaction (so concurrent writers cannot
+invalidate its checks), takes its HLC stamp from the committer, writes its rows and its
+change-log row, and may hand back a manifest for the committer to append to the segment
+before the commit (so rebuild-index can find it without the database).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from storage import catalog, uploads
+from storage.catalog import NULL_VERSION, BucketInfo
+from storage.commit import Outcome
+from storage.errors import NoSuchKey
+from storage.hlc import Timestamp
+from storage.manifest import ChunkRef, Kind, Manifest
+from storage.uploads import PartInfo, UploadInfo
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    version_id: str | None
+    delete_marker: bool
+
+
+@dataclass(frozen=True)
+class CreateBucket:
+    name: str
+    owner: str
+
+    def touched(self) -> tuple[str, str | None]:
+        return self.name, None
+
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+        return Outcome(catalog.apply_create_bucket(conn, stamp, self.name, self.owner))
+
+
+@dataclass(frozen=True)
+class DeleteBucket:
+    name: str
+
+    def touched(self) -> tuple[str, str | None]:
+        return self.name, None
+
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+        catalog.apply_delete_bucket(conn, stamp, self.name)
+        conn.execute("DELETE FROM uploads WHERE bucket = ?", (self.name,))
+        return Outcome()
+
+
+@dataclass(frozen=True)
+class SetVersioning:
+    bucket: str
+    status: str
+
+    def touched(self) -> tuple[str, str | None]:
+        return self.bucket, None
+
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+        catalog.apply_set_versioning(conn, stamp, self.bucket, self.status)
+        return Outcome()
+
+
+def _write_version(
+    conn: sqlite3.Connection,
+    stamp: Timestamp,
+    bucket: BucketInfo,
+    key: str,
+    kind: Kind,
+    size: int,
+    etag: str,
+    headers: tuple[tuple[str, str], ...],
+    chunks: tuple[ChunkRef, ...],
+    version_id: str | None = None,
+) -> Outcome:
+    manifest = Manifest(
+        kind,
+        bucket.name,
+        key,
+        version_id or catalog.version_id_for_write(bucket, stamp),
+        stamp.pack(),
+        stamp.node_id,
+        size,
+        etag,
+        stamp.wall_ms,
+        headers,
+        chunks,
+    )
+    encoded = manifest.encode()
+    catalog.apply_put_version(conn, manifest, encoded, stamp)
+    return Outcome(manifest, encoded)
+
+
+@dataclass(frozen=True)
+class PutObject:
+    bucket: str
+    key: str
+    headers: tuple[tuple[str, str], ...]
+    size: int
+    etag: str
+    chunks: tuple[ChunkRef, ...]
+
+    def touched(self) -> tuple[str, str | None]:
+        return self.bucket, self.key
+
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+        bucket = catalog.get_bucket(conn, self.bucket)
+        return _write_version(
+            conn,
+            stamp,
+            bucket,
+            self.key,
+            Kind.OBJECT,
+            self.size,
+            self.etag,
+            self.headers,
+            self.chunks,
+        )
+
+
+@dataclass(frozen=True)
+class CopyObject:
+    """A new version that shares the source version's chunks: no data is rewritten."""
+
+    source_bucket: str
+    source_key: str
+    source_version: str
+    bucket: str
+    key: str
+    headers: tuple[tuple[str, str], ...] | None  # None: keep the source's (COPY directive)
+
+    def touched(self) -> tuple[str, str | None]:
+        return self.bucket, self.key
+
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+        source = catalog.get_version(conn, self.source_bucket, self.source_key, self.source_version)
+        if source.kind != Kind.OBJECT:
+            raise NoSuchKey(self.source_key)
+        bucket = catalog.get_bucket(conn, self.bucket)
+        headers = source.headers if self.headers is None else self.headers
+        return _write_version(
+            conn,
+            stamp,
+            bucket,
+            self.key,
+            Kind.OBJECT,
+            source.size,
+            source.etag,
+            headers,
+            source.chunks,
+        )
+
+
+@dataclass(frozen=True)
+class DeleteObject:
+    """DELETE without a version id: a delete marker (versioned) or a tombstone."""
+
+    bucket: str
+    key: str
+
+    def touched(self) -> tuple[str, str | None]:
+        return self.bucket, self.key
+
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+        bucket = catalog.get_bucket(conn, self.bucket)
+        if not bucket.versioning:
+            # Unversioned: the null version is replaced by a tombstone, which S3 never shows
+            # but which keeps the delete ordered (LWW) against replicated writes.
+            outcome = _write_version(
+                conn, stamp, bucket, self.key, Kind.TOMBSTONE, 0, "", (), (), NULL_VERSION
+            )
+            outcome.result = DeleteResult(None, False)
+            return outcome
+        outcome = _write_version(conn, stamp, bucket, self.key, Kind.DELETE_MARKER, 0, "", (), ())
+        assert isinstance(outcome.result, Manifest)
+        outcome.result = DeleteResult(outcome.result.version_id, True)
+        return outcome
+
+
+@dataclass(frozen=True)
+class DeleteVersion:
+    """DELETE with a version id: that version is removed for good."""
+
+    bucket: str
+    key: str
+    version_id: str
+
+    def touched(self) -> tuple[str, str | None]:
+        return self.bucket, self.key
+
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+        removed = catalog.apply_delete_version(conn, stamp, self.bucket, self.key, self.version_id)
+        marker = removed is not None and removed.kind == Kind.DELETE_MARKER
+        return Outcome(DeleteResult(self.version_id, marker))
+
+
+@dataclass(frozen=True)
+class CreateUpload:
+    upload: UploadInfo
+
+    def touched(self) -> tuple[str, str | None]:
+        return self.upload.bucket, self.upload.key
+
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+        return Outcome(uploads.apply_create_upload(conn, stamp, self.upload))
+
+
+@dataclass(frozen=True)
+class PutPart:
+    upload: UploadInfo
+    part_number: int
+    size: int
+    etag: str
+    chunks: tuple[ChunkRef, ...]
+
+    def touched(self) -> tuple[str, str | None]:
+        return self.upload.bucket, self.upload.key
+
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+        part = Manifest(
+            Kind.OBJECT,
+            self.upload.bucket,
+            self.upload.key,
+            f"{self.upload.upload_id}.{self.part_number}",
+            stamp.pack(),
+            stamp.node_id,
+            self.size,
+            self.etag,
+            stamp.wall_ms,
+            (),
+            self.chunks,
+        )
+        info: PartInfo = uploads.apply_put_part(conn, stamp, self.upload, self.part_number, part)
+        return Outcome(info)
+
+
+@dataclass(frozen=True)
+class CompleteUpload:
+    upload: UploadInfo
+    parts: tuple[tuple[int, str], ...]
+    extra_headers: tuple[tuple[str, str], ...]
+
+    def touched(self) -> tuple[str, str | None]:
+        return self.upload.bucket, self.upload.key
+
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+        manifest, encoded = uploads.apply_complete(
+            conn, stamp, self.upload, list(self.parts), self.extra_headers
+        )
+        return Outcome(manifest, encoded)
+
+
+@dataclass(frozen=True)
+class AbortUpload:
+    upload: UploadInfo
+
+    def touched(self) -> tuple[str, str | None]:
+        return self.upload.bucket, self.upload.key
+
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+        uploads.apply_abort(conn, self.upload)
+        return Outcome()
