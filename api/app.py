@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import buckets, listing, multidelete, objects
 from api.context import S3Context
@@ -67,8 +67,20 @@ class S3Dispatcher:
         if scope["type"] != "http" or scope["path"].startswith(RESERVED_PREFIX):
             await self.internal(scope, receive, send)
             return
-        request = Request(scope, receive)
+        body_started = False
+
+        async def tracking_receive() -> Message:
+            nonlocal body_started
+            body_started = True
+            return await receive()
+
+        request = Request(scope, tracking_receive)
         response = await handle_s3_request(request, self.settings, self.store())
+        if not body_started and "100-continue" in request.headers.get("expect", "").lower():
+            # The client holds its body back until "100 Continue", which is only sent when
+            # the body is read. Refused before that, keeping the connection would make the
+            # server read the client's next request as this one's body.
+            response.headers["Connection"] = "close"
         await response(scope, receive, send)
 
 
@@ -85,19 +97,9 @@ async def handle_s3_request(request: Request, settings: ApiSettings, store: Stor
         response = await HANDLERS[ctx.operation](ctx)
     except Exception as exc:
         response = error_response(exc, request_id, resource, is_head)
-        if _awaits_continue(request):
-            # The client holds its body back until "100 Continue", which we never sent:
-            # keeping the connection would read its next request as this one's body.
-            response.headers["Connection"] = "close"
     response.headers["x-amz-request-id"] = request_id
     response.headers["x-amz-id-2"] = request_id
     return response
-
-
-def _awaits_continue(request: Request) -> bool:
-    """True if the request sent ``Expect: 100-continue`` and its body was never read."""
-    expects = "100-continue" in request.headers.get("expect", "").lower()
-    return expects and not request._stream_consumed
 
 
 def _build_context(

@@ -8,6 +8,8 @@ escapes a handler becomes ``InternalError`` (500) with the traceback logged, nev
 
 from __future__ import annotations
 
+import re
+from urllib.parse import quote
 from xml.sax.saxutils import escape
 
 from storage import errors as storage_errors
@@ -78,12 +80,22 @@ class S3Error(Exception):
         return render_error_xml(self.code, self.message, self.resource, request_id)
 
 
+# Characters XML 1.0 cannot carry at all, not even as character references.
+_NOT_XML_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+def _xml_text(text: str) -> str:
+    """Escaped for XML; characters XML cannot carry (e.g. from a key) are percent-encoded."""
+    cleaned = _NOT_XML_CHARS.sub(lambda m: quote(m.group(), safe="", errors="surrogatepass"), text)
+    return escape(cleaned)
+
+
 def render_error_xml(code: str, message: str, resource: str, request_id: str) -> bytes:
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f"<Error><Code>{escape(code)}</Code><Message>{escape(message)}</Message>"
-        f"<Resource>{escape(resource)}</Resource><RequestId>{escape(request_id)}</RequestId>"
-        "</Error>"
+        f"<Error><Code>{_xml_text(code)}</Code><Message>{_xml_text(message)}</Message>"
+        f"<Resource>{_xml_text(resource)}</Resource>"
+        f"<RequestId>{_xml_text(request_id)}</RequestId></Error>"
     ).encode()
 
 

@@ -143,7 +143,7 @@ def _object_headers(ctx: S3Context, manifest: Manifest, ranged: bool) -> dict[st
 
 def _valid_header_value(value: str) -> bool:
     """Sendable as an HTTP header: latin-1, no control characters (CR/LF would split it)."""
-    return all(0x20 <= ord(c) <= 0xFF and ord(c) != 0x7F or c == "\t" for c in value)
+    return all((0x20 <= ord(c) <= 0xFF and ord(c) != 0x7F) or c == "\t" for c in value)
 
 
 async def _latest(ctx: S3Context) -> Manifest:

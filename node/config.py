@@ -173,6 +173,12 @@ def resolve_serve_config(parser: argparse.ArgumentParser, args: argparse.Namespa
         allow_default_credentials=args.allow_default_credentials,
         **values,  # type: ignore[arg-type]
     )
+    stored_id = _stored_node_id(config.data_dir)
+    if config.node_id is not None and stored_id is not None and stored_id != config.node_id:
+        parser.error(
+            f"argument --node-id: data dir {config.data_dir} belongs to node id "
+            f"{stored_id!r}, not {config.node_id!r}"
+        )
     exposed = not _is_loopback(config.host)
     if config.uses_default_credentials and exposed and not config.allow_default_credentials:
         parser.error(
@@ -180,6 +186,14 @@ def resolve_serve_config(parser: argparse.ArgumentParser, args: argparse.Namespa
             "credentials; set --access-key/--secret-key or pass --allow-default-credentials"
         )
     return config
+
+
+def _stored_node_id(data_dir: Path) -> str | None:
+    """The id a data dir already belongs to (storage writes it on first start), if any."""
+    try:
+        return (data_dir / "node_id").read_text().strip() or None
+    except OSError:
+        return None  # none yet; anything stranger is the store's to report
 
 
 def _is_loopback(host: str) -> bool:
