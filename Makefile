@@ -1,5 +1,6 @@
 # Every target works on a fresh machine with only Python 3.11 and make.
-PYTHON ?= python3.11
+# Python 3.11 or newer: python3.11 if installed, else python3 (checked below).
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -10,7 +11,8 @@ LAKENODE_SECRET_KEY ?= lakenode-secret
 .PHONY: run test lint bench fmt clean
 
 $(STAMP): pyproject.toml
-	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH"; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+		|| { echo "lakenode needs Python >= 3.11 (found $(PYTHON))"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
