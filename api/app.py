@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import buckets, listing, multidelete, objects
+from api import buckets, listing, multidelete, multipart, objects
 from api.context import S3Context
 from api.errors import S3Error, from_storage_error, render_error_xml
 from api.router import resolve, split_target
@@ -42,6 +42,16 @@ HANDLERS: dict[str, Handler] = {
     "GetObject": objects.get_object,
     "HeadObject": objects.head_object,
     "DeleteObject": objects.delete_object,
+    "CopyObject": objects.copy_object,
+    "PutBucketVersioning": buckets.put_bucket_versioning,
+    "ListObjectVersions": listing.list_object_versions,
+    "CreateMultipartUpload": multipart.create_multipart_upload,
+    "UploadPart": multipart.upload_part,
+    "UploadPartCopy": multipart.upload_part_copy,
+    "CompleteMultipartUpload": multipart.complete_multipart_upload,
+    "AbortMultipartUpload": multipart.abort_multipart_upload,
+    "ListParts": multipart.list_parts,
+    "ListMultipartUploads": multipart.list_multipart_uploads,
 }
 RESERVED_PREFIX = "/_lakenode/"
 

@@ -107,3 +107,24 @@ async def get_bucket_versioning(ctx: S3Context) -> Response:
     bucket = await ctx.store.get_bucket(ctx.bucket_name)
     status = [("Status", bucket.versioning)] if bucket.versioning else []
     return _xml_response(xml.render("VersioningConfiguration", status))
+
+
+VERSIONING_BODY_BYTES_MAX = 64 * 1024
+
+
+async def put_bucket_versioning(ctx: S3Context) -> Response:
+    body = await Body(ctx.request, ctx.auth).read_all(VERSIONING_BODY_BYTES_MAX)
+    root = xml.parse(body)
+    if xml.local_name(root) != "VersioningConfiguration":
+        raise S3Error(
+            "MalformedXML",
+            "The XML you provided was not well-formed or did not "
+            "validate against our published schema",
+        )
+    status = (xml.child_text(root, "Status") or "").strip()
+    if xml.child_text(root, "MfaDelete") not in (None, "", "Disabled"):
+        raise S3Error("NotImplemented", "MFA Delete is not supported.")
+    if status not in ("Enabled", "Suspended"):
+        raise S3Error("MalformedXML", "The versioning Status must be Enabled or Suspended.")
+    await ctx.store.set_versioning(ctx.bucket_name, status)
+    return Response(status_code=200)

@@ -32,6 +32,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "InvalidArgument": 400,
     "InvalidBucketName": 400,
     "InvalidDigest": 400,
+    "InvalidPart": 400,
+    "InvalidPartOrder": 400,
     "InvalidRange": 416,
     "InvalidRequest": 400,
     "KeyTooLongError": 400,
@@ -108,6 +110,18 @@ _AWS_MESSAGES = {
     ),
     "EntityTooLarge": "Your proposed upload exceeds the maximum allowed size",
     "SlowDown": "Please reduce your request rate.",
+    "NoSuchVersion": "The specified version does not exist.",
+    "NoSuchUpload": (
+        "The specified upload does not exist. The upload ID may be invalid, or the upload may "
+        "have been aborted or completed."
+    ),
+    "InvalidPart": (
+        "One or more of the specified parts could not be found. The part might not have been "
+        "uploaded, or the specified entity tag might not have matched the part's entity tag."
+    ),
+    "InvalidPartOrder": "The list of parts was not in ascending order. The parts list must be "
+    "specified in order by part number.",
+    "EntityTooSmall": "Your proposed upload is smaller than the minimum allowed object size.",
 }
 
 _CODE_BY_STORAGE_ERROR: dict[type[storage_errors.StorageError], str] = {
@@ -117,6 +131,11 @@ _CODE_BY_STORAGE_ERROR: dict[type[storage_errors.StorageError], str] = {
     storage_errors.BucketAlreadyExists: "BucketAlreadyOwnedByYou",
     storage_errors.EntityTooLarge: "EntityTooLarge",
     storage_errors.ReadOnly: "SlowDown",
+    storage_errors.NoSuchVersion: "NoSuchVersion",
+    storage_errors.NoSuchUpload: "NoSuchUpload",
+    storage_errors.InvalidPart: "InvalidPart",
+    storage_errors.InvalidPartOrder: "InvalidPartOrder",
+    storage_errors.EntityTooSmall: "EntityTooSmall",
 }
 
 

@@ -1,24 +1,29 @@
-"""ListObjects (V1) and ListObjectsV2."""
+"""ListObjects (V1), ListObjectsV2 and ListObjectVersions."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+from urllib.parse import quote
 
 from starlette.responses import Response
 
 from api import xml
 from api.context import S3Context
 from api.errors import S3Error
-from api.objects import encode_key
 from api.settings import owner_id
 from storage.listing import ListPage
 
 MAX_KEYS_LIMIT = 1000
 
 
-def _max_keys(ctx: S3Context) -> int:
-    raw = ctx.query.get("max-keys")
+def encode_key(key: str, encoding_type: str | None) -> str:
+    return quote(key, safe="/") if encoding_type == "url" else key
+
+
+def max_keys_param(ctx: S3Context, name: str = "max-keys") -> int:
+    """A max-keys style parameter: a non-negative integer, capped at 1000."""
+    raw = ctx.query.get(name)
     if raw is None:
         return MAX_KEYS_LIMIT
     try:
@@ -79,7 +84,7 @@ async def list_objects_v1(ctx: S3Context) -> Response:
     prefix = ctx.query.get("prefix", "")
     delimiter = ctx.query.get("delimiter", "")
     marker = ctx.query.get("marker", "")
-    max_keys = _max_keys(ctx)
+    max_keys = max_keys_param(ctx)
     encoding = _encoding_type(ctx)
     bucket = await ctx.store.get_bucket(ctx.bucket_name)
     page = await ctx.store.list_objects(ctx.bucket_name, prefix, delimiter, marker, max_keys)
@@ -109,7 +114,7 @@ async def list_objects_v2(ctx: S3Context) -> Response:
     delimiter = ctx.query.get("delimiter", "")
     token = ctx.query.get("continuation-token")
     start_after = ctx.query.get("start-after", "")
-    max_keys = _max_keys(ctx)
+    max_keys = max_keys_param(ctx)
     encoding = _encoding_type(ctx)
     fetch_owner = ctx.query.get("fetch-owner", "").lower() == "true"
     marker = decode_token(token) if token is not None else start_after
@@ -137,3 +142,64 @@ async def list_objects_v2(ctx: S3Context) -> Response:
         ],
     )
     return Response(body, media_type="application/xml")
+
+
+async def list_object_versions(ctx: S3Context) -> Response:
+    prefix = ctx.query.get("prefix", "")
+    delimiter = ctx.query.get("delimiter", "")
+    key_marker = ctx.query.get("key-marker", "")
+    version_marker = ctx.query.get("version-id-marker", "")
+    if version_marker and not key_marker:
+        raise S3Error(
+            "InvalidArgument", "A version-id marker cannot be specified without a key marker."
+        )
+    max_keys = max_keys_param(ctx)
+    encoding = _encoding_type(ctx)
+    bucket = await ctx.store.get_bucket(ctx.bucket_name)
+    page = await ctx.store.list_versions(
+        ctx.bucket_name, prefix, delimiter, key_marker, version_marker, max_keys
+    )
+    owner = [("ID", owner_id(bucket.owner)), ("DisplayName", bucket.owner)]
+    nodes: list[xml.Node] = [
+        ("Name", ctx.bucket_name),
+        ("Prefix", encode_key(prefix, encoding)),
+        ("KeyMarker", encode_key(key_marker, encoding)),
+        ("VersionIdMarker", version_marker),
+        (
+            "NextKeyMarker",
+            encode_key(page.next_key_marker, encoding)
+            if page.next_key_marker is not None
+            else None,
+        ),
+        ("NextVersionIdMarker", page.next_version_marker),
+        ("MaxKeys", max_keys),
+        ("Delimiter", encode_key(delimiter, encoding) if delimiter else None),
+        ("IsTruncated", page.is_truncated),
+        ("EncodingType", encoding),
+    ]
+    for entry in page.entries:
+        common: list[xml.Node] = [
+            ("Key", encode_key(entry.key, encoding)),
+            ("VersionId", entry.version_id),
+            ("IsLatest", entry.is_latest),
+            ("LastModified", xml.iso8601_ms(entry.last_modified_ms)),
+        ]
+        if entry.is_delete_marker:
+            nodes.append(("DeleteMarker", [*common, ("Owner", owner)]))
+        else:
+            nodes.append(
+                (
+                    "Version",
+                    [
+                        *common,
+                        ("ETag", f'"{entry.etag}"'),
+                        ("Size", entry.size),
+                        ("Owner", owner),
+                        ("StorageClass", "STANDARD"),
+                    ],
+                )
+            )
+    nodes.extend(
+        ("CommonPrefixes", [("Prefix", encode_key(p, encoding))]) for p in page.common_prefixes
+    )
+    return Response(xml.render("ListVersionsResult", nodes), media_type="application/xml")

@@ -11,9 +11,9 @@ from api import xml
 from api.body import Body, content_md5
 from api.context import S3Context
 from api.errors import S3Error, from_storage_error
-from api.objects import KEY_BYTES_MAX
-from storage.catalog import NULL_VERSION
+from api.upload import KEY_BYTES_MAX
 from storage.errors import StorageError
+from storage.mutations import DeleteResult
 
 KEYS_PER_REQUEST_MAX = 1000
 BODY_BYTES_MAX = 2 * 1024 * 1024
@@ -52,32 +52,37 @@ async def delete_objects(ctx: S3Context) -> Response:
         *(_delete_one(ctx, key, version_id) for key, version_id in objects)
     )
     nodes: list[xml.Node] = []
-    for (key, version_id), error in zip(objects, results, strict=True):
-        if error is None:
-            if not quiet:
-                nodes.append(("Deleted", [("Key", key), ("VersionId", version_id)]))
-        else:
+    for (key, version_id), outcome in zip(objects, results, strict=True):
+        if isinstance(outcome, S3Error):
             nodes.append(
                 (
                     "Error",
                     [
                         ("Key", key),
                         ("VersionId", version_id),
-                        ("Code", error.code),
-                        ("Message", error.message),
+                        ("Code", outcome.code),
+                        ("Message", outcome.message),
                     ],
                 )
             )
+        elif not quiet:
+            nodes.append(("Deleted", _deleted_fields(key, version_id, outcome)))
     return Response(xml.render("DeleteResult", nodes), media_type="application/xml")
 
 
-async def _delete_one(ctx: S3Context, key: str, version_id: str | None) -> S3Error | None:
+def _deleted_fields(key: str, version_id: str | None, result: DeleteResult) -> list[xml.Node]:
+    fields: list[xml.Node] = [("Key", key), ("VersionId", version_id)]
+    if result.delete_marker:
+        fields.append(("DeleteMarker", True))
+        if version_id is None:
+            fields.append(("DeleteMarkerVersionId", result.version_id))
+    return fields
+
+
+async def _delete_one(ctx: S3Context, key: str, version_id: str | None) -> DeleteResult | S3Error:
     if len(key.encode()) > KEY_BYTES_MAX:
         return S3Error("KeyTooLongError", "Your key is too long")
-    if version_id is not None and version_id != NULL_VERSION:
-        return S3Error("NoSuchVersion", "The specified version does not exist.")
     try:
-        await ctx.store.delete_object(ctx.bucket_name, key)
+        return await ctx.store.delete_object(ctx.bucket_name, key, version_id)
     except StorageError as exc:
         return from_storage_error(exc, f"/{ctx.bucket_name}/{key}")
-    return None

@@ -1,19 +1,22 @@
-"""Object operations: PutObject, GetObject, HeadObject, DeleteObject."""
+"""Object operations: PutObject, CopyObject, GetObject, HeadObject, DeleteObject."""
 
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from email.utils import formatdate
-from urllib.parse import quote
 
 from starlette.responses import Response, StreamingResponse
 
-from api.body import Body, content_md5
+from api import xml
+from api.body import Body
 from api.conditionals import check_preconditions
 from api.context import S3Context
+from api.copy import check_copy_preconditions, parse_copy_source
 from api.errors import S3Error
 from api.ranges import parse_range
+from api.upload import check_declared_length, object_headers, receive, validate_key
 from storage.catalog import NULL_VERSION
 from storage.errors import StorageError
 from storage.manifest import Manifest
@@ -21,17 +24,7 @@ from storage.store import DeleteMarker
 
 log = logging.getLogger("lakenode.api")
 
-KEY_BYTES_MAX = 1024
-USER_METADATA_BYTES_MAX = 2048
-STORED_HEADERS = (
-    "content-type",
-    "content-encoding",
-    "content-disposition",
-    "content-language",
-    "cache-control",
-    "expires",
-)
-DEFAULT_CONTENT_TYPE = "binary/octet-stream"
+COPY_SOURCE_BYTES_MAX = 5 << 30  # AWS's limit for CopyObject; larger copies use parts
 # GetObject query parameters that override response headers (presigned downloads use them).
 RESPONSE_OVERRIDES = {
     "response-content-type": "content-type",
@@ -41,83 +34,90 @@ RESPONSE_OVERRIDES = {
     "response-content-disposition": "content-disposition",
     "response-content-encoding": "content-encoding",
 }
+# Headers the manifest keeps for lakenode's own use, never sent to clients.
+INTERNAL_HEADER_PREFIX = "x-lakenode-"
 
 
-def validate_key(key: str) -> None:
-    if len(key.encode()) > KEY_BYTES_MAX:
-        raise S3Error("KeyTooLongError", "Your key is too long", resource=key)
+def _etag(manifest: Manifest) -> str:
+    return f'"{manifest.etag}"'
 
 
-def _stored_headers(ctx: S3Context, body: Body) -> list[tuple[str, str]]:
-    """Headers kept with the object: standard ones, user metadata and verified checksums."""
-    kept: list[tuple[str, str]] = []
-    metadata_bytes = 0
-    for name, value in ctx.headers.items():
-        lowered = name.lower()
-        if lowered == "content-encoding":
-            # aws-chunked is transport framing, not a property of the object.
-            value = ",".join(
-                p.strip() for p in value.split(",") if p.strip() and p.strip() != "aws-chunked"
-            )
-            if not value:
-                continue
-        if lowered in STORED_HEADERS:
-            kept.append((lowered, value))
-        elif lowered.startswith("x-amz-meta-"):
-            metadata_bytes += len(lowered) - len("x-amz-meta-") + len(value.encode())
-            kept.append((lowered, value))
-    if metadata_bytes > USER_METADATA_BYTES_MAX:
-        raise S3Error(
-            "MetadataTooLarge",
-            f"Your metadata headers exceed the maximum allowed metadata size "
-            f"({USER_METADATA_BYTES_MAX} bytes).",
-        )
-    if not any(name == "content-type" for name, _ in kept):
-        kept.append(("content-type", DEFAULT_CONTENT_TYPE))
-    kept.extend(sorted(body.checksum_values().items()))
-    return kept
-
-
-def _check_version_id(ctx: S3Context) -> None:
-    version_id = ctx.query.get("versionId")
-    if version_id is not None and version_id != NULL_VERSION:
-        raise S3Error(
-            "NoSuchVersion", "The specified version does not exist.", resource=ctx.resource
-        )
+def _version_headers(manifest: Manifest) -> dict[str, str]:
+    return {} if manifest.version_id == NULL_VERSION else {"x-amz-version-id": manifest.version_id}
 
 
 async def put_object(ctx: S3Context) -> Response:
     validate_key(ctx.object_key)
     body = Body(ctx.request, ctx.auth)
-    if body.declared_length is None and ctx.headers.get("transfer-encoding") is None:
-        raise S3Error("MissingContentLength", "You must provide the Content-Length HTTP header.")
-    if body.declared_length is not None and body.declared_length > ctx.settings.max_object_size:
-        raise S3Error("EntityTooLarge", "Your proposed upload exceeds the maximum allowed size.")
-    expected_md5 = content_md5(ctx.headers)
-    headers = _stored_headers(ctx, body)  # validates metadata before the body is read
+    check_declared_length(ctx, body, ctx.settings.max_object_size)
+    headers = object_headers(ctx.headers)  # validates metadata before the body is read
     writer = await ctx.store.begin_object(
         ctx.bucket_name, ctx.object_key, ctx.settings.max_object_size
     )
-    try:
-        async for piece in body.stream():
-            await writer.write(piece)
-        md5 = await writer.finish()
-        body.verify()
-        if expected_md5 is not None and md5 != expected_md5:
-            raise S3Error(
-                "BadDigest", "The Content-MD5 you specified did not match what we received."
-            )
-        manifest = await writer.commit(_stored_headers(ctx, body) if body.trailers else headers)
-    except BaseException:
-        await writer.abort()
-        raise
-    response_headers = {"ETag": _etag(manifest)}
+    await receive(ctx, writer, body)
+    manifest = await writer.commit(headers + sorted(body.checksum_values().items()))
+    response_headers = {"ETag": _etag(manifest), **_version_headers(manifest)}
     response_headers.update(body.checksum_values())
     return Response(status_code=200, headers=response_headers)
 
 
-def _etag(manifest: Manifest) -> str:
-    return f'"{manifest.etag}"'
+async def copy_object(ctx: S3Context) -> Response:
+    validate_key(ctx.object_key)
+    bucket, key, version_id = parse_copy_source(ctx.headers["x-amz-copy-source"])
+    source = await _source_version(bucket, key, version_id, ctx)
+    check_copy_preconditions(ctx.headers, _etag(source), source.last_modified_ms)
+    if source.size > COPY_SOURCE_BYTES_MAX:
+        raise S3Error(
+            "InvalidRequest",
+            "The specified copy source is larger than the maximum "
+            f"allowable size for a copy source: {COPY_SOURCE_BYTES_MAX}",
+        )
+    directive = ctx.headers.get("x-amz-metadata-directive", "COPY").upper()
+    if directive not in ("COPY", "REPLACE"):
+        raise S3Error("InvalidArgument", "Unknown metadata directive.")
+    headers: tuple[tuple[str, str], ...] | None = None
+    if directive == "REPLACE":
+        checksums = tuple((n, v) for n, v in source.headers if n.startswith("x-amz-checksum-"))
+        headers = tuple(object_headers(ctx.headers)) + checksums
+    elif (bucket, key) == (ctx.bucket_name, ctx.object_key) and version_id is None:
+        raise S3Error(
+            "InvalidRequest",
+            "This copy request is illegal because it is trying to "
+            "copy an object to itself without changing the object's metadata, storage "
+            "class, website redirect location or encryption attributes.",
+        )
+    manifest = await ctx.store.copy_object(source, ctx.bucket_name, ctx.object_key, headers)
+    response = Response(
+        xml.render(
+            "CopyObjectResult",
+            [
+                ("LastModified", xml.iso8601_ms(manifest.last_modified_ms)),
+                ("ETag", _etag(manifest)),
+            ],
+        ),
+        media_type="application/xml",
+    )
+    response.headers.update(_version_headers(manifest))
+    if source.version_id != NULL_VERSION:
+        response.headers["x-amz-copy-source-version-id"] = source.version_id
+    return response
+
+
+async def _source_version(
+    bucket: str, key: str, version_id: str | None, ctx: S3Context
+) -> Manifest:
+    try:
+        return await ctx.store.head_object(bucket, key, version_id)
+    except DeleteMarker as marker:
+        if version_id is not None:
+            raise S3Error(
+                "InvalidRequest",
+                "The source of a copy request may not specifically "
+                "refer to a delete marker by version id.",
+            ) from marker
+        raise S3Error(
+            "NoSuchKey", "The specified key does not exist.", resource=f"/{bucket}/{key}"
+        ) from marker
 
 
 def _object_headers(ctx: S3Context, manifest: Manifest, ranged: bool) -> dict[str, str]:
@@ -125,10 +125,13 @@ def _object_headers(ctx: S3Context, manifest: Manifest, ranged: bool) -> dict[st
         "ETag": _etag(manifest),
         "Last-Modified": formatdate(manifest.last_modified_ms / 1000, usegmt=True),
         "Accept-Ranges": "bytes",
+        **_version_headers(manifest),
     }
     # A stored checksum covers the whole object: never send it with part of the object.
     checksum_mode = ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED" and not ranged
     for name, value in manifest.headers:
+        if name.startswith(INTERNAL_HEADER_PREFIX):
+            continue
         if name.startswith("x-amz-checksum-") and not checksum_mode:
             continue
         headers[name] = value
@@ -146,24 +149,31 @@ def _valid_header_value(value: str) -> bool:
     return all((0x20 <= ord(c) <= 0xFF and ord(c) != 0x7F) or c == "\t" for c in value)
 
 
-async def _latest(ctx: S3Context) -> Manifest:
-    _check_version_id(ctx)
+async def _requested_version(ctx: S3Context) -> Manifest:
+    version_id = ctx.query.get("versionId")
     try:
-        return await ctx.store.head_object(ctx.bucket_name, ctx.object_key)
+        return await ctx.store.head_object(ctx.bucket_name, ctx.object_key, version_id)
     except DeleteMarker as marker:
+        headers = {"x-amz-delete-marker": "true", **_version_headers(marker.manifest)}
+        if version_id is not None:
+            # Asking for a delete marker by id: 405, as AWS answers.
+            headers["Allow"] = "DELETE"
+            raise S3Error(
+                "MethodNotAllowed",
+                "The specified method is not allowed against this resource.",
+                resource=ctx.resource,
+                headers=headers,
+            ) from marker
         raise S3Error(
-            "NoSuchKey",
-            "The specified key does not exist.",
-            resource=ctx.resource,
-            headers={"x-amz-delete-marker": "true"},
+            "NoSuchKey", "The specified key does not exist.", resource=ctx.resource, headers=headers
         ) from marker
 
 
 async def head_object(ctx: S3Context) -> Response:
-    manifest = await _latest(ctx)
+    manifest = await _requested_version(ctx)
     check_preconditions(ctx.headers, _etag(manifest), manifest.last_modified_ms)
     ranges = parse_range(ctx.headers.get("range"), manifest.size)
-    headers = _object_headers(ctx, manifest, ranged=ranges is not None and len(ranges) == 1)
+    headers = _object_headers(ctx, manifest, ranged=ranges is not None)
     if ranges is not None and len(ranges) == 1:
         first, last = ranges[0]
         headers["Content-Range"] = f"bytes {first}-{last}/{manifest.size}"
@@ -174,15 +184,15 @@ async def head_object(ctx: S3Context) -> Response:
 
 
 async def get_object(ctx: S3Context) -> Response:
-    manifest = await _latest(ctx)
+    manifest = await _requested_version(ctx)
     check_preconditions(ctx.headers, _etag(manifest), manifest.last_modified_ms)
     ranges = parse_range(ctx.headers.get("range"), manifest.size)
-    headers = _object_headers(ctx, manifest, ranged=ranges is not None and len(ranges) == 1)
+    headers = _object_headers(ctx, manifest, ranged=ranges is not None)
+    if ranges is not None and len(ranges) > 1:
+        return _multi_range(ctx, manifest, ranges, headers)
     status = 200
     first, last = 0, manifest.size - 1
-    if ranges is not None and len(ranges) == 1:
-        # Several ranges are answered with the whole object (as AWS does) until multi-range
-        # (multipart/byteranges) lands.
+    if ranges is not None:
         first, last = ranges[0]
         status = 206
         headers["Content-Range"] = f"bytes {first}-{last}/{manifest.size}"
@@ -199,16 +209,49 @@ async def get_object(ctx: S3Context) -> Response:
         await stream.aclose()
         return Response(head, status_code=status, headers=headers)
     return StreamingResponse(
-        _guarded(ctx, head, stream),
-        status_code=status,
+        _guarded(ctx, head, stream), status_code=status, headers=headers, media_type=None
+    )
+
+
+def _multi_range(
+    ctx: S3Context, manifest: Manifest, ranges: list[tuple[int, int]], headers: dict[str, str]
+) -> Response:
+    """Several ranges: one multipart/byteranges body (RFC 9110 section 14.6)."""
+    boundary = secrets.token_hex(16)
+    content_type = headers.pop("content-type", "binary/octet-stream")
+    part_heads = [
+        (
+            f"--{boundary}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Range: bytes {first}-{last}/{manifest.size}\r\n\r\n"
+        ).encode()
+        for first, last in ranges
+    ]
+    closing = f"--{boundary}--\r\n".encode()
+    length = sum(
+        len(h) + (last - first + 1) + 2 for h, (first, last) in zip(part_heads, ranges, strict=True)
+    ) + len(closing)
+    headers["Content-Length"] = str(length)
+
+    async def body() -> AsyncIterator[bytes]:
+        for part_head, (first, last) in zip(part_heads, ranges, strict=True):
+            yield part_head
+            async for piece in ctx.store.read(manifest, first, last):
+                yield piece
+            yield b"\r\n"
+        yield closing
+
+    return StreamingResponse(
+        _guarded(ctx, b"", body()),
+        status_code=206,
         headers=headers,
-        media_type=None,
+        media_type=f"multipart/byteranges; boundary={boundary}",
     )
 
 
 async def _guarded(ctx: S3Context, head: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     """Stream the body; a failure mid-stream is logged and ends the response early."""
-    yield head
+    if head:
+        yield head
     try:
         async for piece in rest:
             yield piece
@@ -222,11 +265,14 @@ async def _guarded(ctx: S3Context, head: bytes, rest: AsyncIterator[bytes]) -> A
 
 
 async def delete_object(ctx: S3Context) -> Response:
-    _check_version_id(ctx)
     validate_key(ctx.object_key)
-    await ctx.store.delete_object(ctx.bucket_name, ctx.object_key)
-    return Response(status_code=204)
-
-
-def encode_key(key: str, encoding_type: str | None) -> str:
-    return quote(key, safe="/") if encoding_type == "url" else key
+    version_id = ctx.query.get("versionId")
+    result = await ctx.store.delete_object(ctx.bucket_name, ctx.object_key, version_id)
+    headers = {}
+    if result.version_id is not None and result.version_id != NULL_VERSION:
+        headers["x-amz-version-id"] = result.version_id
+    elif version_id == NULL_VERSION:
+        headers["x-amz-version-id"] = NULL_VERSION
+    if result.delete_marker:
+        headers["x-amz-delete-marker"] = "true"
+    return Response(status_code=204, headers=headers)

@@ -34,8 +34,6 @@ _BUCKET_SUBRESOURCES = frozenset(
         "replication",
         "requestPayment",
         "tagging",
-        "uploads",
-        "versions",
         "website",
     )
 )
@@ -49,9 +47,6 @@ _OBJECT_SUBRESOURCES = frozenset(
         "select",
         "tagging",
         "torrent",
-        "uploadId",
-        "uploads",
-        "partNumber",
     )
 )
 
@@ -96,17 +91,22 @@ def _unsupported(query: Mapping[str, str], known: frozenset[str]) -> str | None:
 
 def _resolve_bucket(method: str, query: Mapping[str, str]) -> str:
     if method == "GET":
-        if "location" in query:
-            return "GetBucketLocation"
-        if "versioning" in query:
-            return "GetBucketVersioning"
+        for name, operation in (
+            ("location", "GetBucketLocation"),
+            ("versioning", "GetBucketVersioning"),
+            ("versions", "ListObjectVersions"),
+            ("uploads", "ListMultipartUploads"),
+        ):
+            if name in query:
+                return operation
         _refuse(_unsupported(query, _BUCKET_SUBRESOURCES), "bucket")
         return "ListObjectsV2" if query.get("list-type") == "2" else "ListObjects"
     if method == "POST" and "delete" in query:
         return "DeleteObjects"
-    _refuse(
-        _unsupported(query, _BUCKET_SUBRESOURCES | {"delete", "location", "versioning"}), "bucket"
-    )
+    if method == "PUT" and "versioning" in query:
+        return "PutBucketVersioning"
+    served = {"delete", "location", "versioning", "versions", "uploads"}
+    _refuse(_unsupported(query, _BUCKET_SUBRESOURCES | served), "bucket")
     by_method = {"PUT": "CreateBucket", "DELETE": "DeleteBucket", "HEAD": "HeadBucket"}
     if method in by_method:
         return by_method[method]
@@ -115,15 +115,32 @@ def _resolve_bucket(method: str, query: Mapping[str, str]) -> str:
 
 def _resolve_object(method: str, query: Mapping[str, str], has_copy_source: bool) -> str:
     _refuse(_unsupported(query, _OBJECT_SUBRESOURCES), "object")
+    if "uploadId" in query:
+        return _resolve_upload(method, query, has_copy_source)
     if method == "PUT":
-        if has_copy_source:
-            _refuse("x-amz-copy-source", "object")
-        return "PutObject"
+        return "CopyObject" if has_copy_source else "PutObject"
+    if method == "POST":
+        if "uploads" in query:
+            return "CreateMultipartUpload"
+        _refuse("POST", "object")
+    if method in ("GET", "HEAD") and "partNumber" in query:
+        _refuse("partNumber", "object")
     by_method = {"GET": "GetObject", "HEAD": "HeadObject", "DELETE": "DeleteObject"}
     if method in by_method:
         return by_method[method]
-    if method == "POST":
-        _refuse("POST", "object")
+    raise S3Error("MethodNotAllowed", "The specified method is not allowed against this resource.")
+
+
+def _resolve_upload(method: str, query: Mapping[str, str], has_copy_source: bool) -> str:
+    if method == "PUT" and "partNumber" in query:
+        return "UploadPartCopy" if has_copy_source else "UploadPart"
+    by_method = {
+        "POST": "CompleteMultipartUpload",
+        "DELETE": "AbortMultipartUpload",
+        "GET": "ListParts",
+    }
+    if method in by_method:
+        return by_method[method]
     raise S3Error("MethodNotAllowed", "The specified method is not allowed against this resource.")
 
 

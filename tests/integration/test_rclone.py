@@ -174,11 +174,6 @@ def test_delete_and_purge(rclone: Rclone, s3: Any, source_tree: Path) -> None:
     assert gone.returncode != 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rclone sets a changed mtime on an unchanged object with a self-CopyObject "
-    "(x-amz-copy-source + REPLACE metadata); CopyObject is not implemented yet (501)",
-)
 def test_sync_updates_modtime_of_unchanged_files(
     rclone: Rclone, bucket: str, tmp_path: Path
 ) -> None:

@@ -27,6 +27,17 @@ B, K = "bucket", "some/key"
         ("GET", B, K, {"response-content-type": "a/b"}, False, "GetObject"),
         ("HEAD", B, K, {}, False, "HeadObject"),
         ("DELETE", B, K, {}, False, "DeleteObject"),
+        ("PUT", B, K, {}, True, "CopyObject"),
+        ("PUT", B, None, {"versioning": ""}, False, "PutBucketVersioning"),
+        ("GET", B, None, {"versions": ""}, False, "ListObjectVersions"),
+        ("GET", B, None, {"uploads": ""}, False, "ListMultipartUploads"),
+        ("POST", B, K, {"uploads": ""}, False, "CreateMultipartUpload"),
+        ("PUT", B, K, {"uploadId": "u", "partNumber": "1"}, False, "UploadPart"),
+        ("PUT", B, K, {"uploadId": "u", "partNumber": "1"}, True, "UploadPartCopy"),
+        ("POST", B, K, {"uploadId": "u"}, False, "CompleteMultipartUpload"),
+        ("DELETE", B, K, {"uploadId": "u"}, False, "AbortMultipartUpload"),
+        ("GET", B, K, {"uploadId": "u"}, False, "ListParts"),
+        ("GET", B, K, {"versionId": "v"}, False, "GetObject"),
     ],
 )
 def test_operations(
@@ -45,9 +56,9 @@ def test_operations(
     [
         ("GET", B, None, {"acl": ""}, False),
         ("PUT", B, None, {"cors": ""}, False),
-        ("GET", B, None, {"uploads": ""}, False),
-        ("POST", B, K, {"uploads": ""}, False),
-        ("PUT", B, K, {}, True),
+        ("GET", B, None, {"lifecycle": ""}, False),
+        ("POST", B, K, {"restore": ""}, False),
+        ("GET", B, K, {"partNumber": "1"}, False),
         ("GET", B, K, {"tagging": ""}, False),
     ],
 )
