@@ -7,6 +7,7 @@ is logged with its traceback and the request id and answered as InternalError.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -56,8 +57,13 @@ HANDLERS: dict[str, Handler] = {
 RESERVED_PREFIX = "/_lakenode/"
 
 
+_REQUEST_ID_PREFIX = secrets.token_hex(3).upper()  # distinguishes restarts and nodes
+_request_numbers = itertools.count(1)
+
+
 def new_request_id() -> str:
-    return secrets.token_hex(8).upper()
+    """16 hex digits, unique per process: a random prefix plus a counter (no syscall)."""
+    return f"{_REQUEST_ID_PREFIX}{next(_request_numbers) & 0xFFFFFFFFFF:010X}"
 
 
 class S3Dispatcher:

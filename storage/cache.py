@@ -6,6 +6,7 @@ manifest of a key is kept in memory after a read. Correctness rests on two rules
 * every commit invalidates the keys it touched (a bucket-level mutation clears everything)
   before any writer is acknowledged, so a read that starts after an acknowledged write
   never sees the old version;
+* a commit may then fill in the versions it made latest: it knows them exactly;
 * every invalidation bumps ``epoch``; a reader remembers the epoch from before its database
   read and fills the cache only if no commit happened meanwhile, so a slow reader cannot
   put back a version that a concurrent commit has just replaced.
@@ -41,6 +42,11 @@ class LatestCache:
         self._entries[(manifest.bucket, manifest.key)] = manifest
         if len(self._entries) > self._entries_max:
             self._entries.popitem(last=False)
+
+    def fill_committed(self, versions: list[Manifest]) -> None:
+        """Remember versions a commit just made latest (called right after invalidate)."""
+        for manifest in versions:
+            self.fill(manifest, self.epoch)
 
     def invalidate(self, touched: Iterable[tuple[str, str | None]]) -> None:
         """Forget the given (bucket, key) pairs; a None key forgets everything."""

@@ -31,6 +31,7 @@ from storage import catalog
 from storage.database import Database
 from storage.errors import ReadOnly, StorageError
 from storage.hlc import HybridClock, Timestamp
+from storage.manifest import Manifest
 from storage.segments import RecordKind, SegmentWriter
 
 log = logging.getLogger("lakenode.commit")
@@ -78,8 +79,10 @@ class GroupCommitter:
         segments: SegmentWriter,
         clock: HybridClock,
         on_commit: Callable[[list[tuple[str, str | None]]], None],
+        on_committed_versions: Callable[[list[Manifest]], None] = lambda _versions: None,
     ) -> None:
         self._on_commit = on_commit
+        self._on_committed_versions = on_committed_versions
         self._database = database
         self._segments = segments
         self._clock = clock
@@ -141,6 +144,7 @@ class GroupCommitter:
         self._record_stats(len(batch), fsync_seconds)
         # Before any writer hears back, so no acknowledged write can be followed by a stale read.
         self._on_commit([p.mutation.touched() for p in batch if isinstance(p.outcome, Outcome)])
+        self._on_committed_versions(_latest_versions(batch))
         for pending in batch:
             if pending.future.done():
                 continue
@@ -177,6 +181,22 @@ class GroupCommitter:
         self.stats.fsync_seconds_total += fsync_seconds
         for observer in self.stats.observers:
             observer(size, fsync_seconds)
+
+
+def _latest_versions(batch: list[_Pending]) -> list[Manifest]:
+    """Versions this batch left latest: for each key, only its last mutation counts, and only
+    if that mutation produced a plain latest version (a delete, a part or a bucket-wide change
+    leaves nothing to fill in)."""
+    latest: dict[tuple[str, str], Manifest | None] = {}
+    for pending in batch:
+        if not isinstance(pending.outcome, Outcome):
+            continue
+        bucket, key = pending.mutation.touched()
+        if key is None:
+            return []
+        result = pending.outcome.result
+        latest[(bucket, key)] = result if isinstance(result, Manifest) else None
+    return [manifest for manifest in latest.values() if manifest is not None]
 
 
 def _apply_batch(conn: sqlite3.Connection, batch: list[_Pending], clock: HybridClock) -> None:

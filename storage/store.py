@@ -28,10 +28,10 @@ from storage.catalog import BucketInfo
 from storage.chunker import CHUNK_BYTES, Chunker
 from storage.commit import GroupCommitter, Mutation
 from storage.database import Database
-from storage.errors import EntityTooLarge, NoSuchKey, StorageError
+from storage.errors import EntityTooLarge, NoSuchBucket, NoSuchKey, StorageError
 from storage.hlc import HybridClock
 from storage.listing import ListPage, VersionPage
-from storage.manifest import ChunkRef, Kind, Manifest
+from storage.manifest import ChunkRef, Kind, Manifest, decode
 from storage.mutations import (
     AbortUpload,
     CompleteUpload,
@@ -137,7 +137,9 @@ class Store:
         self._segments = segments
         self._reader = SegmentReader(config.data_dir / "segments")
         self._latest = LatestCache()
-        self.committer = GroupCommitter(writer_db, segments, clock, self._latest.invalidate)
+        self.committer = GroupCommitter(
+            writer_db, segments, clock, self._latest.invalidate, self._latest.fill_committed
+        )
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -479,8 +481,15 @@ class ObjectWriter:
 
 
 def _lookup_latest(conn: sqlite3.Connection, bucket: str, key: str) -> Manifest | None:
-    catalog.get_bucket(conn, bucket)
-    return catalog.get_latest(conn, bucket, key)
+    """The bucket check and the latest version in one query (this is the GET hot path)."""
+    row = conn.execute(
+        "SELECT v.manifest FROM buckets b LEFT JOIN versions v ON v.bucket = b.name"
+        " AND v.key = ? AND v.is_latest = 1 WHERE b.name = ?",
+        (key, bucket),
+    ).fetchone()
+    if row is None:
+        raise NoSuchBucket(bucket)
+    return None if row[0] is None else decode(row[0])
 
 
 def _recover_segments(segment_dir: Path, states: dict[int, tuple[int, bool]]) -> int:

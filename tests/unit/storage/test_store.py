@@ -179,3 +179,20 @@ def test_node_id_is_persisted_and_guarded(tmp_path: Path) -> None:
 
 async def _node_id(store: Store) -> str:
     return store.node_id
+
+
+def test_put_then_delete_in_one_batch_reads_as_deleted(tmp_path: Path) -> None:
+    """The read cache is filled at commit time: only a key's last mutation may fill it."""
+
+    async def body(store: Store) -> None:
+        await store.create_bucket("b", "owner")
+        writer = await store.begin_object("b", "k", 100)
+        await writer.write(b"doomed")
+        await writer.finish()
+        await asyncio.gather(writer.commit([]), store.delete_object("b", "k"))
+        with pytest.raises(NoSuchKey):
+            await store.head_object("b", "k")
+        manifest = await put(store, "b", "k", b"again")
+        assert (await store.head_object("b", "k")).hlc == manifest.hlc
+
+    run(body, tmp_path)
