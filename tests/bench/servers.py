@@ -138,7 +138,10 @@ def stop(target: Target) -> None:
         target.proc.wait()
 
 
-def start_lakenode(workdir: Path, access_key: str, secret_key: str) -> Target:
+def start_lakenode(
+    workdir: Path, access_key: str, secret_key: str, reuse_data: bool = False
+) -> Target:
+    """Start lakenode on WORKDIR/lakenode-data (kept as is when ``reuse_data``: a restart)."""
     exe = BIN_DIR / "lakenode"
     if not exe.exists():
         raise TargetUnavailable(f"no lakenode console script at {exe} (run `make` to install)")
@@ -148,7 +151,7 @@ def start_lakenode(workdir: Path, access_key: str, secret_key: str) -> Target:
         raise TargetUnavailable("node.cli does not exist yet, so `lakenode serve` cannot run")
     (port,) = free_ports(1)
     data = workdir / "lakenode-data"
-    data.mkdir()
+    data.mkdir(exist_ok=reuse_data)
     cmd = [
         str(exe), "serve", "--data-dir", str(data), "--listen", f"{HOST}:{port}",
         "--access-key", access_key, "--secret-key", secret_key,
