@@ -142,7 +142,8 @@ def apply_delete_bucket(conn: sqlite3.Connection, stamp: Timestamp, name: str) -
     ).fetchone()
     if busy:
         raise BucketNotEmpty(name)
-    conn.execute("DELETE FROM versions WHERE bucket = ?", (name,))
+    for table in ("versions", "object_tags", "bucket_config"):
+        conn.execute(f"DELETE FROM {table} WHERE bucket = ?", (name,))
     conn.execute("DELETE FROM buckets WHERE name = ?", (name,))
     log_change(conn, stamp, "bucket.delete", name)
 
@@ -169,10 +170,11 @@ def apply_put_version(
         (manifest.bucket, manifest.key),
     )
     if manifest.version_id == NULL_VERSION:
-        conn.execute(
-            "DELETE FROM versions WHERE bucket = ? AND key = ? AND version_id = ?",
-            (manifest.bucket, manifest.key, NULL_VERSION),
-        )
+        for table in ("versions", "object_tags"):  # the old null version goes, with its tags
+            conn.execute(
+                f"DELETE FROM {table} WHERE bucket = ? AND key = ? AND version_id = ?",
+                (manifest.bucket, manifest.key, NULL_VERSION),
+            )
     conn.execute(
         "INSERT INTO versions (bucket, key, version_id, kind, hlc, origin, size, etag,"
         " last_modified_ms, is_latest, manifest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
@@ -237,10 +239,11 @@ def apply_delete_version(
     if row is None:
         return None
     removed = decode(row[0])
-    conn.execute(
-        "DELETE FROM versions WHERE bucket = ? AND key = ? AND version_id = ?",
-        (bucket, key, version_id),
-    )
+    for table in ("versions", "object_tags"):
+        conn.execute(
+            f"DELETE FROM {table} WHERE bucket = ? AND key = ? AND version_id = ?",
+            (bucket, key, version_id),
+        )
     if row[1]:
         newest = conn.execute(
             "SELECT version_id FROM versions WHERE bucket = ? AND key = ?"

@@ -11,6 +11,7 @@ StorageError
  +-- InvalidPart           a completion names a part that was not uploaded, or a wrong ETag
  +-- InvalidPartOrder      a completion lists parts out of ascending order
  +-- EntityTooSmall        a part other than the last is smaller than the minimum
+ +-- NoSuchConfiguration   a bucket has no document of that kind (policy, CORS, tagging)
  +-- ReadOnly              writes are refused (store closing or in maintenance)
  +-- CorruptData           bytes on disk do not match their BLAKE3 hash
  +-- FormatError           an on-disk structure (segment record, manifest) cannot be decoded
@@ -58,6 +59,10 @@ class InvalidPartOrder(StorageError):
 
 
 class EntityTooSmall(StorageError):
+    pass
+
+
+class NoSuchConfiguration(StorageError):
     pass
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
-from storage import catalog, uploads
+from storage import catalog, config, uploads
 from storage.catalog import NULL_VERSION, BucketInfo
 from storage.commit import Outcome
 from storage.errors import NoSuchKey
@@ -94,6 +94,16 @@ def _write_version(
     return Outcome(manifest, encoded)
 
 
+def _tag(
+    conn: sqlite3.Connection, stamp: Timestamp, outcome: Outcome, tags: config.Tags
+) -> Outcome:
+    if tags:
+        assert isinstance(outcome.result, Manifest)
+        manifest = outcome.result
+        config.apply_tags(conn, stamp, manifest.bucket, manifest.key, manifest.version_id, tags)
+    return outcome
+
+
 @dataclass(frozen=True)
 class PutObject:
     bucket: str
@@ -102,13 +112,14 @@ class PutObject:
     size: int
     etag: str
     chunks: tuple[ChunkRef, ...]
+    tags: config.Tags = ()
 
     def touched(self) -> tuple[str, str | None]:
         return self.bucket, self.key
 
     def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
         bucket = catalog.get_bucket(conn, self.bucket)
-        return _write_version(
+        outcome = _write_version(
             conn,
             stamp,
             bucket,
@@ -119,6 +130,7 @@ class PutObject:
             self.headers,
             self.chunks,
         )
+        return _tag(conn, stamp, outcome, self.tags)
 
 
 @dataclass(frozen=True)
@@ -131,6 +143,7 @@ class CopyObject:
     bucket: str
     key: str
     headers: tuple[tuple[str, str], ...] | None  # None: keep the source's (COPY directive)
+    tags: config.Tags | None = None  # None: copy the source's tags
 
     def touched(self) -> tuple[str, str | None]:
         return self.bucket, self.key
@@ -141,7 +154,12 @@ class CopyObject:
             raise NoSuchKey(self.source_key)
         bucket = catalog.get_bucket(conn, self.bucket)
         headers = source.headers if self.headers is None else self.headers
-        return _write_version(
+        tags = self.tags
+        if tags is None:
+            _version, tags = config.get_tags(
+                conn, self.source_bucket, self.source_key, self.source_version
+            )
+        outcome = _write_version(
             conn,
             stamp,
             bucket,
@@ -152,6 +170,7 @@ class CopyObject:
             headers,
             source.chunks,
         )
+        return _tag(conn, stamp, outcome, tags)
 
 
 @dataclass(frozen=True)
@@ -242,6 +261,7 @@ class CompleteUpload:
     upload: UploadInfo
     parts: tuple[tuple[int, str], ...]
     extra_headers: tuple[tuple[str, str], ...]
+    tags: config.Tags = ()
 
     def touched(self) -> tuple[str, str | None]:
         return self.upload.bucket, self.upload.key
@@ -250,7 +270,7 @@ class CompleteUpload:
         manifest, encoded = uploads.apply_complete(
             conn, stamp, self.upload, list(self.parts), self.extra_headers
         )
-        return Outcome(manifest, encoded)
+        return _tag(conn, stamp, Outcome(manifest, encoded), self.tags)
 
 
 @dataclass(frozen=True)

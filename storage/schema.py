@@ -11,6 +11,10 @@ Tables:
   segments      per segment file: bytes known durable, and whether it is sealed
   uploads       multipart uploads in progress (not replicated: only their completion is)
   parts         uploaded parts; completion concatenates their chunk lists, copying no data
+  bucket_config per-bucket documents (policy, CORS, tagging), LWW-stamped and change-logged
+  object_tags   tags of object versions (mutable without a new version, as on S3)
+  access_keys   keys besides the root key: secret, status, limits; read by the node and by
+                `lakenode keys` (which may write while the node runs)
 """
 
 from __future__ import annotations
@@ -110,6 +114,38 @@ MIGRATIONS: tuple[str, ...] = (
         modified_ms  INTEGER NOT NULL,
         manifest     BLOB NOT NULL,   -- the part's chunks, as a manifest
         PRIMARY KEY (upload_id, part_number)
+    ) STRICT;
+    """,
+    # 3: bucket configuration documents, object tags, access keys.
+    """
+    CREATE TABLE bucket_config (
+        bucket  TEXT NOT NULL,
+        name    TEXT NOT NULL,   -- 'policy', 'cors', 'tagging'
+        value   TEXT NOT NULL,   -- the document as the client sent it (JSON or XML)
+        hlc     INTEGER NOT NULL,
+        origin  TEXT NOT NULL,
+        PRIMARY KEY (bucket, name)
+    ) STRICT;
+
+    CREATE TABLE object_tags (
+        bucket      TEXT NOT NULL,
+        key         TEXT NOT NULL,
+        version_id  TEXT NOT NULL,
+        tags        TEXT NOT NULL,   -- JSON [[key, value], ...]
+        hlc         INTEGER NOT NULL,
+        origin      TEXT NOT NULL,
+        PRIMARY KEY (bucket, key, version_id)
+    ) STRICT;
+
+    CREATE TABLE access_keys (
+        access_key   TEXT PRIMARY KEY,
+        secret_key   TEXT NOT NULL,
+        status       TEXT NOT NULL DEFAULT 'active',   -- 'active' or 'disabled'
+        read_only    INTEGER NOT NULL DEFAULT 0,
+        buckets      TEXT NOT NULL DEFAULT '[]',        -- JSON list: only these buckets
+        policy       TEXT NOT NULL DEFAULT '',          -- identity policy JSON, '' if none
+        replication  INTEGER NOT NULL DEFAULT 0,        -- may call /_lakenode/repl/
+        created_ms   INTEGER NOT NULL
     ) STRICT;
     """,
 )

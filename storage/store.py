@@ -22,7 +22,7 @@ from typing import Any
 
 import blake3
 
-from storage import catalog, listing, uploads
+from storage import catalog, config, keys, listing, uploads
 from storage.cache import LatestCache
 from storage.catalog import BucketInfo
 from storage.chunker import CHUNK_BYTES, Chunker
@@ -235,10 +235,11 @@ class Store:
         bucket: str,
         key: str,
         headers: tuple[tuple[str, str], ...] | None,
+        tags: config.Tags | None = None,
     ) -> Manifest:
-        """A new version of bucket/key sharing ``source``'s chunks (headers None: keep)."""
+        """A new version of bucket/key sharing ``source``'s chunks (headers/tags None: keep)."""
         result: Manifest = await self._commit(
-            CopyObject(source.bucket, source.key, source.version_id, bucket, key, headers)
+            CopyObject(source.bucket, source.key, source.version_id, bucket, key, headers, tags)
         )
         return result
 
@@ -289,6 +290,37 @@ class Store:
             if index + 1 < len(spans):
                 prefetch = loop.run_in_executor(None, self._reader.read_chunk, spans[index + 1][0])
             yield data[low:high] if (low, high) != (0, chunk.length) else data
+
+    # ---- bucket documents, tags, keys --------------------------------------------------------
+
+    async def get_bucket_document(self, bucket: str, name: str) -> str:
+        """A bucket's policy, CORS or tagging document; NoSuchConfiguration if none."""
+        return await self._reader_db.run(config.get_bucket_document, bucket, name)
+
+    async def put_bucket_document(self, bucket: str, name: str, value: str | None) -> None:
+        """Set (or with None delete) a bucket's policy, CORS or tagging document."""
+        await self._commit(config.PutBucketDocument(bucket, name, value))
+
+    async def bucket_documents(self, name: str) -> dict[str, str]:
+        return await self._reader_db.run(config.all_bucket_documents, name)
+
+    async def get_tags(
+        self, bucket: str, key: str, version_id: str | None
+    ) -> tuple[str, config.Tags]:
+        return await self._reader_db.run(config.get_tags, bucket, key, version_id)
+
+    async def put_tags(
+        self, bucket: str, key: str, version_id: str | None, tags: config.Tags | None
+    ) -> str:
+        """Replace (None: remove) a version's tags; return the version id they apply to."""
+        result: str = await self._commit(config.PutObjectTags(bucket, key, version_id, tags))
+        return result
+
+    async def keys_generation(self) -> int:
+        return await self._reader_db.run(keys.keys_generation)
+
+    async def list_keys(self) -> list[keys.AccessKey]:
+        return await self._reader_db.run(keys.list_keys)
 
     # ---- multipart uploads ------------------------------------------------------------------
 
@@ -346,8 +378,11 @@ class Store:
         upload: UploadInfo,
         parts: list[tuple[int, str]],
         extra_headers: tuple[tuple[str, str], ...] = (),
+        tags: config.Tags = (),
     ) -> Manifest:
-        result: Manifest = await self._commit(CompleteUpload(upload, tuple(parts), extra_headers))
+        result: Manifest = await self._commit(
+            CompleteUpload(upload, tuple(parts), extra_headers, tags)
+        )
         return result
 
     async def abort_upload(self, upload: UploadInfo) -> None:
@@ -447,7 +482,7 @@ class ObjectWriter:
     def _assert_finished(self) -> None:
         assert self._in_flight is None and self._chunker.pending_bytes == 0
 
-    async def commit(self, headers: list[tuple[str, str]]) -> Manifest:
+    async def commit(self, headers: list[tuple[str, str]], tags: config.Tags = ()) -> Manifest:
         """Make the object durable and visible (the durability barrier); return its manifest."""
         self._assert_finished()
         mutation = PutObject(
@@ -457,6 +492,7 @@ class ObjectWriter:
             self.size,
             self._md5.hexdigest(),
             tuple(self._chunks),
+            tags,
         )
         result: Manifest = await self._store._commit(mutation)
         return result

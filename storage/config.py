@@ -1,0 +1,155 @@
+"""Bucket configuration documents (policy, CORS, tagging) and object tags.
+
+Both are small documents stored as the client sent them (validated by the API first),
+stamped with the HLC of the change and written to the change log, so replication can apply
+them with last-writer-wins like any other mutation.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+
+from storage.catalog import get_bucket, get_version, log_change
+from storage.commit import Outcome
+from storage.errors import NoSuchConfiguration, NoSuchKey
+from storage.hlc import Timestamp
+from storage.manifest import Kind
+
+BUCKET_DOCUMENTS = ("policy", "cors", "tagging")
+Tags = tuple[tuple[str, str], ...]
+
+
+def get_bucket_document(conn: sqlite3.Connection, bucket: str, name: str) -> str:
+    assert name in BUCKET_DOCUMENTS
+    get_bucket(conn, bucket)
+    row = conn.execute(
+        "SELECT value FROM bucket_config WHERE bucket = ? AND name = ?", (bucket, name)
+    ).fetchone()
+    if row is None:
+        raise NoSuchConfiguration(f"{bucket} has no {name}")
+    return str(row[0])
+
+
+def all_bucket_documents(conn: sqlite3.Connection, name: str) -> dict[str, str]:
+    """Every bucket's document of one kind (the API keeps policies in memory)."""
+    rows = conn.execute("SELECT bucket, value FROM bucket_config WHERE name = ?", (name,))
+    return {str(bucket): str(value) for bucket, value in rows}
+
+
+def _resolve_version(
+    conn: sqlite3.Connection, bucket: str, key: str, version_id: str | None
+) -> str:
+    """The version id a tagging call applies to (the latest object when none is given)."""
+    if version_id is not None:
+        manifest = get_version(conn, bucket, key, version_id)
+    else:
+        get_bucket(conn, bucket)
+        row = conn.execute(
+            "SELECT version_id, kind FROM versions WHERE bucket = ? AND key = ? AND is_latest = 1",
+            (bucket, key),
+        ).fetchone()
+        if row is None or row[1] != Kind.OBJECT:
+            raise NoSuchKey(key)
+        return str(row[0])
+    if manifest.kind != Kind.OBJECT:
+        raise NoSuchKey(key)
+    return manifest.version_id
+
+
+def get_tags(
+    conn: sqlite3.Connection, bucket: str, key: str, version_id: str | None
+) -> tuple[str, Tags]:
+    """(version id, tags) of an object version; no tags is an empty tuple."""
+    resolved = _resolve_version(conn, bucket, key, version_id)
+    row = conn.execute(
+        "SELECT tags FROM object_tags WHERE bucket = ? AND key = ? AND version_id = ?",
+        (bucket, key, resolved),
+    ).fetchone()
+    tags: Tags = () if row is None else tuple((str(k), str(v)) for k, v in json.loads(row[0]))
+    return resolved, tags
+
+
+@dataclass(frozen=True)
+class PutBucketDocument:
+    bucket: str
+    name: str
+    value: str | None  # None deletes the document
+
+    def touched(self) -> tuple[str, str | None]:
+        return self.bucket, None
+
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+        assert self.name in BUCKET_DOCUMENTS
+        get_bucket(conn, self.bucket)
+        if self.value is None:
+            conn.execute(
+                "DELETE FROM bucket_config WHERE bucket = ? AND name = ?", (self.bucket, self.name)
+            )
+        else:
+            conn.execute(
+                "INSERT INTO bucket_config (bucket, name, value, hlc, origin)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (bucket, name) DO UPDATE SET"
+                " value = excluded.value, hlc = excluded.hlc, origin = excluded.origin",
+                (self.bucket, self.name, self.value, stamp.pack(), stamp.node_id),
+            )
+        log_change(
+            conn,
+            stamp,
+            f"bucket.{self.name}",
+            self.bucket,
+            payload={"value": self.value} if self.value is not None else {},
+        )
+        return Outcome()
+
+
+@dataclass(frozen=True)
+class PutObjectTags:
+    bucket: str
+    key: str
+    version_id: str | None
+    tags: Tags | None  # None deletes the tag set
+
+    def touched(self) -> tuple[str, str | None]:
+        return self.bucket, self.key
+
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+        resolved = _resolve_version(conn, self.bucket, self.key, self.version_id)
+        apply_tags(conn, stamp, self.bucket, self.key, resolved, self.tags)
+        return Outcome(resolved)
+
+
+def apply_tags(
+    conn: sqlite3.Connection,
+    stamp: Timestamp,
+    bucket: str,
+    key: str,
+    version_id: str,
+    tags: Tags | None,
+) -> None:
+    """Set (or with None remove) a version's tags, and log the change."""
+    if not tags:
+        conn.execute(
+            "DELETE FROM object_tags WHERE bucket = ? AND key = ? AND version_id = ?",
+            (bucket, key, version_id),
+        )
+    else:
+        conn.execute(
+            "INSERT INTO object_tags (bucket, key, version_id, tags, hlc, origin)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (bucket, key, version_id) DO UPDATE SET"
+            " tags = excluded.tags, hlc = excluded.hlc, origin = excluded.origin",
+            (bucket, key, version_id, json.dumps(tags), stamp.pack(), stamp.node_id),
+        )
+    conn.execute(
+        "INSERT INTO changes (hlc, origin, op, bucket, key, version_id, payload)"
+        " VALUES (?, ?, 'object.tags', ?, ?, ?, ?)",
+        (
+            stamp.pack(),
+            stamp.node_id,
+            bucket,
+            key,
+            version_id,
+            json.dumps({"tags": list(tags or ())}),
+        ),
+    )
