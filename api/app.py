@@ -11,16 +11,29 @@ import itertools
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import buckets, listing, multidelete, multipart, objects
+from api import (
+    attributes,
+    bucket_policy,
+    buckets,
+    cors,
+    listing,
+    multidelete,
+    multipart,
+    objects,
+    tagging,
+)
+from api.access import BucketAccessCache, action_for, authorize
 from api.context import S3Context
 from api.errors import S3Error, from_storage_error, render_error_xml
-from api.router import resolve, split_target
+from api.keyring import ANONYMOUS, Identity, KeyRing
+from api.router import PREFLIGHT, resolve, split_target
 from api.settings import ApiSettings
 from api.sigv4 import AuthContext, SignableRequest, verify
 from storage.errors import StorageError
@@ -53,6 +66,23 @@ HANDLERS: dict[str, Handler] = {
     "AbortMultipartUpload": multipart.abort_multipart_upload,
     "ListParts": multipart.list_parts,
     "ListMultipartUploads": multipart.list_multipart_uploads,
+    "GetBucketPolicy": bucket_policy.get_bucket_policy,
+    "PutBucketPolicy": bucket_policy.put_bucket_policy,
+    "DeleteBucketPolicy": bucket_policy.delete_bucket_policy,
+    "GetBucketAcl": bucket_policy.get_bucket_acl,
+    "PutBucketAcl": bucket_policy.put_acl,
+    "GetObjectAcl": bucket_policy.get_object_acl,
+    "PutObjectAcl": bucket_policy.put_acl,
+    "GetObjectTagging": tagging.get_object_tagging,
+    "PutObjectTagging": tagging.put_object_tagging,
+    "DeleteObjectTagging": tagging.delete_object_tagging,
+    "GetBucketTagging": tagging.get_bucket_tagging,
+    "PutBucketTagging": tagging.put_bucket_tagging,
+    "DeleteBucketTagging": tagging.delete_bucket_tagging,
+    "GetBucketCors": cors.get_bucket_cors,
+    "PutBucketCors": cors.put_bucket_cors,
+    "DeleteBucketCors": cors.delete_bucket_cors,
+    "GetObjectAttributes": attributes.get_object_attributes,
 }
 RESERVED_PREFIX = "/_lakenode/"
 
@@ -74,10 +104,12 @@ class S3Dispatcher:
     own endpoints under /_lakenode/.
     """
 
-    def __init__(self, internal: ASGIApp, settings: ApiSettings, store: Callable[[], Store]):
+    def __init__(
+        self, internal: ASGIApp, settings: ApiSettings, runtime: Callable[[], ApiRuntime]
+    ) -> None:
         self.internal = internal
         self.settings = settings
-        self.store = store
+        self.runtime = runtime
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith(RESERVED_PREFIX):
@@ -91,7 +123,7 @@ class S3Dispatcher:
             return await receive()
 
         request = Request(scope, tracking_receive)
-        response = await handle_s3_request(request, self.settings, self.store())
+        response = await handle_s3_request(request, self.settings, self.runtime())
         if not body_started and "100-continue" in request.headers.get("expect", "").lower():
             # The client holds its body back until "100 Continue", which is only sent when
             # the body is read. Refused before that, keeping the connection would make the
@@ -100,26 +132,56 @@ class S3Dispatcher:
         await response(scope, receive, send)
 
 
-async def handle_s3_request(request: Request, settings: ApiSettings, store: Store) -> Response:
+@dataclass(frozen=True)
+class ApiRuntime:
+    """What the S3 surface needs while the node runs (built by node/ once the store is open)."""
+
+    store: Store
+    keyring: KeyRing
+    bucket_access: BucketAccessCache
+
+
+async def handle_s3_request(
+    request: Request, settings: ApiSettings, runtime: ApiRuntime
+) -> Response:
     request_id = new_request_id()
     request.scope.setdefault("state", {})["request_id"] = request_id
     is_head = request.method == "HEAD"
     resource = request.scope["path"]
+    if request.method == "OPTIONS":  # a CORS preflight: browsers never sign one
+        return await _preflight(request, request_id, settings, runtime.store)
     try:
-        ctx = _build_context(request, request_id, settings, store)
+        ctx = _build_context(request, request_id, settings, runtime)
         resource = ctx.resource
-        request.scope["state"]["access_key"] = ctx.auth.access_key if ctx.auth else None
+        request.scope["state"]["access_key"] = ctx.identity.access_key
         request.scope["state"]["operation"] = ctx.operation
+        await authorize(ctx, action_for(ctx.operation, ctx.query), ctx.bucket, ctx.key)
         response = await HANDLERS[ctx.operation](ctx)
     except Exception as exc:
         response = error_response(exc, request_id, resource, is_head)
+    if "origin" in request.headers:  # a browser's request: CORS headers if a rule admits it
+        response.headers.update(await cors.actual_request_headers(request, settings, runtime.store))
+    response.headers["x-amz-request-id"] = request_id
+    response.headers["x-amz-id-2"] = request_id
+    return response
+
+
+async def _preflight(
+    request: Request, request_id: str, settings: ApiSettings, store: Store
+) -> Response:
+    """OPTIONS, answered from the bucket's CORS rules before (and without) authentication."""
+    request.scope["state"]["operation"] = PREFLIGHT
+    try:
+        response = await cors.preflight(request, settings, store)
+    except Exception as exc:
+        response = error_response(exc, request_id, request.scope["path"], is_head=False)
     response.headers["x-amz-request-id"] = request_id
     response.headers["x-amz-id-2"] = request_id
     return response
 
 
 def _build_context(
-    request: Request, request_id: str, settings: ApiSettings, store: Store
+    request: Request, request_id: str, settings: ApiSettings, runtime: ApiRuntime
 ) -> S3Context:
     # scope["path"] is the percent-decoded path; request.url would re-split it at a '?' or '#'
     # that was encoded inside a key.
@@ -127,32 +189,45 @@ def _build_context(
     target = split_target(path, request.headers.get("host", ""), settings.domain)
     raw_query = request.scope.get("query_string", b"").decode("latin-1")
     query = dict(parse_qsl(raw_query, keep_blank_values=True))
-    auth = _authenticate(request, settings)
+    auth, identity = _authenticate(request, settings, runtime.keyring)
     operation = resolve(request.method, target, query, "x-amz-copy-source" in request.headers)
     return S3Context(
-        request, request_id, operation, target.bucket, target.key, query, auth, settings, store
+        request,
+        request_id,
+        operation,
+        target.bucket,
+        target.key,
+        query,
+        auth,
+        settings,
+        runtime.store,
+        identity,
+        runtime.bucket_access,
     )
 
 
-def _authenticate(request: Request, settings: ApiSettings) -> AuthContext | None:
+def _authenticate(
+    request: Request, settings: ApiSettings, keyring: KeyRing
+) -> tuple[AuthContext | None, Identity]:
+    """Verify the signature; return it with the identity acting (anonymous if unsigned)."""
     signable = SignableRequest(
         method=request.method,
         path=request.scope["path"],
         query_string=request.scope.get("query_string", b"").decode("latin-1"),
         headers=_joined_headers(request),
     )
+    root = Identity(keyring.root_access_key, root=True)
     try:
-        auth = verify(signable, settings.credentials.get, settings.region)
+        auth = verify(signable, keyring.secret_for, settings.region)
     except S3Error:
         if settings.auth_enabled:
             raise
-        return None  # --auth off: a signature we cannot check is not an error
-    if auth is None and settings.auth_enabled:
-        raise S3Error(
-            "AccessDenied",
-            "Anonymous access is not allowed; sign requests with AWS Signature Version 4.",
-        )
-    return auth
+        return None, root  # --auth off: a signature we cannot check is not an error
+    if not settings.auth_enabled:
+        return auth, root  # --auth off: everyone acts as the root key
+    if auth is None:
+        return None, ANONYMOUS  # authorization decides (public buckets)
+    return auth, keyring.identity(auth.access_key)
 
 
 def _joined_headers(request: Request) -> dict[str, str]:

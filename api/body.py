@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from collections.abc import AsyncIterator, Mapping
 
 from starlette.requests import ClientDisconnect, Request
@@ -138,3 +139,16 @@ def content_md5(headers: Mapping[str, str]) -> bytes | None:
     if len(digest) != 16:
         raise S3Error("InvalidDigest", "The Content-MD5 you specified is not valid.")
     return digest
+
+
+async def read_small_body(request: Request, auth: AuthContext | None, limit: int) -> bytes:
+    """A small request document (XML), with Content-MD5 checked when sent.
+
+    Configuration calls (tagging, CORS) must carry an integrity check on AWS; the body is
+    in memory anyway, so the MD5 is checked here rather than streamed.
+    """
+    expected_md5 = content_md5(request.headers)
+    body = await Body(request, auth).read_all(limit)
+    if expected_md5 is not None and hashlib.md5(body).digest() != expected_md5:
+        raise S3Error("BadDigest", "The Content-MD5 you specified did not match what we received.")
+    return body

@@ -8,10 +8,12 @@ import re
 from starlette.responses import Response
 
 from api import xml
+from api.access import authorize
 from api.body import Body
 from api.context import S3Context
 from api.errors import S3Error
 from api.settings import owner_id
+from storage.errors import BucketAlreadyExists
 
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
@@ -49,7 +51,7 @@ def _xml_response(body: bytes, status: int = 200) -> Response:
 
 
 async def list_buckets(ctx: S3Context) -> Response:
-    buckets = await ctx.store.list_buckets()
+    buckets = [b for b in await ctx.store.list_buckets() if await _visible(ctx, b.name)]
     owner = ctx.access_key
     entries = [
         ("Bucket", [("Name", b.name), ("CreationDate", xml.iso8601_ms(b.created_ms))])
@@ -66,6 +68,15 @@ async def list_buckets(ctx: S3Context) -> Response:
     )
 
 
+async def _visible(ctx: S3Context, bucket: str) -> bool:
+    """A bucket is listed to a key that owns it or may list its contents."""
+    try:
+        await authorize(ctx, "s3:ListBucket", bucket)
+    except S3Error:
+        return False
+    return True
+
+
 async def create_bucket(ctx: S3Context) -> Response:
     validate_bucket_name(ctx.bucket_name)
     body = await Body(ctx.request, ctx.auth).read_all(CREATE_BODY_BYTES_MAX)
@@ -78,12 +89,31 @@ async def create_bucket(ctx: S3Context) -> Response:
                 f"The {location} location constraint is incompatible for the region specific "
                 f"endpoint this request was sent to ({ctx.settings.region}).",
             )
-    await ctx.store.create_bucket(ctx.bucket_name, ctx.access_key)
+    try:
+        await ctx.store.create_bucket(ctx.bucket_name, ctx.access_key)
+    except BucketAlreadyExists as exists:
+        owner = (await ctx.store.get_bucket(ctx.bucket_name)).owner
+        if owner == ctx.access_key or ctx.identity.root:
+            raise S3Error(
+                "BucketAlreadyOwnedByYou",
+                "Your previous request to create the named "
+                "bucket succeeded and you already own it.",
+                resource=ctx.resource,
+            ) from exists
+        raise S3Error(
+            "BucketAlreadyExists",
+            "The requested bucket name is not available. The "
+            "bucket namespace is shared by all users of the system. Please select a "
+            "different name and try again.",
+            resource=ctx.resource,
+        ) from exists
+    ctx.bucket_access.invalidate(ctx.bucket_name)
     return Response(status_code=200, headers={"Location": f"/{ctx.bucket_name}"})
 
 
 async def delete_bucket(ctx: S3Context) -> Response:
     await ctx.store.delete_bucket(ctx.bucket_name)
+    ctx.bucket_access.invalidate(ctx.bucket_name)
     return Response(status_code=204)
 
 

@@ -21,6 +21,7 @@ import base64
 import binascii
 import hashlib
 import zlib
+from collections.abc import Iterable
 from typing import Final, Protocol
 
 import crc32c
@@ -138,3 +139,14 @@ def verify_checksum(checksum: Checksum, expected_b64: str) -> None:
             "BadDigest",
             f"The {algorithm} you specified did not match the calculated checksum.",
         )
+
+
+def checksum_elements(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """XML elements (``ChecksumCRC32``...) for the stored ``x-amz-checksum-*`` values among
+    ``headers``: how CompleteMultipartUpload, ListParts and GetObjectAttributes show them."""
+    elements = []
+    for name, value in headers:
+        algorithm = algorithm_from_header(name)
+        if algorithm in ALGORITHMS:
+            elements.append((f"Checksum{algorithm}", value))
+    return elements

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from starlette.datastructures import Headers
 from starlette.requests import Request
 
+from api.keyring import Identity
 from api.settings import ApiSettings
 from api.sigv4 import AuthContext
 from storage.store import Store
+
+if TYPE_CHECKING:
+    from api.access import BucketAccessCache
 
 
 @dataclass
@@ -23,6 +28,8 @@ class S3Context:
     auth: AuthContext | None
     settings: ApiSettings
     store: Store
+    identity: Identity
+    bucket_access: BucketAccessCache
 
     @property
     def headers(self) -> Headers:
@@ -30,8 +37,8 @@ class S3Context:
 
     @property
     def access_key(self) -> str:
-        """Who is acting: the signing key, or the root key when auth is off."""
-        return self.auth.access_key if self.auth else self.settings.root_access_key
+        """Who is acting (the owner of what it creates); anonymous requests create nothing."""
+        return self.identity.access_key or ""
 
     @property
     def resource(self) -> str:

@@ -10,10 +10,20 @@ import re
 from collections.abc import Mapping
 from urllib.parse import unquote
 
+from api.access import action_for, authorize
 from api.conditionals import check_preconditions
+from api.context import S3Context
 from api.errors import S3Error
 
 _RANGE = re.compile(r"^bytes=(\d+)-(\d+)$")
+
+
+async def authorize_copy_source(
+    ctx: S3Context, bucket: str, key: str, version_id: str | None
+) -> None:
+    """A copy reads its source: the caller needs read permission there too."""
+    query = {"versionId": version_id} if version_id is not None else {}
+    await authorize(ctx, action_for("GetObject", query), bucket, key)
 
 
 def parse_copy_source(header: str) -> tuple[str, str, str | None]:
@@ -71,9 +81,8 @@ def parse_copy_range(header: str | None, size: int) -> tuple[int, int]:
         )
     first, last = int(match.group(1)), int(match.group(2))
     if first > last or last >= size:
+        # AWS answers 400 InvalidArgument here, not GetObject's 416 InvalidRange.
         raise S3Error(
-            "InvalidRange",
-            "The requested range is not satisfiable",
-            headers={"Content-Range": f"bytes */{size}"},
+            "InvalidArgument", f"Range specified is not valid for source object of size: {size}"
         )
     return first, last

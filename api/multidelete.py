@@ -8,6 +8,7 @@ import hashlib
 from starlette.responses import Response
 
 from api import xml
+from api.access import action_for, authorize
 from api.body import Body, content_md5
 from api.context import S3Context
 from api.errors import S3Error, from_storage_error
@@ -73,15 +74,20 @@ async def delete_objects(ctx: S3Context) -> Response:
 def _deleted_fields(key: str, version_id: str | None, result: DeleteResult) -> list[xml.Node]:
     fields: list[xml.Node] = [("Key", key), ("VersionId", version_id)]
     if result.delete_marker:
+        # The marker created, or (delete by version id) the marker removed, as AWS answers.
         fields.append(("DeleteMarker", True))
-        if version_id is None:
-            fields.append(("DeleteMarkerVersionId", result.version_id))
+        fields.append(("DeleteMarkerVersionId", result.version_id))
     return fields
 
 
 async def _delete_one(ctx: S3Context, key: str, version_id: str | None) -> DeleteResult | S3Error:
     if len(key.encode()) > KEY_BYTES_MAX:
         return S3Error("KeyTooLongError", "Your key is too long")
+    query = {"versionId": version_id} if version_id is not None else {}
+    try:
+        await authorize(ctx, action_for("DeleteObject", query), ctx.bucket_name, key)
+    except S3Error as denied:
+        return denied
     try:
         return await ctx.store.delete_object(ctx.bucket_name, key, version_id)
     except StorageError as exc:

@@ -7,18 +7,34 @@ from starlette.responses import Response
 
 from api import xml
 from api.body import Body
+from api.checksums import (
+    ALGORITHMS,
+    algorithm_from_header,
+    checksum_elements,
+    header_name,
+    new_checksum,
+    normalize_algorithm,
+)
 from api.context import S3Context
-from api.copy import check_copy_preconditions, parse_copy_range, parse_copy_source
+from api.copy import (
+    authorize_copy_source,
+    check_copy_preconditions,
+    parse_copy_range,
+    parse_copy_source,
+)
 from api.errors import S3Error
 from api.listing import encode_key, max_keys_param
 from api.settings import owner_id
+from api.tagging import pop_upload_tags, upload_tagging_headers
 from api.upload import check_declared_length, object_headers, receive, validate_key
+from storage.manifest import Manifest
 from storage.store import DeleteMarker
 from storage.uploads import PART_NUMBER_MAX, UploadInfo
 
 PART_BYTES_MAX = 5 << 30
 COMPLETE_BODY_BYTES_MAX = 4 * 1024 * 1024
 PARTS_PER_LISTING_MAX = 1000
+_CHECKSUM_ELEMENTS = frozenset(f"Checksum{algorithm}" for algorithm in ALGORITHMS)
 
 
 def _xml(body: bytes) -> Response:
@@ -41,8 +57,9 @@ async def _upload(ctx: S3Context) -> UploadInfo:
 
 async def create_multipart_upload(ctx: S3Context) -> Response:
     validate_key(ctx.object_key)
-    headers = tuple(object_headers(ctx.headers))
-    algorithm = ctx.headers.get("x-amz-checksum-algorithm", "").upper()
+    headers = tuple(object_headers(ctx.headers)) + upload_tagging_headers(ctx)
+    requested_algorithm = ctx.headers.get("x-amz-checksum-algorithm")
+    algorithm = normalize_algorithm(requested_algorithm) if requested_algorithm else ""
     upload = await ctx.store.create_upload(
         ctx.bucket_name, ctx.object_key, headers, ctx.access_key, algorithm
     )
@@ -66,18 +83,47 @@ async def upload_part(ctx: S3Context) -> Response:
     body = Body(ctx.request, ctx.auth)
     check_declared_length(ctx, body, min(PART_BYTES_MAX, ctx.settings.max_object_size))
     upload = await _upload(ctx)
+    _check_part_algorithm(ctx, upload)
     writer = await ctx.store.begin_part(upload, min(PART_BYTES_MAX, ctx.settings.max_object_size))
     await receive(ctx, writer, body)
-    part = await writer.commit_part(upload, number)
+    part = await writer.commit_part(upload, number, tuple(sorted(body.checksum_values().items())))
     headers = {"ETag": f'"{part.etag}"'}
     headers.update(body.checksum_values())
     return Response(status_code=200, headers=headers)
+
+
+def _check_part_algorithm(ctx: S3Context, upload: UploadInfo) -> None:
+    """An upload created with x-amz-checksum-algorithm takes parts with that checksum only
+    (as a header or a declared trailer), so that its composite checksum can be built."""
+    if not upload.checksum:
+        return
+    declared = [n for n in ctx.headers if algorithm_from_header(n) is not None]
+    declared += [t.strip().lower() for t in ctx.headers.get("x-amz-trailer", "").split(",")]
+    if header_name(upload.checksum) not in declared:
+        sent = next((algorithm_from_header(n) for n in declared if algorithm_from_header(n)), None)
+        raise S3Error(
+            "InvalidRequest",
+            f"Checksum Type mismatch occurred, expected checksum Type: "
+            f"{upload.checksum.lower()}, actual checksum Type: {(sent or 'null').lower()}",
+        )
+
+
+async def _range_checksum(
+    ctx: S3Context, source: Manifest, first: int, last: int, algorithm: str
+) -> tuple[tuple[str, str], ...]:
+    """The upload's checksum of a copied range: read (and BLAKE3-verified) once more."""
+    checksum = new_checksum(algorithm)
+    if last >= first:
+        async for piece in ctx.store.read(source, first, last):
+            checksum.update(piece)
+    return ((header_name(algorithm), checksum.b64digest()),)
 
 
 async def upload_part_copy(ctx: S3Context) -> Response:
     number = _part_number(ctx)
     upload = await _upload(ctx)
     bucket, key, version_id = parse_copy_source(ctx.headers["x-amz-copy-source"])
+    await authorize_copy_source(ctx, bucket, key, version_id)
     try:
         source = await ctx.store.head_object(bucket, key, version_id)
     except DeleteMarker as marker:
@@ -86,13 +132,17 @@ async def upload_part_copy(ctx: S3Context) -> Response:
     first, last = parse_copy_range(ctx.headers.get("x-amz-copy-source-range"), source.size)
     if last - first + 1 > PART_BYTES_MAX:
         raise S3Error("EntityTooLarge", "Your proposed upload exceeds the maximum allowed size.")
-    part = await ctx.store.copy_part(upload, number, source, first, last)
+    checksums: tuple[tuple[str, str], ...] = ()
+    if upload.checksum:
+        checksums = await _range_checksum(ctx, source, first, last, upload.checksum)
+    part = await ctx.store.copy_part(upload, number, source, first, last, checksums)
     response = _xml(
         xml.render(
             "CopyPartResult",
             [
                 ("ETag", f'"{part.etag}"'),
                 ("LastModified", xml.iso8601_ms(part.modified_ms)),
+                *checksum_elements(checksums),
             ],
         )
     )
@@ -101,27 +151,58 @@ async def upload_part_copy(ctx: S3Context) -> Response:
     return response
 
 
-def _parse_complete(body: bytes) -> list[tuple[int, str]]:
+def _parse_complete(body: bytes) -> tuple[list[tuple[int, str]], list[tuple[int, str, str]]]:
+    """(part number, ETag) pairs, and (part number, checksum header, value) listed with them."""
     root = xml.parse(body)
     parts: list[tuple[int, str]] = []
+    checksums: list[tuple[int, str, str]] = []
     for element in xml.children_named(root, "Part"):
         number, etag = xml.child_text(element, "PartNumber"), xml.child_text(element, "ETag")
         if number is None or etag is None or not number.strip().isdigit():
             raise S3Error("MalformedXML", "Each Part needs a PartNumber and an ETag.")
         parts.append((int(number), etag.strip()))
+        checksums.extend(
+            (int(number), header_name(name.removeprefix("Checksum")), (value.text or "").strip())
+            for value in element
+            if (name := xml.local_name(value)) in _CHECKSUM_ELEMENTS
+        )
     if xml.local_name(root) != "CompleteMultipartUpload" or not parts:
         raise S3Error(
             "MalformedXML",
             "The XML you provided was not well-formed or did not "
             "validate against our published schema",
         )
-    return parts
+    return parts, checksums
+
+
+def _check_listed_checksums(
+    upload: UploadInfo, parts: list[tuple[int, str]], listed: list[tuple[int, str, str]]
+) -> None:
+    """An upload with a checksum algorithm must list that checksum for every part (AWS)."""
+    if not upload.checksum:
+        return
+    name = header_name(upload.checksum)
+    have = {number for number, header, _value in listed if header == name}
+    for number, _etag in parts:
+        if number not in have:
+            raise S3Error(
+                "InvalidRequest",
+                f"The upload was created using a {upload.checksum.lower()} checksum. The "
+                f"complete request must include the checksum for each part. It was missing "
+                f"for part {number} in the request.",
+            )
 
 
 async def complete_multipart_upload(ctx: S3Context) -> Response:
     upload = await _upload(ctx)
     body = await Body(ctx.request, ctx.auth).read_all(COMPLETE_BODY_BYTES_MAX)
-    manifest = await ctx.store.complete_upload(upload, _parse_complete(body))
+    parts, listed = _parse_complete(body)
+    _check_listed_checksums(upload, parts, listed)
+    tags, upload = pop_upload_tags(upload)
+    manifest = await ctx.store.complete_upload(
+        upload, parts, tags=tags, part_checksums=tuple(listed)
+    )
+    checksums = checksum_elements(manifest.headers)
     response = _xml(
         xml.render(
             "CompleteMultipartUploadResult",
@@ -130,6 +211,8 @@ async def complete_multipart_upload(ctx: S3Context) -> Response:
                 ("Bucket", ctx.bucket_name),
                 ("Key", ctx.object_key),
                 ("ETag", f'"{manifest.etag}"'),
+                *checksums,
+                ("ChecksumType", "COMPOSITE" if checksums else None),
             ],
         )
     )
@@ -178,6 +261,7 @@ async def list_parts(ctx: S3Context) -> Response:
                 ("LastModified", xml.iso8601_ms(p.modified_ms)),
                 ("ETag", f'"{p.etag}"'),
                 ("Size", p.size),
+                *checksum_elements(p.manifest.headers),
             ],
         )
         for p in parts

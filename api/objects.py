@@ -10,15 +10,17 @@ from email.utils import formatdate
 from starlette.responses import Response, StreamingResponse
 
 from api import xml
+from api.access import authorize
 from api.body import Body
 from api.conditionals import check_preconditions
 from api.context import S3Context
-from api.copy import check_copy_preconditions, parse_copy_source
+from api.copy import authorize_copy_source, check_copy_preconditions, parse_copy_source
 from api.errors import S3Error
 from api.ranges import parse_range
+from api.tagging import copy_tags, header_tags, tag_count_headers
 from api.upload import check_declared_length, object_headers, receive, validate_key
 from storage.catalog import NULL_VERSION
-from storage.errors import StorageError
+from storage.errors import NoSuchKey, NoSuchVersion, StorageError
 from storage.manifest import Manifest
 from storage.store import DeleteMarker
 
@@ -51,11 +53,12 @@ async def put_object(ctx: S3Context) -> Response:
     body = Body(ctx.request, ctx.auth)
     check_declared_length(ctx, body, ctx.settings.max_object_size)
     headers = object_headers(ctx.headers)  # validates metadata before the body is read
+    tags = header_tags(ctx)
     writer = await ctx.store.begin_object(
         ctx.bucket_name, ctx.object_key, ctx.settings.max_object_size
     )
     await receive(ctx, writer, body)
-    manifest = await writer.commit(headers + sorted(body.checksum_values().items()))
+    manifest = await writer.commit(headers + sorted(body.checksum_values().items()), tags)
     response_headers = {"ETag": _etag(manifest), **_version_headers(manifest)}
     response_headers.update(body.checksum_values())
     return Response(status_code=200, headers=response_headers)
@@ -64,6 +67,7 @@ async def put_object(ctx: S3Context) -> Response:
 async def copy_object(ctx: S3Context) -> Response:
     validate_key(ctx.object_key)
     bucket, key, version_id = parse_copy_source(ctx.headers["x-amz-copy-source"])
+    await authorize_copy_source(ctx, bucket, key, version_id)
     source = await _source_version(bucket, key, version_id, ctx)
     check_copy_preconditions(ctx.headers, _etag(source), source.last_modified_ms)
     if source.size > COPY_SOURCE_BYTES_MAX:
@@ -86,7 +90,9 @@ async def copy_object(ctx: S3Context) -> Response:
             "copy an object to itself without changing the object's metadata, storage "
             "class, website redirect location or encryption attributes.",
         )
-    manifest = await ctx.store.copy_object(source, ctx.bucket_name, ctx.object_key, headers)
+    manifest = await ctx.store.copy_object(
+        source, ctx.bucket_name, ctx.object_key, headers, copy_tags(ctx)
+    )
     response = Response(
         xml.render(
             "CopyObjectResult",
@@ -153,20 +159,28 @@ async def _requested_version(ctx: S3Context) -> Manifest:
     version_id = ctx.query.get("versionId")
     try:
         return await ctx.store.head_object(ctx.bucket_name, ctx.object_key, version_id)
-    except DeleteMarker as marker:
-        headers = {"x-amz-delete-marker": "true", **_version_headers(marker.manifest)}
-        if version_id is not None:
-            # Asking for a delete marker by id: 405, as AWS answers.
-            headers["Allow"] = "DELETE"
-            raise S3Error(
-                "MethodNotAllowed",
-                "The specified method is not allowed against this resource.",
-                resource=ctx.resource,
-                headers=headers,
-            ) from marker
-        raise S3Error(
-            "NoSuchKey", "The specified key does not exist.", resource=ctx.resource, headers=headers
-        ) from marker
+    except (NoSuchKey, NoSuchVersion) as missing:
+        # As on AWS: who may not list the bucket learns nothing about which keys exist.
+        await authorize(ctx, "s3:ListBucket", ctx.bucket_name)
+        if isinstance(missing, DeleteMarker):
+            raise _delete_marker_error(ctx, missing, version_id) from missing
+        raise
+
+
+def _delete_marker_error(ctx: S3Context, marker: DeleteMarker, version_id: str | None) -> S3Error:
+    headers = {"x-amz-delete-marker": "true", **_version_headers(marker.manifest)}
+    if version_id is not None:
+        # Asking for a delete marker by id: 405, as AWS answers.
+        headers["Allow"] = "DELETE"
+        return S3Error(
+            "MethodNotAllowed",
+            "The specified method is not allowed against this resource.",
+            resource=ctx.resource,
+            headers=headers,
+        )
+    return S3Error(
+        "NoSuchKey", "The specified key does not exist.", resource=ctx.resource, headers=headers
+    )
 
 
 async def head_object(ctx: S3Context) -> Response:
@@ -174,6 +188,7 @@ async def head_object(ctx: S3Context) -> Response:
     check_preconditions(ctx.headers, _etag(manifest), manifest.last_modified_ms)
     ranges = parse_range(ctx.headers.get("range"), manifest.size)
     headers = _object_headers(ctx, manifest, ranged=ranges is not None)
+    headers.update(await tag_count_headers(ctx, manifest))
     if ranges is not None and len(ranges) == 1:
         first, last = ranges[0]
         headers["Content-Range"] = f"bytes {first}-{last}/{manifest.size}"
@@ -188,6 +203,7 @@ async def get_object(ctx: S3Context) -> Response:
     check_preconditions(ctx.headers, _etag(manifest), manifest.last_modified_ms)
     ranges = parse_range(ctx.headers.get("range"), manifest.size)
     headers = _object_headers(ctx, manifest, ranged=ranges is not None)
+    headers.update(await tag_count_headers(ctx, manifest))
     if ranges is not None and len(ranges) > 1:
         return _multi_range(ctx, manifest, ranges, headers)
     status = 200

@@ -11,14 +11,14 @@ from dataclasses import dataclass
 
 from api.errors import S3Error
 
+PREFLIGHT = "PreflightCors"  # OPTIONS on a bucket or object: answered before authentication
+
 # Bucket sub-resources we know but do not serve yet: answered NotImplemented (501), never
 # mistaken for a listing or a create.
 _BUCKET_SUBRESOURCES = frozenset(
     (
         "accelerate",
-        "acl",
         "analytics",
-        "cors",
         "encryption",
         "intelligent-tiering",
         "inventory",
@@ -28,19 +28,15 @@ _BUCKET_SUBRESOURCES = frozenset(
         "notification",
         "object-lock",
         "ownershipControls",
-        "policy",
         "policyStatus",
         "publicAccessBlock",
         "replication",
         "requestPayment",
-        "tagging",
         "website",
     )
 )
 _OBJECT_SUBRESOURCES = frozenset(
     (
-        "acl",
-        "attributes",
         "legal-hold",
         "restore",
         "retention",
@@ -49,6 +45,45 @@ _OBJECT_SUBRESOURCES = frozenset(
         "torrent",
     )
 )
+
+
+# (sub-resource, method) -> operation, for bucket and object configuration sub-resources.
+BUCKET_SUBRESOURCE_OPERATIONS = {
+    ("policy", "GET"): "GetBucketPolicy",
+    ("policy", "PUT"): "PutBucketPolicy",
+    ("policy", "DELETE"): "DeleteBucketPolicy",
+    ("acl", "GET"): "GetBucketAcl",
+    ("acl", "PUT"): "PutBucketAcl",
+    ("tagging", "GET"): "GetBucketTagging",
+    ("tagging", "PUT"): "PutBucketTagging",
+    ("tagging", "DELETE"): "DeleteBucketTagging",
+    ("cors", "GET"): "GetBucketCors",
+    ("cors", "PUT"): "PutBucketCors",
+    ("cors", "DELETE"): "DeleteBucketCors",
+}
+OBJECT_SUBRESOURCE_OPERATIONS = {
+    ("acl", "GET"): "GetObjectAcl",
+    ("acl", "PUT"): "PutObjectAcl",
+    ("tagging", "GET"): "GetObjectTagging",
+    ("tagging", "PUT"): "PutObjectTagging",
+    ("tagging", "DELETE"): "DeleteObjectTagging",
+    ("attributes", "GET"): "GetObjectAttributes",
+}
+
+
+def _subresource_operation(
+    method: str, query: Mapping[str, str], table: Mapping[tuple[str, str], str]
+) -> str | None:
+    names = {name for name, _method in table}
+    for name in query:
+        if name in names:
+            operation = table.get((name, method))
+            if operation is None:
+                raise S3Error(
+                    "MethodNotAllowed", "The specified method is not allowed against this resource."
+                )
+            return operation
+    return None
 
 
 @dataclass(frozen=True)
@@ -77,6 +112,8 @@ def resolve(method: str, target: Target, query: Mapping[str, str], has_copy_sour
         if method in ("GET", "HEAD"):
             return "ListBuckets"
         raise S3Error("MethodNotAllowed", "The specified method is not allowed.")
+    if method == "OPTIONS":
+        return PREFLIGHT  # CORS preflight, on a bucket or an object
     if target.key is None:
         return _resolve_bucket(method, query)
     return _resolve_object(method, query, has_copy_source)
@@ -90,6 +127,9 @@ def _unsupported(query: Mapping[str, str], known: frozenset[str]) -> str | None:
 
 
 def _resolve_bucket(method: str, query: Mapping[str, str]) -> str:
+    configured = _subresource_operation(method, query, BUCKET_SUBRESOURCE_OPERATIONS)
+    if configured is not None:
+        return configured
     if method == "GET":
         for name, operation in (
             ("location", "GetBucketLocation"),
@@ -114,6 +154,9 @@ def _resolve_bucket(method: str, query: Mapping[str, str]) -> str:
 
 
 def _resolve_object(method: str, query: Mapping[str, str], has_copy_source: bool) -> str:
+    configured = _subresource_operation(method, query, OBJECT_SUBRESOURCE_OPERATIONS)
+    if configured is not None:
+        return configured
     _refuse(_unsupported(query, _OBJECT_SUBRESOURCES), "object")
     if "uploadId" in query:
         return _resolve_upload(method, query, has_copy_source)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import datetime as dt
+import functools
+import re
+import time
 from collections.abc import Iterable
 from xml.etree.ElementTree import Element
 
@@ -16,8 +18,14 @@ XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
 Node = tuple[str, "str | int | bool | Iterable[Node] | None"]
 
 
+_NEEDS_ESCAPE = re.compile(r"[&<>\"'\x00-\x1f]")
+_CONTROL = re.compile(r"[\x00-\x1f]")
+
+
 def escape(text: str) -> str:
-    # Also escapes quotes, and control characters that XML 1.0 cannot carry verbatim.
+    # Most keys need no escaping: one regex scan decides (listings escape thousands of keys).
+    if _NEEDS_ESCAPE.search(text) is None:
+        return text
     out = (
         text.replace("&", "&amp;")
         .replace("<", "&lt;")
@@ -25,9 +33,8 @@ def escape(text: str) -> str:
         .replace('"', "&quot;")
         .replace("'", "&apos;")
     )
-    if any(ord(c) < 32 for c in out):
-        out = "".join(f"&#{ord(c)};" if ord(c) < 32 else c for c in out)
-    return out
+    # Control characters as numeric references (clients asking for them use encoding-type=url).
+    return _CONTROL.sub(lambda match: f"&#{ord(match.group())};", out)
 
 
 def render(root: str, children: Iterable[Node], namespace: bool = True) -> bytes:
@@ -53,9 +60,14 @@ def _render_children(children: Iterable[Node], parts: list[str]) -> None:
             parts.append(f"</{tag}>")
 
 
+@functools.lru_cache(maxsize=4096)
+def _iso8601_second(epoch_s: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch_s))
+
+
 def iso8601_ms(epoch_ms: int) -> str:
-    moment = dt.datetime.fromtimestamp(epoch_ms / 1000, tz=dt.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+    """2024-01-31T12:00:00.123Z; the second part is cached (listings repeat seconds)."""
+    return f"{_iso8601_second(epoch_ms // 1000)}.{epoch_ms % 1000:03d}Z"
 
 
 def parse(body: bytes) -> Element:

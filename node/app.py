@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,53 +13,85 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp
 
+from api.access import BucketAccessCache
 from api.access_log import AccessLogMiddleware
-from api.app import S3Dispatcher
+from api.app import ApiRuntime, S3Dispatcher
+from api.keyring import KeyRing
 from api.settings import ApiSettings
 from node.config import ServeConfig
 from storage.store import Store, StoreConfig
+
+log = logging.getLogger("lakenode.node")
+
+# How often the node looks for keys created, disabled or deleted by `lakenode keys`.
+KEY_POLL_INTERVAL_S = 0.5
 
 
 class NodeState:
     """What the running node holds; filled in by the lifespan."""
 
-    def __init__(self) -> None:
+    def __init__(self, config: ServeConfig) -> None:
         self.store: Store | None = None
+        self.runtime: ApiRuntime | None = None
+        self.keyring = KeyRing(config.access_key, config.secret_key)
 
-    def require_store(self) -> Store:
-        if self.store is None:
+    def require_runtime(self) -> ApiRuntime:
+        if self.runtime is None:
             raise RuntimeError("store is not open")
-        return self.store
+        return self.runtime
 
 
 def api_settings(config: ServeConfig) -> ApiSettings:
     return ApiSettings(
         region=config.region,
         auth_enabled=config.auth,
-        credentials={config.access_key: config.secret_key},
         max_object_size=config.max_object_size,
         domain=config.domain,
         root_access_key=config.access_key,
     )
 
 
+async def reload_keys(store: Store, keyring: KeyRing) -> None:
+    generation = await store.keys_generation()
+    if generation != keyring.generation:
+        keyring.replace(await store.list_keys(), generation)
+        log.info("access keys loaded (generation %d)", generation)
+
+
+async def _poll_keys(store: Store, keyring: KeyRing) -> None:
+    while True:
+        await asyncio.sleep(KEY_POLL_INTERVAL_S)
+        try:
+            await reload_keys(store, keyring)
+        except Exception:
+            log.exception("reloading access keys failed")
+
+
 def build_app(config: ServeConfig) -> ASGIApp:
-    state = NodeState()
+    state = NodeState(config)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        state.store = await Store.open(
+        store = await Store.open(
             StoreConfig(
                 data_dir=config.data_dir,
                 node_id=config.node_id,
                 segment_bytes_max=config.segment_size,
             )
         )
+        await reload_keys(store, state.keyring)
+        state.store = store
+        state.runtime = ApiRuntime(store, state.keyring, BucketAccessCache(store))
+        poller = asyncio.create_task(_poll_keys(store, state.keyring), name="key-poller")
         try:
             yield
         finally:
-            await state.store.close()
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+            state.runtime = None
             state.store = None
+            await store.close()
 
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -70,4 +105,4 @@ def build_app(config: ServeConfig) -> ASGIApp:
             return JSONResponse({"ready": False}, status_code=503)
         return JSONResponse({"ready": True, "node_id": state.store.node_id})
 
-    return AccessLogMiddleware(S3Dispatcher(app, api_settings(config), state.require_store))
+    return AccessLogMiddleware(S3Dispatcher(app, api_settings(config), state.require_runtime))

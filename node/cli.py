@@ -7,6 +7,7 @@ import logging
 import sys
 
 from node.config import OneLineParser, ServeConfig, add_serve_arguments, resolve_serve_config
+from node.keys_cli import add_keys_arguments, run_keys
 
 log = logging.getLogger("lakenode")
 
@@ -18,7 +19,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     serve_parser = commands.add_parser("serve", help="serve S3 on --listen from --data-dir")
     add_serve_arguments(serve_parser)
-    return parser, {"serve": serve_parser}
+    keys_parser = commands.add_parser("keys", help="manage access keys")
+    add_keys_arguments(keys_parser)
+    return parser, {"serve": serve_parser, "keys": keys_parser}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve(resolve_serve_config(subparsers["serve"], args))
+    if args.command == "keys":
+        return run_keys(subparsers["keys"], args)
     parser.error(f"unknown command {args.command}")
 
 

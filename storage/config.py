@@ -38,6 +38,11 @@ def all_bucket_documents(conn: sqlite3.Connection, name: str) -> dict[str, str]:
     return {str(bucket): str(value) for bucket, value in rows}
 
 
+def tagged_buckets(conn: sqlite3.Connection) -> list[str]:
+    """Buckets with at least one tagged object version (read once when the store opens)."""
+    return [str(row[0]) for row in conn.execute("SELECT DISTINCT bucket FROM object_tags")]
+
+
 def _resolve_version(
     conn: sqlite3.Connection, bucket: str, key: str, version_id: str | None
 ) -> str:
@@ -129,18 +134,7 @@ def apply_tags(
     tags: Tags | None,
 ) -> None:
     """Set (or with None remove) a version's tags, and log the change."""
-    if not tags:
-        conn.execute(
-            "DELETE FROM object_tags WHERE bucket = ? AND key = ? AND version_id = ?",
-            (bucket, key, version_id),
-        )
-    else:
-        conn.execute(
-            "INSERT INTO object_tags (bucket, key, version_id, tags, hlc, origin)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (bucket, key, version_id) DO UPDATE SET"
-            " tags = excluded.tags, hlc = excluded.hlc, origin = excluded.origin",
-            (bucket, key, version_id, json.dumps(tags), stamp.pack(), stamp.node_id),
-        )
+    write_tags(conn, stamp, bucket, key, version_id, tags)
     conn.execute(
         "INSERT INTO changes (hlc, origin, op, bucket, key, version_id, payload)"
         " VALUES (?, ?, 'object.tags', ?, ?, ?, ?)",
@@ -153,3 +147,27 @@ def apply_tags(
             json.dumps({"tags": list(tags or ())}),
         ),
     )
+
+
+def write_tags(
+    conn: sqlite3.Connection,
+    stamp: Timestamp,
+    bucket: str,
+    key: str,
+    version_id: str,
+    tags: Tags | None,
+) -> None:
+    """Set (or with None remove) a version's tags without a change-log row: for a write that
+    creates the version and logs the tags in its own change (one stamp, one change row)."""
+    if not tags:
+        conn.execute(
+            "DELETE FROM object_tags WHERE bucket = ? AND key = ? AND version_id = ?",
+            (bucket, key, version_id),
+        )
+    else:
+        conn.execute(
+            "INSERT INTO object_tags (bucket, key, version_id, tags, hlc, origin)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (bucket, key, version_id) DO UPDATE SET"
+            " tags = excluded.tags, hlc = excluded.hlc, origin = excluded.origin",
+            (bucket, key, version_id, json.dumps(tags), stamp.pack(), stamp.node_id),
+        )

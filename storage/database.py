@@ -9,6 +9,7 @@ does (pinned by the version range in pyproject.toml).
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +33,7 @@ class Database:
         connection = await aiosqlite.connect(path, isolation_level=None)
         database = cls(connection)
         await database.run(_configure, read_only)
+        secure_files(path)
         return database
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
@@ -42,6 +44,13 @@ class Database:
 
     async def close(self) -> None:
         await self._connection.close()
+
+
+def secure_files(path: Path) -> None:
+    """The catalog holds access-key secrets: owner read/write only (0600), WAL files too."""
+    for candidate in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if candidate.exists():
+            os.chmod(candidate, 0o600)
 
 
 def _configure(conn: sqlite3.Connection, read_only: bool) -> None:

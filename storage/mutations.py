@@ -8,6 +8,7 @@ before the commit (so rebuild-index can find it without the database).
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from dataclasses import dataclass
 
@@ -97,10 +98,16 @@ def _write_version(
 def _tag(
     conn: sqlite3.Connection, stamp: Timestamp, outcome: Outcome, tags: config.Tags
 ) -> Outcome:
+    """Tags given with a write that creates a version: one stamp allows one change row, so
+    the tags ride in the payload of the version's object.put change (for replication)."""
     if tags:
         assert isinstance(outcome.result, Manifest)
         manifest = outcome.result
-        config.apply_tags(conn, stamp, manifest.bucket, manifest.key, manifest.version_id, tags)
+        config.write_tags(conn, stamp, manifest.bucket, manifest.key, manifest.version_id, tags)
+        conn.execute(
+            "UPDATE changes SET payload = ? WHERE hlc = ? AND origin = ?",
+            (json.dumps({"tags": list(tags)}), stamp.pack(), stamp.node_id),
+        )
     return outcome
 
 
@@ -234,6 +241,9 @@ class PutPart:
     size: int
     etag: str
     chunks: tuple[ChunkRef, ...]
+    # The part's verified x-amz-checksum-* values, kept as the part manifest's headers
+    # (for ListParts, checking CompleteMultipartUpload and the object's composite checksum).
+    checksums: tuple[tuple[str, str], ...] = ()
 
     def touched(self) -> tuple[str, str | None]:
         return self.upload.bucket, self.upload.key
@@ -249,7 +259,7 @@ class PutPart:
             self.size,
             self.etag,
             stamp.wall_ms,
-            (),
+            self.checksums,
             self.chunks,
         )
         info: PartInfo = uploads.apply_put_part(conn, stamp, self.upload, self.part_number, part)
@@ -262,13 +272,15 @@ class CompleteUpload:
     parts: tuple[tuple[int, str], ...]
     extra_headers: tuple[tuple[str, str], ...]
     tags: config.Tags = ()
+    # (part number, x-amz-checksum-* header, value) the client listed: each must match.
+    part_checksums: tuple[tuple[int, str, str], ...] = ()
 
     def touched(self) -> tuple[str, str | None]:
         return self.upload.bucket, self.upload.key
 
     def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
         manifest, encoded = uploads.apply_complete(
-            conn, stamp, self.upload, list(self.parts), self.extra_headers
+            conn, stamp, self.upload, list(self.parts), self.extra_headers, self.part_checksums
         )
         return _tag(conn, stamp, Outcome(manifest, encoded), self.tags)
 

@@ -137,6 +137,9 @@ class Store:
         self._segments = segments
         self._reader = SegmentReader(config.data_dir / "segments")
         self._latest = LatestCache()
+        # Buckets that hold (or held) object tags: a superset, only ever grown, so that
+        # GET/HEAD look tags up only where there can be some (see may_have_tags).
+        self._tagged_buckets: set[str] = set()
         self.committer = GroupCommitter(
             writer_db, segments, clock, self._latest.invalidate, self._latest.fill_committed
         )
@@ -156,6 +159,7 @@ class Store:
         segments = SegmentWriter(segment_dir, next_id, config.segment_bytes_max)
         clock = HybridClock(node_id, last=await writer_db.run(catalog.last_hlc))
         store = cls(config, node_id, writer_db, reader_db, segments, clock)
+        store._tagged_buckets.update(await writer_db.run(_tagged_buckets))
         store.committer.start()
         log.info("store open: node %s, data dir %s, segment %d", node_id, config.data_dir, next_id)
         return store
@@ -238,6 +242,8 @@ class Store:
         tags: config.Tags | None = None,
     ) -> Manifest:
         """A new version of bucket/key sharing ``source``'s chunks (headers/tags None: keep)."""
+        if tags or (tags is None and self.may_have_tags(source.bucket)):
+            self._tagged_buckets.add(bucket)
         result: Manifest = await self._commit(
             CopyObject(source.bucket, source.key, source.version_id, bucket, key, headers, tags)
         )
@@ -313,8 +319,15 @@ class Store:
         self, bucket: str, key: str, version_id: str | None, tags: config.Tags | None
     ) -> str:
         """Replace (None: remove) a version's tags; return the version id they apply to."""
+        if tags:
+            self._tagged_buckets.add(bucket)
         result: str = await self._commit(config.PutObjectTags(bucket, key, version_id, tags))
         return result
+
+    def may_have_tags(self, bucket: str) -> bool:
+        """False only if no version in ``bucket`` has tags: lets the GET hot path skip the
+        tag lookup. Buckets are added before any tag write commits, never removed."""
+        return bucket in self._tagged_buckets
 
     async def keys_generation(self) -> int:
         return await self._reader_db.run(keys.keys_generation)
@@ -343,7 +356,13 @@ class Store:
         return ObjectWriter(self, upload.bucket, upload.key, size_max)
 
     async def copy_part(
-        self, upload: UploadInfo, part_number: int, source: Manifest, first: int, last: int
+        self,
+        upload: UploadInfo,
+        part_number: int,
+        source: Manifest,
+        first: int,
+        last: int,
+        checksums: tuple[tuple[str, str], ...] = (),
     ) -> PartInfo:
         """A part made of bytes [first, last] of ``source``, sharing its stored bytes.
 
@@ -364,7 +383,7 @@ class Store:
                 digest = blake3.blake3(piece).digest()
                 refs.append(ChunkRef(chunk.segment_id, chunk.offset + low, high - low, digest))
         result: PartInfo = await self._commit(
-            PutPart(upload, part_number, last - first + 1, md5.hexdigest(), tuple(refs))
+            PutPart(upload, part_number, last - first + 1, md5.hexdigest(), tuple(refs), checksums)
         )
         return result
 
@@ -379,9 +398,14 @@ class Store:
         parts: list[tuple[int, str]],
         extra_headers: tuple[tuple[str, str], ...] = (),
         tags: config.Tags = (),
+        part_checksums: tuple[tuple[int, str, str], ...] = (),
     ) -> Manifest:
+        """The object from the listed parts; ``part_checksums`` (number, header, value) are
+        the checksums the client listed, each checked against the part's stored one."""
+        if tags:
+            self._tagged_buckets.add(upload.bucket)
         result: Manifest = await self._commit(
-            CompleteUpload(upload, tuple(parts), extra_headers, tags)
+            CompleteUpload(upload, tuple(parts), extra_headers, tags, part_checksums)
         )
         return result
 
@@ -494,14 +518,27 @@ class ObjectWriter:
             tuple(self._chunks),
             tags,
         )
+        if tags:
+            self._store._tagged_buckets.add(self.bucket)
         result: Manifest = await self._store._commit(mutation)
         return result
 
-    async def commit_part(self, upload: UploadInfo, part_number: int) -> PartInfo:
-        """Make the part durable (same barrier as an object); it stays invisible to reads."""
+    async def commit_part(
+        self,
+        upload: UploadInfo,
+        part_number: int,
+        checksums: tuple[tuple[str, str], ...] = (),
+    ) -> PartInfo:
+        """Make the part durable (same barrier as an object); it stays invisible to reads.
+        ``checksums``: the part's verified x-amz-checksum-* values, kept with the part."""
         self._assert_finished()
         mutation = PutPart(
-            upload, part_number, self.size, self._md5.hexdigest(), tuple(self._chunks)
+            upload,
+            part_number,
+            self.size,
+            self._md5.hexdigest(),
+            tuple(self._chunks),
+            checksums,
         )
         result: PartInfo = await self._store._commit(mutation)
         return result
@@ -526,6 +563,11 @@ def _lookup_latest(conn: sqlite3.Connection, bucket: str, key: str) -> Manifest 
     if row is None:
         raise NoSuchBucket(bucket)
     return None if row[0] is None else decode(row[0])
+
+
+def _tagged_buckets(conn: sqlite3.Connection) -> list[str]:
+    # Module level: inside Store.open, ``config`` names the StoreConfig argument.
+    return config.tagged_buckets(conn)
 
 
 def _recover_segments(segment_dir: Path, states: dict[int, tuple[int, bool]]) -> int:

@@ -8,12 +8,17 @@ written (with its change-log row) exactly as PutObject writes one.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import itertools
 import json
 import secrets
 import sqlite3
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
+
+import crc32c
 
 from storage.catalog import apply_put_version, get_bucket, version_id_for_write
 from storage.errors import EntityTooSmall, InvalidPart, InvalidPartOrder, NoSuchUpload
@@ -24,6 +29,18 @@ from storage.manifest import ChunkRef, Kind, Manifest, decode
 PART_NUMBER_MAX = 10_000
 PART_BYTES_MIN = 5 * 1024 * 1024
 PAGE_ROWS = 1000
+CHECKSUM_HEADER_PREFIX = "x-amz-checksum-"
+# Internal object header: the parts' checksums (base64, in part order) of a composite checksum.
+PART_CHECKSUMS_HEADER = "x-lakenode-part-checksums"
+PART_SIZES_HEADER = "x-lakenode-parts"
+# Raw digests for composing a multipart checksum (the API verifies part bodies; storage only
+# hashes the concatenated part checksums, inside the completing transaction).
+_DIGESTS: dict[str, Callable[[bytes], bytes]] = {
+    "CRC32": lambda data: zlib.crc32(data).to_bytes(4, "big"),
+    "CRC32C": lambda data: crc32c.crc32c(data).to_bytes(4, "big"),
+    "SHA1": lambda data: hashlib.sha1(data).digest(),
+    "SHA256": lambda data: hashlib.sha256(data).digest(),
+}
 
 
 @dataclass(frozen=True)
@@ -158,6 +175,7 @@ def apply_complete(
     upload: UploadInfo,
     requested: list[tuple[int, str]],
     extra_headers: tuple[tuple[str, str], ...],
+    part_checksums: tuple[tuple[int, str, str], ...] = (),
 ) -> tuple[Manifest, bytes]:
     """Validate the part list, build the object's manifest from the parts, and commit it."""
     bucket = get_bucket(conn, upload.bucket)
@@ -178,7 +196,9 @@ def apply_complete(
     for number in numbers[:-1]:
         if stored[number][0] < PART_BYTES_MIN:
             raise EntityTooSmall(f"part {number} is {stored[number][0]} bytes; minimum 5 MiB")
-    chunks: list[ChunkRef] = [c for n in numbers for c in decode(stored[n][2]).chunks]
+    parts = {n: decode(stored[n][2]) for n in numbers}
+    _check_part_checksums(parts, part_checksums)
+    chunks: list[ChunkRef] = [c for n in numbers for c in parts[n].chunks]
     etags = [stored[number][1] for number in numbers]
     manifest = Manifest(
         Kind.OBJECT,
@@ -192,13 +212,46 @@ def apply_complete(
         stamp.wall_ms,
         upload.headers
         + extra_headers
-        + (("x-lakenode-parts", _part_sizes([stored[n][0] for n, _ in requested])),),
+        + _composite_checksum(upload.checksum, [parts[n] for n in numbers])
+        + ((PART_SIZES_HEADER, _part_sizes([stored[n][0] for n, _ in requested])),),
         tuple(chunks),
     )
     encoded = manifest.encode()
     apply_put_version(conn, manifest, encoded, stamp)
     conn.execute("DELETE FROM uploads WHERE upload_id = ?", (upload.upload_id,))
     return manifest, encoded
+
+
+def _check_part_checksums(
+    parts: dict[int, Manifest], listed: tuple[tuple[int, str, str], ...]
+) -> None:
+    """Each checksum the client listed for a part must be the one stored with the part."""
+    for number, name, value in listed:
+        part = parts.get(number)
+        stored = dict(part.headers).get(name) if part is not None else None
+        if stored is None or stored != value.strip():
+            raise InvalidPart(f"part {number}: {name} {value} does not match the part's")
+
+
+def _composite_checksum(algorithm: str, parts: list[Manifest]) -> tuple[tuple[str, str], ...]:
+    """S3's composite checksum for an upload created with x-amz-checksum-algorithm:
+    base64(digest(concatenated raw part checksums)) + "-" + part count."""
+    if not algorithm:
+        return ()
+    name = CHECKSUM_HEADER_PREFIX + algorithm.lower()
+    values = []
+    for part in parts:
+        value = dict(part.headers).get(name)
+        if value is None:
+            raise InvalidPart(f"part {part.version_id} has no {algorithm} checksum")
+        values.append(value)
+    raw = b"".join(base64.b64decode(v) for v in values)
+    composite = base64.b64encode(_DIGESTS[algorithm](raw)).decode("ascii")
+    return (
+        (name, f"{composite}-{len(parts)}"),
+        (CHECKSUM_HEADER_PREFIX + "type", "COMPOSITE"),
+        (PART_CHECKSUMS_HEADER, ",".join(values)),
+    )
 
 
 def _part_sizes(sizes: list[int]) -> str:

@@ -26,6 +26,8 @@ from tests.integration.nodeproc import ACCESS_KEY, REGION, SECRET_KEY, NodeProce
 
 AWS = venv_tool("aws")
 BIG_SIZE = 50 * MiB
+HUGE_SIZE = 200 * MiB
+AWSCLI_PART = 8 * MiB  # awscli's default multipart_chunksize
 
 Aws = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -119,6 +121,41 @@ def test_cp_50mib_up_and_down(
     aws("s3", "cp", f"s3://{bucket}/dir/big.bin", str(downloaded))
     assert downloaded.stat().st_size == BIG_SIZE
     assert sha256_file(downloaded) == sha256_file(big_file)
+
+
+@pytest.fixture(scope="module")
+def huge_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_random(tmp_path_factory.mktemp("awscli-huge") / "huge.bin", HUGE_SIZE)
+
+
+def multipart_etag_of(path: Path, part_size: int) -> str:
+    """S3's multipart ETag of a file uploaded in ``part_size`` parts, computed locally."""
+    digests = bytearray()
+    parts = 0
+    with path.open("rb") as handle:
+        while piece := handle.read(part_size):
+            digests += hashlib.md5(piece).digest()
+            parts += 1
+    return f'"{hashlib.md5(digests).hexdigest()}-{parts}"'
+
+
+def test_cp_200mib_multipart_up_and_down(
+    node: NodeProcess, tmp_path: Path, bucket: str, huge_file: Path
+) -> None:
+    aws = make_aws(node, tmp_path / "aws-home")
+    aws("s3", "cp", str(huge_file), f"s3://{bucket}/huge.bin")
+
+    head = api_json(aws, "head-object", "--bucket", bucket, "--key", "huge.bin")
+    assert head["ContentLength"] == HUGE_SIZE
+    assert head["ETag"] == multipart_etag_of(huge_file, AWSCLI_PART)
+    assert head["ETag"].endswith(f'-{HUGE_SIZE // AWSCLI_PART}"')
+    listed = api_json(aws, "list-multipart-uploads", "--bucket", bucket)
+    assert not listed.get("Uploads")  # completed, nothing left behind
+
+    downloaded = tmp_path / "down" / "huge.bin"
+    aws("s3", "cp", f"s3://{bucket}/huge.bin", str(downloaded))
+    assert downloaded.stat().st_size == HUGE_SIZE
+    assert sha256_file(downloaded) == sha256_file(huge_file)
 
 
 def test_ls_buckets_and_recursive(aws: Aws, s3: Any, bucket: str) -> None:

@@ -38,6 +38,18 @@ B, K = "bucket", "some/key"
         ("DELETE", B, K, {"uploadId": "u"}, False, "AbortMultipartUpload"),
         ("GET", B, K, {"uploadId": "u"}, False, "ListParts"),
         ("GET", B, K, {"versionId": "v"}, False, "GetObject"),
+        ("GET", B, K, {"tagging": ""}, False, "GetObjectTagging"),
+        ("PUT", B, K, {"tagging": "", "versionId": "v"}, False, "PutObjectTagging"),
+        ("DELETE", B, K, {"tagging": ""}, False, "DeleteObjectTagging"),
+        ("GET", B, K, {"attributes": ""}, False, "GetObjectAttributes"),
+        ("GET", B, None, {"tagging": ""}, False, "GetBucketTagging"),
+        ("PUT", B, None, {"tagging": ""}, False, "PutBucketTagging"),
+        ("DELETE", B, None, {"tagging": ""}, False, "DeleteBucketTagging"),
+        ("GET", B, None, {"cors": ""}, False, "GetBucketCors"),
+        ("PUT", B, None, {"cors": ""}, False, "PutBucketCors"),
+        ("DELETE", B, None, {"cors": ""}, False, "DeleteBucketCors"),
+        ("OPTIONS", B, None, {}, False, "PreflightCors"),
+        ("OPTIONS", B, K, {}, False, "PreflightCors"),
     ],
 )
 def test_operations(
@@ -54,12 +66,12 @@ def test_operations(
 @pytest.mark.parametrize(
     ("method", "bucket", "key", "query", "copy"),
     [
-        ("GET", B, None, {"acl": ""}, False),
-        ("PUT", B, None, {"cors": ""}, False),
+        ("GET", B, None, {"website": ""}, False),
+        ("PUT", B, None, {"website": ""}, False),
         ("GET", B, None, {"lifecycle": ""}, False),
         ("POST", B, K, {"restore": ""}, False),
         ("GET", B, K, {"partNumber": "1"}, False),
-        ("GET", B, K, {"tagging": ""}, False),
+        ("GET", B, K, {"retention": ""}, False),
     ],
 )
 def test_known_but_unimplemented_features_are_501(
@@ -74,6 +86,24 @@ def test_known_but_unimplemented_features_are_501(
 def test_wrong_method_is_405() -> None:
     with pytest.raises(S3Error) as excinfo:
         resolve("PUT", Target(None, None), {}, False)
+    assert excinfo.value.status == 405
+
+
+@pytest.mark.parametrize(
+    ("method", "key", "query"),
+    [
+        ("POST", K, {"tagging": ""}),
+        ("PUT", K, {"attributes": ""}),
+        ("POST", None, {"cors": ""}),
+        ("OPTIONS", None, {}),
+    ],
+)
+def test_wrong_method_on_new_subresources_is_405(
+    method: str, key: str | None, query: dict[str, str]
+) -> None:
+    bucket = None if method == "OPTIONS" else B
+    with pytest.raises(S3Error) as excinfo:
+        resolve(method, Target(bucket, key), query, False)
     assert excinfo.value.status == 405
 
 

@@ -1,0 +1,63 @@
+"""Who may sign requests: the root key plus the keys in the store, reloaded while running.
+
+The node polls the store's key generation (see node/app.py) and calls :meth:`KeyRing.replace`
+when it moves, so a key created or disabled by ``lakenode keys`` takes effect within a
+second. A disabled key still has its signature checked (so a wrong secret stays
+SignatureDoesNotMatch), then is refused with AccessDenied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from api.errors import S3Error
+from storage.keys import AccessKey
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The principal of a request."""
+
+    access_key: str | None  # None: anonymous
+    root: bool = False
+    key: AccessKey | None = None  # the stored key (None for root and anonymous)
+
+    @property
+    def anonymous(self) -> bool:
+        return self.access_key is None
+
+
+ANONYMOUS = Identity(None)
+
+
+class KeyRing:
+    def __init__(self, root_access_key: str, root_secret_key: str) -> None:
+        self.root_access_key = root_access_key
+        self._root_secret = root_secret_key
+        self._keys: dict[str, AccessKey] = {}
+        self.generation = -1
+
+    def replace(self, keys: list[AccessKey], generation: int) -> None:
+        # The root key cannot be shadowed by a stored key of the same name.
+        self._keys = {k.access_key: k for k in keys if k.access_key != self.root_access_key}
+        self.generation = generation
+
+    def secret_for(self, access_key: str) -> str | None:
+        if access_key == self.root_access_key:
+            return self._root_secret
+        key = self._keys.get(access_key)
+        return key.secret_key if key is not None else None
+
+    def identity(self, access_key: str) -> Identity:
+        """The identity of a request whose signature was verified with ``access_key``."""
+        if access_key == self.root_access_key:
+            return Identity(access_key, root=True)
+        key = self._keys.get(access_key)
+        if key is None:  # removed between verification and now
+            raise S3Error(
+                "InvalidAccessKeyId",
+                "The AWS Access Key Id you provided does not exist in our records.",
+            )
+        if not key.active:
+            raise S3Error("AccessDenied", "The access key is disabled.")
+        return Identity(access_key, key=key)

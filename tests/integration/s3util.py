@@ -1,0 +1,73 @@
+"""Small helpers shared by the multipart, versioning, copy and range integration tests."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+import pytest
+from botocore.exceptions import ClientError
+
+from api.sigv4 import sign_headers
+from tests.integration.nodeproc import ACCESS_KEY, REGION, SECRET_KEY
+
+MiB = 1 << 20
+
+
+def error_of(excinfo: pytest.ExceptionInfo[ClientError]) -> tuple[int, str]:
+    """(HTTP status, S3 error code) of a boto3 ClientError."""
+    response = excinfo.value.response
+    return int(response["ResponseMetadata"]["HTTPStatusCode"]), str(response["Error"]["Code"])
+
+
+def error_headers(excinfo: pytest.ExceptionInfo[ClientError]) -> dict[str, str]:
+    headers: dict[str, str] = excinfo.value.response["ResponseMetadata"]["HTTPHeaders"]
+    return headers
+
+
+def headers_of(response: dict[str, Any]) -> dict[str, str]:
+    """The raw (lower-cased) HTTP headers of a boto3 response."""
+    headers: dict[str, str] = response["ResponseMetadata"]["HTTPHeaders"]
+    return headers
+
+
+def md5_etag(data: bytes) -> str:
+    return f'"{hashlib.md5(data).hexdigest()}"'
+
+
+def multipart_etag(parts: Sequence[bytes]) -> str:
+    """S3's multipart ETag, computed here independently of the server."""
+    digests = b"".join(hashlib.md5(part).digest() for part in parts)
+    return f'"{hashlib.md5(digests).hexdigest()}-{len(parts)}"'
+
+
+def send(
+    url: str,
+    method: str,
+    path: str,
+    query: str = "",
+    headers: dict[str, str] | None = None,
+    body: bytes = b"",
+) -> httpx.Response:
+    """A SigV4-signed request; ``path`` and ``query`` are sent as given (already encoded)."""
+    full = f"{url}{path}" + (f"?{query}" if query else "")
+    signed = sign_headers(
+        method,
+        full,
+        headers or {},
+        ACCESS_KEY,
+        SECRET_KEY,
+        REGION,
+        hashlib.sha256(body).hexdigest(),
+    )
+    return httpx.request(method, full, headers=signed, content=body, timeout=30)
+
+
+def xml_code(response: httpx.Response) -> str:
+    """The <Code> of an S3 XML error document ('' if there is none)."""
+    text = response.text
+    start = text.find("<Code>")
+    end = text.find("</Code>")
+    return text[start + len("<Code>") : end] if 0 <= start < end else ""

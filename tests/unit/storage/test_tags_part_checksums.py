@@ -1,0 +1,139 @@
+"""Tags written with a new version, and multipart part checksums (storage layer)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import sqlite3
+import zlib
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from storage.errors import InvalidPart
+from storage.manifest import Manifest
+from storage.store import Store, StoreConfig
+from storage.uploads import PART_BYTES_MIN, PART_CHECKSUMS_HEADER, UploadInfo
+
+T = TypeVar("T")
+CRC32 = "x-amz-checksum-crc32"
+
+
+def run(test: Callable[[Store], Awaitable[T]], data_dir: Path) -> T:
+    async def main() -> T:
+        store = await Store.open(StoreConfig(data_dir, chunk_bytes=1 << 20))
+        try:
+            await store.create_bucket("b", "owner")
+            return await test(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(main())
+
+
+def crc32_b64(data: bytes) -> str:
+    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+
+
+async def put(store: Store, key: str, data: bytes, tags: tuple[tuple[str, str], ...]) -> Manifest:
+    writer = await store.begin_object("b", key, 1 << 40)
+    await writer.write(data)
+    await writer.finish()
+    return await writer.commit([], tags)
+
+
+def test_tags_with_a_put_ride_in_its_single_change_row(tmp_path: Path) -> None:
+    async def body(store: Store) -> None:
+        await put(store, "k", b"x", (("a", "1"),))
+        assert await store.get_tags("b", "k", None) == ("null", (("a", "1"),))
+
+    run(body, tmp_path)
+    with sqlite3.connect(tmp_path / "meta.db") as conn:
+        rows = conn.execute("SELECT op, payload FROM changes WHERE key = 'k'").fetchall()
+    assert len(rows) == 1
+    assert rows[0][0] == "object.put"
+    assert json.loads(rows[0][1]) == {"tags": [["a", "1"]]}
+
+
+def test_copy_keeps_or_replaces_tags(tmp_path: Path) -> None:
+    async def body(store: Store) -> None:
+        source = await put(store, "src", b"x", (("a", "1"),))
+        await store.copy_object(source, "b", "kept", None)
+        await store.copy_object(source, "b", "replaced", None, (("b", "2"),))
+        assert (await store.get_tags("b", "kept", None))[1] == (("a", "1"),)
+        assert (await store.get_tags("b", "replaced", None))[1] == (("b", "2"),)
+
+    run(body, tmp_path)
+
+
+async def _upload_parts(store: Store, parts: list[bytes], with_checksums: bool) -> UploadInfo:
+    upload = await store.create_upload("b", "mp", (), "owner", "CRC32")
+    for number, data in enumerate(parts, start=1):
+        writer = await store.begin_part(upload, 1 << 40)
+        await writer.write(data)
+        await writer.finish()
+        checksums = ((CRC32, crc32_b64(data)),) if with_checksums else ()
+        await writer.commit_part(upload, number, checksums)
+    return upload
+
+
+def test_completion_composes_the_part_checksums(tmp_path: Path) -> None:
+    parts = [os.urandom(PART_BYTES_MIN), os.urandom(1000)]
+
+    async def body(store: Store) -> None:
+        upload = await _upload_parts(store, parts, with_checksums=True)
+        listed, _truncated = await store.list_parts(upload, 0, 1000)
+        assert [p.manifest.header(CRC32) for p in listed] == [crc32_b64(p) for p in parts]
+        etags = [(p.part_number, p.etag) for p in listed]
+        wrong = ((1, CRC32, crc32_b64(b"other")),)
+        with pytest.raises(InvalidPart):
+            await store.complete_upload(upload, etags, part_checksums=wrong)
+        right = tuple((n, CRC32, crc32_b64(d)) for n, d in enumerate(parts, start=1))
+        manifest = await store.complete_upload(upload, etags, part_checksums=right)
+        raw = b"".join(base64.b64decode(crc32_b64(p)) for p in parts)
+        assert manifest.header(CRC32) == f"{crc32_b64(raw)}-2"
+        assert manifest.header("x-amz-checksum-type") == "COMPOSITE"
+        assert manifest.header(PART_CHECKSUMS_HEADER) == ",".join(crc32_b64(p) for p in parts)
+
+    run(body, tmp_path)
+
+
+def test_completion_refuses_a_part_without_the_uploads_checksum(tmp_path: Path) -> None:
+    async def body(store: Store) -> None:
+        upload = await _upload_parts(store, [b"only"], with_checksums=False)
+        listed, _truncated = await store.list_parts(upload, 0, 1000)
+        with pytest.raises(InvalidPart):
+            await store.complete_upload(upload, [(1, listed[0].etag)])
+
+    run(body, tmp_path)
+
+
+def test_buckets_with_tags_are_known_across_restarts(tmp_path: Path) -> None:
+    async def tag_one(store: Store) -> None:
+        await store.create_bucket("plain", "owner")
+        assert not store.may_have_tags("b")
+        await put(store, "k", b"x", (("a", "1"),))
+        assert store.may_have_tags("b")
+        assert not store.may_have_tags("plain")
+
+    async def reopened(store: Store) -> None:
+        assert store.may_have_tags("b")
+        assert not store.may_have_tags("plain")
+        source = await store.head_object("b", "k")
+        await store.copy_object(source, "plain", "copy", None)  # copies the source's tags
+        assert store.may_have_tags("plain")
+
+    run(tag_one, tmp_path / "a")
+    asyncio.run(_reopen(tmp_path / "a", reopened))
+
+
+async def _reopen(data_dir: Path, test: Callable[[Store], Awaitable[None]]) -> None:
+    store = await Store.open(StoreConfig(data_dir, chunk_bytes=1 << 20))
+    try:
+        await test(store)
+    finally:
+        await store.close()
