@@ -18,7 +18,13 @@ from api.copy import authorize_copy_source, check_copy_preconditions, parse_copy
 from api.errors import S3Error
 from api.ranges import parse_range
 from api.tagging import copy_tags, header_tags, tag_count_headers
-from api.upload import check_declared_length, object_headers, receive, validate_key
+from api.upload import (
+    check_declared_length,
+    object_headers,
+    receive,
+    refuse_unsupported_headers,
+    validate_key,
+)
 from storage.catalog import NULL_VERSION
 from storage.errors import NoSuchKey, NoSuchVersion, StorageError
 from storage.manifest import Manifest
@@ -66,6 +72,7 @@ async def put_object(ctx: S3Context) -> Response:
 
 async def copy_object(ctx: S3Context) -> Response:
     validate_key(ctx.object_key)
+    refuse_unsupported_headers(ctx.headers)
     bucket, key, version_id = parse_copy_source(ctx.headers["x-amz-copy-source"])
     await authorize_copy_source(ctx, bucket, key, version_id)
     source = await _source_version(bucket, key, version_id, ctx)

@@ -27,6 +27,28 @@ STORED_HEADERS = (
 DEFAULT_CONTENT_TYPE = "binary/octet-stream"
 
 
+_UNSUPPORTED_HEADER_PREFIXES = (
+    "x-amz-server-side-encryption",
+    "x-amz-object-lock-",
+    "x-amz-website-redirect-location",
+)
+
+
+def refuse_unsupported_headers(headers: Mapping[str, str]) -> None:
+    """Features a client asks for that lakenode does not provide are refused, never ignored:
+    a client told "encrypted" or "locked" must not get a plain object."""
+    for name in headers:
+        lowered = name.lower()
+        if lowered.startswith(_UNSUPPORTED_HEADER_PREFIXES):
+            raise S3Error("NotImplemented", f"{lowered} is not supported by lakenode.")
+    storage_class = headers.get("x-amz-storage-class")
+    if storage_class is not None and storage_class != "STANDARD":
+        raise S3Error(
+            "NotImplemented",
+            f"Storage class {storage_class!r} is not supported; every object is STANDARD.",
+        )
+
+
 def validate_key(key: str) -> None:
     if len(key.encode()) > KEY_BYTES_MAX:
         raise S3Error("KeyTooLongError", "Your key is too long", resource=key)
@@ -34,6 +56,7 @@ def validate_key(key: str) -> None:
 
 def object_headers(headers: Mapping[str, str]) -> list[tuple[str, str]]:
     """Standard headers and x-amz-meta-* to keep with an object; enforces the 2 KiB limit."""
+    refuse_unsupported_headers(headers)
     kept: list[tuple[str, str]] = []
     metadata_bytes = 0
     for name, value in headers.items():
