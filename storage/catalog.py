@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from storage.errors import BucketAlreadyExists, BucketNotEmpty, NoSuchBucket, NoSuchVersion
@@ -81,8 +81,11 @@ def log_change(
     bucket: str,
     manifest: Manifest | None = None,
     manifest_bytes: bytes | None = None,
-    payload: dict[str, str] | None = None,
+    payload: Mapping[str, object] | None = None,
+    key: str | None = None,
+    version_id: str | None = None,
 ) -> None:
+    """Append one change-log row. Key and version come from the manifest when there is one."""
     conn.execute(
         "INSERT INTO changes (hlc, origin, op, bucket, key, version_id, size, etag, manifest,"
         " payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -91,8 +94,8 @@ def log_change(
             stamp.node_id,
             op,
             bucket,
-            manifest.key if manifest else None,
-            manifest.version_id if manifest else None,
+            manifest.key if manifest else key,
+            manifest.version_id if manifest else version_id,
             manifest.size if manifest else None,
             manifest.etag if manifest else None,
             manifest_bytes,

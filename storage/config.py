@@ -135,17 +135,14 @@ def apply_tags(
 ) -> None:
     """Set (or with None remove) a version's tags, and log the change."""
     write_tags(conn, stamp, bucket, key, version_id, tags)
-    conn.execute(
-        "INSERT INTO changes (hlc, origin, op, bucket, key, version_id, payload)"
-        " VALUES (?, ?, 'object.tags', ?, ?, ?, ?)",
-        (
-            stamp.pack(),
-            stamp.node_id,
-            bucket,
-            key,
-            version_id,
-            json.dumps({"tags": list(tags or ())}),
-        ),
+    log_change(
+        conn,
+        stamp,
+        "object.tags",
+        bucket,
+        payload={"tags": list(tags or ())},
+        key=key,
+        version_id=version_id,
     )
 
 

@@ -50,6 +50,8 @@ def send(
     query: str = "",
     headers: dict[str, str] | None = None,
     body: bytes = b"",
+    payload_hash: str | None = None,
+    timeout_s: float = 30,
 ) -> httpx.Response:
     """A SigV4-signed request; ``path`` and ``query`` are sent as given (already encoded)."""
     full = f"{url}{path}" + (f"?{query}" if query else "")
@@ -60,9 +62,9 @@ def send(
         ACCESS_KEY,
         SECRET_KEY,
         REGION,
-        hashlib.sha256(body).hexdigest(),
+        payload_hash or hashlib.sha256(body).hexdigest(),
     )
-    return httpx.request(method, full, headers=signed, content=body, timeout=30)
+    return httpx.request(method, full, headers=signed, content=body, timeout=timeout_s)
 
 
 def xml_code(response: httpx.Response) -> str:
@@ -71,3 +73,22 @@ def xml_code(response: httpx.Response) -> str:
     start = text.find("<Code>")
     end = text.find("</Code>")
     return text[start + len("<Code>") : end] if 0 <= start < end else ""
+
+
+def expected_listing(
+    keys: list[str], prefix: str = "", delimiter: str = ""
+) -> tuple[list[str], list[str]]:
+    """The model: (keys, common prefixes) S3 lists for ``keys`` (in S3 order), unpaginated."""
+    contents: list[str] = []
+    prefixes: list[str] = []
+    for key in keys:
+        if not key.startswith(prefix):
+            continue
+        rest = key[len(prefix) :]
+        if delimiter and delimiter in rest:
+            common = prefix + rest[: rest.index(delimiter) + len(delimiter)]
+            if common not in prefixes:
+                prefixes.append(common)
+        else:
+            contents.append(key)
+    return contents, prefixes

@@ -23,6 +23,7 @@ from api.chunked import encode_chunked
 from api.sigv4 import STREAMING_UNSIGNED_PAYLOAD_TRAILER, UNSIGNED_PAYLOAD, sign_headers
 from tests.integration.conftest import make_client
 from tests.integration.nodeproc import ACCESS_KEY, REGION, SECRET_KEY, NodeProcess
+from tests.integration.s3util import send
 
 MIB = 1 << 20
 
@@ -30,29 +31,6 @@ MIB = 1 << 20
 # --------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------
-
-
-def send(
-    url: str,
-    method: str,
-    path: str,
-    query: str = "",
-    headers: dict[str, str] | None = None,
-    body: bytes = b"",
-    payload_hash: str | None = None,
-) -> httpx.Response:
-    """A SigV4-signed request; ``path`` and ``query`` are sent as given (already encoded)."""
-    full = f"{url}{path}" + (f"?{query}" if query else "")
-    signed = sign_headers(
-        method,
-        full,
-        headers or {},
-        ACCESS_KEY,
-        SECRET_KEY,
-        REGION,
-        payload_hash or hashlib.sha256(body).hexdigest(),
-    )
-    return httpx.request(method, full, headers=signed, content=body, timeout=10)
 
 
 def raw_http(port: int, head: bytes, body: bytes = b"") -> tuple[int, dict[str, str], bytes]:

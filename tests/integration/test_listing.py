@@ -17,6 +17,7 @@ import pytest
 from api.sigv4 import sign_headers
 from tests.integration.conftest import make_client
 from tests.integration.nodeproc import ACCESS_KEY, REGION, SECRET_KEY, NodeProcess
+from tests.integration.s3util import expected_listing
 
 NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 
@@ -42,25 +43,6 @@ KEYS = sorted(
     ],
     key=lambda k: k.encode(),
 )
-
-
-def expected_listing(
-    keys: list[str], prefix: str = "", delimiter: str = ""
-) -> tuple[list[str], list[str]]:
-    """(keys, common prefixes) S3 returns for a full, unpaginated listing."""
-    contents: list[str] = []
-    prefixes: list[str] = []
-    for key in keys:
-        if not key.startswith(prefix):
-            continue
-        rest = key[len(prefix) :]
-        if delimiter and delimiter in rest:
-            common = prefix + rest[: rest.index(delimiter) + len(delimiter)]
-            if common not in prefixes:
-                prefixes.append(common)
-        else:
-            contents.append(key)
-    return contents, prefixes
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.integration.s3util import expected_listing
+
 ALPHABET = "ab/é😀"
 KEYS = st.text(alphabet=ALPHABET, min_size=1, max_size=4)
 _buckets = itertools.count()
@@ -23,23 +25,6 @@ PROPERTY_SETTINGS = settings(
 
 def s3_order(key: str) -> bytes:
     return key.encode()
-
-
-def fold(keys: list[str], prefix: str, delimiter: str) -> tuple[list[str], list[str]]:
-    """(keys, common prefixes) S3 lists for ``keys`` (sorted) under prefix/delimiter."""
-    contents: list[str] = []
-    prefixes: list[str] = []
-    for key in keys:
-        if not key.startswith(prefix):
-            continue
-        rest = key[len(prefix) :]
-        if delimiter and delimiter in rest:
-            common = prefix + rest[: rest.index(delimiter) + len(delimiter)]
-            if common not in prefixes:
-                prefixes.append(common)
-            continue
-        contents.append(key)
-    return contents, prefixes
 
 
 scenario = st.fixed_dictionaries(
@@ -83,7 +68,7 @@ def test_list_objects_v2_paginator_matches_model(s3: Any, case: dict[str, Any]) 
         else:
             s3.delete_object(Bucket=bucket, Key=key)
             present.discard(key)
-    expected = fold(sorted(present, key=s3_order), case["prefix"], case["delimiter"])
+    expected = expected_listing(sorted(present, key=s3_order), case["prefix"], case["delimiter"])
 
     keys: list[str] = []
     prefixes: list[str] = []
@@ -111,7 +96,9 @@ def test_list_object_versions_paginator_matches_model(s3: Any, case: dict[str, A
             assert response["DeleteMarker"] is True
             history.setdefault(key, []).append((response["VersionId"], True))
 
-    keys, expected_prefixes = fold(sorted(history, key=s3_order), case["prefix"], case["delimiter"])
+    keys, expected_prefixes = expected_listing(
+        sorted(history, key=s3_order), case["prefix"], case["delimiter"]
+    )
     expected = [
         (key, version, index == 0, marker)
         for key in keys

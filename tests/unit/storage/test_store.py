@@ -4,55 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
 from storage.errors import BucketNotEmpty, NoSuchBucket, NoSuchKey
 from storage.manifest import Manifest
 from storage.store import NodeIdMismatch, Store, StoreConfig
-
-T = TypeVar("T")
-
-
-def run(test: Callable[[Store], Awaitable[T]], data_dir: Path, chunk_bytes: int = 4096) -> T:
-    async def main() -> T:
-        store = await Store.open(StoreConfig(data_dir, chunk_bytes=chunk_bytes))
-        try:
-            return await test(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(main())
-
-
-async def put(store: Store, bucket: str, key: str, data: bytes) -> Manifest:
-    writer = await store.begin_object(bucket, key, 1 << 40)
-    for start in range(0, len(data), 1000):
-        await writer.write(data[start : start + 1000])
-    await writer.finish()
-    return await writer.commit([("content-type", "x/y")])
-
-
-async def get(store: Store, bucket: str, key: str) -> bytes:
-    manifest = await store.head_object(bucket, key)
-    if manifest.size == 0:
-        return b""
-    return b"".join([p async for p in store.read(manifest, 0, manifest.size - 1)])
+from tests.unit.storage.stores import put_object, read_all, run_with_store
 
 
 def test_concurrent_writes_share_commits_and_all_land(tmp_path: Path) -> None:
     async def body(store: Store) -> None:
         await store.create_bucket("b", "owner")
         payloads = {f"k{i:03d}": os.urandom(i * 37) for i in range(200)}
-        await asyncio.gather(*(put(store, "b", k, v) for k, v in payloads.items()))
+        await asyncio.gather(*(put_object(store, "b", k, v) for k, v in payloads.items()))
         assert store.committer.stats.batches < 200  # batched, not one commit per write
         for key, data in payloads.items():
-            assert await get(store, "b", key) == data
+            assert await read_all(store, await store.head_object("b", key)) == data
 
-    run(body, tmp_path)
+    run_with_store(body, tmp_path, chunk_bytes=4096, bucket=None)
 
 
 def test_objects_and_change_log_survive_reopen(tmp_path: Path) -> None:
@@ -60,25 +31,25 @@ def test_objects_and_change_log_survive_reopen(tmp_path: Path) -> None:
 
     async def write(store: Store) -> int:
         await store.create_bucket("b", "owner")
-        manifest = await put(store, "b", "k", data)
+        manifest = await put_object(store, "b", "k", data)
         await store.delete_object("b", "gone")
         return manifest.hlc
 
-    hlc = run(write, tmp_path)
+    hlc = run_with_store(write, tmp_path, chunk_bytes=4096, bucket=None)
 
     async def check(store: Store) -> None:
-        assert await get(store, "b", "k") == data
+        assert await read_all(store, await store.head_object("b", "k")) == data
         assert store.clock.now().pack() > hlc
         with pytest.raises(NoSuchKey):
             await store.head_object("b", "gone")
 
-    run(check, tmp_path)
+    run_with_store(check, tmp_path, chunk_bytes=4096, bucket=None)
 
 
 def test_every_mutation_is_logged_with_increasing_seq_and_hlc(tmp_path: Path) -> None:
     async def body(store: Store) -> list[tuple[int, int, str, str]]:
         await store.create_bucket("b", "owner")
-        await put(store, "b", "k", b"abc")
+        await put_object(store, "b", "k", b"abc")
         await store.delete_object("b", "k")
         await store.delete_bucket("b")
         rows: list[tuple[int, int, str, str]] = await store._writer_db.run(
@@ -86,7 +57,7 @@ def test_every_mutation_is_logged_with_increasing_seq_and_hlc(tmp_path: Path) ->
         )
         return rows
 
-    rows = run(body, tmp_path)
+    rows = run_with_store(body, tmp_path, chunk_bytes=4096, bucket=None)
     assert [r[3] for r in rows] == ["bucket.create", "object.put", "object.delete", "bucket.delete"]
     assert [r[0] for r in rows] == sorted(r[0] for r in rows)
     assert [r[1] for r in rows] == sorted(r[1] for r in rows)
@@ -98,7 +69,7 @@ def test_bucket_rules(tmp_path: Path) -> None:
         with pytest.raises(NoSuchBucket):
             await store.begin_object("missing", "k", 10)
         await store.create_bucket("b", "owner")
-        await put(store, "b", "k", b"1")
+        await put_object(store, "b", "k", b"1")
         with pytest.raises(BucketNotEmpty):
             await store.delete_bucket("b")
         await store.delete_object("b", "k")
@@ -106,7 +77,7 @@ def test_bucket_rules(tmp_path: Path) -> None:
         with pytest.raises(NoSuchBucket):
             await store.get_bucket("b")
 
-    run(body, tmp_path)
+    run_with_store(body, tmp_path, chunk_bytes=4096, bucket=None)
 
 
 def test_failed_mutation_in_a_batch_does_not_sink_the_others(tmp_path: Path) -> None:
@@ -120,9 +91,9 @@ def test_failed_mutation_in_a_batch_does_not_sink_the_others(tmp_path: Path) -> 
         )
         assert isinstance(results[0], Manifest)
         assert isinstance(results[1], NoSuchBucket)
-        assert await get(store, "b", "k") == b"ok"
+        assert await read_all(store, await store.head_object("b", "k")) == b"ok"
 
-    run(body, tmp_path)
+    run_with_store(body, tmp_path, chunk_bytes=4096, bucket=None)
 
 
 def test_listing_with_delimiter_and_markers(tmp_path: Path) -> None:
@@ -131,7 +102,7 @@ def test_listing_with_delimiter_and_markers(tmp_path: Path) -> None:
     async def body(store: Store) -> None:
         await store.create_bucket("b", "owner")
         for key in keys:
-            await put(store, "b", key, b"")
+            await put_object(store, "b", key, b"")
         page = await store.list_objects("b", "", "/", "", 1000)
         assert [e.key for e in page.entries] == ["a", "d"]
         assert page.common_prefixes == ["b/", "c/", "e/"]
@@ -152,23 +123,23 @@ def test_listing_with_delimiter_and_markers(tmp_path: Path) -> None:
         page = await store.list_objects("b", "b/", "", "b/1", 1000)
         assert [e.key for e in page.entries] == ["b/2", "b/3"]
 
-    run(body, tmp_path)
+    run_with_store(body, tmp_path, chunk_bytes=4096, bucket=None)
 
 
 def test_listing_prefix_is_case_sensitive(tmp_path: Path) -> None:
     async def body(store: Store) -> None:
         await store.create_bucket("b", "owner")
         for key in ["Photo", "photo", "photos/1", "PHOTOS/2"]:
-            await put(store, "b", key, b"")
+            await put_object(store, "b", key, b"")
         page = await store.list_objects("b", "photo", "", "", 1000)
         assert [e.key for e in page.entries] == ["photo", "photos/1"]
 
-    run(body, tmp_path)
+    run_with_store(body, tmp_path, chunk_bytes=4096, bucket=None)
 
 
 def test_node_id_is_persisted_and_guarded(tmp_path: Path) -> None:
-    first = run(lambda store: _node_id(store), tmp_path)
-    assert run(lambda store: _node_id(store), tmp_path) == first
+    first = run_with_store(_node_id, tmp_path, bucket=None)
+    assert run_with_store(_node_id, tmp_path, bucket=None) == first
 
     async def other() -> None:
         await Store.open(StoreConfig(tmp_path, node_id="someone-else"))
@@ -192,7 +163,7 @@ def test_put_then_delete_in_one_batch_reads_as_deleted(tmp_path: Path) -> None:
         await asyncio.gather(writer.commit([]), store.delete_object("b", "k"))
         with pytest.raises(NoSuchKey):
             await store.head_object("b", "k")
-        manifest = await put(store, "b", "k", b"again")
+        manifest = await put_object(store, "b", "k", b"again")
         assert (await store.head_object("b", "k")).hlc == manifest.hlc
 
-    run(body, tmp_path)
+    run_with_store(body, tmp_path, chunk_bytes=4096, bucket=None)

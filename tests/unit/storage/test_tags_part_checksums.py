@@ -10,48 +10,27 @@ import sqlite3
 import zlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
 from storage.errors import InvalidPart
-from storage.manifest import Manifest
 from storage.store import Store, StoreConfig
 from storage.uploads import PART_BYTES_MIN, PART_CHECKSUMS_HEADER, UploadInfo
+from tests.unit.storage.stores import put_object, run_with_store
 
-T = TypeVar("T")
 CRC32 = "x-amz-checksum-crc32"
-
-
-def run(test: Callable[[Store], Awaitable[T]], data_dir: Path) -> T:
-    async def main() -> T:
-        store = await Store.open(StoreConfig(data_dir, chunk_bytes=1 << 20))
-        try:
-            await store.create_bucket("b", "owner")
-            return await test(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(main())
 
 
 def crc32_b64(data: bytes) -> str:
     return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
 
 
-async def put(store: Store, key: str, data: bytes, tags: tuple[tuple[str, str], ...]) -> Manifest:
-    writer = await store.begin_object("b", key, 1 << 40)
-    await writer.write(data)
-    await writer.finish()
-    return await writer.commit([], tags)
-
-
 def test_tags_with_a_put_ride_in_its_single_change_row(tmp_path: Path) -> None:
     async def body(store: Store) -> None:
-        await put(store, "k", b"x", (("a", "1"),))
+        await put_object(store, "b", "k", b"x", (("a", "1"),))
         assert await store.get_tags("b", "k", None) == ("null", (("a", "1"),))
 
-    run(body, tmp_path)
+    run_with_store(body, tmp_path)
     with sqlite3.connect(tmp_path / "meta.db") as conn:
         rows = conn.execute("SELECT op, payload FROM changes WHERE key = 'k'").fetchall()
     assert len(rows) == 1
@@ -61,13 +40,13 @@ def test_tags_with_a_put_ride_in_its_single_change_row(tmp_path: Path) -> None:
 
 def test_copy_keeps_or_replaces_tags(tmp_path: Path) -> None:
     async def body(store: Store) -> None:
-        source = await put(store, "src", b"x", (("a", "1"),))
+        source = await put_object(store, "b", "src", b"x", (("a", "1"),))
         await store.copy_object(source, "b", "kept", None)
         await store.copy_object(source, "b", "replaced", None, (("b", "2"),))
         assert (await store.get_tags("b", "kept", None))[1] == (("a", "1"),)
         assert (await store.get_tags("b", "replaced", None))[1] == (("b", "2"),)
 
-    run(body, tmp_path)
+    run_with_store(body, tmp_path)
 
 
 async def _upload_parts(store: Store, parts: list[bytes], with_checksums: bool) -> UploadInfo:
@@ -99,7 +78,7 @@ def test_completion_composes_the_part_checksums(tmp_path: Path) -> None:
         assert manifest.header("x-amz-checksum-type") == "COMPOSITE"
         assert manifest.header(PART_CHECKSUMS_HEADER) == ",".join(crc32_b64(p) for p in parts)
 
-    run(body, tmp_path)
+    run_with_store(body, tmp_path)
 
 
 def test_completion_refuses_a_part_without_the_uploads_checksum(tmp_path: Path) -> None:
@@ -109,14 +88,14 @@ def test_completion_refuses_a_part_without_the_uploads_checksum(tmp_path: Path) 
         with pytest.raises(InvalidPart):
             await store.complete_upload(upload, [(1, listed[0].etag)])
 
-    run(body, tmp_path)
+    run_with_store(body, tmp_path)
 
 
 def test_buckets_with_tags_are_known_across_restarts(tmp_path: Path) -> None:
     async def tag_one(store: Store) -> None:
         await store.create_bucket("plain", "owner")
         assert not store.may_have_tags("b")
-        await put(store, "k", b"x", (("a", "1"),))
+        await put_object(store, "b", "k", b"x", (("a", "1"),))
         assert store.may_have_tags("b")
         assert not store.may_have_tags("plain")
 
@@ -127,7 +106,7 @@ def test_buckets_with_tags_are_known_across_restarts(tmp_path: Path) -> None:
         await store.copy_object(source, "plain", "copy", None)  # copies the source's tags
         assert store.may_have_tags("plain")
 
-    run(tag_one, tmp_path / "a")
+    run_with_store(tag_one, tmp_path / "a")
     asyncio.run(_reopen(tmp_path / "a", reopened))
 
 

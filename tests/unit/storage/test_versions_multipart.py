@@ -2,53 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
 from storage.errors import EntityTooSmall, InvalidPart, InvalidPartOrder, NoSuchUpload
-from storage.manifest import Manifest
-from storage.store import DeleteMarker, Store, StoreConfig
+from storage.store import DeleteMarker, Store
 from storage.uploads import PART_BYTES_MIN
-
-T = TypeVar("T")
-
-
-def run(test: Callable[[Store], Awaitable[T]], data_dir: Path) -> T:
-    async def main() -> T:
-        store = await Store.open(StoreConfig(data_dir, chunk_bytes=1 << 20))
-        try:
-            await store.create_bucket("b", "owner")
-            return await test(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(main())
-
-
-async def put(store: Store, key: str, data: bytes) -> Manifest:
-    writer = await store.begin_object("b", key, 1 << 40)
-    await writer.write(data)
-    await writer.finish()
-    return await writer.commit([])
-
-
-async def read_all(store: Store, manifest: Manifest) -> bytes:
-    if manifest.size == 0:
-        return b""
-    return b"".join([p async for p in store.read(manifest, 0, manifest.size - 1)])
+from tests.unit.storage.stores import put_object, read_all, run_with_store
 
 
 def test_versioned_puts_keep_every_version_and_deletes_add_markers(tmp_path: Path) -> None:
     async def body(store: Store) -> None:
         await store.set_versioning("b", "Enabled")
-        first = await put(store, "k", b"one")
-        second = await put(store, "k", b"two")
+        first = await put_object(store, "b", "k", b"one")
+        second = await put_object(store, "b", "k", b"two")
         assert first.version_id != second.version_id != "null"
         assert await read_all(store, await store.head_object("b", "k")) == b"two"
         old = await store.head_object("b", "k", first.version_id)
@@ -68,20 +38,20 @@ def test_versioned_puts_keep_every_version_and_deletes_add_markers(tmp_path: Pat
         await store.delete_object("b", "k", deleted.version_id)
         assert await read_all(store, await store.head_object("b", "k")) == b"two"
 
-    run(body, tmp_path)
+    run_with_store(body, tmp_path)
 
 
 def test_suspended_versioning_overwrites_the_null_version(tmp_path: Path) -> None:
     async def body(store: Store) -> None:
         await store.set_versioning("b", "Enabled")
-        kept = await put(store, "k", b"versioned")
+        kept = await put_object(store, "b", "k", b"versioned")
         await store.set_versioning("b", "Suspended")
-        await put(store, "k", b"null-1")
-        await put(store, "k", b"null-2")
+        await put_object(store, "b", "k", b"null-1")
+        await put_object(store, "b", "k", b"null-2")
         page = await store.list_versions("b", "", "", "", "", 1000)
         assert [e.version_id for e in page.entries] == ["null", kept.version_id]
 
-    run(body, tmp_path)
+    run_with_store(body, tmp_path)
 
 
 def test_version_listing_pages_through_every_version_once(tmp_path: Path) -> None:
@@ -90,7 +60,9 @@ def test_version_listing_pages_through_every_version_once(tmp_path: Path) -> Non
         expected = []
         for key in ["a", "b/x", "b/y", "c"]:
             for n in range(3):
-                expected.append((key, (await put(store, key, str(n).encode())).version_id))
+                expected.append(
+                    (key, (await put_object(store, "b", key, str(n).encode())).version_id)
+                )
         seen: list[tuple[str, str]] = []
         key_marker = version_marker = ""
         while True:
@@ -107,7 +79,7 @@ def test_version_listing_pages_through_every_version_once(tmp_path: Path) -> Non
         grouped = await store.list_versions("b", "", "/", "", "", 1000)
         assert grouped.common_prefixes == ["b/"]
 
-    run(body, tmp_path)
+    run_with_store(body, tmp_path)
 
 
 def test_multipart_completion_concatenates_parts_without_copying(tmp_path: Path) -> None:
@@ -133,7 +105,7 @@ def test_multipart_completion_concatenates_parts_without_copying(tmp_path: Path)
         with pytest.raises(NoSuchUpload):
             await store.get_upload("b", "big", upload.upload_id)
 
-    run(body, tmp_path)
+    run_with_store(body, tmp_path)
 
 
 def test_completion_checks_order_etags_and_minimum_size(tmp_path: Path) -> None:
@@ -157,14 +129,14 @@ def test_completion_checks_order_etags_and_minimum_size(tmp_path: Path) -> None:
         with pytest.raises(NoSuchUpload):
             await store.get_upload("b", "k", upload.upload_id)
 
-    run(body, tmp_path)
+    run_with_store(body, tmp_path)
 
 
 def test_copy_shares_chunks_and_part_copy_slices_them(tmp_path: Path) -> None:
     data = os.urandom(3 * (1 << 20) + 500)
 
     async def body(store: Store) -> None:
-        source = await put(store, "src", data)
+        source = await put_object(store, "b", "src", data)
         copy = await store.copy_object(source, "b", "dst", None)
         assert copy.chunks == source.chunks and copy.etag == source.etag
         assert await read_all(store, copy) == data
@@ -175,7 +147,7 @@ def test_copy_shares_chunks_and_part_copy_slices_them(tmp_path: Path) -> None:
         done = await store.complete_upload(upload, [(1, part.etag)])
         assert await read_all(store, done) == data[first : last + 1]
 
-    run(body, tmp_path)
+    run_with_store(body, tmp_path)
 
 
 def test_uploads_listing(tmp_path: Path) -> None:
@@ -197,4 +169,4 @@ def test_uploads_listing(tmp_path: Path) -> None:
         full = await store.list_uploads("b", "", "", "", "", 1000)
         assert paged == [u.upload_id for u in full.uploads]  # same order, nothing repeated
 
-    run(body, tmp_path)
+    run_with_store(body, tmp_path)

@@ -1,0 +1,51 @@
+"""Helpers shared by the storage tests: a real Store in a temporary directory (no mocks)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+from storage.config import Tags
+from storage.manifest import Manifest
+from storage.store import Store, StoreConfig
+
+T = TypeVar("T")
+
+
+def run_with_store(
+    test: Callable[[Store], Awaitable[T]],
+    data_dir: Path,
+    chunk_bytes: int = 1 << 20,
+    bucket: str | None = "b",
+) -> T:
+    """Open a store on ``data_dir`` (creating ``bucket`` unless None), run ``test``, close."""
+
+    async def main() -> T:
+        store = await Store.open(StoreConfig(data_dir, chunk_bytes=chunk_bytes))
+        try:
+            if bucket is not None:
+                await store.create_bucket(bucket, "owner")
+            return await test(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(main())
+
+
+async def put_object(
+    store: Store, bucket: str, key: str, data: bytes, tags: Tags = (), piece: int = 1000
+) -> Manifest:
+    """Write ``data`` in ``piece``-sized writes (so chunk boundaries fall mid-piece) and commit."""
+    writer = await store.begin_object(bucket, key, 1 << 40)
+    for start in range(0, len(data), piece):
+        await writer.write(data[start : start + piece])
+    await writer.finish()
+    return await writer.commit([("content-type", "x/y")], tags)
+
+
+async def read_all(store: Store, manifest: Manifest) -> bytes:
+    if manifest.size == 0:
+        return b""
+    return b"".join([piece async for piece in store.read(manifest, 0, manifest.size - 1)])
