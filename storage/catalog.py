@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from storage.errors import BucketAlreadyExists, BucketNotEmpty, NoSuchBucket, NoSuchVersion
 from storage.hlc import Timestamp
-from storage.manifest import Kind, Manifest, decode
+from storage.manifest import ChunkRef, Kind, Manifest, decode
 
 NULL_VERSION = "null"
 
@@ -163,6 +163,58 @@ def get_latest(conn: sqlite3.Connection, bucket: str, key: str) -> Manifest | No
     return None if row is None else decode(row[0])
 
 
+def index_chunks(conn: sqlite3.Connection, chunks: Iterable[ChunkRef]) -> None:
+    """Remember where each chunk (by BLAKE3) is held; the first location stays."""
+    conn.executemany(
+        "INSERT OR IGNORE INTO chunk_index (blake3, segment_id, offset, length)"
+        " VALUES (?, ?, ?, ?)",
+        ((c.blake3, c.segment_id, c.offset, c.length) for c in chunks),
+    )
+
+
+def insert_version(conn: sqlite3.Connection, manifest: Manifest, manifest_bytes: bytes) -> None:
+    """Store a version row (not latest yet: see promote_latest) and index its chunks."""
+    index_chunks(conn, manifest.chunks)
+    conn.execute(
+        "INSERT INTO versions (bucket, key, version_id, kind, hlc, origin, size, etag,"
+        " last_modified_ms, is_latest, manifest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
+        (
+            manifest.bucket,
+            manifest.key,
+            manifest.version_id,
+            int(manifest.kind),
+            manifest.hlc,
+            manifest.origin,
+            manifest.size,
+            manifest.etag,
+            manifest.last_modified_ms,
+            manifest_bytes,
+        ),
+    )
+
+
+def delete_version_row(conn: sqlite3.Connection, bucket: str, key: str, version_id: str) -> None:
+    for table in ("versions", "object_tags"):
+        conn.execute(
+            f"DELETE FROM {table} WHERE bucket = ? AND key = ? AND version_id = ?",
+            (bucket, key, version_id),
+        )
+
+
+def promote_latest(conn: sqlite3.Connection, bucket: str, key: str) -> None:
+    """The version with the greatest (HLC, origin) is the latest: the LWW rule per key."""
+    conn.execute(
+        "UPDATE versions SET is_latest = 0 WHERE bucket = ? AND key = ? AND is_latest = 1",
+        (bucket, key),
+    )
+    conn.execute(
+        "UPDATE versions SET is_latest = 1 WHERE bucket = ? AND key = ? AND version_id = ("
+        " SELECT version_id FROM versions WHERE bucket = ? AND key = ?"
+        " ORDER BY hlc DESC, origin DESC LIMIT 1)",
+        (bucket, key, bucket, key),
+    )
+
+
 def apply_put_version(
     conn: sqlite3.Connection, manifest: Manifest, manifest_bytes: bytes, stamp: Timestamp
 ) -> None:
@@ -178,6 +230,7 @@ def apply_put_version(
                 f"DELETE FROM {table} WHERE bucket = ? AND key = ? AND version_id = ?",
                 (manifest.bucket, manifest.key, NULL_VERSION),
             )
+    index_chunks(conn, manifest.chunks)
     conn.execute(
         "INSERT INTO versions (bucket, key, version_id, kind, hlc, origin, size, etag,"
         " last_modified_ms, is_latest, manifest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
@@ -258,8 +311,21 @@ def apply_delete_version(
                 "UPDATE versions SET is_latest = 1 WHERE bucket = ? AND key = ? AND version_id = ?",
                 (bucket, key, newest[0]),
             )
+    record_version_tombstone(conn, bucket, key, version_id, stamp.pack(), stamp.node_id)
     log_change(conn, stamp, "version.delete", bucket, removed, payload={"kind": removed.kind.name})
     return removed
+
+
+def record_version_tombstone(
+    conn: sqlite3.Connection, bucket: str, key: str, version_id: str, hlc: int, origin: str
+) -> None:
+    """A version deleted for good stays deleted: a replica of it arriving later is ignored."""
+    conn.execute(
+        "INSERT INTO version_tombstones (bucket, key, version_id, hlc, origin)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (bucket, key, version_id) DO UPDATE SET"
+        " hlc = max(hlc, excluded.hlc), origin = excluded.origin",
+        (bucket, key, version_id, hlc, origin),
+    )
 
 
 def apply_set_versioning(

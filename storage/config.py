@@ -21,20 +21,33 @@ BUCKET_DOCUMENTS = ("policy", "cors", "tagging")
 Tags = tuple[tuple[str, str], ...]
 
 
+def upsert_bucket_document(
+    conn: sqlite3.Connection, bucket: str, name: str, value: str, hlc: int, origin: str
+) -> None:
+    conn.execute(
+        "INSERT INTO bucket_config (bucket, name, value, hlc, origin) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (bucket, name) DO UPDATE SET value = excluded.value, hlc = excluded.hlc,"
+        " origin = excluded.origin",
+        (bucket, name, value, hlc, origin),
+    )
+
+
 def get_bucket_document(conn: sqlite3.Connection, bucket: str, name: str) -> str:
     assert name in BUCKET_DOCUMENTS
     get_bucket(conn, bucket)
     row = conn.execute(
         "SELECT value FROM bucket_config WHERE bucket = ? AND name = ?", (bucket, name)
     ).fetchone()
-    if row is None:
+    if row is None or row[0] == "":
         raise NoSuchConfiguration(f"{bucket} has no {name}")
     return str(row[0])
 
 
 def all_bucket_documents(conn: sqlite3.Connection, name: str) -> dict[str, str]:
     """Every bucket's document of one kind (the API keeps policies in memory)."""
-    rows = conn.execute("SELECT bucket, value FROM bucket_config WHERE name = ?", (name,))
+    rows = conn.execute(
+        "SELECT bucket, value FROM bucket_config WHERE name = ? AND value != ''", (name,)
+    )
     return {str(bucket): str(value) for bucket, value in rows}
 
 
@@ -88,17 +101,11 @@ class PutBucketDocument:
     def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
         assert self.name in BUCKET_DOCUMENTS
         get_bucket(conn, self.bucket)
-        if self.value is None:
-            conn.execute(
-                "DELETE FROM bucket_config WHERE bucket = ? AND name = ?", (self.bucket, self.name)
-            )
-        else:
-            conn.execute(
-                "INSERT INTO bucket_config (bucket, name, value, hlc, origin)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (bucket, name) DO UPDATE SET"
-                " value = excluded.value, hlc = excluded.hlc, origin = excluded.origin",
-                (self.bucket, self.name, self.value, stamp.pack(), stamp.node_id),
-            )
+        # A deleted document stays as a stamped empty value, so an older replicated one
+        # cannot come back (readers treat "" as absent).
+        upsert_bucket_document(
+            conn, self.bucket, self.name, self.value or "", stamp.pack(), stamp.node_id
+        )
         log_change(
             conn,
             stamp,
@@ -156,15 +163,10 @@ def write_tags(
 ) -> None:
     """Set (or with None remove) a version's tags without a change-log row: for a write that
     creates the version and logs the tags in its own change (one stamp, one change row)."""
-    if not tags:
-        conn.execute(
-            "DELETE FROM object_tags WHERE bucket = ? AND key = ? AND version_id = ?",
-            (bucket, key, version_id),
-        )
-    else:
-        conn.execute(
-            "INSERT INTO object_tags (bucket, key, version_id, tags, hlc, origin)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (bucket, key, version_id) DO UPDATE SET"
-            " tags = excluded.tags, hlc = excluded.hlc, origin = excluded.origin",
-            (bucket, key, version_id, json.dumps(tags), stamp.pack(), stamp.node_id),
-        )
+    # Removing tags keeps a stamped empty set, so an older replicated tag set cannot win.
+    conn.execute(
+        "INSERT INTO object_tags (bucket, key, version_id, tags, hlc, origin)"
+        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (bucket, key, version_id) DO UPDATE SET"
+        " tags = excluded.tags, hlc = excluded.hlc, origin = excluded.origin",
+        (bucket, key, version_id, json.dumps(list(tags or ())), stamp.pack(), stamp.node_id),
+    )

@@ -13,6 +13,9 @@ Tables:
   parts         uploaded parts; completion concatenates their chunk lists, copying no data
   bucket_config per-bucket documents (policy, CORS, tagging), LWW-stamped and change-logged
   object_tags   tags of object versions (mutable without a new version, as on S3)
+  chunk_index   BLAKE3 -> where this node holds those bytes (replication fetches by hash)
+  conflicts     replicated writes that lost LWW, kept for review for a retention period
+  version_tombstones  versions deleted for good, so a late replica of them stays deleted
   access_keys   keys besides the root key: secret, status, limits; read by the node and by
                 `lakenode keys` (which may write while the node runs)
 """
@@ -147,6 +150,38 @@ MIGRATIONS: tuple[str, ...] = (
         replication  INTEGER NOT NULL DEFAULT 0,        -- may call /_lakenode/repl/
         created_ms   INTEGER NOT NULL
     ) STRICT;
+    """,
+    # 4: replication: chunks by hash, losing writes kept for review, permanent version deletes.
+    """
+    CREATE TABLE chunk_index (
+        blake3      BLOB PRIMARY KEY,
+        segment_id  INTEGER NOT NULL,
+        offset      INTEGER NOT NULL,
+        length      INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;
+
+    CREATE TABLE conflicts (
+        id           INTEGER PRIMARY KEY,
+        bucket       TEXT NOT NULL,
+        key          TEXT NOT NULL,
+        version_id   TEXT NOT NULL,
+        hlc          INTEGER NOT NULL,
+        origin       TEXT NOT NULL,
+        winner_hlc   INTEGER NOT NULL,
+        winner_origin TEXT NOT NULL,
+        manifest     BLOB,
+        recorded_ms  INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX conflicts_by_key ON conflicts (bucket, key);
+
+    CREATE TABLE version_tombstones (
+        bucket      TEXT NOT NULL,
+        key         TEXT NOT NULL,
+        version_id  TEXT NOT NULL,
+        hlc         INTEGER NOT NULL,
+        origin      TEXT NOT NULL,
+        PRIMARY KEY (bucket, key, version_id)
+    ) STRICT, WITHOUT ROWID;
     """,
 )
 

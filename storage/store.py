@@ -9,20 +9,21 @@ chunk's BLAKE3 before handing out a single byte of it.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import logging
 import os
 import re
 import secrets
 import sqlite3
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import blake3
 
-from storage import catalog, config, keys, listing, uploads
+from storage import catalog, config, keys, listing, replica, uploads
 from storage.cache import LatestCache
 from storage.catalog import BucketInfo
 from storage.chunker import CHUNK_BYTES, Chunker
@@ -71,6 +72,10 @@ class StoreConfig:
     node_id: str | None = None
     segment_bytes_max: int = DEFAULT_SEGMENT_BYTES_MAX
     chunk_bytes: int = CHUNK_BYTES
+
+
+class DataDirLocked(StorageError):
+    """Another process (a running node) has this data dir open."""
 
 
 class NodeIdMismatch(StorageError):
@@ -137,6 +142,7 @@ class Store:
         self._segments = segments
         self._reader = SegmentReader(config.data_dir / "segments")
         self._latest = LatestCache()
+        self._lock: int | None = None
         # Buckets that hold (or held) object tags: a superset, only ever grown, so that
         # GET/HEAD look tags up only where there can be some (see may_have_tags).
         self._tagged_buckets: set[str] = set()
@@ -150,6 +156,7 @@ class Store:
     async def open(cls, config: StoreConfig) -> Store:
         segment_dir = config.data_dir / "segments"
         segment_dir.mkdir(parents=True, exist_ok=True)
+        lock = _lock_data_dir(config.data_dir)
         node_id = resolve_node_id(config.data_dir, config.node_id)
         writer_db = await Database.open(config.data_dir / "meta.db")
         reader_db = await Database.open(config.data_dir / "meta.db", read_only=True)
@@ -158,7 +165,9 @@ class Store:
         await writer_db.run(_mark_recovered, list_segment_ids(segment_dir))
         segments = SegmentWriter(segment_dir, next_id, config.segment_bytes_max)
         clock = HybridClock(node_id, last=await writer_db.run(catalog.last_hlc))
+        await writer_db.run(_backfill_chunk_index)
         store = cls(config, node_id, writer_db, reader_db, segments, clock)
+        store._lock = lock
         store._tagged_buckets.update(await writer_db.run(_tagged_buckets))
         store.committer.start()
         log.info("store open: node %s, data dir %s, segment %d", node_id, config.data_dir, next_id)
@@ -170,6 +179,9 @@ class Store:
         self._reader.close()
         await self._reader_db.close()
         await self._writer_db.close()
+        if self._lock is not None:
+            os.close(self._lock)  # releases the flock
+            self._lock = None
 
     async def _commit(self, mutation: Mutation) -> Any:
         return await self.committer.submit(mutation)
@@ -334,6 +346,48 @@ class Store:
 
     async def list_keys(self) -> list[keys.AccessKey]:
         return await self._reader_db.run(keys.list_keys)
+
+    # ---- replication ------------------------------------------------------------------------
+
+    async def changes_after(
+        self, after_seq: int, limit: int, exclude_origin: str | None
+    ) -> list[replica.Change]:
+        return await self._reader_db.run(replica.changes_after, after_seq, limit, exclude_origin)
+
+    async def last_seq(self) -> int:
+        return await self._reader_db.run(replica.last_seq)
+
+    async def read_chunk_by_hash(self, digest: bytes) -> bytes | None:
+        """The verified bytes of a chunk this node holds, or None."""
+        location = await self._reader_db.run(replica.chunk_location, digest)
+        if location is None:
+            return None
+        return await asyncio.to_thread(self._reader.read_chunk, location)
+
+    async def missing_chunks(self, digests: Iterable[bytes]) -> set[bytes]:
+        return await self._reader_db.run(replica.missing_chunks, list(dict.fromkeys(digests)))
+
+    async def store_chunk(self, data: bytes) -> None:
+        """Append a received chunk and index it; durable when this returns."""
+        digest = blake3.blake3(data).digest()
+        record = await asyncio.to_thread(self._segments.append, RecordKind.CHUNK, data, digest)
+        chunk = ChunkRef(record.segment_id, record.offset, record.length, digest)
+        await self._commit(replica.IndexChunks((chunk,)))
+
+    async def apply_remote(
+        self, peer: str, changes: list[replica.Change], cursor: int, max_skew_ms: int
+    ) -> replica.ApplyResult:
+        """Apply a peer's batch (LWW, all or nothing) and move its pull cursor."""
+        result: replica.ApplyResult = await self._commit(
+            replica.ApplyRemote(peer, tuple(changes), cursor, max_skew_ms, self.clock)
+        )
+        return result
+
+    async def get_cursor(self, peer: str, direction: str) -> int:
+        return await self._reader_db.run(replica.get_cursor, peer, direction)
+
+    async def set_cursor(self, peer: str, direction: str, seq: int) -> None:
+        await self._commit(replica.SetCursor(peer, direction, seq))
 
     # ---- multipart uploads ------------------------------------------------------------------
 
@@ -578,6 +632,28 @@ def _recover_segments(segment_dir: Path, states: dict[int, tuple[int, bool]]) ->
         if not sealed:
             recover_segment(segment_path(segment_dir, segment_id), durable_end)
     return (ids[-1] + 1) if ids else 1
+
+
+def _lock_data_dir(data_dir: Path) -> int:
+    """Hold an exclusive lock on DATA/lakenode.lock while the store is open."""
+    fd = os.open(data_dir / "lakenode.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        os.close(fd)
+        raise DataDirLocked(f"{data_dir} is in use by another lakenode process") from exc
+    return fd
+
+
+def _backfill_chunk_index(conn: sqlite3.Connection) -> None:
+    """Index the chunks of versions written before the index existed (once per data dir)."""
+    if catalog.read_meta(conn, "chunk_index_complete") == "1":
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    for (blob,) in conn.execute("SELECT manifest FROM versions").fetchall():
+        catalog.index_chunks(conn, decode(blob).chunks)
+    catalog.write_meta(conn, "chunk_index_complete", "1")
+    conn.execute("COMMIT")
 
 
 def _mark_recovered(conn: sqlite3.Connection, segment_ids: list[int]) -> None:

@@ -1,0 +1,415 @@
+"""What replication needs from the store: the change feed, chunks by hash, remote apply.
+
+Contract (implemented below and in Store):
+
+* ``Change``: one change-log row. ``seq`` is its position in the log of the node serving it
+  (the peer's cursor); ``(origin, hlc)`` identifies it across sites.
+* ``changes_after(after_seq, limit, exclude_origin)``: the serving node's log in commit order,
+  without the changes that originated at ``exclude_origin`` (never send a change home).
+* chunks by BLAKE3: ``read_chunk_by_hash`` (verified bytes or None), ``missing_chunks``
+  (which of these digests this node lacks), ``store_chunk`` (verify, append, fsync, index).
+* ``apply_remote(peer, changes, cursor)``: apply a batch with last-writer-wins, whole or not
+  at all, and advance the peer's pull cursor in the same transaction. Raises MissingChunks
+  (nothing applied) if a version's chunks are not all present locally, so a replicated
+  version becomes visible only with all its data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any
+
+from storage import catalog, config
+from storage.commit import Outcome
+from storage.errors import FormatError, StorageError
+from storage.hlc import LOGICAL_BITS, HybridClock, Timestamp, wall_clock_ms
+from storage.lww import Stamp, wins
+from storage.manifest import ChunkRef, Kind, Manifest, decode
+
+
+@dataclass(frozen=True)
+class Change:
+    seq: int
+    hlc: int
+    origin: str
+    op: str
+    bucket: str
+    key: str | None = None
+    version_id: str | None = None
+    size: int | None = None
+    etag: str | None = None
+    manifest: bytes | None = None
+    payload: dict[str, Any] | None = None
+
+
+@dataclass
+class ApplyResult:
+    applied: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+    skew_rejected: int = 0
+    rejected: list[Change] = field(default_factory=list)
+
+
+class MissingChunks(StorageError):
+    """A batch references chunks this node does not hold yet; nothing was applied."""
+
+    def __init__(self, digests: set[bytes]) -> None:
+        super().__init__(f"{len(digests)} chunk(s) missing")
+        self.digests = digests
+
+
+class ReplicationError(StorageError):
+    """A remote change cannot be applied (unknown operation, malformed manifest...)."""
+
+
+# ---- reading the feed ------------------------------------------------------------------------
+
+_CHANGE_COLUMNS = "seq, hlc, origin, op, bucket, key, version_id, size, etag, manifest, payload"
+
+
+def changes_after(
+    conn: sqlite3.Connection, after_seq: int, limit: int, exclude_origin: str | None
+) -> list[Change]:
+    rows = conn.execute(
+        f"SELECT {_CHANGE_COLUMNS} FROM changes WHERE seq > ? AND origin != ? ORDER BY seq LIMIT ?",
+        (after_seq, exclude_origin or "", limit),
+    ).fetchall()
+    return [
+        Change(seq, hlc, origin, op, bucket, key, version_id, size, etag,
+               bytes(manifest) if manifest is not None else None,
+               json.loads(payload) if payload else None)
+        for seq, hlc, origin, op, bucket, key, version_id, size, etag, manifest, payload in rows
+    ]  # fmt: skip
+
+
+def last_seq(conn: sqlite3.Connection) -> int:
+    (value,) = conn.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()
+    return int(value)
+
+
+def chunk_location(conn: sqlite3.Connection, digest: bytes) -> ChunkRef | None:
+    row = conn.execute(
+        "SELECT segment_id, offset, length FROM chunk_index WHERE blake3 = ?", (digest,)
+    ).fetchone()
+    return None if row is None else ChunkRef(int(row[0]), int(row[1]), int(row[2]), digest)
+
+
+def missing_chunks(conn: sqlite3.Connection, digests: list[bytes]) -> set[bytes]:
+    return {d for d in digests if chunk_location(conn, d) is None}
+
+
+def get_cursor(conn: sqlite3.Connection, peer: str, direction: str) -> int:
+    row = conn.execute(
+        "SELECT seq FROM peer_cursors WHERE peer = ? AND direction = ?", (peer, direction)
+    ).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def set_cursor(conn: sqlite3.Connection, peer: str, direction: str, seq: int) -> None:
+    conn.execute(
+        "INSERT INTO peer_cursors (peer, direction, seq, updated_ms) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (peer, direction) DO UPDATE SET seq = excluded.seq,"
+        " updated_ms = excluded.updated_ms",
+        (peer, direction, seq, wall_clock_ms()),
+    )
+
+
+# ---- small mutations -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IndexChunks:
+    """Make received chunks findable by hash (after their bytes were appended)."""
+
+    chunks: tuple[ChunkRef, ...]
+
+    def touched(self) -> tuple[str, str | None]:
+        return "", ""  # no key: nothing to invalidate
+
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+        catalog.index_chunks(conn, self.chunks)
+        return Outcome()
+
+
+@dataclass(frozen=True)
+class SetCursor:
+    peer: str
+    direction: str
+    seq: int
+
+    def touched(self) -> tuple[str, str | None]:
+        return "", ""
+
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+        set_cursor(conn, self.peer, self.direction, self.seq)
+        return Outcome()
+
+
+# ---- applying a batch ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApplyRemote:
+    """One batch from one peer: applied whole (one savepoint) or not at all."""
+
+    peer: str
+    changes: tuple[Change, ...]
+    cursor: int
+    max_skew_ms: int
+    clock: HybridClock
+
+    def touched(self) -> tuple[str, str | None]:
+        return "", None  # may touch anything: the read cache is cleared
+
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+        result = ApplyResult()
+        local_node = stamp.node_id
+        now_ms = wall_clock_ms()
+        missing: set[bytes] = set()
+        for change in self.changes:
+            if change.origin == local_node or _already_applied(conn, change):
+                result.duplicates += 1
+                continue
+            if (change.hlc >> LOGICAL_BITS) > now_ms + self.max_skew_ms:
+                result.skew_rejected += 1
+                result.rejected.append(change)
+                continue
+            try:
+                conflict = _apply_change(conn, change)
+            except MissingChunks as lacking:
+                missing |= lacking.digests
+                continue
+            self.clock.observe(change.hlc)
+            _relog(conn, change)
+            result.applied += 1
+            result.conflicts += int(conflict)
+        if missing:
+            raise MissingChunks(missing)  # the savepoint rolls the whole batch back
+        set_cursor(conn, self.peer, "pull", self.cursor)
+        return Outcome(result)
+
+
+def _already_applied(conn: sqlite3.Connection, change: Change) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM changes WHERE origin = ? AND hlc = ?", (change.origin, change.hlc)
+    ).fetchone()
+    return row is not None
+
+
+def _relog(conn: sqlite3.Connection, change: Change) -> None:
+    """Keep the change, with its origin and HLC, in our own log: it relays to other sites."""
+    conn.execute(
+        "INSERT INTO changes (hlc, origin, op, bucket, key, version_id, size, etag, manifest,"
+        " payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (change.hlc, change.origin, change.op, change.bucket, change.key, change.version_id,
+         change.size, change.etag, _localized_manifest_bytes(conn, change),
+         json.dumps(change.payload, sort_keys=True) if change.payload is not None else None),
+    )  # fmt: skip
+
+
+def _stamp(change: Change) -> Stamp:
+    return Stamp(change.hlc, change.origin)
+
+
+def _apply_change(conn: sqlite3.Connection, change: Change) -> bool:
+    """Apply one change; return True when it lost to newer local state (a conflict)."""
+    handler = _HANDLERS.get(change.op)
+    if handler is None:
+        raise ReplicationError(f"unknown operation {change.op!r}")
+    return handler(conn, change)
+
+
+def _localized(conn: sqlite3.Connection, change: Change) -> Manifest:
+    """The change's manifest with chunk locations on this node (all must be present)."""
+    if change.manifest is None:
+        raise ReplicationError(f"{change.op} without a manifest")
+    try:
+        remote = decode(change.manifest)
+    except FormatError as exc:
+        raise ReplicationError(f"bad manifest in change {change.origin}/{change.hlc}") from exc
+    if (remote.bucket, remote.key, remote.hlc, remote.origin) != (
+        change.bucket,
+        change.key,
+        change.hlc,
+        change.origin,
+    ):
+        raise ReplicationError("manifest does not match its change")
+    local: list[ChunkRef] = []
+    lacking: set[bytes] = set()
+    for chunk in remote.chunks:
+        found = chunk_location(conn, chunk.blake3)
+        if found is None or found.length != chunk.length:
+            lacking.add(chunk.blake3)
+        else:
+            local.append(found)
+    if lacking:
+        raise MissingChunks(lacking)
+    return dataclasses.replace(remote, chunks=tuple(local))
+
+
+def _localized_manifest_bytes(conn: sqlite3.Connection, change: Change) -> bytes | None:
+    if change.manifest is None or change.op not in ("object.put", "object.delete"):
+        return change.manifest
+    return _localized(conn, change).encode()
+
+
+def _apply_version(conn: sqlite3.Connection, change: Change) -> bool:
+    manifest = _localized(conn, change)
+    catalog.get_bucket(conn, manifest.bucket)
+    incoming = _stamp(change)
+    tomb = conn.execute(
+        "SELECT hlc, origin FROM version_tombstones WHERE bucket = ? AND key = ?"
+        " AND version_id = ?",
+        (manifest.bucket, manifest.key, manifest.version_id),
+    ).fetchone()
+    if tomb is not None and not wins(incoming, Stamp(int(tomb[0]), str(tomb[1]))):
+        return True
+    row = conn.execute(
+        "SELECT hlc, origin FROM versions WHERE bucket = ? AND key = ? AND version_id = ?",
+        (manifest.bucket, manifest.key, manifest.version_id),
+    ).fetchone()
+    if row is not None:
+        stored = Stamp(int(row[0]), str(row[1]))
+        if not wins(incoming, stored):
+            _record_conflict(conn, manifest, change.manifest, stored)
+            return True
+        catalog.delete_version_row(conn, manifest.bucket, manifest.key, manifest.version_id)
+    catalog.insert_version(conn, manifest, manifest.encode())
+    catalog.promote_latest(conn, manifest.bucket, manifest.key)
+    tags = (change.payload or {}).get("tags")
+    if tags:
+        config.write_tags(
+            conn,
+            Timestamp.unpack(change.hlc, change.origin),
+            manifest.bucket,
+            manifest.key,
+            manifest.version_id,
+            tuple(map(tuple, tags)),
+        )
+    return False
+
+
+def _record_conflict(
+    conn: sqlite3.Connection, loser: Manifest, raw: bytes | None, winner: Stamp
+) -> None:
+    conn.execute(
+        "INSERT INTO conflicts (bucket, key, version_id, hlc, origin, winner_hlc,"
+        " winner_origin, manifest, recorded_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            loser.bucket,
+            loser.key,
+            loser.version_id,
+            loser.hlc,
+            loser.origin,
+            winner.hlc,
+            winner.origin,
+            raw,
+            wall_clock_ms(),
+        ),
+    )
+
+
+def _apply_version_delete(conn: sqlite3.Connection, change: Change) -> bool:
+    assert change.key is not None and change.version_id is not None
+    catalog.get_bucket(conn, change.bucket)
+    catalog.record_version_tombstone(
+        conn, change.bucket, change.key, change.version_id, change.hlc, change.origin
+    )
+    row = conn.execute(
+        "SELECT hlc, origin FROM versions WHERE bucket = ? AND key = ? AND version_id = ?",
+        (change.bucket, change.key, change.version_id),
+    ).fetchone()
+    if row is None:
+        return False
+    if not wins(_stamp(change), Stamp(int(row[0]), str(row[1]))):
+        return True  # a newer write of this (null) version stands
+    catalog.delete_version_row(conn, change.bucket, change.key, change.version_id)
+    catalog.promote_latest(conn, change.bucket, change.key)
+    return False
+
+
+def _apply_bucket_create(conn: sqlite3.Connection, change: Change) -> bool:
+    exists = conn.execute("SELECT 1 FROM buckets WHERE name = ?", (change.bucket,)).fetchone()
+    if exists:
+        return False
+    owner = str((change.payload or {}).get("owner", ""))
+    conn.execute(
+        "INSERT INTO buckets (name, owner, created_ms, hlc, origin) VALUES (?, ?, ?, ?, ?)",
+        (change.bucket, owner, change.hlc >> LOGICAL_BITS, change.hlc, change.origin),
+    )
+    return False
+
+
+def _apply_bucket_delete(conn: sqlite3.Connection, change: Change) -> bool:
+    row = conn.execute(
+        "SELECT hlc, origin FROM buckets WHERE name = ?", (change.bucket,)
+    ).fetchone()
+    if row is None:
+        return False
+    busy = conn.execute(
+        "SELECT 1 FROM versions WHERE bucket = ? AND kind != ? LIMIT 1",
+        (change.bucket, int(Kind.TOMBSTONE)),
+    ).fetchone()
+    if busy or not wins(_stamp(change), Stamp(int(row[0]), str(row[1]))):
+        return True  # written to (or re-created) meanwhile here: the bucket stays
+    for table in ("versions", "object_tags", "bucket_config"):
+        conn.execute(f"DELETE FROM {table} WHERE bucket = ?", (change.bucket,))
+    conn.execute("DELETE FROM uploads WHERE bucket = ?", (change.bucket,))
+    conn.execute("DELETE FROM buckets WHERE name = ?", (change.bucket,))
+    return False
+
+
+def _apply_document(conn: sqlite3.Connection, change: Change) -> bool:
+    """bucket.versioning / .policy / .cors / .tagging: LWW per (bucket, document)."""
+    name = change.op.split(".", 1)[1]
+    catalog.get_bucket(conn, change.bucket)
+    row = conn.execute(
+        "SELECT hlc, origin FROM bucket_config WHERE bucket = ? AND name = ?",
+        (change.bucket, name),
+    ).fetchone()
+    if row is not None and not wins(_stamp(change), Stamp(int(row[0]), str(row[1]))):
+        return True
+    payload = change.payload or {}
+    value = str(payload.get("status" if name == "versioning" else "value") or "")
+    config.upsert_bucket_document(conn, change.bucket, name, value, change.hlc, change.origin)
+    if name == "versioning":
+        conn.execute("UPDATE buckets SET versioning = ? WHERE name = ?", (value, change.bucket))
+    return False
+
+
+def _apply_tags(conn: sqlite3.Connection, change: Change) -> bool:
+    assert change.key is not None and change.version_id is not None
+    row = conn.execute(
+        "SELECT hlc, origin FROM object_tags WHERE bucket = ? AND key = ? AND version_id = ?",
+        (change.bucket, change.key, change.version_id),
+    ).fetchone()
+    if row is not None and not wins(_stamp(change), Stamp(int(row[0]), str(row[1]))):
+        return True
+    tags = tuple(tuple(pair) for pair in (change.payload or {}).get("tags", []))
+    config.write_tags(
+        conn,
+        Timestamp.unpack(change.hlc, change.origin),
+        change.bucket,
+        change.key,
+        change.version_id,
+        tags,
+    )
+    return False
+
+
+_HANDLERS = {
+    "object.put": _apply_version,
+    "object.delete": _apply_version,
+    "version.delete": _apply_version_delete,
+    "bucket.create": _apply_bucket_create,
+    "bucket.delete": _apply_bucket_delete,
+    "bucket.versioning": _apply_document,
+    "bucket.policy": _apply_document,
+    "bucket.cors": _apply_document,
+    "bucket.tagging": _apply_document,
+    "object.tags": _apply_tags,
+}
