@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from node.config import OneLineParser, ServeConfig, add_serve_arguments, resolve_serve_config
 from node.keys_cli import add_keys_arguments, run_keys
+from storage.hlc import set_wall_clock_offset_ms
 
 log = logging.getLogger("lakenode")
 
@@ -49,6 +51,10 @@ def serve(config: ServeConfig) -> int:
     # (a convoy): measured on 4 KiB GETs at c=16, uncached reads went from 2.6k to 5.3k
     # ops/s with 1 ms, with no loss on 64 MiB transfers.
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    offset = os.environ.get("LAKENODE_CLOCK_OFFSET_MS")
+    if offset:  # tests of the clock-skew guard only
+        set_wall_clock_offset_ms(int(offset))
+        log.warning("wall clock shifted by %s ms (LAKENODE_CLOCK_OFFSET_MS): tests only", offset)
     config.data_dir.mkdir(parents=True, exist_ok=True)
     if not config.auth:
         log.warning("authentication is OFF (--auth off): for local development only")

@@ -25,8 +25,18 @@ LOGICAL_BITS = 16
 LOGICAL_MAX = (1 << LOGICAL_BITS) - 1
 
 
+# Test hook: shifts this process's idea of wall time, to test the clock-skew guard with real
+# processes. Set from LAKENODE_CLOCK_OFFSET_MS by node/ at start; never used in production.
+_wall_offset_ms = 0
+
+
+def set_wall_clock_offset_ms(offset_ms: int) -> None:
+    global _wall_offset_ms
+    _wall_offset_ms = offset_ms
+
+
 def wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
+    return time.time_ns() // 1_000_000 + _wall_offset_ms
 
 
 @dataclass(frozen=True, order=True)
