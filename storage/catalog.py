@@ -13,6 +13,7 @@ import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from storage import digest
 from storage.errors import BucketAlreadyExists, BucketNotEmpty, NoSuchBucket, NoSuchVersion
 from storage.hlc import Timestamp
 from storage.manifest import ChunkRef, Kind, Manifest, decode
@@ -147,6 +148,7 @@ def apply_delete_bucket(conn: sqlite3.Connection, stamp: Timestamp, name: str) -
         raise BucketNotEmpty(name)
     for table in ("versions", "object_tags", "bucket_config"):
         conn.execute(f"DELETE FROM {table} WHERE bucket = ?", (name,))
+    digest.drop_bucket(conn, name)
     conn.execute("DELETE FROM buckets WHERE name = ?", (name,))
     log_change(conn, stamp, "bucket.delete", name)
 
@@ -213,6 +215,7 @@ def promote_latest(conn: sqlite3.Connection, bucket: str, key: str) -> None:
         " ORDER BY hlc DESC, origin DESC LIMIT 1)",
         (bucket, key, bucket, key),
     )
+    digest.refresh_key(conn, bucket, key)
 
 
 def apply_put_version(
@@ -249,6 +252,7 @@ def apply_put_version(
     )
     op = "object.put" if manifest.kind == Kind.OBJECT else "object.delete"
     log_change(conn, stamp, op, manifest.bucket, manifest, manifest_bytes)
+    digest.refresh_key(conn, manifest.bucket, manifest.key)
 
 
 # ---- versions ------------------------------------------------------------------------------
@@ -312,6 +316,7 @@ def apply_delete_version(
                 (bucket, key, newest[0]),
             )
     record_version_tombstone(conn, bucket, key, version_id, stamp.pack(), stamp.node_id)
+    digest.refresh_key(conn, bucket, key)
     log_change(conn, stamp, "version.delete", bucket, removed, payload={"kind": removed.kind.name})
     return removed
 

@@ -22,7 +22,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
-from storage import catalog, config
+from storage import catalog, config, digest
 from storage.commit import Outcome
 from storage.errors import FormatError, StorageError
 from storage.hlc import LOGICAL_BITS, HybridClock, Timestamp, wall_clock_ms
@@ -358,6 +358,7 @@ def _apply_bucket_delete(conn: sqlite3.Connection, change: Change) -> bool:
         return True  # written to (or re-created) meanwhile here: the bucket stays
     for table in ("versions", "object_tags", "bucket_config"):
         conn.execute(f"DELETE FROM {table} WHERE bucket = ?", (change.bucket,))
+    digest.drop_bucket(conn, change.bucket)
     conn.execute("DELETE FROM uploads WHERE bucket = ?", (change.bucket,))
     conn.execute("DELETE FROM buckets WHERE name = ?", (change.bucket,))
     return False

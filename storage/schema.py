@@ -16,6 +16,7 @@ Tables:
   chunk_index   BLAKE3 -> where this node holds those bytes (replication fetches by hash)
   conflicts     replicated writes that lost LWW, kept for review for a retention period
   version_tombstones  versions deleted for good, so a late replica of them stays deleted
+  key_digests, digest_nodes   Merkle leaves and XOR nodes for `repl validate`
   access_keys   keys besides the root key: secret, status, limits; read by the node and by
                 `lakenode keys` (which may write while the node runs)
 """
@@ -181,6 +182,21 @@ MIGRATIONS: tuple[str, ...] = (
         hlc         INTEGER NOT NULL,
         origin      TEXT NOT NULL,
         PRIMARY KEY (bucket, key, version_id)
+    ) STRICT, WITHOUT ROWID;
+    """,
+    # 5: Merkle digests for validate (storage/digest.py).
+    """
+    CREATE TABLE key_digests (
+        khash   BLOB PRIMARY KEY,   -- BLAKE3(bucket NUL key)
+        bucket  TEXT NOT NULL,
+        key     TEXT NOT NULL,
+        leaf    BLOB NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX key_digests_by_bucket ON key_digests (bucket);
+
+    CREATE TABLE digest_nodes (
+        prefix  TEXT PRIMARY KEY,   -- hex digits of khash, '' is the root
+        xor     BLOB NOT NULL
     ) STRICT, WITHOUT ROWID;
     """,
 )

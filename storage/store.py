@@ -23,7 +23,7 @@ from typing import Any
 
 import blake3
 
-from storage import catalog, config, keys, listing, replica, uploads
+from storage import catalog, config, digest, keys, listing, replica, uploads
 from storage.cache import LatestCache
 from storage.catalog import BucketInfo
 from storage.chunker import CHUNK_BYTES, Chunker
@@ -383,6 +383,15 @@ class Store:
         )
         return result
 
+    async def digest_node(self, prefix: str) -> bytes:
+        return await self._reader_db.run(digest.node, prefix)
+
+    async def digest_children(self, prefix: str) -> dict[str, bytes]:
+        return await self._reader_db.run(digest.children, prefix)
+
+    async def digest_leaves(self, prefix: str) -> list[digest.Leaf]:
+        return await self._reader_db.run(digest.leaves, prefix)
+
     async def get_cursor(self, peer: str, direction: str) -> int:
         return await self._reader_db.run(replica.get_cursor, peer, direction)
 
@@ -647,12 +656,18 @@ def _lock_data_dir(data_dir: Path) -> int:
 
 def _backfill_chunk_index(conn: sqlite3.Connection) -> None:
     """Index the chunks of versions written before the index existed (once per data dir)."""
-    if catalog.read_meta(conn, "chunk_index_complete") == "1":
+    if (
+        catalog.read_meta(conn, "chunk_index_complete") == "1"
+        and catalog.read_meta(conn, "digests_complete") == "1"
+    ):
         return
     conn.execute("BEGIN IMMEDIATE")
     for (blob,) in conn.execute("SELECT manifest FROM versions").fetchall():
         catalog.index_chunks(conn, decode(blob).chunks)
     catalog.write_meta(conn, "chunk_index_complete", "1")
+    if catalog.read_meta(conn, "digests_complete") != "1":
+        digest.rebuild(conn)
+        catalog.write_meta(conn, "digests_complete", "1")
     conn.execute("COMMIT")
 
 
