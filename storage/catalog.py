@@ -221,34 +221,22 @@ def promote_latest(conn: sqlite3.Connection, bucket: str, key: str) -> None:
 def apply_put_version(
     conn: sqlite3.Connection, manifest: Manifest, manifest_bytes: bytes, stamp: Timestamp
 ) -> None:
-    """Make ``manifest`` the latest version of its key, replacing the null version if any."""
+    """Make a local write the latest version of its key, replacing the null version if any.
+
+    A local stamp is greater than every stamp this node has issued or observed, so the new
+    version is the key's latest by the LWW rule without comparing.
+    """
     get_bucket(conn, manifest.bucket)
+    if manifest.version_id == NULL_VERSION:
+        delete_version_row(conn, manifest.bucket, manifest.key, NULL_VERSION)
+    insert_version(conn, manifest, manifest_bytes)
     conn.execute(
         "UPDATE versions SET is_latest = 0 WHERE bucket = ? AND key = ? AND is_latest = 1",
         (manifest.bucket, manifest.key),
     )
-    if manifest.version_id == NULL_VERSION:
-        for table in ("versions", "object_tags"):  # the old null version goes, with its tags
-            conn.execute(
-                f"DELETE FROM {table} WHERE bucket = ? AND key = ? AND version_id = ?",
-                (manifest.bucket, manifest.key, NULL_VERSION),
-            )
-    index_chunks(conn, manifest.chunks)
     conn.execute(
-        "INSERT INTO versions (bucket, key, version_id, kind, hlc, origin, size, etag,"
-        " last_modified_ms, is_latest, manifest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
-        (
-            manifest.bucket,
-            manifest.key,
-            manifest.version_id,
-            int(manifest.kind),
-            manifest.hlc,
-            manifest.origin,
-            manifest.size,
-            manifest.etag,
-            manifest.last_modified_ms,
-            manifest_bytes,
-        ),
+        "UPDATE versions SET is_latest = 1 WHERE bucket = ? AND key = ? AND version_id = ?",
+        (manifest.bucket, manifest.key, manifest.version_id),
     )
     op = "object.put" if manifest.kind == Kind.OBJECT else "object.delete"
     log_change(conn, stamp, op, manifest.bucket, manifest, manifest_bytes)
