@@ -16,9 +16,12 @@ from starlette.types import ASGIApp
 from api.access import BucketAccessCache
 from api.access_log import AccessLogMiddleware
 from api.app import ApiRuntime, S3Dispatcher
+from api.internal_auth import replication_authorizer
 from api.keyring import KeyRing
 from api.settings import ApiSettings
 from node.config import ServeConfig
+from node.peers import Pullers, peer_signer
+from replication.routes import StoreUnavailable, build_router
 from storage.store import Store, StoreConfig
 
 log = logging.getLogger("lakenode.node")
@@ -34,6 +37,12 @@ class NodeState:
         self.store: Store | None = None
         self.runtime: ApiRuntime | None = None
         self.keyring = KeyRing(config.access_key, config.secret_key)
+        self.pullers = Pullers()
+
+    def require_store(self) -> Store:
+        if self.store is None:
+            raise StoreUnavailable("store is not open")
+        return self.store
 
     def require_runtime(self) -> ApiRuntime:
         if self.runtime is None:
@@ -83,9 +92,16 @@ def build_app(config: ServeConfig) -> ASGIApp:
         state.store = store
         state.runtime = ApiRuntime(store, state.keyring, BucketAccessCache(store))
         poller = asyncio.create_task(_poll_keys(store, state.keyring), name="key-poller")
+        state.pullers.start(
+            store,
+            config.peers,
+            peer_signer(*config.peer_credentials, config.region),
+            config.repl_max_clock_skew,
+        )
         try:
             yield
         finally:
+            await state.pullers.stop()
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
@@ -94,6 +110,14 @@ def build_app(config: ServeConfig) -> ASGIApp:
             await store.close()
 
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    settings = api_settings(config)
+    app.include_router(
+        build_router(
+            state.require_store,
+            replication_authorizer(settings, state.keyring),
+            max_skew_ms=config.repl_max_clock_skew,
+        )
+    )
 
     @app.get("/_lakenode/health", include_in_schema=False)
     async def health() -> Response:
@@ -105,4 +129,4 @@ def build_app(config: ServeConfig) -> ASGIApp:
             return JSONResponse({"ready": False}, status_code=503)
         return JSONResponse({"ready": True, "node_id": state.store.node_id})
 
-    return AccessLogMiddleware(S3Dispatcher(app, api_settings(config), state.require_runtime))
+    return AccessLogMiddleware(S3Dispatcher(app, settings, state.require_runtime))

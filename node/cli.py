@@ -9,6 +9,7 @@ import sys
 
 from node.config import OneLineParser, ServeConfig, add_serve_arguments, resolve_serve_config
 from node.keys_cli import add_keys_arguments, run_keys
+from node.repl_cli import add_repl_arguments, run_repl
 from storage.hlc import set_wall_clock_offset_ms
 
 log = logging.getLogger("lakenode")
@@ -23,7 +24,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     add_serve_arguments(serve_parser)
     keys_parser = commands.add_parser("keys", help="manage access keys")
     add_keys_arguments(keys_parser)
-    return parser, {"serve": serve_parser, "keys": keys_parser}
+    repl_parser = commands.add_parser("repl", help="replication tools (pull)")
+    add_repl_arguments(repl_parser)
+    return parser, {"serve": serve_parser, "keys": keys_parser, "repl": repl_parser}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         return serve(resolve_serve_config(subparsers["serve"], args))
     if args.command == "keys":
         return run_keys(subparsers["keys"], args)
+    if args.command == "repl":
+        return run_repl(subparsers["repl"], args)
     parser.error(f"unknown command {args.command}")
 
 

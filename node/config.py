@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
+from replication.client import normalize_base_url
+
 DEFAULT_ACCESS_KEY = "lakenode"
 DEFAULT_SECRET_KEY = "lakenode-secret"
 DEFAULT_LISTEN = "127.0.0.1:9000"
@@ -53,6 +55,17 @@ class ServeConfig:
     segment_size: int
     domain: str | None
     allow_default_credentials: bool
+    peer_access_key: str | None = None
+    peer_secret_key: str | None = None
+    repl_max_clock_skew: int = 1000  # milliseconds
+    peers: tuple[str, ...] = ()
+
+    @property
+    def peer_credentials(self) -> tuple[str, str]:
+        """Credentials for signing requests to peers: the root key unless others are given."""
+        if self.peer_access_key is not None and self.peer_secret_key is not None:
+            return self.peer_access_key, self.peer_secret_key
+        return self.access_key, self.secret_key
 
     @property
     def uses_default_credentials(self) -> bool:
@@ -115,6 +128,25 @@ def parse_node_id(text: str) -> str:
     return text
 
 
+def parse_duration_ms(text: str) -> int:
+    """A duration as milliseconds: ``500ms``, ``2s``, ``1.5`` (seconds), ``1m``."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m)?\s*", text.lower())
+    if not match:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (e.g. 500ms, 2s, 1.5)")
+    scale = {"ms": 1, "s": 1000, "m": 60_000, None: 1000}[match.group(2)]
+    value = round(float(match.group(1)) * scale)
+    if not 0 < value <= 86_400_000:
+        raise argparse.ArgumentTypeError(f"duration must be from 1ms to 1 day: {text!r}")
+    return value
+
+
+def parse_peer_url(text: str) -> str:
+    try:
+        return normalize_base_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def parse_key(text: str) -> str:
     if not text or len(text) > 128 or any(c.isspace() for c in text):
         raise argparse.ArgumentTypeError("must be 1-128 characters without spaces")
@@ -133,7 +165,14 @@ SERVE_OPTIONS: tuple[tuple[str, str | None, object, str | None, str], ...] = (
     ("--max-object-size", "LAKENODE_MAX_OBJECT_SIZE", parse_size, "5GiB", "largest object"),
     ("--segment-size", "LAKENODE_SEGMENT_SIZE", parse_size, "1GiB", "segment rotation size"),
     ("--domain", "LAKENODE_DOMAIN", parse_domain, None, "base domain for virtual-hosted style"),
-)
+    ("--peer-access-key", "LAKENODE_PEER_ACCESS_KEY", parse_key, None,
+     "access key to sign requests to peers (default: the root key)"),
+    ("--peer-secret-key", "LAKENODE_PEER_SECRET_KEY", parse_key, None,
+     "secret key to sign requests to peers (default: the root secret)"),
+    ("--repl-max-clock-skew", "LAKENODE_REPL_MAX_CLOCK_SKEW", parse_duration_ms, "1s",
+     "refuse replicated changes stamped further ahead of our clock (500ms, 2s, 1.5)"),
+)  # fmt: skip
+PEERS_ENV = "LAKENODE_PEERS"
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -141,11 +180,46 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         suffix = f" [env {env}]" if env else ""
         shown = f" (default {default})" if default is not None else ""
         parser.add_argument(flag, default=None, help=f"{help_text}{shown}{suffix}")
+    add_peer_argument(parser, "pull replicated changes from this peer (repeatable)")
     parser.add_argument(
         "--allow-default-credentials",
         action="store_true",
         help="allow the documented default credentials on a non-loopback address",
     )
+
+
+def add_peer_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument(
+        "--peer",
+        action="append",
+        default=None,
+        metavar="URL",
+        help=f"{help_text} [env {PEERS_ENV}, comma-separated]",
+    )
+
+
+def resolve_peers(parser: argparse.ArgumentParser, given: list[str] | None) -> tuple[str, ...]:
+    """--peer flags, else LAKENODE_PEERS; validated and without repeats, in order."""
+    raw, source = given, "--peer"
+    if raw is None:
+        raw = [item for item in os.environ.get(PEERS_ENV, "").split(",") if item.strip()]
+        source = f"--peer (from {PEERS_ENV})"
+    peers: list[str] = []
+    for text in raw:
+        try:
+            url = parse_peer_url(text)
+        except argparse.ArgumentTypeError as exc:
+            parser.error(f"argument {source}: {exc}")
+        if url not in peers:
+            peers.append(url)
+    return tuple(peers)
+
+
+def check_peer_credentials(
+    parser: argparse.ArgumentParser, access_key: object, secret_key: object
+) -> None:
+    if (access_key is None) != (secret_key is None):
+        parser.error("argument --peer-access-key/--peer-secret-key: give both or neither")
 
 
 def resolve_serve_config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> ServeConfig:
@@ -167,10 +241,12 @@ def resolve_serve_config(parser: argparse.ArgumentParser, args: argparse.Namespa
     listen = values.pop("listen")
     assert isinstance(listen, tuple)
     host, port = listen
+    check_peer_credentials(parser, values["peer_access_key"], values["peer_secret_key"])
     config = ServeConfig(
         host=host,
         port=port,
         allow_default_credentials=args.allow_default_credentials,
+        peers=resolve_peers(parser, args.peer),
         **values,  # type: ignore[arg-type]
     )
     stored_id = _stored_node_id(config.data_dir)

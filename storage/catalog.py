@@ -276,36 +276,29 @@ def apply_delete_version(
 ) -> Manifest | None:
     """Remove one version for good; the newest remaining one becomes latest.
 
-    Deleting a version that does not exist succeeds (S3 answers 204), returning None.
+    Deleting a version this node does not hold succeeds (S3 answers 204) and returns None,
+    but is still recorded and logged: the version may exist on another site, or be on its
+    way here, and the delete must win over it when it arrives.
     """
     get_bucket(conn, bucket)
     row = conn.execute(
-        "SELECT manifest, is_latest FROM versions WHERE bucket = ? AND key = ?"
-        " AND version_id = ? AND kind != ?",
+        "SELECT manifest FROM versions WHERE bucket = ? AND key = ? AND version_id = ?"
+        " AND kind != ?",
         (bucket, key, version_id, int(Kind.TOMBSTONE)),
     ).fetchone()
-    if row is None:
-        return None
-    removed = decode(row[0])
-    for table in ("versions", "object_tags"):
-        conn.execute(
-            f"DELETE FROM {table} WHERE bucket = ? AND key = ? AND version_id = ?",
-            (bucket, key, version_id),
-        )
-    if row[1]:
-        newest = conn.execute(
-            "SELECT version_id FROM versions WHERE bucket = ? AND key = ?"
-            " ORDER BY hlc DESC LIMIT 1",
-            (bucket, key),
-        ).fetchone()
-        if newest is not None:
-            conn.execute(
-                "UPDATE versions SET is_latest = 1 WHERE bucket = ? AND key = ? AND version_id = ?",
-                (bucket, key, newest[0]),
-            )
+    removed = decode(row[0]) if row is not None else None
+    delete_version_row(conn, bucket, key, version_id)
     record_version_tombstone(conn, bucket, key, version_id, stamp.pack(), stamp.node_id)
-    digest.refresh_key(conn, bucket, key)
-    log_change(conn, stamp, "version.delete", bucket, removed, payload={"kind": removed.kind.name})
+    promote_latest(conn, bucket, key)
+    log_change(
+        conn,
+        stamp,
+        "version.delete",
+        bucket,
+        payload={"kind": removed.kind.name if removed else "UNKNOWN"},
+        key=key,
+        version_id=version_id,
+    )
     return removed
 
 

@@ -110,9 +110,10 @@ def get_cursor(conn: sqlite3.Connection, peer: str, direction: str) -> int:
 
 
 def set_cursor(conn: sqlite3.Connection, peer: str, direction: str, seq: int) -> None:
+    """Move a cursor forward (never back: a push and a pull from one peer may race)."""
     conn.execute(
         "INSERT INTO peer_cursors (peer, direction, seq, updated_ms) VALUES (?, ?, ?, ?)"
-        " ON CONFLICT (peer, direction) DO UPDATE SET seq = excluded.seq,"
+        " ON CONFLICT (peer, direction) DO UPDATE SET seq = max(seq, excluded.seq),"
         " updated_ms = excluded.updated_ms",
         (peer, direction, seq, wall_clock_ms()),
     )

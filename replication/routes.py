@@ -1,0 +1,269 @@
+"""The replication endpoints a node serves to its peers, under ``/_lakenode/repl/``.
+
+* ``GET info``: node id, last change-log seq, wall clock, protocol version.
+* ``GET changes?after=SEQ&limit=N&exclude_origin=NODE``: a page of the change log in commit
+  order (see replication/protocol.py for ``last_seq`` and ``more``).
+* ``GET chunks/{blake3_hex}``: a chunk's bytes, verified against the digest before sending.
+* ``PUT chunks/{blake3_hex}``: receive a chunk (pushed by a peer); stored only if it hashes
+  to the digest in the URL.
+* ``POST push?after=SEQ``: a pushing peer's changes page, applied like a pulled one.
+
+Every route first awaits ``authorize(request)`` (SigV4 and the replication permission live in
+api/, which replication must not import; node/ passes the function in). Errors are JSON
+``{"error": code, "message": text}``; this module never speaks S3 XML.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+import blake3
+from fastapi import APIRouter, HTTPException, Request
+from starlette.responses import JSONResponse, Response
+
+from replication import protocol
+from replication.ports import ReplicaStore
+from replication.protocol import MAX_INT, MAX_PAGE_CHANGES, ChangesPage, PeerInfo, ProtocolError
+from storage.hlc import wall_clock_ms
+from storage.replica import ApplyResult, Change, MissingChunks, ReplicationError
+
+log = logging.getLogger("lakenode.replication.routes")
+
+PREFIX: Final = "/_lakenode/repl"
+DEFAULT_PAGE_LIMIT: Final = 500
+# A 409 lists at most this many missing digests (a page's manifests reference fewer).
+MAX_MISSING_LISTED: Final = 100_000
+
+_STATUS_CODES: Final = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "AccessDenied",
+    404: "NotFound",
+    409: "Conflict",
+    411: "LengthRequired",
+    413: "TooLarge",
+    503: "Unavailable",
+}
+
+Authorize = Callable[[Request], Awaitable[None]]
+Handler = Callable[[Request, ReplicaStore], Awaitable[Response]]
+
+
+class StoreUnavailable(Exception):
+    """Raised by the store accessor while the node is starting or stopping."""
+
+
+class RouteError(Exception):
+    """An error answer: HTTP status, a short code and a message."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+
+def error_response(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message, **extra}, status_code=status)
+
+
+def build_router(
+    store: Callable[[], ReplicaStore],
+    authorize: Authorize,
+    *,
+    max_skew_ms: int = 1000,
+) -> APIRouter:
+    """The replication routes; ``store()`` raises StoreUnavailable while there is none."""
+    router = APIRouter(prefix=PREFIX, include_in_schema=False)
+
+    async def run(request: Request, handler: Handler) -> Response:
+        try:
+            await authorize(request)
+            return await handler(request, store())
+        except HTTPException as exc:
+            code = _STATUS_CODES.get(exc.status_code, "Error")
+            return error_response(exc.status_code, code, str(exc.detail))
+        except RouteError as exc:
+            return error_response(exc.status, exc.code, exc.message, **exc.extra)
+        except ProtocolError as exc:
+            return error_response(400, "ProtocolError", str(exc))
+        except StoreUnavailable:
+            return error_response(503, "Unavailable", "the node's store is not open")
+
+    async def push(request: Request, current: ReplicaStore) -> Response:
+        return await handle_push(request, current, max_skew_ms)
+
+    @router.get("/info")
+    async def info(request: Request) -> Response:
+        return await run(request, handle_info)
+
+    @router.get("/changes")
+    async def changes(request: Request) -> Response:
+        return await run(request, handle_changes)
+
+    @router.get("/chunks/{digest_hex}")
+    async def get_chunk(request: Request) -> Response:
+        return await run(request, handle_get_chunk)
+
+    @router.put("/chunks/{digest_hex}")
+    async def put_chunk(request: Request) -> Response:
+        return await run(request, handle_put_chunk)
+
+    @router.post("/push")
+    async def push_route(request: Request) -> Response:
+        return await run(request, push)
+
+    return router
+
+
+# ---- handlers ---------------------------------------------------------------------------------
+
+
+async def handle_info(_request: Request, store: ReplicaStore) -> Response:
+    info = PeerInfo(node_id=store.node_id, last_seq=await store.last_seq(), now_ms=wall_clock_ms())
+    return JSONResponse(protocol.info_to_json(info))
+
+
+async def handle_changes(request: Request, store: ReplicaStore) -> Response:
+    params = request.query_params
+    after = _query_int(params.get("after"), "after", 0)
+    # A larger limit than a page may hold is not an error: the page says ``more``.
+    limit = min(_query_int(params.get("limit"), "limit", DEFAULT_PAGE_LIMIT), MAX_PAGE_CHANGES)
+    if limit < 1:
+        raise RouteError(400, "BadRequest", "limit must be at least 1")
+    exclude = params.get("exclude_origin")
+    if exclude is not None and not protocol.is_node_id(exclude):
+        raise RouteError(400, "BadRequest", "exclude_origin must be a node id")
+    page = await read_page(store, after, limit, exclude)
+    return Response(protocol.encode_page(page), media_type="application/json")
+
+
+async def read_page(
+    store: ReplicaStore, after: int, limit: int, exclude_origin: str | None
+) -> ChangesPage:
+    """The page after ``after``: whole log up to ``last_seq``, in commit order, bounded in size.
+
+    ``last_seq`` is read before the changes: everything up to it is committed and therefore in
+    the query's snapshot, so an untruncated page covers the log up to max(it, last change).
+    """
+    log_end = await store.last_seq()
+    changes = await store.changes_after(after, limit, exclude_origin)
+    more = len(changes) >= limit
+    fitted = fit_changes(changes, protocol.MAX_PAGE_BYTES // 2)
+    if len(fitted) < len(changes):
+        changes, more = fitted, True
+    # Truncated: up to the last change sent. Whole: up to the end of the log as read.
+    last_seq = changes[-1].seq if more else max([log_end, *(change.seq for change in changes)])
+    return ChangesPage(
+        node_id=store.node_id, changes=changes, last_seq=last_seq, more=more, now_ms=wall_clock_ms()
+    )
+
+
+def fit_changes(changes: list[Change], budget: int) -> list[Change]:
+    """The longest prefix whose encoding fits in ``budget`` bytes (always at least one)."""
+    used = 0
+    for index, change in enumerate(changes):
+        used += len(protocol.dumps(protocol.change_to_json(change))) + 1
+        if used > budget and index > 0:
+            return changes[:index]
+    return changes
+
+
+async def handle_get_chunk(request: Request, store: ReplicaStore) -> Response:
+    digest_hex = request.path_params["digest_hex"]
+    digest = protocol.parse_hex_digest(digest_hex)
+    data = await store.read_chunk_by_hash(digest)
+    if data is None:
+        raise RouteError(404, "NoSuchChunk", f"no chunk {digest_hex}")
+    return Response(data, media_type="application/octet-stream")
+
+
+async def handle_put_chunk(request: Request, store: ReplicaStore) -> Response:
+    digest_hex = request.path_params["digest_hex"]
+    digest = protocol.parse_hex_digest(digest_hex)
+    data = await read_body(request, protocol.MAX_CHUNK_BYTES)
+    if not data:
+        raise RouteError(400, "BadRequest", "a chunk cannot be empty")
+    if blake3.blake3(data).digest() != digest:
+        raise RouteError(400, "ChunkMismatch", f"the body does not hash to {digest_hex}")
+    await store.store_chunk(data)
+    return JSONResponse({"stored": digest_hex, "size": len(data)})
+
+
+async def handle_push(request: Request, store: ReplicaStore, max_skew_ms: int) -> Response:
+    """Apply a pushed page, which must continue from where this node is in the pusher's log.
+
+    A pushed page and a pulled page of the same peer's log are the same thing, so both move
+    the one cursor ``(peer, 'pull')``: a page starting past it would leave a gap (409
+    CursorMismatch with the cursor to resend from), one ending before it is already held.
+    """
+    after = _query_int(request.query_params.get("after"), "after", None)
+    page = protocol.decode_page(await read_body(request, protocol.MAX_PAGE_BYTES))
+    if page.node_id == store.node_id:
+        raise RouteError(400, "BadRequest", "a node cannot push its own change log to itself")
+    if page.changes and page.changes[0].seq <= after:
+        raise RouteError(400, "BadRequest", "the page holds changes at or before 'after'")
+    cursor = await store.get_cursor(page.node_id, "pull")
+    if after > cursor:
+        raise RouteError(
+            409, "CursorMismatch", f"this node holds {page.node_id} up to {cursor}", cursor=cursor
+        )
+    if page.last_seq <= cursor:
+        return JSONResponse(_result_json(ApplyResult(), cursor))
+    missing = await store.missing_chunks(protocol.chunk_digests(page.changes))
+    if missing:
+        raise _missing(missing)
+    try:
+        result = await store.apply_remote(page.node_id, page.changes, page.last_seq, max_skew_ms)
+    except MissingChunks as exc:
+        raise _missing(exc.digests) from exc
+    except ReplicationError as exc:
+        raise RouteError(400, "CannotApply", str(exc)) from exc
+    return JSONResponse(_result_json(result, page.last_seq))
+
+
+def _missing(digests: set[bytes]) -> RouteError:
+    listed = sorted(digest.hex() for digest in digests)[:MAX_MISSING_LISTED]
+    return RouteError(409, "MissingChunks", f"{len(digests)} chunk(s) missing", missing=listed)
+
+
+def _result_json(result: ApplyResult, cursor: int) -> dict[str, int]:
+    return {
+        "applied": result.applied,
+        "duplicates": result.duplicates,
+        "conflicts": result.conflicts,
+        "skew_rejected": result.skew_rejected,
+        "cursor": cursor,
+    }
+
+
+# ---- request helpers --------------------------------------------------------------------------
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refusing (413) one larger than ``limit`` before and while reading it."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise RouteError(413, "TooLarge", f"body larger than {limit} bytes")
+    pieces: list[bytes] = []
+    size = 0
+    async for piece in request.stream():
+        size += len(piece)
+        if size > limit:
+            raise RouteError(413, "TooLarge", f"body larger than {limit} bytes")
+        pieces.append(piece)
+    return b"".join(pieces)
+
+
+def _query_int(text: str | None, name: str, default: int | None) -> int:
+    """A non-negative integer query parameter (``default`` None: required)."""
+    if text is None:
+        if default is None:
+            raise RouteError(400, "BadRequest", f"query parameter {name!r} is required")
+        return default
+    if not text.isascii() or not text.isdigit() or len(text) > 19 or int(text) > MAX_INT:
+        raise RouteError(400, "BadRequest", f"{name} must be an integer from 0 to {MAX_INT}")
+    return int(text)
