@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 from starlette.requests import Request
@@ -21,6 +23,7 @@ from api.keyring import KeyRing
 from api.settings import ApiSettings
 from node.config import ServeConfig
 from node.peers import Pullers, peer_signer
+from node.repl_cli import SERVE_RECORD
 from replication.routes import StoreUnavailable, build_router
 from storage.store import Store, StoreConfig
 
@@ -76,6 +79,15 @@ async def _poll_keys(store: Store, keyring: KeyRing) -> None:
             log.exception("reloading access keys failed")
 
 
+def _record_address(config: ServeConfig) -> Path:
+    """Tell local tools (repl validate) where this node listens, while it runs."""
+    host = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
+    host = f"[{host}]" if ":" in host else host
+    record = config.data_dir / SERVE_RECORD
+    record.write_text(json.dumps({"url": f"http://{host}:{config.port}"}))
+    return record
+
+
 def build_app(config: ServeConfig) -> ASGIApp:
     state = NodeState(config)
 
@@ -89,6 +101,7 @@ def build_app(config: ServeConfig) -> ASGIApp:
             )
         )
         await reload_keys(store, state.keyring)
+        record = _record_address(config)
         state.store = store
         state.runtime = ApiRuntime(store, state.keyring, BucketAccessCache(store))
         poller = asyncio.create_task(_poll_keys(store, state.keyring), name="key-poller")
@@ -107,6 +120,7 @@ def build_app(config: ServeConfig) -> ASGIApp:
                 await poller
             state.runtime = None
             state.store = None
+            record.unlink(missing_ok=True)
             await store.close()
 
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)

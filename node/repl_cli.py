@@ -1,17 +1,22 @@
-"""``lakenode repl pull``: bring a stopped node's data dir up to date with peers, once.
+"""``lakenode repl pull|validate``: replication jobs run from the command line.
 
-For catching a node up before starting it (or checking that a peer is reachable and allowed
-to be pulled from) without serving. Uses the same code as a running node's pull tasks. A
-running node holds its data dir's lock, so this refuses a data dir in use instead of opening
-the store twice.
+``pull`` brings a stopped node's data dir up to date with peers, once: for catching a node up
+before starting it, with the same code as a running node's pull tasks. A running node holds
+its data dir's lock, so ``pull`` refuses a data dir in use instead of opening the store twice.
 
-Exit status: 0 when caught up with every peer, 1 when a pull failed, 2 for bad arguments.
+``validate`` compares this site with a peer through their Merkle digests and prints every
+(bucket, key) that differs. On a stopped data dir it reads the store; beside a running node
+it asks that node (whose address the node records in DATA/serve.json).
+
+Exit status: 0 when caught up / the sites agree, 1 when a pull failed / they differ or a side
+is unreachable, 2 for bad arguments.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -31,19 +36,33 @@ from node.config import (
     resolve_peers,
 )
 from node.peers import PEER_TIMEOUT_S, peer_signer
-from replication.client import PeerClient, PeerUnavailable, Signer
+from replication.client import PeerClient, PeerUnavailable, RemoteDigests, Signer
 from replication.protocol import ProtocolError
 from replication.puller import PeerState, PullStats, identify_peer, pull_once
+from replication.validate import Difference, WalkStats, compare
 from storage.errors import StorageError
 from storage.store import DataDirLocked, Store, StoreConfig
 
 T = TypeVar("T")
+SERVE_RECORD = "serve.json"  # written by a running node: where it listens
 
 
 def add_repl_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", required=True, parser_class=type(parser))
     pull = actions.add_parser("pull", help="pull changes from peers until caught up, then exit")
     add_peer_argument(pull, "peer to pull from (repeatable)")
+    _add_common(pull)
+    validate = actions.add_parser("validate", help="compare this site with peers; 0 if equal")
+    add_peer_argument(validate, "peer to compare with (repeatable)")
+    validate.add_argument(
+        "--deep",
+        action="store_true",
+        help="also compare chunk hashes (not implemented yet: refused)",
+    )
+    _add_common(validate)
+
+
+def _add_common(pull: argparse.ArgumentParser) -> None:
     pull.add_argument(
         "--data-dir",
         type=Path,
@@ -105,6 +124,10 @@ def run_repl(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     sign = peer_signer(access_key, secret_key, region)
+    if args.action == "validate":
+        if args.deep:
+            parser.error("argument --deep: chunk-hash comparison is not implemented yet")
+        return asyncio.run(validate_all(args.data_dir, peers, sign))
     return asyncio.run(pull_all(args.data_dir, peers, sign, skew_ms))
 
 
@@ -160,5 +183,60 @@ def _summary(stats: PullStats) -> str:
     return f"caught up; {stats.summary()}"
 
 
-def _fail(message: str) -> None:
-    sys.stderr.write(f"lakenode repl pull: {message}\n")
+def _fail(message: str, action: str = "pull") -> None:
+    sys.stderr.write(f"lakenode repl {action}: {message}\n")
+
+
+# ---- validate ----------------------------------------------------------------------------------
+
+
+async def validate_all(data_dir: Path, peers: tuple[str, ...], sign: Signer) -> int:
+    """Compare the local site with each peer; print the differences; 0 only if all agree."""
+    status = 0
+    for url in peers:
+        try:
+            differences, stats = await _validate_one(data_dir, url, sign)
+        except (PeerUnavailable, ProtocolError, StorageError, OSError) as exc:
+            _fail(f"{url}: {type(exc).__name__}: {exc}", "validate")
+            status = 1
+            continue
+        for difference in differences:
+            print(
+                f"{difference.bucket}\t{difference.key}\t"
+                f"here={_describe(difference.local)}\tpeer={_describe(difference.remote)}"
+            )
+        verdict = "agree" if not differences else f"{len(differences)} difference(s)"
+        print(
+            f"validate {url}: {verdict} ({stats.nodes_compared} nodes, "
+            f"{stats.leaf_ranges_compared} leaf ranges compared)"
+        )
+        status = status or (1 if differences else 0)
+    return status
+
+
+def _describe(leaf: bytes | None) -> str:
+    return "absent" if leaf is None else f"state:{leaf.hex()[:16]}"
+
+
+async def _validate_one(
+    data_dir: Path, url: str, sign: Signer
+) -> tuple[list[Difference], WalkStats]:
+    async with PeerClient(url, sign, PEER_TIMEOUT_S) as peer:
+        try:
+            store = await Store.open(StoreConfig(data_dir))
+        except DataDirLocked:
+            local_url = _running_node_url(data_dir)
+            async with PeerClient(local_url, sign, PEER_TIMEOUT_S) as local:
+                return await compare(RemoteDigests(local), RemoteDigests(peer))
+        try:
+            return await compare(store, RemoteDigests(peer))
+        finally:
+            await store.close()
+
+
+def _running_node_url(data_dir: Path) -> str:
+    record = data_dir / SERVE_RECORD
+    try:
+        return str(json.loads(record.read_text())["url"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise StorageError(f"{data_dir} is in use but {record} does not say where") from exc

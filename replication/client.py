@@ -34,12 +34,14 @@ from tenacity import (
 
 from replication import protocol
 from replication.protocol import ChangesPage, PeerInfo, ProtocolError
+from storage.digest import Leaf
 
 Signer = Callable[[str, str, Mapping[str, str], str], dict[str, str]]
 
 EMPTY_SHA256: Final = hashlib.sha256(b"").hexdigest()
 _RETRY_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
 _MAX_INFO_BYTES: Final = 64 << 10
+_MAX_DIGEST_BYTES: Final = 4 * 1024 * 1024  # a leaf range of a huge bucket
 _MAX_ANSWER_BYTES: Final = 1 << 20
 
 
@@ -163,6 +165,13 @@ class PeerClient:
             raise ProtocolError("push answer must be an object of counts")
         return document
 
+    async def digest(self, prefix: str, part: str) -> Any:
+        """One Merkle query (see RemoteDigests); the decoded JSON answer."""
+        answer = await self._call(
+            "GET", "digest", query={"prefix": prefix, "part": part}, limit=_MAX_DIGEST_BYTES
+        )
+        return protocol.loads(answer.body)
+
     async def put_chunk(self, digest: bytes, data: bytes) -> None:
         await self._call("PUT", f"chunks/{digest.hex()}", body=data, limit=_MAX_ANSWER_BYTES)
 
@@ -284,3 +293,51 @@ def normalize_base_url(url: str) -> str:
     except ValueError as exc:
         raise ValueError(f"peer URL has a bad port: {url!r}") from exc
     return f"{parts.scheme}://{parts.netloc}"
+
+
+class RemoteDigests:
+    """A peer's Merkle digests, in the shape replication.validate.compare() walks."""
+
+    def __init__(self, client: PeerClient) -> None:
+        self._client = client
+
+    async def digest_node(self, prefix: str) -> bytes:
+        document = await self._client.digest(prefix, "node")
+        return _hex_field(document, "digest")
+
+    async def digest_children(self, prefix: str) -> dict[str, bytes]:
+        document = await self._client.digest(prefix, "children")
+        children = document.get("children") if isinstance(document, dict) else None
+        if not isinstance(children, dict):
+            raise ProtocolError("digest children answer must hold a children object")
+        return {str(name): _hex(value) for name, value in children.items()}
+
+    async def digest_leaves(self, prefix: str) -> list[Leaf]:
+        document = await self._client.digest(prefix, "leaves")
+        rows = document.get("leaves") if isinstance(document, dict) else None
+        if not isinstance(rows, list):
+            raise ProtocolError("digest leaves answer must hold a leaves list")
+        leaves = []
+        for row in rows:
+            if not (
+                isinstance(row, list) and len(row) == 3 and all(isinstance(x, str) for x in row)
+            ):
+                raise ProtocolError("each digest leaf must be [bucket, key, hex]")
+            leaves.append(Leaf(row[0], row[1], _hex(row[2])))
+        return leaves
+
+
+def _hex(value: Any) -> bytes:
+    try:
+        digest = bytes.fromhex(value) if isinstance(value, str) else b""
+    except ValueError as exc:
+        raise ProtocolError("digest values must be hex") from exc
+    if len(digest) != 32:
+        raise ProtocolError("digest values must be 32 bytes")
+    return digest
+
+
+def _hex_field(document: Any, name: str) -> bytes:
+    if not isinstance(document, dict):
+        raise ProtocolError("digest answer must be an object")
+    return _hex(document.get(name))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
+from storage.digest import Leaf
 from storage.hlc import HybridClock
 from storage.replica import ApplyResult, Change
 
@@ -34,3 +35,9 @@ class ReplicaStore(Protocol):
     ) -> ApplyResult: ...
 
     async def get_cursor(self, peer: str, direction: str) -> int: ...
+
+    async def digest_node(self, prefix: str) -> bytes: ...
+
+    async def digest_children(self, prefix: str) -> dict[str, bytes]: ...
+
+    async def digest_leaves(self, prefix: str) -> list[Leaf]: ...

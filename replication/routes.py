@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse, Response
 from replication import protocol
 from replication.ports import ReplicaStore
 from replication.protocol import MAX_INT, MAX_PAGE_CHANGES, ChangesPage, PeerInfo, ProtocolError
+from storage.digest import DEPTH
 from storage.hlc import wall_clock_ms
 from storage.replica import ApplyResult, Change, MissingChunks, ReplicationError
 
@@ -115,6 +116,10 @@ def build_router(
     @router.post("/push")
     async def push_route(request: Request) -> Response:
         return await run(request, push)
+
+    @router.get("/digest")
+    async def digest_route(request: Request) -> Response:
+        return await run(request, handle_digest)
 
     return router
 
@@ -223,6 +228,23 @@ async def handle_push(request: Request, store: ReplicaStore, max_skew_ms: int) -
     except ReplicationError as exc:
         raise RouteError(400, "CannotApply", str(exc)) from exc
     return JSONResponse(_result_json(result, page.last_seq))
+
+
+async def handle_digest(request: Request, store: ReplicaStore) -> Response:
+    """Merkle digests for validate: ?prefix=HEX&part=node|children|leaves."""
+    prefix = request.query_params.get("prefix", "")
+    part = request.query_params.get("part", "node")
+    if len(prefix) > DEPTH or any(c not in "0123456789abcdef" for c in prefix):
+        raise RouteError(400, "BadRequest", f"prefix must be at most {DEPTH} lowercase hex digits")
+    if part == "node":
+        return JSONResponse({"digest": (await store.digest_node(prefix)).hex()})
+    if part == "children" and len(prefix) < DEPTH:
+        children = await store.digest_children(prefix)
+        return JSONResponse({"children": {k: v.hex() for k, v in children.items()}})
+    if part == "leaves" and len(prefix) == DEPTH:
+        leaves = await store.digest_leaves(prefix)
+        return JSONResponse({"leaves": [[x.bucket, x.key, x.leaf.hex()] for x in leaves]})
+    raise RouteError(400, "BadRequest", f"part {part!r} does not apply to prefix {prefix!r}")
 
 
 def _missing(digests: set[bytes]) -> RouteError:
