@@ -32,6 +32,7 @@ from storage.replica import ApplyResult, Change, MissingChunks, ReplicationError
 
 log = logging.getLogger("lakenode.replication.routes")
 
+ACKNOWLEDGED: Final = "acked"  # peer_cursors direction: how far a peer has applied our log
 PREFIX: Final = "/_lakenode/repl"
 DEFAULT_PAGE_LIMIT: Final = 500
 # A 409 lists at most this many missing digests (a page's manifests reference fewer).
@@ -142,8 +143,19 @@ async def handle_changes(request: Request, store: ReplicaStore) -> Response:
     exclude = params.get("exclude_origin")
     if exclude is not None and not protocol.is_node_id(exclude):
         raise RouteError(400, "BadRequest", "exclude_origin must be a node id")
+    if exclude is not None and after > 0:
+        await record_acknowledgement(store, exclude, after)
     page = await read_page(store, after, limit, exclude)
     return Response(protocol.encode_page(page), media_type="application/json")
+
+
+async def record_acknowledgement(store: ReplicaStore, peer: str, after: int) -> None:
+    """A peer asking for changes after SEQ has durably applied everything up to SEQ (its
+    cursor moves only in the transaction that applies a batch): remember that, on disk, as
+    the base of lag, backlog, replication status and tombstone GC. Written only when it
+    moves, so polling costs no commit."""
+    if after > await store.get_cursor(peer, ACKNOWLEDGED):
+        await store.set_cursor(peer, ACKNOWLEDGED, after)
 
 
 async def read_page(

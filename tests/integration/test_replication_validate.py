@@ -7,6 +7,7 @@ its recorded address) and on a stopped data dir (reading the store directly).
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import time
@@ -85,3 +86,29 @@ def test_validate_fails_clearly_when_the_peer_is_unreachable(
     result = validate(b.data_dir, "http://127.0.0.1:9")  # nothing listens on the discard port
     assert result.returncode == 1
     assert "lakenode repl validate:" in result.stderr
+
+
+def test_the_serving_node_records_how_far_a_peer_has_applied(
+    one_way: tuple[NodeProcess, NodeProcess],
+) -> None:
+    """The base of lag, backlog and tombstone GC: A knows, on disk, what B has applied."""
+    a, b = one_way
+    on_a = make_client(a.url)
+    on_a.create_bucket(Bucket="acks")
+    for index in range(5):
+        on_a.put_object(Bucket="acks", Key=f"k{index}", Body=b"x")
+    assert wait_until_agree(b.data_dir, a.url).returncode == 0
+
+    def acknowledged() -> tuple[int, int]:
+        with sqlite3.connect(f"file:{a.data_dir / 'meta.db'}?mode=ro", uri=True) as conn:
+            (last,) = conn.execute("SELECT max(seq) FROM changes").fetchone()
+            row = conn.execute(
+                "SELECT seq FROM peer_cursors WHERE peer = 'site-b' AND direction = 'acked'"
+            ).fetchone()
+        return (row[0] if row else 0), last
+
+    deadline = time.monotonic() + CONVERGE_LIMIT_S
+    while acknowledged()[0] < acknowledged()[1] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    acked, last = acknowledged()
+    assert acked == last > 0
