@@ -309,7 +309,11 @@ def record_version_tombstone(
     conn.execute(
         "INSERT INTO version_tombstones (bucket, key, version_id, hlc, origin)"
         " VALUES (?, ?, ?, ?, ?) ON CONFLICT (bucket, key, version_id) DO UPDATE SET"
-        " hlc = max(hlc, excluded.hlc), origin = excluded.origin",
+        # Keep the greater (hlc, origin) stamp whole; SET sees the row's old values.
+        " hlc = CASE WHEN (excluded.hlc, excluded.origin) > (hlc, origin)"
+        " THEN excluded.hlc ELSE hlc END,"
+        " origin = CASE WHEN (excluded.hlc, excluded.origin) > (hlc, origin)"
+        " THEN excluded.origin ELSE origin END",
         (bucket, key, version_id, hlc, origin),
     )
 
