@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from urllib.parse import quote
+from xml.sax.saxutils import unescape
 
 from tests.bench.http_client import HttpConnection, ResponseHead
 from tests.bench.payload import SEGMENT, Payload, VerificationError
 
 Signer = Callable[..., dict[str, str]]
 LIST_MAX_KEYS = 1000
+_KEY = re.compile(r"<Key>([^<]*)</Key>")
 
 
 class RequestFailed(Exception):
@@ -142,6 +146,15 @@ class S3Client:
         if b"ListBucketResult" not in body:
             raise RequestFailed("LIST", 200, body)
         return len(body)
+
+    async def list_keys(self, bucket: str, prefix: str = "", start_after: str = "") -> list[str]:
+        """Keys of one ListObjectsV2 page (up to 1000) after ``start_after``."""
+        target = (
+            f"/{bucket}?list-type=2&max-keys={LIST_MAX_KEYS}&prefix={quote(prefix, safe='')}"
+            f"&start-after={quote(start_after, safe='')}"
+        )
+        body = await self._simple("LIST", "GET", target, frozenset({200}))
+        return [unescape(key) for key in _KEY.findall(body.decode())]
 
     async def delete_object(self, bucket: str, key: str) -> int:
         await self._simple("DELETE", "DELETE", f"/{bucket}/{key}", frozenset({200, 204}))
