@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp
@@ -22,9 +23,12 @@ from api.internal_auth import replication_authorizer
 from api.keyring import KeyRing
 from api.settings import ApiSettings
 from node.config import ServeConfig
+from node.metrics import NodeMetrics
 from node.peers import Pullers, peer_signer
 from node.repl_cli import SERVE_RECORD
-from replication.routes import StoreUnavailable, build_router
+from node.repl_status import full_reports, local_reports
+from replication.routes import PREFIX as REPL_PREFIX
+from replication.routes import StoreUnavailable, build_router, error_response
 from storage.store import Store, StoreConfig
 
 log = logging.getLogger("lakenode.node")
@@ -41,6 +45,7 @@ class NodeState:
         self.runtime: ApiRuntime | None = None
         self.keyring = KeyRing(config.access_key, config.secret_key)
         self.pullers = Pullers()
+        self.metrics = NodeMetrics()
 
     def require_store(self) -> Store:
         if self.store is None:
@@ -125,13 +130,41 @@ def build_app(config: ServeConfig) -> ASGIApp:
 
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     settings = api_settings(config)
+    authorize = replication_authorizer(settings, state.keyring)
     app.include_router(
-        build_router(
-            state.require_store,
-            replication_authorizer(settings, state.keyring),
-            max_skew_ms=config.repl_max_clock_skew,
-        )
+        build_router(state.require_store, authorize, max_skew_ms=config.repl_max_clock_skew)
     )
+
+    @app.get("/_lakenode/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        # No authentication: metrics name peers and counts, nothing stored.
+        store = state.store
+        if store is None:
+            return Response("store is not open\n", status_code=503, media_type="text/plain")
+        await state.pullers.flush_counters(store)
+        body = await state.metrics.render(store, state.pullers.states)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    @app.get(f"{REPL_PREFIX}/status", include_in_schema=False)
+    async def repl_status(request: Request) -> Response:
+        # Like the replication routes: SigV4 by the root key or a replication key.
+        try:
+            await authorize(request)
+        except HTTPException as exc:
+            return error_response(exc.status_code, "AccessDenied", str(exc.detail))
+        store = state.store
+        if store is None:
+            return error_response(503, "Unavailable", "the node's store is not open")
+        await state.pullers.flush_counters(store)
+        sign = state.pullers.sign
+        reports = (
+            await full_reports(store, state.pullers.states, sign)
+            if sign is not None
+            else await local_reports(store, [])
+        )
+        return JSONResponse(
+            {"node_id": store.node_id, "peers": [report.to_json() for report in reports]}
+        )
 
     @app.get("/_lakenode/health", include_in_schema=False)
     async def health() -> Response:

@@ -15,12 +15,16 @@ from collections.abc import Mapping
 
 from api.sigv4 import sign_headers
 from replication.client import PeerClient, Signer
-from replication.ports import ReplicaStore
 from replication.puller import PeerState, pull_forever
+from storage.repl_stats import PeerCounters
+from storage.store import Store
 
 log = logging.getLogger("lakenode.node")
 
 PEER_TIMEOUT_S = 30.0
+# Bytes and failed rounds reach the counters on disk this often (conflicts and clock-skew
+# rejections are counted in the transaction that applies them).
+COUNTER_FLUSH_INTERVAL_S = 2.0
 
 
 def peer_signer(access_key: str, secret_key: str, region: str) -> Signer:
@@ -37,12 +41,18 @@ class Pullers:
 
     def __init__(self) -> None:
         self.states: list[PeerState] = []
+        self.sign: Signer | None = None
         self._clients: list[PeerClient] = []
         self._tasks: list[asyncio.Task[None]] = []
+        # What of each state's totals is already added to the counters on disk.
+        self._flushed: list[PeerCounters] = []
+        self._flush_lock = asyncio.Lock()
+        self._store: Store | None = None
+        self._named: dict[int, str] = {}  # state index -> node id remembered on disk
 
-    def start(
-        self, store: ReplicaStore, peers: tuple[str, ...], sign: Signer, max_skew_ms: int
-    ) -> None:
+    def start(self, store: Store, peers: tuple[str, ...], sign: Signer, max_skew_ms: int) -> None:
+        self.sign = sign
+        self._store = store
         for url in peers:
             client = PeerClient(url, sign, PEER_TIMEOUT_S)
             state = PeerState(url=client.base_url)
@@ -51,8 +61,13 @@ class Pullers:
             )
             self._clients.append(client)
             self.states.append(state)
+            self._flushed.append(PeerCounters())
             self._tasks.append(task)
             log.info("replicating from peer %s", client.base_url)
+        if peers:
+            self._tasks.append(
+                asyncio.create_task(self._flush_forever(store), name="repl-counters")
+            )
 
     async def stop(self) -> None:
         """Cancel every pull (a round in flight is not applied or is applied whole)."""
@@ -61,7 +76,46 @@ class Pullers:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._store is not None:
+            try:
+                await self.flush_counters(self._store)
+            except Exception:
+                log.exception("saving replication counters failed")
         for client in self._clients:
             await client.close()
         self._tasks.clear()
         self._clients.clear()
+
+    async def flush_counters(self, store: Store) -> None:
+        """Add what the pull tasks counted since the last flush to the counters on disk.
+
+        Bytes received and failed rounds (not unavailability: that is ``link_up``) per peer
+        node id; a peer not identified yet keeps its counts until it is.
+        """
+        async with self._flush_lock:
+            for index, (state, flushed) in enumerate(zip(self.states, self._flushed, strict=True)):
+                if state.node_id is None:
+                    continue
+                if self._named.get(index) != state.node_id:
+                    await store.remember_peer_url(state.url, state.node_id)
+                    self._named[index] = state.node_id
+                delta = PeerCounters(
+                    bytes_received=state.totals.bytes_received - flushed.bytes_received,
+                    apply_errors={
+                        reason: count - flushed.apply_errors.get(reason, 0)
+                        for reason, count in state.errors.items()
+                        if reason != "unavailable" and count > flushed.apply_errors.get(reason, 0)
+                    },
+                )
+                if delta.is_zero():
+                    continue
+                await store.add_repl_counters(state.node_id, delta)
+                flushed.add(delta)
+
+    async def _flush_forever(self, store: Store) -> None:
+        while True:
+            await asyncio.sleep(COUNTER_FLUSH_INTERVAL_S)
+            try:
+                await self.flush_counters(store)
+            except Exception:
+                log.exception("saving replication counters failed")

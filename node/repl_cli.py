@@ -1,4 +1,4 @@
-"""``lakenode repl pull|validate``: replication jobs run from the command line.
+"""``lakenode repl pull|push|validate|status|bootstrap``: replication jobs from the command line.
 
 ``pull`` brings a stopped node's data dir up to date with peers, once: for catching a node up
 before starting it, with the same code as a running node's pull tasks. A running node holds
@@ -7,6 +7,15 @@ its data dir's lock, so ``pull`` refuses a data dir in use instead of opening th
 ``validate`` compares this site with a peer through their Merkle digests and prints every
 (bucket, key) that differs. On a stopped data dir it reads the store; beside a running node
 it asks that node (whose address the node records in DATA/serve.json).
+
+``bootstrap --from URL`` fills a new, stopped site with a peer's full state and then catches
+up with its log (node/bootstrap_cli.py, replication/bootstrap.py); it resumes after a crash.
+
+``push`` sends a stopped node's changes to peers until they hold them all (the mirror of
+``pull``). ``status`` prints each peer's replication state (node/repl_status.py): beside a
+running node it asks that node, on a stopped data dir it reads it and probes the ``--peer``s;
+``validate`` records each outcome in the data dir for it. ``status`` exits 1 only when the
+node or a peer cannot be reached.
 
 Exit status: 0 when caught up / the sites agree, 1 when a pull failed / they differ or a side
 is unreachable, 2 for bad arguments.
@@ -19,11 +28,13 @@ import asyncio
 import json
 import logging
 import os
+import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from node.bootstrap_cli import bootstrap_site
 from node.config import (
     DEFAULT_ACCESS_KEY,
     DEFAULT_REGION,
@@ -32,15 +43,22 @@ from node.config import (
     check_peer_credentials,
     parse_duration_ms,
     parse_key,
+    parse_peer_url,
     parse_region,
     resolve_peers,
 )
+from node.keys_cli import open_catalog
 from node.peers import PEER_TIMEOUT_S, peer_signer
+from node.repl_status import full_reports
+from replication.bootstrap import DEFAULT_PAGE_SIZE
 from replication.client import PeerClient, PeerUnavailable, RemoteDigests, Signer
-from replication.protocol import ProtocolError
+from replication.protocol import MAX_PAGE_CHANGES, ProtocolError
 from replication.puller import PeerState, PullStats, identify_peer, pull_once
+from replication.pusher import PushFailed, push_once
 from replication.validate import Difference, WalkStats, compare
 from storage.errors import StorageError
+from storage.hlc import wall_clock_ms
+from storage.repl_stats import PeerCounters, ValidateRecord, record_validate
 from storage.store import DataDirLocked, Store, StoreConfig
 
 T = TypeVar("T")
@@ -60,6 +78,42 @@ def add_repl_arguments(parser: argparse.ArgumentParser) -> None:
         help="also compare chunk hashes (not implemented yet: refused)",
     )
     _add_common(validate)
+    push = actions.add_parser("push", help="push this stopped node's changes to peers, then exit")
+    add_peer_argument(push, "peer to push to (repeatable)")
+    _add_common(push)
+    status = actions.add_parser("status", help="replication state per peer; 'in sync' or not")
+    add_peer_argument(status, "peer to report on (default: the running node's peers)")
+    status.add_argument("--json", action="store_true", help="print JSON for scripts")
+    _add_common(status)
+    _add_bootstrap(actions)
+
+
+def _add_bootstrap(actions: Any) -> None:
+    boot = actions.add_parser(
+        "bootstrap", help="fill an empty site with a peer's full state, then catch up"
+    )
+    boot.add_argument(
+        "--from", dest="source", required=True, metavar="URL", help="the peer to copy"
+    )
+    boot.add_argument(
+        "--node-id", help="node id of the new site (default: the data dir's, else a new one)"
+    )
+    boot.add_argument(
+        "--page-size",
+        type=int,
+        default=DEFAULT_PAGE_SIZE,
+        help=f"changes per snapshot page (default {DEFAULT_PAGE_SIZE}, at most {MAX_PAGE_CHANGES})",
+    )
+    _add_common(boot)
+
+
+def _bootstrap_source(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
+    if not 1 <= args.page_size <= MAX_PAGE_CHANGES:
+        parser.error(f"argument --page-size: must be from 1 to {MAX_PAGE_CHANGES}")
+    try:
+        return parse_peer_url(args.source)
+    except argparse.ArgumentTypeError as exc:
+        parser.error(f"argument --from: {exc}")
 
 
 def _add_common(pull: argparse.ArgumentParser) -> None:
@@ -86,11 +140,15 @@ def _add_common(pull: argparse.ArgumentParser) -> None:
 
 
 def run_repl(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    peers = resolve_peers(parser, args.peer)
-    if not peers:
-        parser.error("argument --peer: at least one peer is required")
-    if not (args.data_dir / "node_id").exists():
-        parser.error(f"argument --data-dir: no lakenode data in {args.data_dir}")
+    if args.action == "bootstrap":
+        source = _bootstrap_source(parser, args)
+        peers: tuple[str, ...] = ()
+    else:
+        peers = resolve_peers(parser, args.peer)
+        if not peers and args.action != "status":  # status asks a running node for its peers
+            parser.error("argument --peer: at least one peer is required")
+        if not (args.data_dir / "node_id").exists():
+            parser.error(f"argument --data-dir: no lakenode data in {args.data_dir}")
     check_peer_credentials(parser, args.peer_access_key, args.peer_secret_key)
     access_key = _setting(
         parser,
@@ -124,6 +182,14 @@ def run_repl(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     sign = peer_signer(access_key, secret_key, region)
+    if args.action == "push":
+        return asyncio.run(push_all(args.data_dir, peers, sign))
+    if args.action == "status":
+        return asyncio.run(status_all(args.data_dir, peers, sign, as_json=args.json))
+    if args.action == "bootstrap":
+        return asyncio.run(
+            bootstrap_site(args.data_dir, source, sign, skew_ms, args.node_id, args.page_size)
+        )
     if args.action == "validate":
         if args.deep:
             parser.error("argument --deep: chunk-hash comparison is not implemented yet")
@@ -175,6 +241,8 @@ async def pull_peer(store: Store, url: str, sign: Signer, skew_ms: int) -> bool:
         except (PeerUnavailable, ProtocolError, StorageError) as exc:
             _fail(f"{client.base_url}: {type(exc).__name__}: {exc}")
             return False
+        finally:
+            await _add_counters(store, state, client)
     print(f"pulled {client.base_url} (node {name}) into {store.node_id}: {_summary(stats)}")
     return True
 
@@ -195,11 +263,12 @@ async def validate_all(data_dir: Path, peers: tuple[str, ...], sign: Signer) -> 
     status = 0
     for url in peers:
         try:
-            differences, stats = await _validate_one(data_dir, url, sign)
+            differences, stats, peer_id = await _validate_one(data_dir, url, sign)
         except (PeerUnavailable, ProtocolError, StorageError, OSError) as exc:
             _fail(f"{url}: {type(exc).__name__}: {exc}", "validate")
             status = 1
             continue
+        _record_validate(data_dir, peer_id, url, len(differences))
         for difference in differences:
             print(
                 f"{difference.bucket}\t{difference.key}\t"
@@ -220,18 +289,33 @@ def _describe(leaf: bytes | None) -> str:
 
 async def _validate_one(
     data_dir: Path, url: str, sign: Signer
-) -> tuple[list[Difference], WalkStats]:
+) -> tuple[list[Difference], WalkStats, str]:
+    """The differences, the walk's cost, and the peer's node id (the key of the record)."""
     async with PeerClient(url, sign, PEER_TIMEOUT_S) as peer:
+        peer_id = (await peer.info()).node_id
         try:
             store = await Store.open(StoreConfig(data_dir))
         except DataDirLocked:
             local_url = _running_node_url(data_dir)
             async with PeerClient(local_url, sign, PEER_TIMEOUT_S) as local:
-                return await compare(RemoteDigests(local), RemoteDigests(peer))
+                return (*await compare(RemoteDigests(local), RemoteDigests(peer)), peer_id)
         try:
-            return await compare(store, RemoteDigests(peer))
+            return (*await compare(store, RemoteDigests(peer)), peer_id)
         finally:
             await store.close()
+
+
+def _record_validate(data_dir: Path, peer_id: str, url: str, differences: int) -> None:
+    """Keep the outcome for `repl status` and metrics (works beside a running node: SQLite)."""
+    record = ValidateRecord(time_ms=wall_clock_ms(), differences=differences, url=url)
+    try:
+        conn = open_catalog(data_dir)
+        try:
+            record_validate(conn, peer_id, record)
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        _fail(f"could not record the outcome in {data_dir}: {exc}", "validate")
 
 
 def _running_node_url(data_dir: Path) -> str:
@@ -240,3 +324,143 @@ def _running_node_url(data_dir: Path) -> str:
         return str(json.loads(record.read_text())["url"])
     except (OSError, ValueError, KeyError) as exc:
         raise StorageError(f"{data_dir} is in use but {record} does not say where") from exc
+
+
+async def _add_counters(store: Store, state: PeerState, client: PeerClient) -> None:
+    """What a one-shot job moved, into the peer's counters on disk (metrics, status)."""
+    if state.node_id is not None:
+        delta = PeerCounters(bytes_sent=client.bytes_sent, bytes_received=client.bytes_received)
+        await store.add_repl_counters(state.node_id, delta)
+
+
+# ---- push --------------------------------------------------------------------------------------
+
+
+async def push_all(data_dir: Path, peers: tuple[str, ...], sign: Signer) -> int:
+    try:
+        store = await Store.open(StoreConfig(data_dir))
+    except DataDirLocked as exc:
+        _fail(f"{exc}: stop that node first (push runs on a stopped data dir)", "push")
+        return 1
+    try:
+        for url in peers:
+            if not await push_peer(store, url, sign):
+                return 1
+        return 0
+    finally:
+        await store.close()
+
+
+async def push_peer(store: Store, url: str, sign: Signer) -> bool:
+    """Push to one peer until it holds our log; print one line saying what happened."""
+    async with PeerClient(url, sign, PEER_TIMEOUT_S) as client:
+        state = PeerState(url=client.base_url)
+        try:
+            name = await identify_peer(store, client, state)
+            stats = await push_once(store, client, name)
+        except (PeerUnavailable, ProtocolError, StorageError, PushFailed) as exc:
+            _fail(f"{client.base_url}: {type(exc).__name__}: {exc}", "push")
+            return False
+        finally:
+            await _add_counters(store, state, client)
+    print(
+        f"pushed {store.node_id} to {client.base_url} (node {name}): caught up; {stats.summary()}"
+    )
+    return True
+
+
+# ---- status ------------------------------------------------------------------------------------
+
+
+async def status_all(data_dir: Path, peers: tuple[str, ...], sign: Signer, *, as_json: bool) -> int:
+    """Print each peer's state; 1 if the node or a peer cannot be reached, else 0."""
+    try:
+        store = await Store.open(StoreConfig(data_dir))
+    except DataDirLocked:
+        try:
+            document = await _running_node_status(data_dir, sign)
+        except (PeerUnavailable, ProtocolError, StorageError) as exc:
+            _fail(f"the running node: {type(exc).__name__}: {exc}", "status")
+            return 1
+        if peers:
+            document["peers"] = [row for row in document["peers"] if row.get("url") in peers]
+    else:
+        try:
+            if not peers:
+                _fail("no node is running on this data dir: name peers with --peer", "status")
+                return 1
+            reports = await full_reports(store, [PeerState(url=url) for url in peers], sign)
+            document = {"node_id": store.node_id, "peers": [r.to_json() for r in reports]}
+        finally:
+            await store.close()
+    print(json.dumps(document, indent=2, sort_keys=True) if as_json else format_status(document))
+    configured = [row for row in document["peers"] if row.get("url") is not None]
+    return 0 if all(row.get("link_up") is True for row in configured) else 1
+
+
+async def _running_node_status(data_dir: Path, sign: Signer) -> dict[str, Any]:
+    async with PeerClient(_running_node_url(data_dir), sign, PEER_TIMEOUT_S) as node:
+        document = await node.node_status()
+    if not isinstance(document, dict) or not isinstance(document.get("peers"), list):
+        raise ProtocolError("the node's status answer has no peers list")
+    if not all(isinstance(row, dict) for row in document["peers"]):
+        raise ProtocolError("the node's status answer has malformed peers")
+    return document
+
+
+def peer_state(row: Mapping[str, Any]) -> str:
+    """A word or two for a peer's row; "in sync" only with nothing pending and a match."""
+    if row.get("in_sync"):
+        return "in sync"
+    if row.get("link_up") is not True:
+        return "down" if row.get("url") else "not configured"
+    if row.get("backlog_ops") or row.get("behind_ops"):
+        return "catching up"
+    validate = row.get("last_validate")
+    if not validate:
+        return "not validated"
+    return "differs" if validate.get("differences") else "pending"
+
+
+def format_status(document: Mapping[str, Any]) -> str:
+    now_ms = wall_clock_ms()
+    header = ("PEER", "LINK", "CLOCK", "LAG", "BACKLOG", "BEHIND", "CONFLICTS", "VALIDATE", "STATE")
+    lines = [header]
+    notes = []
+    for row in document["peers"]:
+        offset = row.get("clock_offset_seconds")
+        validate = row.get("last_validate")
+        checked = (
+            "never"
+            if not validate
+            else f"{validate['differences']} diff, "
+            f"{_seconds((now_ms - validate['time_ms']) / 1000)} ago"
+        )
+        lines.append(
+            (
+                str(row.get("peer")),
+                {True: "up", False: "down"}.get(row.get("link_up"), "-"),
+                "-" if offset is None else f"{offset:+.3f}s",
+                _seconds(row.get("lag_seconds")),
+                _pending(row.get("backlog_ops"), row.get("backlog_bytes")),
+                _pending(row.get("behind_ops"), row.get("behind_bytes")),
+                str(row.get("conflicts", 0)),
+                checked,
+                peer_state(row),
+            )
+        )
+        if row.get("last_error"):
+            notes.append(f"{row.get('peer')}: last error: {row['last_error']}")
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    table = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+             for line in lines]  # fmt: skip
+    title = f"node {document.get('node_id')}: {len(document['peers'])} peer(s)"
+    return "\n".join([title, *table, *notes])
+
+
+def _seconds(value: Any) -> str:
+    return "-" if not isinstance(value, int | float) else f"{value:.1f}s"
+
+
+def _pending(ops: Any, size: Any) -> str:
+    return "-" if ops is None else f"{ops} ({size or 0} B)"

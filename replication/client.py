@@ -109,6 +109,7 @@ class PeerClient:
         timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0))
         self._http = httpx.AsyncClient(timeout=timeout, transport=transport)
         self.bytes_received = 0  # bodies of successful answers, for stats
+        self.bytes_sent = 0  # request bodies sent (every attempt), for stats
 
     async def close(self) -> None:
         await self._http.aclose()
@@ -133,6 +134,17 @@ class PeerClient:
         page = protocol.decode_page(answer.body)
         if len(page.changes) > limit:
             raise ProtocolError(f"peer sent {len(page.changes)} changes, {limit} were asked for")
+        return page
+
+    async def snapshot(self, after: str | None, limit: int) -> protocol.SnapshotPage:
+        """A page of the peer's current state (``after`` None: start a snapshot)."""
+        query: dict[str, str | int] = {"limit": limit}
+        if after is not None:
+            query["after"] = after
+        answer = await self._call("GET", "snapshot", query=query, limit=protocol.MAX_PAGE_BYTES)
+        page = protocol.snapshot_page_from_json(protocol.loads(answer.body))
+        if after is None and page.snapshot_seq is None:
+            raise ProtocolError("the first snapshot page must carry 'snapshot_seq'")
         return page
 
     async def chunk(self, digest: bytes) -> bytes:
@@ -172,8 +184,33 @@ class PeerClient:
         )
         return protocol.loads(answer.body)
 
+    async def node_status(self) -> Any:
+        """A node's own replication status (``GET /_lakenode/repl/status``), decoded JSON."""
+        answer = await self._call("GET", "status", limit=_MAX_DIGEST_BYTES)
+        return protocol.loads(answer.body)
+
     async def put_chunk(self, digest: bytes, data: bytes) -> None:
         await self._call("PUT", f"chunks/{digest.hex()}", body=data, limit=_MAX_ANSWER_BYTES)
+
+    async def backlog(self, after: int, exclude_origin: str | None) -> dict[str, int | None]:
+        """What the peer's log holds after ``after``: {"ops", "bytes", "oldest_hlc"}."""
+        query: dict[str, str | int] = {"after": after}
+        if exclude_origin is not None:
+            query["exclude_origin"] = exclude_origin
+        answer = await self._call("GET", "backlog", query=query, limit=_MAX_ANSWER_BYTES)
+        document = protocol.loads(answer.body)
+        if not isinstance(document, dict):
+            raise ProtocolError("backlog answer must be an object")
+        counts: dict[str, int | None] = {}
+        for name in ("ops", "bytes", "oldest_hlc"):
+            value = document.get(name)
+            if value is None and name == "oldest_hlc":
+                counts[name] = None
+            elif type(value) is int and 0 <= value <= protocol.MAX_INT:
+                counts[name] = value
+            else:
+                raise ProtocolError(f"backlog answer: {name!r} must be a non-negative integer")
+        return counts
 
     # ---- plumbing ---------------------------------------------------------------------------
 
@@ -235,6 +272,7 @@ class PeerClient:
                 await response.aclose()
         except httpx.TransportError as exc:
             raise PeerUnavailable(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
+        self.bytes_sent += len(body)
         return _Answer(response.status_code, response.headers, data)
 
 

@@ -11,7 +11,9 @@ from typing import Protocol
 
 from storage.digest import Leaf
 from storage.hlc import HybridClock
+from storage.repl_stats import Backlog
 from storage.replica import ApplyResult, Change
+from storage.snapshot import BootstrapRecord, Position
 
 
 class ReplicaStore(Protocol):
@@ -30,6 +32,8 @@ class ReplicaStore(Protocol):
 
     async def store_chunk(self, data: bytes) -> None: ...
 
+    async def receive_chunk(self, data: bytes) -> None: ...
+
     async def apply_remote(
         self, peer: str, changes: list[Change], cursor: int, max_skew_ms: int
     ) -> ApplyResult: ...
@@ -38,8 +42,32 @@ class ReplicaStore(Protocol):
 
     async def set_cursor(self, peer: str, direction: str, seq: int) -> None: ...
 
+    async def repl_backlog(self, after_seq: int, exclude_origin: str | None) -> Backlog: ...
+
+    async def snapshot_page(
+        self, after: Position | None, limit: int
+    ) -> tuple[list[Change], Position | None]: ...
+
+    async def count_versions(self) -> int: ...
+
     async def digest_node(self, prefix: str) -> bytes: ...
 
     async def digest_children(self, prefix: str) -> dict[str, bytes]: ...
 
     async def digest_leaves(self, prefix: str) -> list[Leaf]: ...
+
+
+class BootstrapStore(ReplicaStore, Protocol):
+    """What ``lakenode repl bootstrap`` needs of the new site's store besides pulling."""
+
+    async def is_empty(self) -> bool: ...
+
+    async def bootstrap_record(self) -> BootstrapRecord | None: ...
+
+    async def finished_bootstrap(self) -> BootstrapRecord | None: ...
+
+    async def apply_snapshot_page(
+        self, changes: list[Change], record: BootstrapRecord, max_skew_ms: int
+    ) -> ApplyResult: ...
+
+    async def finish_bootstrap(self, record: BootstrapRecord) -> None: ...

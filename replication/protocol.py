@@ -335,3 +335,87 @@ def _payload(fields: Mapping[str, Any], where: str) -> dict[str, Any] | None:
     if len(dumps(value)) > MAX_PAYLOAD_BYTES:
         raise ProtocolError(f"{where}: payload exceeds {MAX_PAYLOAD_BYTES} bytes")
     return value
+
+
+# ---- snapshot pages (bootstrap) ---------------------------------------------------------------
+
+# A position token is URL-safe base64 of a JSON [bucket, key, version_id]; opaque to clients.
+MAX_POSITION_CHARS: Final = 8192
+_POSITION_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,8192}")
+
+
+@dataclass(frozen=True)
+class SnapshotPage:
+    """A page of ``GET snapshot``: synthetic changes describing the peer's state (seq 0).
+
+    ``next`` is where the following page starts (None: the state has been read to its end).
+    ``snapshot_seq`` (the peer's last seq before the first page was read) and
+    ``objects_total`` (its version rows then) come with the first page only.
+    """
+
+    node_id: str
+    changes: list[Change]
+    next: str | None
+    snapshot_seq: int | None
+    objects_total: int | None
+    now_ms: int
+    protocol: int = PROTOCOL_VERSION
+
+
+def encode_position(position: tuple[str, str, str]) -> str:
+    raw = json.dumps(list(position), separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def decode_position(token: str) -> tuple[str, str, str]:
+    """A position token from a client: refused (ProtocolError) unless it is well formed."""
+    if not _POSITION_TOKEN.fullmatch(token):
+        raise ProtocolError("a snapshot position is a token returned as 'next' by a page")
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise ProtocolError("malformed snapshot position") from exc
+    document = loads(raw, MAX_POSITION_CHARS)
+    if not (
+        isinstance(document, list)
+        and len(document) == 3
+        and all(isinstance(part, str) for part in document)
+    ):
+        raise ProtocolError("malformed snapshot position")
+    bucket, key, version_id = document
+    return bucket, key, version_id
+
+
+def snapshot_page_to_json(page: SnapshotPage) -> dict[str, Any]:
+    return {
+        "protocol": page.protocol,
+        "node_id": page.node_id,
+        "changes": [change_to_json(change) for change in page.changes],
+        "next": page.next,
+        "snapshot_seq": page.snapshot_seq,
+        "objects_total": page.objects_total,
+        "now_ms": page.now_ms,
+    }
+
+
+def snapshot_page_from_json(document: Any) -> SnapshotPage:
+    """Validate a snapshot page completely; any defect raises ProtocolError."""
+    fields = _object(document, "snapshot page")
+    _check_protocol(fields)
+    raw_changes = fields.get("changes")
+    if not isinstance(raw_changes, list):
+        raise ProtocolError("snapshot page: 'changes' must be a list")
+    if len(raw_changes) > MAX_PAGE_CHANGES + 2:  # a page ends after a whole entry
+        raise ProtocolError(f"snapshot page: {len(raw_changes)} changes exceed the limit")
+    changes = [change_from_json(item, index) for index, item in enumerate(raw_changes)]
+    token = fields.get("next")
+    if token is not None and (not isinstance(token, str) or not _POSITION_TOKEN.fullmatch(token)):
+        raise ProtocolError("snapshot page: 'next' must be a position token or null")
+    return SnapshotPage(
+        node_id=_node_id(fields, "node_id", "snapshot page"),
+        changes=changes,
+        next=token,
+        snapshot_seq=_optional_int(fields, "snapshot_seq", "snapshot page"),
+        objects_total=_optional_int(fields, "objects_total", "snapshot page"),
+        now_ms=_int(fields, "now_ms", "snapshot page"),
+    )

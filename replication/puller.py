@@ -24,12 +24,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Final
 
-from replication.client import PeerClient, PeerUnavailable
+from replication.client import PeerClient, PeerRefused, PeerUnavailable
 from replication.ports import ReplicaStore
 from replication.protocol import ChangesPage, ProtocolError, chunk_digests
+from storage.errors import StorageError
 from storage.hlc import wall_clock_ms
 from storage.replica import ApplyResult, Change, MissingChunks
 
@@ -88,6 +90,8 @@ class PeerState:
     last_error: str | None = None
     consecutive_failures: int = 0
     totals: PullStats = field(default_factory=PullStats)
+    link_up: bool | None = None  # did the last attempt reach the peer? None before the first
+    errors: dict[str, int] = field(default_factory=dict)  # failed rounds by error_reason()
 
     @property
     def name(self) -> str:
@@ -103,10 +107,29 @@ class PeerState:
         self.last_success_ms = wall_clock_ms()
         self.last_error = None
         self.consecutive_failures = 0
+        self.link_up = True
 
     def failed(self, error: BaseException) -> None:
         self.last_error = f"{type(error).__name__}: {error}"
         self.consecutive_failures += 1
+        self.link_up = not isinstance(error, PeerUnavailable)
+        reason = error_reason(error)
+        self.errors[reason] = self.errors.get(reason, 0) + 1
+
+
+def error_reason(error: BaseException) -> str:
+    """A short, bounded label for a failed round (the ``reason`` of apply-error metrics)."""
+    if isinstance(error, PeerUnavailable):
+        return "unavailable"
+    if isinstance(error, PeerRefused):
+        return "refused"
+    if isinstance(error, ProtocolError):
+        return "protocol"
+    if isinstance(error, MissingChunks):
+        return "missing_chunks"
+    if isinstance(error, StorageError):
+        return "storage"
+    return "internal"
 
 
 async def pull_once(
@@ -163,16 +186,33 @@ async def apply_page(
     stats: PullStats,
 ) -> None:
     """Fetch the page's missing chunks, then apply it and move the cursor, atomically."""
-    await fetch_missing(store, client, chunk_digests(page.changes), stats)
+
+    async def apply() -> ApplyResult:
+        return await store.apply_remote(peer_name, page.changes, page.last_seq, max_skew_ms)
+
+    result = await fetch_then_apply(store, client, peer_name, page.changes, apply, stats)
+    stats.add_result(result)
+    _log_rejected(peer_name, result.rejected)
+
+
+async def fetch_then_apply(
+    store: ReplicaStore,
+    client: PeerClient,
+    peer_name: str,
+    changes: list[Change],
+    apply: Callable[[], Awaitable[ApplyResult]],
+    stats: PullStats,
+) -> ApplyResult:
+    """Fetch the chunks ``changes`` reference that this node lacks, then ``apply()`` them
+    (pulled pages and bootstrap snapshot pages alike)."""
+    await fetch_missing(store, client, chunk_digests(changes), stats)
     try:
-        result = await store.apply_remote(peer_name, page.changes, page.last_seq, max_skew_ms)
+        return await apply()
     except MissingChunks as exc:
         # Only if a chunk went missing between our check and the apply; one more try.
         log.warning("applying %s's page: %s; fetching them again", peer_name, exc)
         await fetch_missing(store, client, exc.digests, stats)
-        result = await store.apply_remote(peer_name, page.changes, page.last_seq, max_skew_ms)
-    stats.add_result(result)
-    _log_rejected(peer_name, result.rejected)
+        return await apply()
 
 
 async def fetch_missing(
@@ -190,7 +230,7 @@ async def fetch_missing(
     async def worker() -> None:
         for digest in pending:  # shared: each digest goes to exactly one worker
             data = await client.chunk(digest)
-            await store.store_chunk(data)
+            await store.receive_chunk(data)  # indexed by the batch's own commit
             stats.chunks_fetched += 1
 
     try:

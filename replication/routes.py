@@ -7,6 +7,9 @@
 * ``PUT chunks/{blake3_hex}``: receive a chunk (pushed by a peer); stored only if it hashes
   to the digest in the URL.
 * ``POST push?after=SEQ``: a pushing peer's changes page, applied like a pulled one.
+* ``GET backlog?after=SEQ&exclude_origin=NODE``: ops, bytes and oldest HLC after SEQ.
+* ``GET snapshot?after=TOKEN&limit=N``: a page of this node's current state as synthetic
+  changes, for bootstrapping a new site (see handle_snapshot).
 
 Every route first awaits ``authorize(request)`` (SigV4 and the replication permission live in
 api/, which replication must not import; node/ passes the function in). Errors are JSON
@@ -121,6 +124,14 @@ def build_router(
     @router.get("/digest")
     async def digest_route(request: Request) -> Response:
         return await run(request, handle_digest)
+
+    @router.get("/backlog")
+    async def backlog_route(request: Request) -> Response:
+        return await run(request, handle_backlog)
+
+    @router.get("/snapshot")
+    async def snapshot_route(request: Request) -> Response:
+        return await run(request, handle_snapshot)
 
     return router
 
@@ -257,6 +268,51 @@ async def handle_digest(request: Request, store: ReplicaStore) -> Response:
         leaves = await store.digest_leaves(prefix)
         return JSONResponse({"leaves": [[x.bucket, x.key, x.leaf.hex()] for x in leaves]})
     raise RouteError(400, "BadRequest", f"part {part!r} does not apply to prefix {prefix!r}")
+
+
+async def handle_backlog(request: Request, store: ReplicaStore) -> Response:
+    """What this node's log holds after ?after=SEQ, leaving out ?exclude_origin=NODE:
+    {"ops", "bytes", "oldest_hlc"} (read from disk; a puller's lag and backlog)."""
+    params = request.query_params
+    after = _query_int(params.get("after"), "after", 0)
+    exclude = params.get("exclude_origin")
+    if exclude is not None and not protocol.is_node_id(exclude):
+        raise RouteError(400, "BadRequest", "exclude_origin must be a node id")
+    pending = await store.repl_backlog(after, exclude)
+    return JSONResponse(
+        {"ops": pending.ops, "bytes": pending.bytes, "oldest_hlc": pending.oldest_hlc}
+    )
+
+
+async def handle_snapshot(request: Request, store: ReplicaStore) -> Response:
+    """A page of this node's current state for a bootstrapping site (storage/snapshot.py).
+
+    ``?after=`` absent or empty starts a snapshot: the page then carries ``snapshot_seq``,
+    this node's last seq read *before* the state, from which the new site pulls the log
+    afterwards (and ``objects_total``, for its progress). Later pages pass the ``next`` token.
+    """
+    params = request.query_params
+    token = params.get("after") or None
+    limit = min(_query_int(params.get("limit"), "limit", DEFAULT_PAGE_LIMIT), MAX_PAGE_CHANGES)
+    if limit < 1:
+        raise RouteError(400, "BadRequest", "limit must be at least 1")
+    after = None if token is None else protocol.decode_position(token)
+    snapshot_seq = objects_total = None
+    if after is None:
+        snapshot_seq = await store.last_seq()  # before the state is read: see above
+        objects_total = await store.count_versions()
+    changes, position = await store.snapshot_page(after, limit)
+    page = protocol.SnapshotPage(
+        node_id=store.node_id,
+        changes=changes,
+        next=None if position is None else protocol.encode_position(position),
+        snapshot_seq=snapshot_seq,
+        objects_total=objects_total,
+        now_ms=wall_clock_ms(),
+    )
+    return Response(
+        protocol.dumps(protocol.snapshot_page_to_json(page)), media_type="application/json"
+    )
 
 
 def _missing(digests: set[bytes]) -> RouteError:

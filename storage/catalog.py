@@ -323,8 +323,14 @@ def apply_set_versioning(
 ) -> None:
     assert status in ("Enabled", "Suspended")
     get_bucket(conn, bucket)
+    # The bucket row keeps its creation stamp (as on replicas); the versioning status keeps
+    # its own stamp in bucket_config, as a replicated bucket.versioning does, so a snapshot
+    # of this site (storage/snapshot.py) can replay both with their original stamps.
+    conn.execute("UPDATE buckets SET versioning = ? WHERE name = ?", (status, bucket))
     conn.execute(
-        "UPDATE buckets SET versioning = ?, hlc = ? WHERE name = ?",
-        (status, stamp.pack(), bucket),
+        "INSERT INTO bucket_config (bucket, name, value, hlc, origin)"
+        " VALUES (?, 'versioning', ?, ?, ?) ON CONFLICT (bucket, name) DO UPDATE SET"
+        " value = excluded.value, hlc = excluded.hlc, origin = excluded.origin",
+        (bucket, status, stamp.pack(), stamp.node_id),
     )
     log_change(conn, stamp, "bucket.versioning", bucket, payload={"status": status})

@@ -162,36 +162,53 @@ class ApplyRemote:
     cursor: int
     max_skew_ms: int
     clock: HybridClock
+    received: tuple[ChunkRef, ...] = ()  # chunks appended for this batch: indexed with it
 
     def touched(self) -> tuple[str, str | None]:
         return "", None  # may touch anything: the read cache is cleared
 
     def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
-        result = ApplyResult()
-        local_node = stamp.node_id
-        now_ms = wall_clock_ms()
-        missing: set[bytes] = set()
-        for change in self.changes:
-            if change.origin == local_node or _already_applied(conn, change):
-                result.duplicates += 1
-                continue
-            if (change.hlc >> LOGICAL_BITS) > now_ms + self.max_skew_ms:
-                result.skew_rejected += 1
-                result.rejected.append(change)
-                continue
-            try:
-                conflict = _apply_change(conn, change)
-            except MissingChunks as lacking:
-                missing |= lacking.digests
-                continue
-            self.clock.observe(change.hlc)
-            _relog(conn, change)
-            result.applied += 1
-            result.conflicts += int(conflict)
-        if missing:
-            raise MissingChunks(missing)  # the savepoint rolls the whole batch back
+        catalog.index_chunks(conn, self.received)
+        result = apply_changes(conn, self.changes, stamp.node_id, self.max_skew_ms, self.clock)
         set_cursor(conn, self.peer, "pull", self.cursor)
         return Outcome(result)
+
+
+def apply_changes(
+    conn: sqlite3.Connection,
+    changes: tuple[Change, ...],
+    local_node: str,
+    max_skew_ms: int,
+    clock: HybridClock,
+) -> ApplyResult:
+    """Apply changes with LWW inside the caller's transaction, relogging each with its stamp.
+
+    Raises MissingChunks after looking at every change, so the caller's savepoint rolls the
+    whole batch back and the caller learns every chunk it lacks at once.
+    """
+    result = ApplyResult()
+    now_ms = wall_clock_ms()
+    missing: set[bytes] = set()
+    for change in changes:
+        if change.origin == local_node or _already_applied(conn, change):
+            result.duplicates += 1
+            continue
+        if (change.hlc >> LOGICAL_BITS) > now_ms + max_skew_ms:
+            result.skew_rejected += 1
+            result.rejected.append(change)
+            continue
+        try:
+            conflict = _apply_change(conn, change)
+        except MissingChunks as lacking:
+            missing |= lacking.digests
+            continue
+        clock.observe(change.hlc)
+        _relog(conn, change)
+        result.applied += 1
+        result.conflicts += int(conflict)
+    if missing:
+        raise MissingChunks(missing)  # the savepoint rolls the whole batch back
+    return result
 
 
 def _already_applied(conn: sqlite3.Connection, change: Change) -> bool:

@@ -23,7 +23,17 @@ from typing import Any
 
 import blake3
 
-from storage import catalog, config, digest, keys, listing, replica, uploads
+from storage import (
+    catalog,
+    config,
+    digest,
+    keys,
+    listing,
+    repl_stats,
+    replica,
+    snapshot,
+    uploads,
+)
 from storage.cache import LatestCache
 from storage.catalog import BucketInfo
 from storage.chunker import CHUNK_BYTES, Chunker
@@ -143,6 +153,8 @@ class Store:
         self._reader = SegmentReader(config.data_dir / "segments")
         self._latest = LatestCache()
         self._lock: int | None = None
+        # Chunks appended by receive_chunk, indexed by the next apply_remote.
+        self._received: dict[bytes, ChunkRef] = {}
         # Buckets that hold (or held) object tags: a superset, only ever grown, so that
         # GET/HEAD look tags up only where there can be some (see may_have_tags).
         self._tagged_buckets: set[str] = set()
@@ -365,7 +377,20 @@ class Store:
         return await asyncio.to_thread(self._reader.read_chunk, location)
 
     async def missing_chunks(self, digests: Iterable[bytes]) -> set[bytes]:
-        return await self._reader_db.run(replica.missing_chunks, list(dict.fromkeys(digests)))
+        wanted = [d for d in dict.fromkeys(digests) if d not in self._received]
+        return await self._reader_db.run(replica.missing_chunks, wanted)
+
+    async def receive_chunk(self, data: bytes) -> None:
+        """Append a chunk received for the next batch, without a commit of its own.
+
+        The next apply_remote indexes it in its transaction, whose commit fsyncs the segment
+        first: one commit per batch instead of one per chunk (a 10,000-change backlog of small
+        objects is mostly chunk commits otherwise). A crash before that apply leaves the bytes
+        as orphans; the chunk is fetched again.
+        """
+        digest = blake3.blake3(data).digest()
+        record = await asyncio.to_thread(self._segments.append, RecordKind.CHUNK, data, digest)
+        self._received[digest] = ChunkRef(record.segment_id, record.offset, record.length, digest)
 
     async def store_chunk(self, data: bytes) -> None:
         """Append a received chunk and index it; durable when this returns."""
@@ -378,9 +403,14 @@ class Store:
         self, peer: str, changes: list[replica.Change], cursor: int, max_skew_ms: int
     ) -> replica.ApplyResult:
         """Apply a peer's batch (LWW, all or nothing) and move its pull cursor."""
+        received = tuple(self._received.values())
         result: replica.ApplyResult = await self._commit(
-            replica.ApplyRemote(peer, tuple(changes), cursor, max_skew_ms, self.clock)
+            repl_stats.CountedApply(
+                replica.ApplyRemote(peer, tuple(changes), cursor, max_skew_ms, self.clock, received)
+            )
         )
+        for chunk in received:
+            self._received.pop(chunk.blake3, None)
         return result
 
     async def digest_node(self, prefix: str) -> bytes:
@@ -395,8 +425,77 @@ class Store:
     async def get_cursor(self, peer: str, direction: str) -> int:
         return await self._reader_db.run(replica.get_cursor, peer, direction)
 
+    # ---- snapshots and bootstrap (storage/snapshot.py) -----------------------------------------
+
+    async def snapshot_page(
+        self, after: snapshot.Position | None, limit: int
+    ) -> tuple[list[replica.Change], snapshot.Position | None]:
+        """This site's state after ``after`` as synthetic changes; where to continue."""
+        return await self._reader_db.run(snapshot.snapshot_page, after, limit)
+
+    async def count_versions(self) -> int:
+        return await self._reader_db.run(snapshot.count_versions)
+
+    async def is_empty(self) -> bool:
+        return await self._reader_db.run(snapshot.is_empty)
+
+    async def bootstrap_record(self) -> snapshot.BootstrapRecord | None:
+        """The bootstrap in progress in this data dir, if any."""
+        return await self._reader_db.run(snapshot.read_bootstrap)
+
+    async def finished_bootstrap(self) -> snapshot.BootstrapRecord | None:
+        return await self._reader_db.run(snapshot.read_finished_bootstrap)
+
+    async def apply_snapshot_page(
+        self, changes: list[replica.Change], record: snapshot.BootstrapRecord, max_skew_ms: int
+    ) -> replica.ApplyResult:
+        """Apply a snapshot page (LWW, all or nothing) and record the bootstrap's progress."""
+        for change in changes:
+            if change.op == "object.tags" or (change.payload or {}).get("tags"):
+                self._tagged_buckets.add(change.bucket)
+        received = tuple(self._received.values())  # see receive_chunk
+        result: replica.ApplyResult = await self._commit(
+            snapshot.ApplySnapshotPage(tuple(changes), record, max_skew_ms, self.clock, received)
+        )
+        for chunk in received:
+            self._received.pop(chunk.blake3, None)
+        return result
+
+    async def finish_bootstrap(self, record: snapshot.BootstrapRecord) -> None:
+        """Set the peer's pull cursor to the snapshot's seq and clear the bootstrap record."""
+        await self._commit(snapshot.FinishBootstrap(record))
+
     async def set_cursor(self, peer: str, direction: str, seq: int) -> None:
         await self._commit(replica.SetCursor(peer, direction, seq))
+
+    # ---- replication status and metrics (storage/repl_stats.py) ------------------------------
+
+    async def repl_backlog(self, after_seq: int, exclude_origin: str | None) -> repl_stats.Backlog:
+        """Changes of this node's log after ``after_seq`` (not from ``exclude_origin``)."""
+        return await self._reader_db.run(repl_stats.backlog, after_seq, exclude_origin)
+
+    async def peer_cursors(self) -> list[repl_stats.CursorRow]:
+        return await self._reader_db.run(repl_stats.cursor_rows)
+
+    async def repl_counters(self) -> dict[str, repl_stats.PeerCounters]:
+        return await self._reader_db.run(repl_stats.read_counters)
+
+    async def add_repl_counters(self, peer: str, delta: repl_stats.PeerCounters) -> None:
+        if not delta.is_zero():
+            await self._commit(repl_stats.AddCounters(peer, delta))
+
+    async def validate_records(self) -> dict[str, repl_stats.ValidateRecord]:
+        return await self._reader_db.run(repl_stats.read_validates)
+
+    async def bootstrap_progress(self) -> dict[str, float]:
+        return await self._reader_db.run(repl_stats.read_bootstrap_progress)
+
+    async def peer_urls(self) -> dict[str, str]:
+        """URL -> the node id last seen answering there."""
+        return await self._reader_db.run(repl_stats.read_peer_urls)
+
+    async def remember_peer_url(self, url: str, node_id: str) -> None:
+        await self._commit(repl_stats.RememberPeerUrl(url, node_id))
 
     # ---- multipart uploads ------------------------------------------------------------------
 
