@@ -10,7 +10,8 @@ LAKENODE_SECRET_KEY ?= lakenode-secret
 
 .PHONY: run test lint bench fmt clean
 
-$(STAMP): pyproject.toml
+# Re-install when a package appears: an editable install maps packages when it is made.
+$(STAMP): pyproject.toml $(wildcard node/__init__.py api/__init__.py storage/__init__.py replication/__init__.py)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
 		|| { echo "lakenode needs Python >= 3.11 (found $(PYTHON))"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
