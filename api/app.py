@@ -139,6 +139,8 @@ class ApiRuntime:
     store: Store
     keyring: KeyRing
     bucket_access: BucketAccessCache
+    # Node ids of the configured replication peers (None while one is not identified yet).
+    replication_peers: Callable[[], list[str | None]] = list
 
 
 async def handle_s3_request(
@@ -203,6 +205,7 @@ def _build_context(
         runtime.store,
         identity,
         runtime.bucket_access,
+        runtime.replication_peers,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,7 @@ class S3Context:
     store: Store
     identity: Identity
     bucket_access: BucketAccessCache
+    replication_peers: Callable[[], list[str | None]] = list
 
     @property
     def headers(self) -> Headers:

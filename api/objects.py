@@ -157,6 +157,11 @@ def _object_headers(ctx: S3Context, manifest: Manifest, ranged: bool) -> dict[st
     return headers
 
 
+async def _replication_header(ctx: S3Context, manifest: Manifest) -> dict[str, str]:
+    status = await ctx.store.replication_status(manifest, ctx.replication_peers())
+    return {"x-amz-replication-status": status} if status else {}
+
+
 def _valid_header_value(value: str) -> bool:
     """Sendable as an HTTP header: latin-1, no control characters (CR/LF would split it)."""
     return all((0x20 <= ord(c) <= 0xFF and ord(c) != 0x7F) or c == "\t" for c in value)
@@ -195,6 +200,7 @@ async def head_object(ctx: S3Context) -> Response:
     check_preconditions(ctx.headers, _etag(manifest), manifest.last_modified_ms)
     ranges = parse_range(ctx.headers.get("range"), manifest.size)
     headers = _object_headers(ctx, manifest, ranged=ranges is not None)
+    headers.update(await _replication_header(ctx, manifest))
     headers.update(await tag_count_headers(ctx, manifest))
     if ranges is not None and len(ranges) == 1:
         first, last = ranges[0]
@@ -210,6 +216,7 @@ async def get_object(ctx: S3Context) -> Response:
     check_preconditions(ctx.headers, _etag(manifest), manifest.last_modified_ms)
     ranges = parse_range(ctx.headers.get("range"), manifest.size)
     headers = _object_headers(ctx, manifest, ranged=ranges is not None)
+    headers.update(await _replication_header(ctx, manifest))
     headers.update(await tag_count_headers(ctx, manifest))
     if ranges is not None and len(ranges) > 1:
         return _multi_range(ctx, manifest, ranges, headers)

@@ -108,7 +108,12 @@ def build_app(config: ServeConfig) -> ASGIApp:
         await reload_keys(store, state.keyring)
         record = _record_address(config)
         state.store = store
-        state.runtime = ApiRuntime(store, state.keyring, BucketAccessCache(store))
+        state.runtime = ApiRuntime(
+            store,
+            state.keyring,
+            BucketAccessCache(store),
+            lambda: [peer.node_id for peer in state.pullers.states],
+        )
         poller = asyncio.create_task(_poll_keys(store, state.keyring), name="key-poller")
         state.pullers.start(
             store,

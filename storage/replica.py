@@ -102,6 +102,17 @@ def missing_chunks(conn: sqlite3.Connection, digests: list[bytes]) -> set[bytes]
     return {d for d in digests if chunk_location(conn, d) is None}
 
 
+def replication_state(conn: sqlite3.Connection, origin: str, hlc: int, peers: list[str]) -> str:
+    """COMPLETED when every peer has acknowledged the change that wrote (origin, hlc)."""
+    row = conn.execute(
+        "SELECT seq FROM changes WHERE origin = ? AND hlc = ?", (origin, hlc)
+    ).fetchone()
+    if row is None:
+        return "PENDING"
+    done = all(get_cursor(conn, peer, "acked") >= int(row[0]) for peer in peers)
+    return "COMPLETED" if done else "PENDING"
+
+
 def get_cursor(conn: sqlite3.Connection, peer: str, direction: str) -> int:
     row = conn.execute(
         "SELECT seq FROM peer_cursors WHERE peer = ? AND direction = ?", (peer, direction)

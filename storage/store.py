@@ -422,6 +422,21 @@ class Store:
     async def digest_leaves(self, prefix: str) -> list[digest.Leaf]:
         return await self._reader_db.run(digest.leaves, prefix)
 
+    async def replication_status(self, manifest: Manifest, peers: list[str | None]) -> str | None:
+        """S3's x-amz-replication-status: REPLICA for a version written elsewhere; for ours,
+        COMPLETED once every configured peer acknowledged it, else PENDING; None without
+        peers. A peer not yet identified has acknowledged nothing."""
+        if manifest.origin != self.node_id:
+            return "REPLICA"
+        if not peers:
+            return None
+        if any(peer is None for peer in peers):
+            return "PENDING"
+        known = [peer for peer in peers if peer is not None]
+        return await self._reader_db.run(
+            replica.replication_state, manifest.origin, manifest.hlc, known
+        )
+
     async def get_cursor(self, peer: str, direction: str) -> int:
         return await self._reader_db.run(replica.get_cursor, peer, direction)
 
