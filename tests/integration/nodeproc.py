@@ -100,3 +100,15 @@ class NodeProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
+
+
+def two_way_pair(
+    root: Path, ids: tuple[str, str] = ("node-a", "node-b")
+) -> tuple[NodeProcess, NodeProcess]:
+    """Two started nodes under ``root``, each pulling from the other (``--peer``)."""
+    a, b = NodeProcess(root / "a"), NodeProcess(root / "b")
+    a.extra_args = ["--node-id", ids[0], "--peer", b.url]
+    b.extra_args = ["--node-id", ids[1], "--peer", a.url]
+    a.start()
+    b.start()
+    return a, b

@@ -24,7 +24,7 @@ import pytest
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tests.integration.conftest import make_client
-from tests.integration.nodeproc import ACCESS_KEY, SECRET_KEY, NodeProcess
+from tests.integration.nodeproc import ACCESS_KEY, SECRET_KEY, NodeProcess, two_way_pair
 
 pytestmark = pytest.mark.slow
 
@@ -38,13 +38,7 @@ PAGE_LINE = re.compile(r"^bootstrap node-a: page (\d+), ")
 
 @pytest.fixture(scope="module")
 def sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NodeProcess, NodeProcess]]:
-    root = tmp_path_factory.mktemp("bootstrap")
-    a = NodeProcess(root / "a")
-    b = NodeProcess(root / "b")
-    a.extra_args = ["--node-id", "node-a", "--peer", b.url]
-    b.extra_args = ["--node-id", "node-b", "--peer", a.url]
-    a.start()
-    b.start()
+    a, b = two_way_pair(tmp_path_factory.mktemp("bootstrap"))
     yield a, b
     b.stop()
     a.stop()

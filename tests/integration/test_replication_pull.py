@@ -26,7 +26,7 @@ from botocore.exceptions import ClientError
 
 from api.sigv4 import EMPTY_SHA256, sign_headers
 from tests.integration.conftest import make_client
-from tests.integration.nodeproc import ACCESS_KEY, REGION, SECRET_KEY, NodeProcess
+from tests.integration.nodeproc import ACCESS_KEY, REGION, SECRET_KEY, NodeProcess, two_way_pair
 
 pytestmark = pytest.mark.slow
 
@@ -37,13 +37,7 @@ MiB = 1 << 20
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NodeProcess, NodeProcess]]:
-    root = tmp_path_factory.mktemp("repl")
-    a = NodeProcess(root / "a")
-    b = NodeProcess(root / "b")
-    a.extra_args = ["--node-id", "node-a", "--peer", b.url]
-    b.extra_args = ["--node-id", "node-b", "--peer", a.url]
-    a.start()
-    b.start()
+    a, b = two_way_pair(tmp_path_factory.mktemp("repl"))
     yield a, b
     b.stop()
     a.stop()

@@ -15,20 +15,14 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import make_client
-from tests.integration.nodeproc import NodeProcess, free_port
+from tests.integration.nodeproc import NodeProcess, two_way_pair
 
 LIMIT_S = 20.0
 
 
 @pytest.fixture
 def sites(tmp_path: Path) -> Iterator[tuple[NodeProcess, NodeProcess]]:
-    port_a, port_b = free_port(), free_port()
-    a = NodeProcess(tmp_path / "a", port=port_a, extra_args=[
-        "--node-id", "site-a", "--peer", f"http://127.0.0.1:{port_b}"])  # fmt: skip
-    b = NodeProcess(tmp_path / "b", port=port_b, extra_args=[
-        "--node-id", "site-b", "--peer", f"http://127.0.0.1:{port_a}"])  # fmt: skip
-    a.start()
-    b.start()
+    a, b = two_way_pair(tmp_path, ("site-a", "site-b"))
     yield a, b
     b.stop()
     a.stop()

@@ -19,8 +19,8 @@ from replication.protocol import ProtocolError
 from storage.replica import ApplyResult, Change
 from storage.snapshot import BootstrapRecord
 from storage.store import Store
-from tests.unit.replication.test_routes_puller import SKEW_MS, client_of, objects, two_stores
-from tests.unit.storage.stores import put_object
+from tests.unit.replication.test_routes_puller import SKEW_MS, client_of, objects
+from tests.unit.storage.stores import put_object, run_with_two_stores
 
 
 class Interrupted(Exception):
@@ -48,7 +48,7 @@ def test_snapshot_route_pages_and_bad_positions(tmp_path: Path) -> None:
         with pytest.raises(ProtocolError):
             protocol.decode_position(protocol.encode_position(("a", "b", "c"))[:-3])
 
-    two_stores(body, tmp_path)
+    run_with_two_stores(body, tmp_path)
 
 
 def test_bootstrap_resumes_after_an_interruption_and_refuses_other_data(tmp_path: Path) -> None:
@@ -102,4 +102,4 @@ def test_bootstrap_resumes_after_an_interruption_and_refuses_other_data(tmp_path
             with pytest.raises(BootstrapRefused):
                 await bootstrap(a, client, "node-b", SKEW_MS)
 
-    two_stores(body, tmp_path)
+    run_with_two_stores(body, tmp_path)

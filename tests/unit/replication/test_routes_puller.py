@@ -23,8 +23,8 @@ from replication.protocol import ChangesPage, ProtocolError
 from replication.puller import PeerState, check_page, identify_peer, pull_forever, pull_once
 from replication.routes import StoreUnavailable, build_router, read_page
 from storage.errors import NoSuchKey
-from storage.store import Store, StoreConfig
-from tests.unit.storage.stores import put_object, read_all
+from storage.store import Store
+from tests.unit.storage.stores import put_object, read_all, run_with_two_stores
 
 SKEW_MS = 1000
 FAST = RetryPolicy(attempts=2, total_s=1.0, initial_s=0.01, max_s=0.01, jitter_s=0.0)
@@ -56,19 +56,6 @@ def client_of(
     app.include_router(build_router(current, authorize, max_skew_ms=SKEW_MS))
     transport = httpx.ASGITransport(app=app)
     return PeerClient("http://peer", no_signature, 5.0, retry=FAST, transport=transport)
-
-
-def two_stores(test: Callable[[Store, Store], Awaitable[None]], tmp_path: Path) -> None:
-    async def main() -> None:
-        a = await Store.open(StoreConfig(tmp_path / "a", node_id="node-a", chunk_bytes=1 << 20))
-        b = await Store.open(StoreConfig(tmp_path / "b", node_id="node-b", chunk_bytes=1 << 20))
-        try:
-            await test(a, b)
-        finally:
-            await a.close()
-            await b.close()
-
-    asyncio.run(main())
 
 
 async def objects(store: Store, bucket: str) -> dict[str, tuple[str, bytes]]:
@@ -105,7 +92,7 @@ def test_pull_converges_in_pages_and_then_idles(tmp_path: Path) -> None:
         assert (again.pages, again.changes, again.chunks_fetched) == (1, 0, 0)
         await client.close()
 
-    two_stores(body, tmp_path)
+    run_with_two_stores(body, tmp_path)
 
 
 def test_two_way_pull_does_not_loop(tmp_path: Path) -> None:
@@ -128,7 +115,7 @@ def test_two_way_pull_does_not_loop(tmp_path: Path) -> None:
         await from_a.close()
         await from_b.close()
 
-    two_stores(body, tmp_path)
+    run_with_two_stores(body, tmp_path)
 
 
 def test_excluded_changes_still_advance_the_cursor(tmp_path: Path) -> None:
@@ -144,7 +131,7 @@ def test_excluded_changes_still_advance_the_cursor(tmp_path: Path) -> None:
         assert stats.changes == 0 and await b.get_cursor("node-a", "pull") == page.last_seq
         await from_b.close()
 
-    two_stores(body, tmp_path)
+    run_with_two_stores(body, tmp_path)
 
 
 def test_chunk_routes(tmp_path: Path) -> None:
@@ -164,7 +151,7 @@ def test_chunk_routes(tmp_path: Path) -> None:
         assert answer.status_code == 400 and answer.json()["error"] == "ProtocolError"
         await client.close()
 
-    two_stores(body, tmp_path)
+    run_with_two_stores(body, tmp_path)
 
 
 def test_push_route(tmp_path: Path) -> None:
@@ -193,7 +180,7 @@ def test_push_route(tmp_path: Path) -> None:
             await to_b.push(own, 0)
         await to_b.close()
 
-    two_stores(body, tmp_path)
+    run_with_two_stores(body, tmp_path)
 
 
 def test_every_route_asks_authorize_first(tmp_path: Path) -> None:
@@ -214,7 +201,7 @@ def test_every_route_asks_authorize_first(tmp_path: Path) -> None:
             assert caught.value.body["message"] == "not a replication key"
         await client.close()
 
-    two_stores(body, tmp_path)
+    run_with_two_stores(body, tmp_path)
 
 
 def test_bad_query_parameters(tmp_path: Path) -> None:
@@ -232,7 +219,7 @@ def test_bad_query_parameters(tmp_path: Path) -> None:
         assert answer.status_code == 400 and answer.json()["error"] == "ProtocolError"
         await client.close()
 
-    two_stores(body, tmp_path)
+    run_with_two_stores(body, tmp_path)
 
 
 def test_unavailable_store_is_503() -> None:
@@ -265,7 +252,7 @@ def test_identify_refuses_to_pull_from_itself(tmp_path: Path) -> None:
             await identify_peer(a, client, PeerState(url=client.base_url))
         await client.close()
 
-    two_stores(body, tmp_path)
+    run_with_two_stores(body, tmp_path)
 
 
 def test_pull_forever_converges_and_stops_on_cancel(tmp_path: Path) -> None:
@@ -287,7 +274,7 @@ def test_pull_forever_converges_and_stops_on_cancel(tmp_path: Path) -> None:
             await task
         await client.close()
 
-    two_stores(body, tmp_path)
+    run_with_two_stores(body, tmp_path)
 
 
 def test_pull_forever_backs_off_and_records_failures(
@@ -311,7 +298,7 @@ def test_pull_forever_backs_off_and_records_failures(
         assert state.node_id is None
         await client.close()
 
-    two_stores(body, tmp_path)
+    run_with_two_stores(body, tmp_path)
     assert "peer http://down unavailable" in caplog.text
 
 
@@ -325,4 +312,4 @@ def test_page_limit_and_size_bound(tmp_path: Path) -> None:
         assert [c.seq for c in rest.changes] == [3] and not rest.more and rest.last_seq == 3
         assert protocol.decode_page(protocol.encode_page(rest)) == rest
 
-    two_stores(body, tmp_path)
+    run_with_two_stores(body, tmp_path)

@@ -6,28 +6,13 @@ compare() must name exactly the diverging keys and read few nodes doing so.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from replication.validate import compare
 from storage.digest import DEPTH
-from storage.store import Store, StoreConfig
-from tests.unit.storage.stores import put_object
+from storage.store import Store
+from tests.unit.storage.stores import put_object, run_with_two_stores
 from tests.unit.storage.test_replica import replicate
-
-
-def run(tmp_path: Path, body: Callable[[Store, Store], Awaitable[None]]) -> None:
-    async def main() -> None:
-        a = await Store.open(StoreConfig(tmp_path / "a", node_id="node-a"))
-        b = await Store.open(StoreConfig(tmp_path / "b", node_id="node-b"))
-        try:
-            await body(a, b)
-        finally:
-            await a.close()
-            await b.close()
-
-    asyncio.run(main())
 
 
 def test_converged_sites_agree_after_one_comparison(tmp_path: Path) -> None:
@@ -41,7 +26,7 @@ def test_converged_sites_agree_after_one_comparison(tmp_path: Path) -> None:
         assert differences == []
         assert stats.nodes_compared == 1
 
-    run(tmp_path, body)
+    run_with_two_stores(body, tmp_path, chunk_bytes=4 << 20)
 
 
 def test_each_divergence_is_named_and_costs_few_reads(tmp_path: Path) -> None:
@@ -67,4 +52,4 @@ def test_each_divergence_is_named_and_costs_few_reads(tmp_path: Path) -> None:
         await replicate(b, a)
         assert (await compare(a, b))[0] == []
 
-    run(tmp_path, body)
+    run_with_two_stores(body, tmp_path, chunk_bytes=4 << 20)

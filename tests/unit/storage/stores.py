@@ -49,3 +49,20 @@ async def read_all(store: Store, manifest: Manifest) -> bytes:
     if manifest.size == 0:
         return b""
     return b"".join([piece async for piece in store.read(manifest, 0, manifest.size - 1)])
+
+
+def run_with_two_stores(
+    test: Callable[[Store, Store], Awaitable[None]], root: Path, chunk_bytes: int = 1 << 20
+) -> None:
+    """Open stores node-a and node-b under ``root``, run ``test(a, b)``, close both."""
+
+    async def main() -> None:
+        a = await Store.open(StoreConfig(root / "a", node_id="node-a", chunk_bytes=chunk_bytes))
+        b = await Store.open(StoreConfig(root / "b", node_id="node-b", chunk_bytes=chunk_bytes))
+        try:
+            await test(a, b)
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(main())

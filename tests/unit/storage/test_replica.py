@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -17,8 +16,8 @@ from storage.errors import NoSuchKey
 from storage.hlc import pack, wall_clock_ms
 from storage.manifest import decode
 from storage.replica import Change, MissingChunks
-from storage.store import Store, StoreConfig
-from tests.unit.storage.stores import put_object, read_all
+from storage.store import Store
+from tests.unit.storage.stores import put_object, read_all, run_with_two_stores
 
 SKEW_MS = 1000
 
@@ -49,19 +48,6 @@ async def state(store: Store, bucket: str) -> dict[str, tuple[str, bytes]]:
     return result
 
 
-def two_stores(test: Callable[[Store, Store], Awaitable[None]], tmp_path: Path) -> None:
-    async def main() -> None:
-        a = await Store.open(StoreConfig(tmp_path / "a", node_id="node-a", chunk_bytes=1 << 20))
-        b = await Store.open(StoreConfig(tmp_path / "b", node_id="node-b", chunk_bytes=1 << 20))
-        try:
-            await test(a, b)
-        finally:
-            await a.close()
-            await b.close()
-
-    asyncio.run(main())
-
-
 def test_one_way_replication_serves_identical_objects(tmp_path: Path) -> None:
     async def body(a: Store, b: Store) -> None:
         await a.create_bucket("docs", "owner")
@@ -85,7 +71,7 @@ def test_one_way_replication_serves_identical_objects(tmp_path: Path) -> None:
         remote = await a.head_object("docs", "big")
         assert (local.hlc, local.origin) == (remote.hlc, remote.origin)
 
-    two_stores(body, tmp_path)
+    run_with_two_stores(body, tmp_path)
 
 
 def test_applying_a_batch_twice_changes_nothing(tmp_path: Path) -> None:
@@ -103,7 +89,7 @@ def test_applying_a_batch_twice_changes_nothing(tmp_path: Path) -> None:
         assert (first.applied, second.applied, second.duplicates) == (2, 0, 2)
         assert await b.last_seq() == seq_after_first
 
-    two_stores(body, tmp_path)
+    run_with_two_stores(body, tmp_path)
 
 
 def test_missing_chunks_apply_nothing_and_keep_the_cursor(tmp_path: Path) -> None:
@@ -117,7 +103,7 @@ def test_missing_chunks_apply_nothing_and_keep_the_cursor(tmp_path: Path) -> Non
         assert await b.list_buckets() == []  # the bucket.create in the same batch was not kept
         assert await b.get_cursor("node-a", "pull") == 0
 
-    two_stores(body, tmp_path)
+    run_with_two_stores(body, tmp_path)
 
 
 def test_concurrent_writes_converge_to_the_later_stamp_and_count_the_loser(
@@ -140,7 +126,7 @@ def test_concurrent_writes_converge_to_the_later_stamp_and_count_the_loser(
         )
         assert conflicts_on_a + conflicts_on_b == 1
 
-    two_stores(body, tmp_path)
+    run_with_two_stores(body, tmp_path)
 
 
 def test_an_older_put_never_resurrects_a_newer_delete(tmp_path: Path) -> None:
@@ -156,7 +142,7 @@ def test_an_older_put_never_resurrects_a_newer_delete(tmp_path: Path) -> None:
             with pytest.raises(NoSuchKey):
                 await store.head_object("bkt", "k")
 
-    two_stores(body, tmp_path)
+    run_with_two_stores(body, tmp_path)
 
 
 def test_changes_from_the_future_are_rejected_and_counted(tmp_path: Path) -> None:
@@ -169,7 +155,7 @@ def test_changes_from_the_future_are_rejected_and_counted(tmp_path: Path) -> Non
         assert [bk.name for bk in await b.list_buckets()] == ["bkt"]
         assert b.clock.last < future  # the clock was not dragged forward
 
-    two_stores(body, tmp_path)
+    run_with_two_stores(body, tmp_path)
 
 
 def test_a_change_never_goes_back_to_its_origin(tmp_path: Path) -> None:
@@ -180,7 +166,7 @@ def test_a_change_never_goes_back_to_its_origin(tmp_path: Path) -> None:
         assert await b.changes_after(0, 1000, exclude_origin="node-a") == []
         assert len(await b.changes_after(0, 1000, exclude_origin=None)) == 2  # relayed on
 
-    two_stores(body, tmp_path)
+    run_with_two_stores(body, tmp_path)
 
 
 def test_versioned_history_replicates_with_version_ids_and_markers(tmp_path: Path) -> None:
@@ -201,4 +187,4 @@ def test_versioned_history_replicates_with_version_ids_and_markers(tmp_path: Pat
         assert (await versions(b))[0] == (marker.version_id, True, True)
         assert (await b.get_bucket("ver")).versioning == "Enabled"
 
-    two_stores(body, tmp_path)
+    run_with_two_stores(body, tmp_path)
