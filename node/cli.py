@@ -24,7 +24,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     add_serve_arguments(serve_parser)
     keys_parser = commands.add_parser("keys", help="manage access keys")
     add_keys_arguments(keys_parser)
-    repl_parser = commands.add_parser("repl", help="replication tools (pull)")
+    repl_parser = commands.add_parser(
+        "repl", help="replication: pull, push, bootstrap, validate, status, conflicts"
+    )
     add_repl_arguments(repl_parser)
     return parser, {"serve": serve_parser, "keys": keys_parser, "repl": repl_parser}
 
