@@ -1,0 +1,44 @@
+"""What replication still needs: the position every known peer has acknowledged.
+
+Space reclamation (tombstone GC, change-log pruning, chunk GC) may only drop what every peer
+already holds. A peer is *known* once it has a ``peer_cursors`` row (it pulled from us, we
+pushed to it, or we pulled from it) or a remembered URL (``repl_peer_url:<url>`` in
+``meta``). Its acknowledged position in our log is the larger of its ``acked`` cursor (it
+asked for changes after that seq, so it durably applied them) and our ``push`` cursor for it.
+
+The **replication horizon** is the smallest acknowledged position over known peers: every
+change at or before it is held by every peer. With no peer known it is the last seq (a lone
+node owes nothing to anyone; a site added later is bootstrapped from state, not from the log).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from storage import repl_stats
+from storage.replica import last_seq
+
+ACKED = "acked"
+PUSH = "push"
+
+
+def known_peers(conn: sqlite3.Connection) -> set[str]:
+    peers = {str(row[0]) for row in conn.execute("SELECT DISTINCT peer FROM peer_cursors")}
+    peers.update(repl_stats.read_peer_urls(conn).values())
+    return peers
+
+
+def acknowledged_seq(conn: sqlite3.Connection, peer: str) -> int:
+    row = conn.execute(
+        "SELECT max(seq) FROM peer_cursors WHERE peer = ? AND direction IN (?, ?)",
+        (peer, ACKED, PUSH),
+    ).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def replication_horizon(conn: sqlite3.Connection, extra_peers: frozenset[str] = frozenset()) -> int:
+    """The largest seq every known peer (and each of ``extra_peers``) has acknowledged."""
+    peers = known_peers(conn) | extra_peers
+    if not peers:
+        return last_seq(conn)
+    return min(acknowledged_seq(conn, peer) for peer in peers)
