@@ -9,6 +9,14 @@ import sys
 
 from node.config import OneLineParser, ServeConfig, add_serve_arguments, resolve_serve_config
 from node.keys_cli import add_keys_arguments, run_keys
+from node.ops_cli import (
+    OPS_COMMANDS,
+    add_fsck_arguments,
+    add_gc_arguments,
+    add_mpu_gc_arguments,
+    add_scrub_arguments,
+    run_ops,
+)
 from node.repl_cli import add_repl_arguments, run_repl
 from storage.hlc import set_wall_clock_offset_ms
 
@@ -28,7 +36,27 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         "repl", help="replication: pull, push, bootstrap, validate, status, conflicts"
     )
     add_repl_arguments(repl_parser)
-    return parser, {"serve": serve_parser, "keys": keys_parser, "repl": repl_parser}
+    subparsers: dict[str, argparse.ArgumentParser] = {
+        "serve": serve_parser,
+        "keys": keys_parser,
+        "repl": repl_parser,
+    }
+    # ops-tools: storage maintenance (node/ops_cli.py)
+    fsck_parser = commands.add_parser(
+        "fsck", help="check catalog <-> manifests <-> segments; exit 0 only when clean"
+    )
+    add_fsck_arguments(fsck_parser)
+    scrub_parser = commands.add_parser(
+        "scrub", help="verify every stored chunk's BLAKE3; --repair from a peer"
+    )
+    add_scrub_arguments(scrub_parser)
+    gc_parser = commands.add_parser("gc", help="segment garbage collection: plan, run, rewrite")
+    add_gc_arguments(gc_parser)
+    mpu_gc_parser = commands.add_parser("mpu-gc", help="abort stale multipart uploads")
+    add_mpu_gc_arguments(mpu_gc_parser)
+    subparsers.update(fsck=fsck_parser, scrub=scrub_parser, gc=gc_parser)
+    subparsers["mpu-gc"] = mpu_gc_parser
+    return parser, subparsers
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_keys(subparsers["keys"], args)
     if args.command == "repl":
         return run_repl(subparsers["repl"], args)
+    if args.command in OPS_COMMANDS:
+        return run_ops(subparsers[args.command], args)
     parser.error(f"unknown command {args.command}")
 
 

@@ -31,6 +31,7 @@ import os
 import sqlite3
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -123,32 +124,41 @@ def _add_common(pull: argparse.ArgumentParser) -> None:
         default=Path(os.environ.get("LAKENODE_DATA_DIR", "./data")),
         help="data directory of a stopped node (default ./data) [env LAKENODE_DATA_DIR]",
     )
-    pull.add_argument(
-        "--peer-access-key",
-        help="access key for the peers [env LAKENODE_PEER_ACCESS_KEY, else LAKENODE_ACCESS_KEY]",
-    )
-    pull.add_argument(
-        "--peer-secret-key",
-        help="secret key for the peers [env LAKENODE_PEER_SECRET_KEY, else LAKENODE_SECRET_KEY]",
-    )
+    add_peer_credentials(pull)
     pull.add_argument(
         "--repl-max-clock-skew",
         help="refuse changes stamped further ahead of our clock (default 1s) "
         "[env LAKENODE_REPL_MAX_CLOCK_SKEW]",
     )
-    pull.add_argument("--region", help="SigV4 region of the peers [env LAKENODE_REGION]")
 
 
-def run_repl(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    if args.action == "bootstrap":
-        source = _bootstrap_source(parser, args)
-        peers: tuple[str, ...] = ()
-    else:
-        peers = resolve_peers(parser, args.peer)
-        if not peers and args.action != "status":  # status asks a running node for its peers
-            parser.error("argument --peer: at least one peer is required")
-        if not (args.data_dir / "node_id").exists():
-            parser.error(f"argument --data-dir: no lakenode data in {args.data_dir}")
+def add_peer_credentials(parser: argparse.ArgumentParser) -> None:
+    """--peer-access-key, --peer-secret-key, --region: how to sign requests to peers."""
+    parser.add_argument(
+        "--peer-access-key",
+        help="access key for the peers [env LAKENODE_PEER_ACCESS_KEY, else LAKENODE_ACCESS_KEY]",
+    )
+    parser.add_argument(
+        "--peer-secret-key",
+        help="secret key for the peers [env LAKENODE_PEER_SECRET_KEY, else LAKENODE_SECRET_KEY]",
+    )
+    parser.add_argument("--region", help="SigV4 region of the peers [env LAKENODE_REGION]")
+
+
+@dataclass(frozen=True)
+class PeerCredentials:
+    access_key: str
+    secret_key: str
+    region: str
+
+    def signer(self) -> Signer:
+        return peer_signer(self.access_key, self.secret_key, self.region)
+
+
+def resolve_peer_credentials(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> PeerCredentials:
+    """Flags, else environment (the peer pair, else the root pair), else the defaults."""
     check_peer_credentials(parser, args.peer_access_key, args.peer_secret_key)
     access_key = _setting(
         parser,
@@ -166,6 +176,22 @@ def run_repl(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         ("LAKENODE_PEER_SECRET_KEY", "LAKENODE_SECRET_KEY"),
         DEFAULT_SECRET_KEY,
     )
+    region = _setting(parser, args.region, "--region", parse_region,
+                      ("LAKENODE_REGION",), DEFAULT_REGION)  # fmt: skip
+    return PeerCredentials(access_key, secret_key, region)
+
+
+def run_repl(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.action == "bootstrap":
+        source = _bootstrap_source(parser, args)
+        peers: tuple[str, ...] = ()
+    else:
+        peers = resolve_peers(parser, args.peer)
+        if not peers and args.action != "status":  # status asks a running node for its peers
+            parser.error("argument --peer: at least one peer is required")
+        if not (args.data_dir / "node_id").exists():
+            parser.error(f"argument --data-dir: no lakenode data in {args.data_dir}")
+    credentials = resolve_peer_credentials(parser, args)
     skew_ms = _setting(
         parser,
         args.repl_max_clock_skew,
@@ -174,14 +200,12 @@ def run_repl(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         ("LAKENODE_REPL_MAX_CLOCK_SKEW",),
         "1s",
     )
-    region = _setting(parser, args.region, "--region", parse_region,
-                      ("LAKENODE_REGION",), DEFAULT_REGION)  # fmt: skip
     logging.basicConfig(
         level=logging.WARNING,
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    sign = peer_signer(access_key, secret_key, region)
+    sign = credentials.signer()
     if args.action == "push":
         return asyncio.run(push_all(args.data_dir, peers, sign))
     if args.action == "status":

@@ -198,6 +198,15 @@ class SegmentReader:
             )
         return data
 
+    def forget(self, segment_ids: set[int]) -> list[int]:
+        """Stop using these segments (GC retired them); return their open descriptors.
+
+        The caller closes the descriptors after a grace period: a read that took one just
+        before may still be using it. Later reads of these segments find them missing.
+        """
+        with self._lock:
+            return [self._fds.pop(i) for i in segment_ids if i in self._fds]
+
     def close(self) -> None:
         with self._lock:
             for fd in self._fds.values():
@@ -258,7 +267,10 @@ class SegmentWriter:
         os.fsync(old.fd)
         # Closed by the next sync(), which may be fsyncing this descriptor right now.
         self._retired_fds.append(old.fd)
-        self._unsynced.pop(old.segment_id, None)
+        # Already fsynced, but reported by the next sync() so that its final end reaches the
+        # catalog: a chunk appended just before rotation may be committed later, and fsck and
+        # GC take the recorded durable end as the committed extent of every segment.
+        self._unsynced[old.segment_id] = old.end
         self._durable[old.segment_id] = old.end
         self.sealed.append(old.segment_id)
         self._active = _OpenSegment(self.directory, old.segment_id + 1)

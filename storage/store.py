@@ -16,10 +16,11 @@ import os
 import re
 import secrets
 import sqlite3
-from collections.abc import AsyncGenerator, Iterable
+import weakref
+from collections.abc import AsyncGenerator, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import blake3
 
@@ -31,16 +32,19 @@ from storage import (
     listing,
     repl_stats,
     replica,
+    retired,
     snapshot,
     uploads,
+    usage,
 )
 from storage.cache import LatestCache
 from storage.catalog import BucketInfo
 from storage.chunker import CHUNK_BYTES, Chunker
 from storage.commit import GroupCommitter, Mutation
 from storage.database import Database
-from storage.errors import EntityTooLarge, NoSuchBucket, NoSuchKey, StorageError
+from storage.errors import CorruptData, EntityTooLarge, NoSuchBucket, NoSuchKey, StorageError
 from storage.hlc import HybridClock
+from storage.inflight import InFlight
 from storage.listing import ListPage, VersionPage
 from storage.manifest import ChunkRef, Kind, Manifest, decode
 from storage.mutations import (
@@ -59,6 +63,7 @@ from storage.mutations import (
 )
 from storage.segments import (
     DEFAULT_SEGMENT_BYTES_MAX,
+    Record,
     RecordKind,
     SegmentReader,
     SegmentWriter,
@@ -74,6 +79,10 @@ NODE_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # Chunks up to this size are hashed, written and read on the event loop: a thread hop costs
 # more than the work itself.
 INLINE_BYTES_MAX = 64 * 1024
+# A segment GC retired stays open this long for reads that resolved it just before.
+RETIRED_FD_GRACE_S = 30.0
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -153,8 +162,14 @@ class Store:
         self._reader = SegmentReader(config.data_dir / "segments")
         self._latest = LatestCache()
         self._lock: int | None = None
-        # Chunks appended by receive_chunk, indexed by the next apply_remote.
+        # Chunks appended by receive_chunk, indexed by the next apply_remote; each holds an
+        # in-flight floor (storage/inflight.py) until then.
         self._received: dict[bytes, ChunkRef] = {}
+        self._received_tokens: dict[bytes, int] = {}
+        self.inflight = InFlight()
+        # One maintenance job that moves data (gc run/rewrite, scrub --repair) at a time.
+        self.maintenance_lock = asyncio.Lock()
+        self._retired_fds: list[int] = []
         # Buckets that hold (or held) object tags: a superset, only ever grown, so that
         # GET/HEAD look tags up only where there can be some (see may_have_tags).
         self._tagged_buckets: set[str] = set()
@@ -172,6 +187,7 @@ class Store:
         node_id = resolve_node_id(config.data_dir, config.node_id)
         writer_db = await Database.open(config.data_dir / "meta.db")
         reader_db = await Database.open(config.data_dir / "meta.db", read_only=True)
+        await writer_db.run(retired.finish_at_open, segment_dir)
         states = await writer_db.run(catalog.segment_states)
         next_id = await asyncio.to_thread(_recover_segments, segment_dir, states)
         await writer_db.run(_mark_recovered, list_segment_ids(segment_dir))
@@ -189,6 +205,7 @@ class Store:
         await self.committer.stop()
         await asyncio.to_thread(self._segments.close)
         self._reader.close()
+        self._close_retired_fds()
         await self._reader_db.close()
         await self._writer_db.close()
         if self._lock is not None:
@@ -310,12 +327,15 @@ class Store:
         spans = _chunk_spans(manifest.chunks, start, end)
         prefetch: asyncio.Future[bytes] | None = None
         for index, (chunk, low, high) in enumerate(spans):
-            if prefetch is not None:
-                data = await prefetch
-            elif chunk.length <= INLINE_BYTES_MAX:
-                data = self._reader.read_chunk(chunk)
-            else:
-                data = await loop.run_in_executor(None, self._reader.read_chunk, chunk)
+            try:
+                if prefetch is not None:
+                    data = await prefetch
+                elif chunk.length <= INLINE_BYTES_MAX:
+                    data = self._reader.read_chunk(chunk)
+                else:
+                    data = await loop.run_in_executor(None, self._reader.read_chunk, chunk)
+            except CorruptData as unreadable:
+                data = await self._read_moved(chunk, unreadable)
             prefetch = None
             if index + 1 < len(spans):
                 prefetch = loop.run_in_executor(None, self._reader.read_chunk, spans[index + 1][0])
@@ -374,7 +394,10 @@ class Store:
         location = await self._reader_db.run(replica.chunk_location, digest)
         if location is None:
             return None
-        return await asyncio.to_thread(self._reader.read_chunk, location)
+        try:
+            return await asyncio.to_thread(self._reader.read_chunk, location)
+        except CorruptData as unreadable:
+            return await self._read_moved(location, unreadable)
 
     async def missing_chunks(self, digests: Iterable[bytes]) -> set[bytes]:
         wanted = [d for d in dict.fromkeys(digests) if d not in self._received]
@@ -389,15 +412,32 @@ class Store:
         as orphans; the chunk is fetched again.
         """
         digest = blake3.blake3(data).digest()
+        token = self.inflight.enter(self._segments.active_segment_id)
         record = await asyncio.to_thread(self._segments.append, RecordKind.CHUNK, data, digest)
         self._received[digest] = ChunkRef(record.segment_id, record.offset, record.length, digest)
+        replaced = self._received_tokens.pop(digest, None)
+        self._received_tokens[digest] = token
+        if replaced is not None:
+            self.inflight.leave(replaced)
+
+    def _indexed(self, received: tuple[ChunkRef, ...]) -> None:
+        """These received chunks are committed (indexed): forget them, drop their floors."""
+        for chunk in received:
+            self._received.pop(chunk.blake3, None)
+            token = self._received_tokens.pop(chunk.blake3, None)
+            if token is not None:
+                self.inflight.leave(token)
 
     async def store_chunk(self, data: bytes) -> None:
         """Append a received chunk and index it; durable when this returns."""
         digest = blake3.blake3(data).digest()
-        record = await asyncio.to_thread(self._segments.append, RecordKind.CHUNK, data, digest)
-        chunk = ChunkRef(record.segment_id, record.offset, record.length, digest)
-        await self._commit(replica.IndexChunks((chunk,)))
+        token = self.inflight.enter(self._segments.active_segment_id)
+        try:
+            record = await asyncio.to_thread(self._segments.append, RecordKind.CHUNK, data, digest)
+            chunk = ChunkRef(record.segment_id, record.offset, record.length, digest)
+            await self._commit(replica.IndexChunks((chunk,)))
+        finally:
+            self.inflight.leave(token)
 
     async def apply_remote(
         self, peer: str, changes: list[replica.Change], cursor: int, max_skew_ms: int
@@ -409,8 +449,7 @@ class Store:
                 replica.ApplyRemote(peer, tuple(changes), cursor, max_skew_ms, self.clock, received)
             )
         )
-        for chunk in received:
-            self._received.pop(chunk.blake3, None)
+        self._indexed(received)
         return result
 
     async def digest_node(self, prefix: str) -> bytes:
@@ -472,8 +511,7 @@ class Store:
         result: replica.ApplyResult = await self._commit(
             snapshot.ApplySnapshotPage(tuple(changes), record, max_skew_ms, self.clock, received)
         )
-        for chunk in received:
-            self._received.pop(chunk.blake3, None)
+        self._indexed(received)
         return result
 
     async def finish_bootstrap(self, record: snapshot.BootstrapRecord) -> None:
@@ -511,6 +549,60 @@ class Store:
 
     async def remember_peer_url(self, url: str, node_id: str) -> None:
         await self._commit(repl_stats.RememberPeerUrl(url, node_id))
+
+    # ---- maintenance: usage, fsck, scrub, gc (storage/usage.py, fsck.py, scrub.py, gc.py) ---
+
+    @property
+    def segment_dir(self) -> Path:
+        return self.config.data_dir / "segments"
+
+    @property
+    def active_segment_id(self) -> int:
+        return self._segments.active_segment_id
+
+    async def usage(self) -> usage.UsageTotals:
+        """Segments, live and garbage bytes, objects. The catalog pass runs on the reader
+        connection, the walk over the segment files in a thread."""
+        facts = await self._reader_db.run(usage.read_facts)
+        usages = await asyncio.to_thread(usage.measure, facts, self.segment_dir)
+        return usage.totals(usages, facts.objects)
+
+    async def inspect(self, function: Callable[..., T], *args: Any) -> T:
+        """Run a long read-only ``function(conn, *args)`` on a connection of its own, so
+        that it does not hold up the node's reads (liveness.read_snapshot inside gives it
+        one consistent view, whatever commits meanwhile)."""
+        database = await Database.open(self.config.data_dir / "meta.db", read_only=True)
+        try:
+            return await database.run(function, *args)
+        finally:
+            await database.close()
+
+    async def commit(self, mutation: Mutation) -> Any:
+        """Apply a maintenance mutation through the group committer (the one writer)."""
+        return await self._commit(mutation)
+
+    def append_record(self, kind: RecordKind, payload: bytes, digest: bytes) -> Record:
+        """Append a record to the active segment (from a thread). It becomes durable and
+        referenced only when a mutation submitted afterwards commits: hold an in-flight
+        floor (``self.inflight``) until then."""
+        return self._segments.append(kind, payload, digest)
+
+    def retire_segments(self, segment_ids: set[int]) -> None:
+        """Reads stop using segments GC retired. Their open descriptors are closed after
+        a grace period: a read that resolved one just before may still be using it."""
+        fds = self._reader.forget(segment_ids)
+        if fds:
+            self._retired_fds.extend(fds)
+            asyncio.get_running_loop().call_later(RETIRED_FD_GRACE_S, self._close_fds, fds)
+
+    def _close_fds(self, fds: list[int]) -> None:
+        for fd in fds:
+            if fd in self._retired_fds:
+                self._retired_fds.remove(fd)
+                os.close(fd)
+
+    def _close_retired_fds(self) -> None:
+        self._close_fds(list(self._retired_fds))
 
     # ---- multipart uploads ------------------------------------------------------------------
 
@@ -550,19 +642,51 @@ class Store:
         md5 = hashlib.md5()
         refs: list[ChunkRef] = []
         loop = asyncio.get_running_loop()
-        for chunk, low, high in _chunk_spans(source.chunks, first, last):
-            data = await loop.run_in_executor(None, self._reader.read_chunk, chunk)
-            piece = data[low:high]
-            md5.update(piece)
-            if (low, high) == (0, chunk.length):
-                refs.append(chunk)
-            else:
-                digest = blake3.blake3(piece).digest()
-                refs.append(ChunkRef(chunk.segment_id, chunk.offset + low, high - low, digest))
-        result: PartInfo = await self._commit(
-            PutPart(upload, part_number, last - first + 1, md5.hexdigest(), tuple(refs), checksums)
-        )
+        token, chunks = await self._hold_chunks(source.chunks)
+        try:
+            for chunk, low, high in _chunk_spans(chunks, first, last):
+                data = await loop.run_in_executor(None, self._reader.read_chunk, chunk)
+                piece = data[low:high]
+                md5.update(piece)
+                if (low, high) == (0, chunk.length):
+                    refs.append(chunk)
+                else:
+                    digest = blake3.blake3(piece).digest()
+                    refs.append(ChunkRef(chunk.segment_id, chunk.offset + low, high - low, digest))
+            size = last - first + 1
+            result: PartInfo = await self._commit(
+                PutPart(upload, part_number, size, md5.hexdigest(), tuple(refs), checksums)
+            )
+        finally:
+            self.inflight.leave(token)
         return result
+
+    async def _hold_chunks(self, chunks: tuple[ChunkRef, ...]) -> tuple[int, tuple[ChunkRef, ...]]:
+        """Hold an in-flight floor under these chunks (a part will reference them), first
+        following any that GC moved since their manifest was read."""
+        while True:
+            token = self.inflight.enter_unless_retired({c.segment_id for c in chunks})
+            if token is not None:
+                return token, chunks
+            chunks = tuple([await self._locate(chunk) for chunk in chunks])
+
+    async def _locate(self, chunk: ChunkRef) -> ChunkRef:
+        """Where this node holds a chunk's bytes now (GC moves them; the index follows)."""
+        found = await self._reader_db.run(replica.chunk_location, chunk.blake3)
+        if found is None or found.length != chunk.length:
+            raise CorruptData(f"chunk {chunk.blake3.hex()} is no longer stored")
+        return found
+
+    async def _read_moved(self, chunk: ChunkRef, unreadable: CorruptData) -> bytes:
+        """A chunk unreadable where its manifest says: GC or scrub --repair may have moved
+        it after that manifest was resolved, or this node may hold a good copy elsewhere."""
+        try:
+            found = await self._locate(chunk)
+        except CorruptData:
+            raise unreadable from None
+        if found == chunk:
+            raise unreadable
+        return await asyncio.to_thread(self._reader.read_chunk, found)
 
     async def list_parts(
         self, upload: UploadInfo, after_part: int, max_parts: int
@@ -650,6 +774,10 @@ class ObjectWriter:
         self._chunks: list[ChunkRef] = []
         self._in_flight: asyncio.Future[ChunkRef] | None = None
         self.size = 0
+        # GC must not retire the segments this writer appends to before it commits (see
+        # storage/inflight.py); released on commit or abort, or when the writer is dropped.
+        token = store.inflight.enter(store._segments.active_segment_id)
+        self._release = weakref.finalize(self, store.inflight.leave, token)
 
     async def write(self, piece: bytes) -> None:
         self.size += len(piece)
@@ -697,7 +825,10 @@ class ObjectWriter:
         )
         if tags:
             self._store._tagged_buckets.add(self.bucket)
-        result: Manifest = await self._store._commit(mutation)
+        try:
+            result: Manifest = await self._store._commit(mutation)
+        finally:
+            self._release()
         return result
 
     async def commit_part(
@@ -717,7 +848,10 @@ class ObjectWriter:
             tuple(self._chunks),
             checksums,
         )
-        result: PartInfo = await self._store._commit(mutation)
+        try:
+            result: PartInfo = await self._store._commit(mutation)
+        finally:
+            self._release()
         return result
 
     async def abort(self) -> None:
@@ -725,6 +859,7 @@ class ObjectWriter:
         if self._in_flight is not None:
             await asyncio.wait([self._in_flight])
             self._in_flight = None
+        self._release()
 
 
 # ---- helpers ----------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from typing import TypeVar
 
 from storage.config import Tags
 from storage.manifest import Manifest
+from storage.segments import DEFAULT_SEGMENT_BYTES_MAX
 from storage.store import Store, StoreConfig
 
 T = TypeVar("T")
@@ -19,11 +20,13 @@ def run_with_store(
     data_dir: Path,
     chunk_bytes: int = 1 << 20,
     bucket: str | None = "b",
+    segment_bytes_max: int = DEFAULT_SEGMENT_BYTES_MAX,
 ) -> T:
     """Open a store on ``data_dir`` (creating ``bucket`` unless None), run ``test``, close."""
 
     async def main() -> T:
-        store = await Store.open(StoreConfig(data_dir, chunk_bytes=chunk_bytes))
+        config = StoreConfig(data_dir, chunk_bytes=chunk_bytes, segment_bytes_max=segment_bytes_max)
+        store = await Store.open(config)
         try:
             if bucket is not None:
                 await store.create_bucket(bucket, "owner")
@@ -52,13 +55,19 @@ async def read_all(store: Store, manifest: Manifest) -> bytes:
 
 
 def run_with_two_stores(
-    test: Callable[[Store, Store], Awaitable[None]], root: Path, chunk_bytes: int = 1 << 20
+    test: Callable[[Store, Store], Awaitable[None]],
+    root: Path,
+    chunk_bytes: int = 1 << 20,
+    segment_bytes_max: int = DEFAULT_SEGMENT_BYTES_MAX,
 ) -> None:
     """Open stores node-a and node-b under ``root``, run ``test(a, b)``, close both."""
 
+    def config(name: str) -> StoreConfig:
+        return StoreConfig(root / name[-1], name, segment_bytes_max, chunk_bytes)
+
     async def main() -> None:
-        a = await Store.open(StoreConfig(root / "a", node_id="node-a", chunk_bytes=chunk_bytes))
-        b = await Store.open(StoreConfig(root / "b", node_id="node-b", chunk_bytes=chunk_bytes))
+        a = await Store.open(config("node-a"))
+        b = await Store.open(config("node-b"))
         try:
             await test(a, b)
         finally:

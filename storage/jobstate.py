@@ -1,0 +1,75 @@
+"""Progress rows of long jobs (``job:scrub``, ``job:gc`` in ``meta``), for metrics and status.
+
+Written through the group committer as the job goes (at most about once a second) and at
+the end, so the node's gauges follow a job run by the CLI or through the admin channel.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from storage import catalog
+from storage.commit import Outcome
+from storage.hlc import Timestamp, wall_clock_ms
+
+SCRUB = "job:scrub"
+GC = "job:gc"
+WRITE_INTERVAL_S = 1.0
+
+
+class Progress(Protocol):
+    """Where a job reports how far it is (node.jobs.Progress has this shape)."""
+
+    def advance(self, done: int, total: int | None, unit: str) -> None: ...
+
+    def note(self, message: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class WriteMeta:
+    name: str
+    document: str  # JSON
+
+    def touched(self) -> tuple[str, str | None]:
+        return "", ""  # no object: nothing cached to invalidate
+
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+        catalog.write_meta(conn, self.name, self.document)
+        return Outcome()
+
+
+def read_job_state(conn: sqlite3.Connection, name: str) -> dict[str, Any] | None:
+    raw = catalog.read_meta(conn, name)
+    return None if raw is None else dict(json.loads(raw))
+
+
+class JobState:
+    """A job's row: started now, updated as it goes, finished at the end."""
+
+    def __init__(
+        self, name: str, commit: Callable[[WriteMeta], Awaitable[Any]], **fields: Any
+    ) -> None:
+        self.name = name
+        self._commit = commit
+        self.document: dict[str, Any] = {
+            "started_ms": wall_clock_ms(),
+            "finished_ms": None,
+            "done_ratio": 0.0,
+            **fields,
+        }
+        self._written_at = 0.0
+
+    async def update(self, *, force: bool = False, **fields: Any) -> None:
+        self.document.update(fields)
+        now = time.monotonic()
+        if force or now - self._written_at >= WRITE_INTERVAL_S:
+            self._written_at = now
+            await self._commit(WriteMeta(self.name, json.dumps(self.document)))
+
+    async def finish(self, **fields: Any) -> None:
+        await self.update(force=True, finished_ms=wall_clock_ms(), done_ratio=1.0, **fields)
