@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import re
 import sys
 import time
@@ -25,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from node import jobs, ops_jobs
-from node.config import add_peer_argument, resolve_peers
+from node.config import add_data_dir_argument, add_peer_argument, resolve_peers
 from node.jobs import JobReport, LineProgress, NoProgress, Progress
 from node.repl_cli import add_peer_credentials, resolve_peer_credentials
 from storage.errors import StorageError
-from storage.gc import DEFAULT_THRESHOLD
+from storage.gc import BATCH_LIVE_BYTES, DEFAULT_THRESHOLD
 from storage.store import DataDirLocked, Store, StoreConfig
 
 OPS_COMMANDS = ("fsck", "scrub", "gc", "mpu-gc")
@@ -87,6 +86,7 @@ def add_gc_arguments(parser: argparse.ArgumentParser) -> None:
     run = actions.add_parser("run", help="rewrite segments below the threshold (needs --force)")
     _add_threshold(run)
     run.add_argument("--force", action="store_true", help="really rewrite and delete segments")
+    _add_batch(run)
     _add_common(run)
     rewrite = actions.add_parser("rewrite", help="rewrite the given segments whatever their ratio")
     rewrite.add_argument(
@@ -97,6 +97,7 @@ def add_gc_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ID",
         help="segment id (decimal, or its 16-hex-digit file name); repeatable",
     )
+    _add_batch(rewrite)
     _add_common(rewrite)
 
 
@@ -115,12 +116,7 @@ def add_mpu_gc_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=Path(os.environ.get("LAKENODE_DATA_DIR", "./data")),
-        help="data directory (default ./data) [env LAKENODE_DATA_DIR]",
-    )
+    add_data_dir_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
@@ -130,6 +126,16 @@ def _add_threshold(parser: argparse.ArgumentParser) -> None:
         type=_ratio,
         default=DEFAULT_THRESHOLD,
         help=f"rewrite sealed segments with a live ratio below this (default {DEFAULT_THRESHOLD})",
+    )
+
+
+def _add_batch(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--batch-mb",
+        type=_positive_float,
+        default=BATCH_LIVE_BYTES / 1e6,
+        help="live data copied per commit, in MB: what a crash can throw away "
+        f"(default {BATCH_LIVE_BYTES / 1e6:g})",
     )
 
 
@@ -211,8 +217,10 @@ def _request(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Reque
         if args.action == "run":
             if not args.force:
                 parser.error("dry run? use gc plan; gc run needs --force")
-            return Request(ops_jobs.GC_RUN.name, {"threshold": args.threshold}, format_gc_run)
-        return Request(ops_jobs.GC_REWRITE.name, {"segments": args.segment}, format_gc_run)
+            params = {"threshold": args.threshold, "batch_bytes": int(args.batch_mb * 1e6)}
+            return Request(ops_jobs.GC_RUN.name, params, format_gc_run)
+        params = {"segments": args.segment, "batch_bytes": int(args.batch_mb * 1e6)}
+        return Request(ops_jobs.GC_REWRITE.name, params, format_gc_run)
     job = ops_jobs.MPU_GC_PLAN if args.action == "plan" else ops_jobs.MPU_GC_RUN
     return Request(job.name, {"older_than_ms": args.older_than}, format_mpu_gc)
 

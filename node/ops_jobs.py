@@ -85,18 +85,24 @@ async def run_gc_plan(store: Store, params: Mapping[str, Any], progress: Progres
 
 
 async def run_gc(store: Store, params: Mapping[str, Any], progress: Progress) -> JobReport:
-    outcome = await gc.run(store, _threshold(params), progress)
+    outcome = await gc.run(store, _threshold(params), progress, batch_bytes=_batch(params))
     return {"exit_code": 0, **outcome.to_json()}
 
 
 async def run_gc_rewrite(store: Store, params: Mapping[str, Any], progress: Progress) -> JobReport:
     segments = {int(s) for s in params["segments"]}
-    outcome = await gc.run(store, _threshold(params), progress, only=segments)
+    outcome = await gc.run(
+        store, _threshold(params), progress, only=segments, batch_bytes=_batch(params)
+    )
     return {"exit_code": 0, **outcome.to_json()}
 
 
 def _threshold(params: Mapping[str, Any]) -> float:
     return float(params.get("threshold", gc.DEFAULT_THRESHOLD))
+
+
+def _batch(params: Mapping[str, Any]) -> int:
+    return int(params.get("batch_bytes", gc.BATCH_LIVE_BYTES))
 
 
 async def run_mpu_plan(store: Store, params: Mapping[str, Any], progress: Progress) -> JobReport:

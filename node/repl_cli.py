@@ -40,6 +40,7 @@ from node.config import (
     DEFAULT_ACCESS_KEY,
     DEFAULT_REGION,
     DEFAULT_SECRET_KEY,
+    add_data_dir_argument,
     add_peer_argument,
     check_peer_credentials,
     parse_duration_ms,
@@ -118,12 +119,7 @@ def _bootstrap_source(parser: argparse.ArgumentParser, args: argparse.Namespace)
 
 
 def _add_common(pull: argparse.ArgumentParser) -> None:
-    pull.add_argument(
-        "--data-dir",
-        type=Path,
-        default=Path(os.environ.get("LAKENODE_DATA_DIR", "./data")),
-        help="data directory of a stopped node (default ./data) [env LAKENODE_DATA_DIR]",
-    )
+    add_data_dir_argument(pull, "data directory of a stopped node")
     add_peer_credentials(pull)
     pull.add_argument(
         "--repl-max-clock-skew",

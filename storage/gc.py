@@ -48,7 +48,8 @@ from storage.segments import RECORD_HEADER, segment_path
 from storage.store import Store
 
 DEFAULT_THRESHOLD = 0.5
-# Live bytes copied per commit: bounds the work a crash throws away and the catalog scans.
+# Live bytes copied per commit (default): bounds the work a crash throws away; each commit
+# scans the catalog's manifests once.
 BATCH_LIVE_BYTES = 256 << 20
 
 
@@ -163,9 +164,14 @@ class GcOutcome:
 
 
 async def run(
-    store: Store, threshold: float, progress: Progress, only: set[int] | None = None
+    store: Store,
+    threshold: float,
+    progress: Progress,
+    only: set[int] | None = None,
+    batch_bytes: int = BATCH_LIVE_BYTES,
 ) -> GcOutcome:
-    """Rewrite the plan's candidates; see the module docstring for the order of steps."""
+    """Rewrite the plan's candidates, ``batch_bytes`` of live data per commit; see the
+    module docstring for the order of steps."""
     async with store.maintenance_lock:
         plan, live = await make_plan(store, threshold, only)
         if live.undecodable:
@@ -178,7 +184,7 @@ async def run(
         outcome = GcOutcome(plan)
         total = sum(s.file_bytes for s in plan.candidates)
         done = 0
-        for batch in _batches(plan.candidates):
+        for batch in _batches(plan.candidates, batch_bytes):
             await _rewrite_batch(store, batch, live, outcome, progress)
             done += sum(s.file_bytes for s in batch)
             progress.advance(done, total, "bytes")
@@ -193,11 +199,11 @@ async def run(
         return outcome
 
 
-def _batches(candidates: list[SegmentPlan]) -> Iterator[list[SegmentPlan]]:
+def _batches(candidates: list[SegmentPlan], batch_bytes: int) -> Iterator[list[SegmentPlan]]:
     batch: list[SegmentPlan] = []
     live_bytes = 0
     for segment in candidates:
-        if batch and live_bytes + segment.live_bytes > BATCH_LIVE_BYTES:
+        if batch and live_bytes + segment.live_bytes > batch_bytes:
             yield batch
             batch, live_bytes = [], 0
         batch.append(segment)

@@ -5,11 +5,12 @@
    ``mb_per_s``. A record that fails, or a stretch without a readable record header, is
    *damage*. Every record is read (not only referenced ones): the walk is sequential and
    needs no catalog, and damage to garbage is worth knowing too.
-2. **Affected references.** Each by-location reference (version, part, chunk index) that
-   overlaps damage is read again and checked against its own hash (a slice of a damaged
-   record may be intact). Those that fail are the *corrupt chunks*; their versions and parts
-   are the *corrupt objects*, each listed once. Damage nothing references is reported
-   apart: it is garbage, which GC removes.
+2. **Affected references.** Each by-location reference (a version, a part, or a chunk
+   index entry that a retained conflict or an unacknowledged change needs) that overlaps
+   damage is read again and checked against its own hash (a slice of a damaged record may
+   be intact). Those that fail are the *corrupt chunks*; their versions and parts are the
+   *corrupt objects*, each listed once. Damage nothing references is reported apart: it is
+   garbage, which GC removes.
 3. **Repair** (optional). Each corrupt chunk is fetched again by hash through ``fetch``
    (peers, see node/ops_jobs.py), checked, appended to the active segment, and one
    :class:`RepairCommit` repoints every reference inside the chunk's range to the new copy
@@ -272,14 +273,15 @@ def affected(
                 continue  # fsck reports it
             for chunk in chunks:
                 consider(chunk.segment_id, chunk.offset, chunk.length, chunk.blake3, owner)
+        # An index entry matters when a change a peer still needs, or a conflict, asks for
+        # its hash; otherwise it only remembers garbage.
         needed_by = hash_references(conn, [])
         for digest, segment_id, offset, length in conn.execute(
             "SELECT blake3, segment_id, offset, length FROM chunk_index"
         ):
-            label = f"chunk index {bytes(digest).hex()}"
             if bytes(digest) in needed_by:
-                label += f" (needed by {needed_by[bytes(digest)]})"
-            consider(segment_id, offset, length, bytes(digest), label)
+                label = f"chunk index {bytes(digest).hex()} (needed by {needed_by[bytes(digest)]})"
+                consider(segment_id, offset, length, bytes(digest), label)
     corrupt = []
     for (segment_id, offset, length, digest), names in sorted(owners.items()):
         if not _intact(segment_dir, segment_id, offset, length, digest):
