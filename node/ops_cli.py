@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import re
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -196,7 +197,7 @@ def run_ops(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     progress: Progress = NoProgress() if args.json else EverySecond(LineProgress())
     try:
         report = asyncio.run(run_job_here(args.data_dir, request.job, request.params, progress))
-    except (JobUnavailable, StorageError, OSError) as exc:
+    except (JobUnavailable, StorageError, OSError, sqlite3.Error) as exc:
         sys.stderr.write(f"{parser.prog}: {exc}\n")
         return 1
     if args.json:

@@ -45,7 +45,10 @@ async def run_scrub_repair(
         urls = sorted(await store.peer_urls())
     if not urls:
         return {"exit_code": 2, "error": "no peer to repair from: name one with --peer"}
-    sign = peer_signer(params["access_key"], params["secret_key"], params["region"])
+    credentials = [str(params.get(name) or "") for name in ("access_key", "secret_key", "region")]
+    if not all(credentials):
+        return {"exit_code": 2, "error": "repair needs access_key, secret_key and region"}
+    sign = peer_signer(*credentials)
     async with PeerChunks(urls, sign) as peers:
         result = await scrub.scrub(store, params.get("mb_per_s"), progress, peers.fetch)
     return _scrub_report(result)

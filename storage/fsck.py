@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,7 @@ class FsckReport:
     checked: dict[str, int] = field(default_factory=dict)
     omitted: dict[str, int] = field(default_factory=dict)  # findings past the cap, per code
     _seen: set[tuple[str, str, str]] = field(default_factory=set, repr=False)
+    _listed: Counter[str] = field(default_factory=Counter, repr=False)
 
     @property
     def clean(self) -> bool:
@@ -74,9 +76,10 @@ class FsckReport:
         if (code, subject, message) in self._seen:
             return
         self._seen.add((code, subject, message))
-        if sum(f.code == code for f in self.findings) >= FINDINGS_PER_CODE_MAX:
+        if self._listed[code] >= FINDINGS_PER_CODE_MAX:
             self.omitted[code] = self.omitted.get(code, 0) + 1
             return
+        self._listed[code] += 1
         self.findings.append(Finding(code, subject, message))
 
     def count(self, name: str, amount: int = 1) -> None:

@@ -50,7 +50,7 @@ from storage.store import Store
 DEFAULT_THRESHOLD = 0.5
 # Live bytes copied per commit (default): bounds the work a crash throws away; each commit
 # scans the catalog's manifests once.
-BATCH_LIVE_BYTES = 256 << 20
+BATCH_LIVE_BYTES = 256_000_000
 
 
 class GcRefused(StorageError):

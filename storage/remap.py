@@ -78,11 +78,15 @@ class Relocated:
 def relocate_index(conn: sqlite3.Connection, relocation: Relocation) -> dict[bytes, int]:
     """Repoint chunk_index rows inside moved ranges; return the other rows of the
     relocation's segments (hash -> segment id)."""
-    marks = ",".join("?" * len(relocation.segments))
-    rows = conn.execute(
-        f"SELECT blake3, segment_id, offset, length FROM chunk_index WHERE segment_id IN ({marks})",
-        tuple(relocation.segments),
-    ).fetchall()
+    segments = sorted(relocation.segments)
+    rows = []
+    for start in range(0, len(segments), PAGE_ROWS):  # within SQLite's parameter limit
+        some = segments[start : start + PAGE_ROWS]
+        rows += conn.execute(
+            "SELECT blake3, segment_id, offset, length FROM chunk_index"
+            f" WHERE segment_id IN ({','.join('?' * len(some))})",
+            some,
+        ).fetchall()
     left: dict[bytes, int] = {}
     for digest, segment_id, offset, length in rows:
         moved = relocation.locate(ChunkRef(segment_id, offset, length, bytes(digest)))

@@ -48,6 +48,7 @@ from storage.store import Store
 
 DAMAGED_META = "scrub:damaged"
 STEP_BYTES_MAX = 8 << 20  # verified per thread hop: progress and pacing granularity
+READ_PIECE_BYTES = 1 << 20
 
 Fetch = Callable[[bytes], Awaitable[bytes | None]]
 
@@ -167,8 +168,7 @@ class SegmentVerifier:
             if header is None:
                 self._damage(self.extent, "no readable record header")
                 break
-            payload = self._file.read(header.length)
-            if blake3.blake3(payload).digest() != header.digest:
+            if self._hash_payload(header.length) != header.digest:
                 kind = "chunk" if header.kind == RecordKind.CHUNK else "manifest"
                 self.damage.append(
                     Damage(self.segment_id, header.offset, header.end, f"{kind} record fails "
@@ -178,6 +178,18 @@ class SegmentVerifier:
             spent += header.size
             self.position = header.end
         return spent
+
+    def _hash_payload(self, length: int) -> bytes:
+        """BLAKE3 of the next ``length`` bytes, read a piece at a time (a damaged length
+        field may claim up to RECORD_BYTES_MAX)."""
+        hasher = blake3.blake3()
+        while length > 0:
+            piece = self._file.read(min(length, READ_PIECE_BYTES))
+            if not piece:
+                break
+            hasher.update(piece)
+            length -= len(piece)
+        return hasher.digest()
 
     def _damage(self, end: int, reason: str) -> None:
         self.damage.append(Damage(self.segment_id, self.position, end, reason))

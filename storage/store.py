@@ -413,7 +413,11 @@ class Store:
         """
         digest = blake3.blake3(data).digest()
         token = self.inflight.enter(self._segments.active_segment_id)
-        record = await asyncio.to_thread(self._segments.append, RecordKind.CHUNK, data, digest)
+        try:
+            record = await asyncio.to_thread(self._segments.append, RecordKind.CHUNK, data, digest)
+        except BaseException:
+            self.inflight.leave(token)
+            raise
         self._received[digest] = ChunkRef(record.segment_id, record.offset, record.length, digest)
         replaced = self._received_tokens.pop(digest, None)
         self._received_tokens[digest] = token

@@ -62,6 +62,17 @@ def test_rotation_starts_a_new_segment_when_full(tmp_path: Path) -> None:
         assert segment_path(tmp_path, segment_id).stat().st_size <= 4096
 
 
+def test_a_rotated_segment_reports_its_final_end_at_the_next_sync(tmp_path: Path) -> None:
+    # A chunk appended just before rotation may be committed later: the catalog must learn
+    # the rotated segment's end (fsck and GC take it as the committed extent).
+    writer = SegmentWriter(tmp_path, 1, 4096)
+    first = writer.append(RecordKind.CHUNK, os.urandom(3000))
+    second = writer.append(RecordKind.CHUNK, os.urandom(3000))  # rotates to segment 2
+    assert (first.segment_id, second.segment_id) == (1, 2)
+    assert writer.sync() == {1: first.offset + 3000, 2: second.offset + 3000}
+    writer.close()
+
+
 def test_recovery_truncates_a_torn_tail_but_keeps_intact_records(tmp_path: Path) -> None:
     writer = SegmentWriter(tmp_path, 1, 1 << 20)
     kept = [writer.append(RecordKind.CHUNK, os.urandom(500)) for _ in range(3)]
