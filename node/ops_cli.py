@@ -202,6 +202,8 @@ def run_ops(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return 1
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))
+    elif "error" in report:  # the job refused to start (e.g. no peer to repair from)
+        sys.stderr.write(f"{parser.prog}: {report['error']}\n")
     else:
         print(request.render(report))
     return int(report["exit_code"])
@@ -285,8 +287,6 @@ def format_fsck(report: Mapping[str, Any]) -> str:
 
 
 def format_scrub(report: Mapping[str, Any]) -> str:
-    if "error" in report:
-        return f"scrub: {report['error']}"
     lines = [f"corrupt: {name}" for name in report["corrupt_objects"]]
     repaired = len(report["repaired_chunks"])
     for digest, reason in sorted(report["repair_failures"].items()):

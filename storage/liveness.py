@@ -46,7 +46,11 @@ class LiveSet:
 
 @contextmanager
 def read_snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """One read transaction: every query inside sees the same committed state (WAL)."""
+    """One read transaction: every query inside sees the same committed state (WAL).
+    Inside a caller's transaction, that one serves."""
+    if conn.in_transaction:
+        yield conn
+        return
     conn.execute("BEGIN")
     try:
         yield conn

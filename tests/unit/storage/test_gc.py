@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from node.jobs import NoProgress
-from storage import fsck, gc, retired
+from storage import fsck, gc, retired, usage
 from storage.manifest import Manifest
 from storage.segments import RecordKind, SegmentWriter, list_segment_ids, segment_path
 from storage.store import Store
@@ -269,5 +269,25 @@ def test_gc_plan_never_selects_the_active_segment(tmp_path: Path) -> None:
         plan, _live = await gc.make_plan(store, 1.0)
         active = [s for s in plan.segments if s.segment_id == store.active_segment_id]
         assert active and not active[0].rewrite and not active[0].sealed
+
+    run_small(body, tmp_path)
+
+
+def test_usage_functions_of_the_contract_agree_with_store_usage(tmp_path: Path) -> None:
+    async def body(store: Store) -> None:
+        for _ in range(3):
+            await put_object(store, "b", "k", os.urandom(40_000))
+        await put_object(store, "b", "other", os.urandom(10_000))
+        await store.delete_object("b", "other")
+        totals = await store.usage()
+        conn = sqlite3.connect(store.config.data_dir / "meta.db", isolation_level=None)
+        try:
+            assert usage.usage_totals(conn, store.segment_dir) == totals
+            segments = usage.segment_usage(conn, store.segment_dir)
+        finally:
+            conn.close()
+        assert (totals.objects, totals.segments) == (1, len(segments))
+        assert totals.live_bytes == sum(s.live_bytes for s in segments) > 40_000
+        assert totals.garbage_bytes == totals.segment_bytes - totals.live_bytes > 80_000
 
     run_small(body, tmp_path)
