@@ -26,6 +26,7 @@ from node.config import ServeConfig
 from node.metrics import NodeMetrics
 from node.peers import Pullers, peer_signer
 from node.repl_cli import SERVE_RECORD
+from node.repl_gc_task import GcSettings, purge_forever
 from node.repl_status import full_reports, local_reports
 from replication.routes import PREFIX as REPL_PREFIX
 from replication.routes import StoreUnavailable, build_router, error_response
@@ -93,6 +94,14 @@ def _record_address(config: ServeConfig) -> Path:
     return record
 
 
+def gc_settings(config: ServeConfig) -> GcSettings:
+    return GcSettings(
+        interval_ms=config.repl_gc_interval,
+        window_ms=config.repl_tombstone_window,
+        conflict_retention_ms=config.repl_conflict_retention,
+    )
+
+
 def build_app(config: ServeConfig) -> ASGIApp:
     state = NodeState(config)
 
@@ -121,9 +130,15 @@ def build_app(config: ServeConfig) -> ASGIApp:
             peer_signer(*config.peer_credentials, config.region),
             config.repl_max_clock_skew,
         )
+        tombstone_gc = asyncio.create_task(
+            purge_forever(store, config.peers, gc_settings(config)), name="tombstone-gc"
+        )
         try:
             yield
         finally:
+            tombstone_gc.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await tombstone_gc
             await state.pullers.stop()
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):

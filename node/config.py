@@ -58,6 +58,9 @@ class ServeConfig:
     peer_access_key: str | None = None
     peer_secret_key: str | None = None
     repl_max_clock_skew: int = 1000  # milliseconds
+    repl_tombstone_window: int = 24 * 3_600_000  # milliseconds
+    repl_conflict_retention: int = 30 * 86_400_000  # milliseconds
+    repl_gc_interval: int = 3_600_000  # milliseconds
     peers: tuple[str, ...] = ()
 
     @property
@@ -140,6 +143,28 @@ def parse_duration_ms(text: str) -> int:
     return value
 
 
+_PERIOD_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+PERIOD_MAX_MS = 3650 * 86_400_000
+
+
+def parse_period_ms(text: str) -> int:
+    """A period as milliseconds, zero allowed: ``0``, ``90s``, ``30m``, ``24h``, ``7d``."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*(ms|s|m|h|d)?\s*", text.lower())
+    if not match:
+        raise argparse.ArgumentTypeError(f"invalid period {text!r} (e.g. 30s, 15m, 24h, 7d)")
+    value = round(float(match.group(1)) * _PERIOD_UNITS[match.group(2) or "s"])
+    if value > PERIOD_MAX_MS:
+        raise argparse.ArgumentTypeError(f"period must be at most 3650d: {text!r}")
+    return value
+
+
+def parse_positive_period_ms(text: str) -> int:
+    value = parse_period_ms(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"period must be more than 0: {text!r}")
+    return value
+
+
 def parse_peer_url(text: str) -> str:
     try:
         return normalize_base_url(text)
@@ -171,6 +196,12 @@ SERVE_OPTIONS: tuple[tuple[str, str | None, object, str | None, str], ...] = (
      "secret key to sign requests to peers (default: the root secret)"),
     ("--repl-max-clock-skew", "LAKENODE_REPL_MAX_CLOCK_SKEW", parse_duration_ms, "1s",
      "refuse replicated changes stamped further ahead of our clock (500ms, 2s, 1.5)"),
+    ("--repl-tombstone-window", "LAKENODE_REPL_TOMBSTONE_WINDOW", parse_period_ms, "24h",
+     "keep tombstones at least this long after every peer has them (e.g. 24h)"),
+    ("--repl-conflict-retention", "LAKENODE_REPL_CONFLICT_RETENTION", parse_period_ms, "30d",
+     "keep records of writes that lost under LWW this long (e.g. 30d)"),
+    ("--repl-gc-interval", "LAKENODE_REPL_GC_INTERVAL", parse_positive_period_ms, "1h",
+     "how often the node runs tombstone GC (e.g. 1h)"),
 )  # fmt: skip
 PEERS_ENV = "LAKENODE_PEERS"
 

@@ -49,13 +49,22 @@ from node.config import (
 )
 from node.keys_cli import open_catalog
 from node.peers import PEER_TIMEOUT_S, peer_signer
+from node.repl_gc_cli import GC_ACTIONS, add_gc_arguments, run_gc_action
 from node.repl_status import full_reports
 from replication.bootstrap import DEFAULT_PAGE_SIZE
 from replication.client import PeerClient, PeerUnavailable, RemoteDigests, Signer
 from replication.protocol import MAX_PAGE_CHANGES, ProtocolError
 from replication.puller import PeerState, PullStats, identify_peer, pull_once
 from replication.pusher import PushFailed, push_once
-from replication.validate import Difference, WalkStats, compare
+from replication.validate import (
+    Difference,
+    DigestSource,
+    WalkStats,
+    compare,
+    compare_deep,
+    describe,
+    explain,
+)
 from storage.errors import StorageError
 from storage.hlc import wall_clock_ms
 from storage.repl_stats import PeerCounters, ValidateRecord, record_validate
@@ -75,7 +84,7 @@ def add_repl_arguments(parser: argparse.ArgumentParser) -> None:
     validate.add_argument(
         "--deep",
         action="store_true",
-        help="also compare chunk hashes (not implemented yet: refused)",
+        help="also compare every version's chunk BLAKE3 list (reads every key on both sides)",
     )
     _add_common(validate)
     push = actions.add_parser("push", help="push this stopped node's changes to peers, then exit")
@@ -86,6 +95,7 @@ def add_repl_arguments(parser: argparse.ArgumentParser) -> None:
     status.add_argument("--json", action="store_true", help="print JSON for scripts")
     _add_common(status)
     _add_bootstrap(actions)
+    add_gc_arguments(actions)
 
 
 def _add_bootstrap(actions: Any) -> None:
@@ -140,6 +150,8 @@ def _add_common(pull: argparse.ArgumentParser) -> None:
 
 
 def run_repl(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.action in GC_ACTIONS:
+        return run_gc_action(parser, args)
     if args.action == "bootstrap":
         source = _bootstrap_source(parser, args)
         peers: tuple[str, ...] = ()
@@ -191,9 +203,7 @@ def run_repl(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             bootstrap_site(args.data_dir, source, sign, skew_ms, args.node_id, args.page_size)
         )
     if args.action == "validate":
-        if args.deep:
-            parser.error("argument --deep: chunk-hash comparison is not implemented yet")
-        return asyncio.run(validate_all(args.data_dir, peers, sign))
+        return asyncio.run(validate_all(args.data_dir, peers, sign, deep=args.deep))
     return asyncio.run(pull_all(args.data_dir, peers, sign, skew_ms))
 
 
@@ -258,12 +268,14 @@ def _fail(message: str, action: str = "pull") -> None:
 # ---- validate ----------------------------------------------------------------------------------
 
 
-async def validate_all(data_dir: Path, peers: tuple[str, ...], sign: Signer) -> int:
+async def validate_all(
+    data_dir: Path, peers: tuple[str, ...], sign: Signer, *, deep: bool = False
+) -> int:
     """Compare the local site with each peer; print the differences; 0 only if all agree."""
     status = 0
     for url in peers:
         try:
-            differences, stats, peer_id = await _validate_one(data_dir, url, sign)
+            differences, stats, peer_id = await _validate_one(data_dir, url, sign, deep)
         except (PeerUnavailable, ProtocolError, StorageError, OSError) as exc:
             _fail(f"{url}: {type(exc).__name__}: {exc}", "validate")
             status = 1
@@ -272,23 +284,27 @@ async def validate_all(data_dir: Path, peers: tuple[str, ...], sign: Signer) -> 
         for difference in differences:
             print(
                 f"{difference.bucket}\t{difference.key}\t"
-                f"here={_describe(difference.local)}\tpeer={_describe(difference.remote)}"
+                f"here={describe(difference.local_facts)}\t"
+                f"peer={describe(difference.remote_facts)}"
             )
         verdict = "agree" if not differences else f"{len(differences)} difference(s)"
-        print(
-            f"validate {url}: {verdict} ({stats.nodes_compared} nodes, "
-            f"{stats.leaf_ranges_compared} leaf ranges compared)"
+        cost = (
+            f"{stats.keys_compared_deep} keys compared with their chunk lists"
+            if deep
+            else f"{stats.nodes_compared} nodes, {stats.leaf_ranges_compared} leaf ranges compared"
         )
+        purged = (
+            f", {stats.purged_tombstones} purged tombstone(s) ignored"
+            if stats.purged_tombstones
+            else ""
+        )
+        print(f"validate {url}: {verdict} ({cost}{purged})")
         status = status or (1 if differences else 0)
     return status
 
 
-def _describe(leaf: bytes | None) -> str:
-    return "absent" if leaf is None else f"state:{leaf.hex()[:16]}"
-
-
 async def _validate_one(
-    data_dir: Path, url: str, sign: Signer
+    data_dir: Path, url: str, sign: Signer, deep: bool
 ) -> tuple[list[Difference], WalkStats, str]:
     """The differences, the walk's cost, and the peer's node id (the key of the record)."""
     async with PeerClient(url, sign, PEER_TIMEOUT_S) as peer:
@@ -298,11 +314,20 @@ async def _validate_one(
         except DataDirLocked:
             local_url = _running_node_url(data_dir)
             async with PeerClient(local_url, sign, PEER_TIMEOUT_S) as local:
-                return (*await compare(RemoteDigests(local), RemoteDigests(peer)), peer_id)
+                return (*await _compare(RemoteDigests(local), RemoteDigests(peer), deep), peer_id)
         try:
-            return (*await compare(store, RemoteDigests(peer)), peer_id)
+            return (*await _compare(store, RemoteDigests(peer), deep), peer_id)
         finally:
             await store.close()
+
+
+async def _compare(
+    local: DigestSource, remote: DigestSource, deep: bool
+) -> tuple[list[Difference], WalkStats]:
+    if deep:
+        return await compare_deep(local, remote)
+    differences, stats = await compare(local, remote)
+    return await explain(differences, local, remote, stats), stats
 
 
 def _record_validate(data_dir: Path, peer_id: str, url: str, differences: int) -> None:

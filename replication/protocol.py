@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from storage.digest import KeyFacts, VersionFact
 from storage.errors import FormatError
 from storage.manifest import decode as decode_manifest
 from storage.replica import Change
@@ -39,6 +40,8 @@ MAX_PAGE_BYTES: Final = 64 << 20
 MAX_CHUNK_BYTES: Final = 64 << 20
 MAX_PAYLOAD_BYTES: Final = 1 << 20
 MAX_INT: Final = (1 << 63) - 1  # SQLite INTEGER
+# Error code (HTTP 410) for a cursor older than the pruned part of the log.
+BOOTSTRAP_REQUIRED: Final = "BootstrapRequired"
 DIGEST_BYTES: Final = 32
 
 _NODE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -419,3 +422,40 @@ def snapshot_page_from_json(document: Any) -> SnapshotPage:
         objects_total=_optional_int(fields, "objects_total", "snapshot page"),
         now_ms=_int(fields, "now_ms", "snapshot page"),
     )
+
+
+# ---- key facts (validate: what each side holds, --deep chunk lists) --------------------------
+
+
+def facts_to_json(facts: KeyFacts) -> list[Any]:
+    return [
+        facts.bucket,
+        facts.key,
+        [
+            [v.version_id, v.hlc, v.origin, v.kind, v.etag, v.size, [c.hex() for c in v.chunks]]
+            for v in facts.versions
+        ],
+    ]
+
+
+def facts_from_json(document: Any) -> KeyFacts:
+    if not (isinstance(document, list) and len(document) == 3):
+        raise ProtocolError("key facts must be [bucket, key, versions]")
+    bucket, key, versions = document
+    if not (isinstance(bucket, str) and isinstance(key, str) and isinstance(versions, list)):
+        raise ProtocolError("key facts must be [bucket, key, versions]")
+    return KeyFacts(bucket, key, tuple(_version_fact(row) for row in versions))
+
+
+def _version_fact(row: Any) -> VersionFact:
+    shape = (str, int, str, int, str, int, list)
+    if not (
+        isinstance(row, list)
+        and len(row) == len(shape)
+        and all(type(value) is kind for value, kind in zip(row, shape, strict=True))
+    ):
+        raise ProtocolError("a version fact must be [id, hlc, origin, kind, etag, size, chunks]")
+    if not all(isinstance(text, str) for text in row[6]):
+        raise ProtocolError("chunk digests must be hex strings")
+    chunks = tuple(parse_hex_digest(text) for text in row[6])
+    return VersionFact(row[0], row[1], row[2], row[3], row[4], row[5], chunks)

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Final
 
-from replication.client import PeerClient, PeerRefused, PeerUnavailable
+from replication.client import BootstrapRequired, PeerClient, PeerRefused, PeerUnavailable
 from replication.ports import ReplicaStore
 from replication.protocol import ChangesPage, ProtocolError, chunk_digests
 from storage.errors import StorageError
@@ -121,6 +121,8 @@ def error_reason(error: BaseException) -> str:
     """A short, bounded label for a failed round (the ``reason`` of apply-error metrics)."""
     if isinstance(error, PeerUnavailable):
         return "unavailable"
+    if isinstance(error, BootstrapRequired):
+        return "bootstrap_required"
     if isinstance(error, PeerRefused):
         return "refused"
     if isinstance(error, ProtocolError):

@@ -28,16 +28,24 @@ from starlette.responses import JSONResponse, Response
 
 from replication import protocol
 from replication.ports import ReplicaStore
-from replication.protocol import MAX_INT, MAX_PAGE_CHANGES, ChangesPage, PeerInfo, ProtocolError
+from replication.protocol import (
+    BOOTSTRAP_REQUIRED,
+    MAX_INT,
+    MAX_PAGE_CHANGES,
+    ChangesPage,
+    PeerInfo,
+    ProtocolError,
+)
 from storage.digest import DEPTH
 from storage.hlc import wall_clock_ms
-from storage.replica import ApplyResult, Change, MissingChunks, ReplicationError
+from storage.replica import ApplyResult, Change, LogPruned, MissingChunks, ReplicationError
 
 log = logging.getLogger("lakenode.replication.routes")
 
 ACKNOWLEDGED: Final = "acked"  # peer_cursors direction: how far a peer has applied our log
 PREFIX: Final = "/_lakenode/repl"
 DEFAULT_PAGE_LIMIT: Final = 500
+MAX_FACT_KEYS: Final = 2000  # keys per validate --deep page (each with every version)
 # A 409 lists at most this many missing digests (a page's manifests reference fewer).
 MAX_MISSING_LISTED: Final = 100_000
 
@@ -97,6 +105,10 @@ def build_router(
             return error_response(400, "ProtocolError", str(exc))
         except StoreUnavailable:
             return error_response(503, "Unavailable", "the node's store is not open")
+        except LogPruned as exc:
+            return error_response(
+                410, BOOTSTRAP_REQUIRED, str(exc), pruned_through=exc.pruned_through
+            )
 
     async def push(request: Request, current: ReplicaStore) -> Response:
         return await handle_push(request, current, max_skew_ms)
@@ -264,10 +276,28 @@ async def handle_digest(request: Request, store: ReplicaStore) -> Response:
     if part == "children" and len(prefix) < DEPTH:
         children = await store.digest_children(prefix)
         return JSONResponse({"children": {k: v.hex() for k, v in children.items()}})
+    if part == "key":
+        bucket, key = _required(request, "bucket"), _required(request, "key")
+        facts = await store.key_facts(bucket, key)
+        cutoff = await store.purge_cutoff()
+        return JSONResponse({"facts": protocol.facts_to_json(facts), "purge_cutoff": cutoff})
+    if part == "facts":
+        after = request.query_params.get("after_bucket"), request.query_params.get("after_key")
+        limit = min(_query_int(request.query_params.get("limit"), "limit", 500), MAX_FACT_KEYS)
+        start = (after[0], after[1]) if after[0] is not None and after[1] is not None else None
+        page = await store.facts_page(start, max(1, limit))
+        return JSONResponse({"keys": [protocol.facts_to_json(f) for f in page]})
     if part == "leaves" and len(prefix) == DEPTH:
         leaves = await store.digest_leaves(prefix)
         return JSONResponse({"leaves": [[x.bucket, x.key, x.leaf.hex()] for x in leaves]})
     raise RouteError(400, "BadRequest", f"part {part!r} does not apply to prefix {prefix!r}")
+
+
+def _required(request: Request, name: str) -> str:
+    value = request.query_params.get(name)
+    if value is None:
+        raise RouteError(400, "BadRequest", f"{name} is required")
+    return value
 
 
 async def handle_backlog(request: Request, store: ReplicaStore) -> Response:

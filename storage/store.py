@@ -32,6 +32,7 @@ from storage import (
     repl_stats,
     replica,
     snapshot,
+    tombstone_gc,
     uploads,
 )
 from storage.cache import LatestCache
@@ -413,11 +414,33 @@ class Store:
             self._received.pop(chunk.blake3, None)
         return result
 
+    async def purge_tombstones(self, limits: tombstone_gc.PurgeLimits) -> tombstone_gc.PurgeReport:
+        """Tombstone GC (storage/tombstone_gc.py) in bounded transactions until done."""
+        total = tombstone_gc.PurgeReport()
+        while True:
+            step: tombstone_gc.PurgeReport = await self._commit(tombstone_gc.PurgeBatch(limits))
+            self._latest.invalidate(step.keys)
+            total.add(step)
+            if step.purged == 0:
+                return total
+
+    async def log_pruned_through(self) -> int:
+        return await self._reader_db.run(tombstone_gc.log_pruned_through)
+
     async def digest_node(self, prefix: str) -> bytes:
         return await self._reader_db.run(digest.node, prefix)
 
     async def digest_children(self, prefix: str) -> dict[str, bytes]:
         return await self._reader_db.run(digest.children, prefix)
+
+    async def key_facts(self, bucket: str, key: str) -> digest.KeyFacts:
+        return await self._reader_db.run(digest.key_facts, bucket, key)
+
+    async def facts_page(self, after: tuple[str, str] | None, keys: int) -> list[digest.KeyFacts]:
+        return await self._reader_db.run(digest.facts_page, after, keys)
+
+    async def purge_cutoff(self) -> int:
+        return await self._reader_db.run(digest.purge_cutoff)
 
     async def digest_leaves(self, prefix: str) -> list[digest.Leaf]:
         return await self._reader_db.run(digest.leaves, prefix)
