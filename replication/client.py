@@ -165,6 +165,27 @@ class PeerClient:
         answer = await self._retrying(fetch)
         return answer.body
 
+    async def chunk_batch(self, digests: list[bytes]) -> dict[bytes, bytes]:
+        """Small chunks in one request, each verified against its digest (a mismatch is
+        retried). The peer may leave some out (answer size cap, or lacking them): callers
+        fetch those alone."""
+        body = protocol.dumps({"digests": [digest.hex() for digest in digests]})
+        limit = protocol.MAX_CHUNK_BATCH_BYTES + protocol.MAX_CHUNK_BYTES + 40 * len(digests)
+        found: dict[bytes, bytes] = {}
+
+        async def fetch() -> _Answer:
+            answer = await self._request("POST", "chunks", body=body, limit=limit)
+            if answer.status == 200:
+                found.clear()
+                found.update(protocol.decode_chunk_frames(answer.body, digests))
+                for digest, data in found.items():
+                    if blake3.blake3(data).digest() != digest:
+                        raise ChunkMismatch(f"chunk {digest.hex()} from {self.base_url} is damaged")
+            return answer
+
+        await self._retrying(fetch)
+        return found
+
     async def push(self, page: ChangesPage, after: int) -> dict[str, int]:
         """Send a page for the peer to apply; its counts, or PushRejected (409)."""
         answer = await self._call(

@@ -21,6 +21,7 @@ import base64
 import binascii
 import json
 import re
+import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -215,7 +216,12 @@ _CHANGE_FIELDS: Final = frozenset(
 
 def chunk_digests(changes: Iterable[Change]) -> set[bytes]:
     """The BLAKE3 digests of every chunk the changes' manifests reference."""
-    digests: set[bytes] = set()
+    return set(chunk_sizes(changes))
+
+
+def chunk_sizes(changes: Iterable[Change]) -> dict[bytes, int]:
+    """Every chunk the changes' manifests reference: BLAKE3 digest -> length."""
+    sizes: dict[bytes, int] = {}
     for change in changes:
         if change.manifest is None:
             continue
@@ -223,8 +229,59 @@ def chunk_digests(changes: Iterable[Change]) -> set[bytes]:
             manifest = decode_manifest(change.manifest)
         except FormatError as exc:
             raise ProtocolError(f"change seq {change.seq}: bad manifest: {exc}") from exc
-        digests.update(chunk.blake3 for chunk in manifest.chunks)
-    return digests
+        sizes.update((chunk.blake3, chunk.length) for chunk in manifest.chunks)
+    return sizes
+
+
+# ---- chunk batches: many small chunks in one request ------------------------------------------
+#
+# POST chunks {"digests": [hex, ...]} answers frames, in the order asked:
+#     32-byte digest | u32 length (NOT_FOUND if the node lacks it) | the chunk's bytes
+# The server stops adding frames once the answer holds MAX_CHUNK_BATCH_BYTES of data; the
+# client fetches what was left out one by one. One request per page of small objects instead
+# of one per chunk: the cost that dominated catching up on a backlog of small writes.
+
+MAX_CHUNK_BATCH_BYTES: Final = 4 << 20
+MAX_CHUNK_BATCH_DIGESTS: Final = 1024
+SMALL_CHUNK_BYTES: Final = 1 << 20  # larger chunks are fetched alone (streamed, bounded)
+CHUNK_NOT_FOUND: Final = 0xFFFFFFFF
+_FRAME = struct.Struct("<32sI")
+
+
+def encode_chunk_frame(digest: bytes, data: bytes | None) -> bytes:
+    if data is None:
+        return _FRAME.pack(digest, CHUNK_NOT_FOUND)
+    return _FRAME.pack(digest, len(data)) + data
+
+
+def decode_chunk_frames(body: bytes, asked: Iterable[bytes]) -> dict[bytes, bytes]:
+    """The chunks found in a batch answer (digest -> bytes), checked against what was asked."""
+    wanted = set(asked)
+    found: dict[bytes, bytes] = {}
+    view, offset = memoryview(body), 0
+    while offset < len(body):
+        if offset + _FRAME.size > len(body):
+            raise ProtocolError("chunk batch answer ends inside a frame header")
+        digest, length = _FRAME.unpack_from(view, offset)
+        offset += _FRAME.size
+        if digest not in wanted:
+            raise ProtocolError(f"chunk batch answer holds a chunk not asked for: {digest.hex()}")
+        if length == CHUNK_NOT_FOUND:
+            continue
+        if offset + length > len(body):
+            raise ProtocolError("chunk batch answer ends inside a chunk")
+        found[digest] = bytes(view[offset : offset + length])
+        offset += length
+    return found
+
+
+def parse_chunk_batch_request(document: Any) -> list[bytes]:
+    digests = _object(document, "chunk batch").get("digests")
+    if not isinstance(digests, list) or not 1 <= len(digests) <= MAX_CHUNK_BATCH_DIGESTS:
+        raise ProtocolError(f"digests must be a list of 1 to {MAX_CHUNK_BATCH_DIGESTS} hex digests")
+    if not all(isinstance(text, str) for text in digests):
+        raise ProtocolError("digests must be hex strings")
+    return [parse_hex_digest(text) for text in digests]
 
 
 def parse_hex_digest(text: str) -> bytes:

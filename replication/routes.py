@@ -45,6 +45,7 @@ log = logging.getLogger("lakenode.replication.routes")
 ACKNOWLEDGED: Final = "acked"  # peer_cursors direction: how far a peer has applied our log
 PREFIX: Final = "/_lakenode/repl"
 DEFAULT_PAGE_LIMIT: Final = 500
+_MAX_CHUNK_BATCH_REQUEST: Final = protocol.MAX_CHUNK_BATCH_DIGESTS * 70 + 64
 MAX_FACT_KEYS: Final = 2000  # keys per validate --deep page (each with every version)
 # A 409 lists at most this many missing digests (a page's manifests reference fewer).
 MAX_MISSING_LISTED: Final = 100_000
@@ -124,6 +125,10 @@ def build_router(
     @router.get("/chunks/{digest_hex}")
     async def get_chunk(request: Request) -> Response:
         return await run(request, handle_get_chunk)
+
+    @router.post("/chunks")
+    async def chunk_batch(request: Request) -> Response:
+        return await run(request, handle_chunk_batch)
 
     @router.put("/chunks/{digest_hex}")
     async def put_chunk(request: Request) -> Response:
@@ -219,6 +224,22 @@ async def handle_get_chunk(request: Request, store: ReplicaStore) -> Response:
     if data is None:
         raise RouteError(404, "NoSuchChunk", f"no chunk {digest_hex}")
     return Response(data, media_type="application/octet-stream")
+
+
+async def handle_chunk_batch(request: Request, store: ReplicaStore) -> Response:
+    """Many small chunks in one answer (protocol: chunk batches), at most
+    MAX_CHUNK_BATCH_BYTES of data; the client fetches what is left out one by one."""
+    body = await read_body(request, _MAX_CHUNK_BATCH_REQUEST)
+    digests = protocol.parse_chunk_batch_request(protocol.loads(body, limit=len(body)))
+    frames: list[bytes] = []
+    size = 0
+    for digest in dict.fromkeys(digests):
+        data = await store.read_chunk_by_hash(digest)
+        if data is not None and frames and size + len(data) > protocol.MAX_CHUNK_BATCH_BYTES:
+            break
+        frames.append(protocol.encode_chunk_frame(digest, data))
+        size += len(data) if data is not None else 0
+    return Response(b"".join(frames), media_type="application/octet-stream")
 
 
 async def handle_put_chunk(request: Request, store: ReplicaStore) -> Response:
