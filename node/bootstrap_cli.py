@@ -9,6 +9,7 @@ succeeded, 1 otherwise.
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from replication.client import PeerClient, PeerUnavailable, Signer
 from replication.protocol import ProtocolError
 from replication.puller import PeerState, identify_peer
 from storage.errors import StorageError
+from storage.snapshot import BootstrapRecord, read_bootstrap
 from storage.store import DataDirLocked, Store, StoreConfig
 
 MiB = 1 << 20
@@ -104,6 +106,23 @@ def _summary(state: BootstrapProgress, url: str, node_id: str) -> str:
             f"{state.snapshot_seq}"
         )
     return f"{head}; caught up: {state.catch_up.summary()}"
+
+
+def unfinished_bootstrap(data_dir: Path) -> BootstrapRecord | None:
+    """The bootstrap record of a data dir whose bootstrap has not finished, if any.
+
+    Read-only: called before a node starts, to refuse serving a half-copied site (readers
+    would see part of the state, and its pullers would start from seq 0 of every peer)."""
+    path = data_dir / "meta.db"
+    if not path.exists():
+        return None
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    try:
+        return read_bootstrap(conn)
+    except sqlite3.OperationalError:  # a catalog from before the meta table: no bootstrap
+        return None
+    finally:
+        conn.close()
 
 
 def _fail(message: str) -> None:

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 
+from node.bootstrap_cli import unfinished_bootstrap
 from node.config import OneLineParser, ServeConfig, add_serve_arguments, resolve_serve_config
 from node.keys_cli import add_keys_arguments, run_keys
 from node.repl_cli import add_repl_arguments, run_repl
@@ -63,6 +64,14 @@ def serve(config: ServeConfig) -> int:
         set_wall_clock_offset_ms(int(offset))
         log.warning("wall clock shifted by %s ms (LAKENODE_CLOCK_OFFSET_MS): tests only", offset)
     config.data_dir.mkdir(parents=True, exist_ok=True)
+    unfinished = unfinished_bootstrap(config.data_dir)
+    if unfinished is not None:
+        sys.stderr.write(
+            f"lakenode serve: the bootstrap of {config.data_dir} from node {unfinished.peer} is"
+            f" unfinished ({unfinished.objects_done} of {unfinished.objects_total} objects):"
+            " run `lakenode repl bootstrap --from URL` again to finish it first\n"
+        )
+        return 1
     if not config.auth:
         log.warning("authentication is OFF (--auth off): for local development only")
     uvicorn_config = uvicorn.Config(
