@@ -21,6 +21,7 @@ from typing import Any, Final
 from node.config import parse_period_ms
 from storage.conflicts import ConflictRecord, list_conflicts
 from storage.hlc import wall_clock_ms
+from storage.retention import forget_peer
 from storage.store import DataDirLocked, Store, StoreConfig
 from storage.tombstone_gc import (
     DEFAULT_CONFLICT_RETENTION_MS,
@@ -29,7 +30,7 @@ from storage.tombstone_gc import (
     PurgeReport,
 )
 
-GC_ACTIONS: Final = ("gc", "conflicts")
+GC_ACTIONS: Final = ("gc", "conflicts", "forget")
 
 
 def _data_dir_argument(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +59,11 @@ def add_gc_arguments(actions: Any) -> None:
         default=DEFAULT_CONFLICT_RETENTION_MS,
         help="keep conflict records younger than this (default 30d)",
     )
+    forget = actions.add_parser(
+        "forget", help="forget a peer removed for good (it stops holding back tombstone GC)"
+    )
+    _data_dir_argument(forget)
+    forget.add_argument("node_id", metavar="NODE_ID", help="the removed peer's node id")
     conflicts = actions.add_parser("conflicts", help="list replicated writes that lost (LWW)")
     _data_dir_argument(conflicts)
     conflicts.add_argument("--bucket", help="only this bucket")
@@ -68,6 +74,8 @@ def add_gc_arguments(actions: Any) -> None:
 def run_gc_action(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if not (args.data_dir / "node_id").exists():
         parser.error(f"argument --data-dir: no lakenode data in {args.data_dir}")
+    if args.action == "forget":
+        return forget(args.data_dir, args.node_id)
     if args.action == "conflicts":
         if args.limit < 1:
             parser.error("argument --limit: must be at least 1")
@@ -105,6 +113,26 @@ def summary(report: PurgeReport) -> str:
         f" replication horizon seq {report.horizon}, log pruned through seq"
         f" {report.log_pruned_through}"
     )
+
+
+def forget(data_dir: Path, node_id: str) -> int:
+    # Beside a running node too: one small SQLite transaction (WAL, busy timeout). A peer
+    # still named by a running node's --peer is remembered again at its next exchange.
+    try:
+        conn = sqlite3.connect(data_dir / "meta.db", timeout=10)
+        try:
+            with conn:
+                removed = forget_peer(conn, node_id)
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        sys.stderr.write(f"lakenode repl forget: cannot update {data_dir}: {exc}\n")
+        return 1
+    if removed == 0:
+        sys.stderr.write(f"lakenode repl forget: no peer {node_id!r} is known in {data_dir}\n")
+        return 1
+    print(f"forgot peer {node_id} ({removed} rows)")
+    return 0
 
 
 def show_conflicts(data_dir: Path, bucket: str | None, limit: int, *, as_json: bool) -> int:

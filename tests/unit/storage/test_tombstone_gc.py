@@ -11,6 +11,7 @@ from storage.errors import NoSuchKey
 from storage.hlc import wall_clock_ms
 from storage.manifest import Kind
 from storage.replica import LogPruned
+from storage.retention import forget_peer
 from storage.store import Store
 from storage.tombstone_gc import PurgeLimits
 from tests.unit.storage.stores import put_object, run_with_store, run_with_two_stores
@@ -106,3 +107,20 @@ def test_deleted_versions_and_documents_are_purged_too(tmp_path: Path) -> None:
         assert current.size == 2  # v2 stands
 
     run_with_store(body, tmp_path)
+
+
+def test_a_forgotten_peer_no_longer_holds_back_the_purge(tmp_path: Path) -> None:
+    async def body(store: Store) -> None:
+        await _write_and_delete(store, 3)
+        await store.set_cursor("gone-site", "acked", 1)  # a peer that left long ago
+        assert (await store.purge_tombstones(_later(hours=48))).tombstones == 0
+
+    run_with_store(body, tmp_path)
+    with sqlite3.connect(tmp_path / "meta.db") as conn:
+        assert forget_peer(conn, "gone-site") == 1
+        assert forget_peer(conn, "gone-site") == 0
+
+    async def after(store: Store) -> None:
+        assert (await store.purge_tombstones(_later(hours=48))).tombstones == 3
+
+    run_with_store(after, tmp_path, bucket=None)
