@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Final, TextIO
 
@@ -35,16 +35,22 @@ LINE_INTERVAL_S: Final = 1.0
 class ThrottledLines(LineProgress):
     """:class:`LineProgress` with at most one progress line per interval (and the last)."""
 
-    def __init__(self, out: TextIO = sys.stderr, interval_s: float = LINE_INTERVAL_S) -> None:
+    def __init__(
+        self,
+        out: TextIO = sys.stderr,
+        interval_s: float = LINE_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         super().__init__(out)
         self._interval_s = interval_s
-        self._last_line = -interval_s - 1.0  # the first figures are always shown
-        self._clock = time.monotonic
+        self._clock = clock
+        self._last_line: float | None = None  # the first figures are always shown
 
     def advance(self, done: int, total: int | None, unit: str) -> None:
         now = self._clock()
         finished = total is not None and done >= total
-        if finished or now - self._last_line >= self._interval_s:
+        due = self._last_line is None or now - self._last_line >= self._interval_s
+        if finished or due:
             self._last_line = now
             super().advance(done, total, unit)
 

@@ -35,7 +35,7 @@ from api.sigv4 import sign_headers
 from node.admin_client import AdminError, run_job
 from tests.integration import admin_jobs
 from tests.integration.conftest import make_client
-from tests.integration.nodeproc import ACCESS_KEY, REGION, SECRET_KEY, NodeProcess
+from tests.integration.nodeproc import ACCESS_KEY, REGION, SECRET_KEY, NodeProcess, two_way_pair
 from tests.integration.s3util import error_headers, error_of, send
 
 REPO = Path(__file__).resolve().parents[2]
@@ -282,6 +282,37 @@ def test_enable_waits_for_the_upload_in_flight(node: JobsNode) -> None:
     assert admin_state(node)["enabled"] is True
     body = s3.get_object(Bucket="slow", Key="big")["Body"].read()  # reads go on
     assert hashlib.sha256(body).hexdigest() == upload.sha256
+
+
+def test_maintenance_pauses_the_nodes_own_pulls(tmp_path: Path) -> None:
+    a, b = two_way_pair(tmp_path)
+    try:
+        s3a, s3b = make_client(a.url), make_client(b.url)
+        s3b.create_bucket(Bucket="pulled")
+        s3b.put_object(Bucket="pulled", Key="before", Body=b"1")
+        wait_for(lambda: has_key(s3a, "before"), "a pulling from b")
+        assert lakenode("maintenance", "enable", "--data-dir", str(a.data_dir)).returncode == 0
+        s3b.put_object(Bucket="pulled", Key="during", Body=b"2")
+        time.sleep(1.5)  # pulls run every 0.2 s when idle
+        assert not has_key(s3a, "during")
+        status = cli_json("status", "--data-dir", str(a.data_dir))
+        assert status["maintenance"] is True
+        assert [peer["peer"] for peer in status["replication"]] == ["node-b"]
+        assert lakenode("maintenance", "disable", "--data-dir", str(a.data_dir)).returncode == 0
+        wait_for(lambda: has_key(s3a, "during"), "a pulling again after maintenance")
+    finally:
+        a.stop()
+        b.stop()
+
+
+def has_key(s3: Any, key: str) -> bool:
+    try:
+        s3.head_object(Bucket="pulled", Key=key)
+    except ClientError as exc:
+        if exc.response["ResponseMetadata"]["HTTPStatusCode"] == 404:
+            return False
+        raise
+    return True
 
 
 class HeldUpload(threading.Thread):
