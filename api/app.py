@@ -11,7 +11,8 @@ import itertools
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
@@ -36,6 +37,7 @@ from api.keyring import ANONYMOUS, Identity, KeyRing
 from api.router import PREFLIGHT, resolve, split_target
 from api.settings import ApiSettings
 from api.sigv4 import AuthContext, SignableRequest, verify
+from api.write_gate import WRITE_METHODS, WriteGate
 from storage.errors import StorageError
 from storage.store import Store
 
@@ -141,6 +143,8 @@ class ApiRuntime:
     bucket_access: BucketAccessCache
     # Node ids of the configured replication peers (None while one is not identified yet).
     replication_peers: Callable[[], list[str | None]] = list
+    # Maintenance mode closes it: mutations get SlowDown, reads go on.
+    write_gate: WriteGate = field(default_factory=WriteGate)
 
 
 async def handle_s3_request(
@@ -158,7 +162,8 @@ async def handle_s3_request(
         request.scope["state"]["access_key"] = ctx.identity.access_key
         request.scope["state"]["operation"] = ctx.operation
         await authorize(ctx, action_for(ctx.operation, ctx.query), ctx.bucket, ctx.key)
-        response = await HANDLERS[ctx.operation](ctx)
+        with _write_slot(request.method, runtime.write_gate):
+            response = await HANDLERS[ctx.operation](ctx)
     except Exception as exc:
         response = error_response(exc, request_id, resource, is_head)
     if "origin" in request.headers:  # a browser's request: CORS headers if a rule admits it
@@ -166,6 +171,11 @@ async def handle_s3_request(
     response.headers["x-amz-request-id"] = request_id
     response.headers["x-amz-id-2"] = request_id
     return response
+
+
+def _write_slot(method: str, gate: WriteGate) -> AbstractContextManager[None]:
+    """Mutations hold a slot of the write gate until answered (after their commit)."""
+    return gate.s3_write() if method in WRITE_METHODS else nullcontext()
 
 
 async def _preflight(

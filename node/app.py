@@ -6,9 +6,12 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, HTTPException
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -22,14 +25,26 @@ from api.app import ApiRuntime, S3Dispatcher
 from api.internal_auth import replication_authorizer
 from api.keyring import KeyRing
 from api.settings import ApiSettings
+from api.write_gate import WriteGate
+from node.admin import AdminBackend, AdminServer
 from node.config import ServeConfig
+from node.maintenance import Maintenance
 from node.metrics import NodeMetrics
 from node.peers import Pullers, peer_signer
+from node.redact import public_config
 from node.repl_cli import SERVE_RECORD
 from node.repl_gc_task import GcSettings, purge_forever
 from node.repl_status import full_reports, local_reports
+from node.status import collect_status
 from replication.routes import PREFIX as REPL_PREFIX
-from replication.routes import StoreUnavailable, build_router, error_response
+from replication.routes import (
+    StoreUnavailable,
+    WriteSlot,
+    WritesPaused,
+    build_router,
+    error_response,
+)
+from storage.ops_state import MaintenanceRecord
 from storage.store import Store, StoreConfig
 
 log = logging.getLogger("lakenode.node")
@@ -42,11 +57,16 @@ class NodeState:
     """What the running node holds; filled in by the lifespan."""
 
     def __init__(self, config: ServeConfig) -> None:
+        self.config = config
         self.store: Store | None = None
         self.runtime: ApiRuntime | None = None
         self.keyring = KeyRing(config.access_key, config.secret_key)
         self.pullers = Pullers()
         self.metrics = NodeMetrics()
+        # Maintenance mode: the gate every write passes (S3 and replication), and its switch.
+        self.write_gate = WriteGate()
+        self.maintenance = Maintenance(self.write_gate, self.pullers)
+        self.started_monotonic = time.monotonic()
 
     def require_store(self) -> Store:
         if self.store is None:
@@ -57,6 +77,33 @@ class NodeState:
         if self.runtime is None:
             raise RuntimeError("store is not open")
         return self.runtime
+
+    async def status(self) -> dict[str, Any]:
+        """The status document of the running node (admin channel, `lakenode status`)."""
+        maintenance = self.maintenance
+        return await collect_status(
+            self.require_store(),
+            uptime_s=time.monotonic() - self.started_monotonic,
+            maintenance=MaintenanceRecord(maintenance.enabled, maintenance.changed_ms),
+            peer_states=self.pullers.states,
+            extra={
+                "pid": os.getpid(),
+                "maintenance_detail": maintenance.describe(),
+                "config": public_config(self.config),
+            },
+        )
+
+
+def repl_write_slot(gate: WriteGate) -> WriteSlot:
+    """The replication endpoints that write hold a slot of the same gate as S3 mutations."""
+
+    def refuse() -> Exception:
+        return WritesPaused("the node is in maintenance mode: writes are paused")
+
+    def slot() -> AbstractContextManager[None]:
+        return gate.admitted(refuse)
+
+    return slot
 
 
 def api_settings(config: ServeConfig) -> ApiSettings:
@@ -115,6 +162,7 @@ def build_app(config: ServeConfig) -> ASGIApp:
             )
         )
         await reload_keys(store, state.keyring)
+        in_maintenance = await state.maintenance.restore(store)
         record = _record_address(config)
         state.store = store
         state.runtime = ApiRuntime(
@@ -122,6 +170,7 @@ def build_app(config: ServeConfig) -> ASGIApp:
             state.keyring,
             BucketAccessCache(store),
             lambda: [peer.node_id for peer in state.pullers.states],
+            state.write_gate,
         )
         poller = asyncio.create_task(_poll_keys(store, state.keyring), name="key-poller")
         state.pullers.start(
@@ -129,13 +178,22 @@ def build_app(config: ServeConfig) -> ASGIApp:
             config.peers,
             peer_signer(*config.peer_credentials, config.region),
             config.repl_max_clock_skew,
+            paused=in_maintenance,
         )
         tombstone_gc = asyncio.create_task(
-            purge_forever(store, config.peers, gc_settings(config)), name="tombstone-gc"
+            purge_forever(
+                store, config.peers, gc_settings(config), lambda: state.maintenance.enabled
+            ),
+            name="tombstone-gc",
         )
+        admin = AdminServer(
+            config.data_dir, AdminBackend(state.require_store, state.maintenance, state.status)
+        )
+        await admin.start()
         try:
             yield
         finally:
+            await admin.stop()
             tombstone_gc.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await tombstone_gc
@@ -152,7 +210,12 @@ def build_app(config: ServeConfig) -> ASGIApp:
     settings = api_settings(config)
     authorize = replication_authorizer(settings, state.keyring)
     app.include_router(
-        build_router(state.require_store, authorize, max_skew_ms=config.repl_max_clock_skew)
+        build_router(
+            state.require_store,
+            authorize,
+            max_skew_ms=config.repl_max_clock_skew,
+            write_slot=repl_write_slot(state.write_gate),
+        )
     )
 
     @app.get("/_lakenode/metrics", include_in_schema=False)
@@ -194,6 +257,8 @@ def build_app(config: ServeConfig) -> ASGIApp:
     async def ready(_request: Request) -> Response:
         if state.store is None:
             return JSONResponse({"ready": False}, status_code=503)
+        if state.write_gate.closed:  # maintenance (or entering it): take us out of rotation
+            return JSONResponse({"ready": False, "reason": "maintenance"}, status_code=503)
         return JSONResponse({"ready": True, "node_id": state.store.node_id})
 
     return AccessLogMiddleware(S3Dispatcher(app, settings, state.require_runtime))

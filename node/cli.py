@@ -7,9 +7,18 @@ import logging
 import os
 import sys
 
+from node.admin_cli import (
+    add_maintenance_arguments,
+    add_status_arguments,
+    add_support_bundle_arguments,
+    run_maintenance,
+    run_status,
+    run_support_bundle,
+)
 from node.bootstrap_cli import unfinished_bootstrap
 from node.config import OneLineParser, ServeConfig, add_serve_arguments, resolve_serve_config
 from node.keys_cli import add_keys_arguments, run_keys
+from node.logfile import LOG_FORMAT, add_log_file
 from node.repl_cli import add_repl_arguments, run_repl
 from storage.hlc import set_wall_clock_offset_ms
 
@@ -29,7 +38,20 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         "repl", help="replication: pull, push, bootstrap, validate, status, conflicts"
     )
     add_repl_arguments(repl_parser)
-    return parser, {"serve": serve_parser, "keys": keys_parser, "repl": repl_parser}
+    subparsers: dict[str, argparse.ArgumentParser] = {
+        "serve": serve_parser,
+        "keys": keys_parser,
+        "repl": repl_parser,
+    }
+    # ops-admin: maintenance mode, status, support bundle (node/admin_cli.py).
+    for name, help_text, add_arguments in (
+        ("maintenance", "maintenance mode: enable|disable|status", add_maintenance_arguments),
+        ("status", "node, storage, maintenance and replication summary", add_status_arguments),
+        ("support-bundle", "write a tar.gz for support (no secrets)", add_support_bundle_arguments),
+    ):
+        subparsers[name] = commands.add_parser(name, help=help_text)
+        add_arguments(subparsers[name])
+    return parser, subparsers
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,6 +63,13 @@ def main(argv: list[str] | None = None) -> int:
         return run_keys(subparsers["keys"], args)
     if args.command == "repl":
         return run_repl(subparsers["repl"], args)
+    admin_commands = {
+        "maintenance": run_maintenance,
+        "status": run_status,
+        "support-bundle": run_support_bundle,
+    }
+    if args.command in admin_commands:
+        return admin_commands[args.command](subparsers[args.command], args)
     parser.error(f"unknown command {args.command}")
 
 
@@ -49,11 +78,7 @@ def serve(config: ServeConfig) -> int:
 
     from node.app import build_app
 
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format=LOG_FORMAT)
     # Metadata reads and large-chunk hashing run in threads. With CPython's default 5 ms GIL
     # switch interval, a thread that wakes up waits for the event loop to give up the GIL
     # (a convoy): measured on 4 KiB GETs at c=16, uncached reads went from 2.6k to 5.3k
@@ -72,6 +97,12 @@ def serve(config: ServeConfig) -> int:
             " run `lakenode repl bootstrap --from URL` again to finish it first\n"
         )
         return 1
+    if config.log_path is not None:
+        try:
+            add_log_file(config.log_path)
+        except OSError as exc:
+            sys.stderr.write(f"lakenode serve: cannot write log file {config.log_path}: {exc}\n")
+            return 1
     if not config.auth:
         log.warning("authentication is OFF (--auth off): for local development only")
     uvicorn_config = uvicorn.Config(

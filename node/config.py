@@ -21,6 +21,7 @@ DEFAULT_ACCESS_KEY = "lakenode"
 DEFAULT_SECRET_KEY = "lakenode-secret"
 DEFAULT_LISTEN = "127.0.0.1:9000"
 DEFAULT_REGION = "us-east-1"
+DEFAULT_LOG_FILE = Path("logs") / "lakenode.log"  # under the data dir
 GIB = 1 << 30
 
 _SIZE_UNITS = {
@@ -62,6 +63,14 @@ class ServeConfig:
     repl_conflict_retention: int = 30 * 86_400_000  # milliseconds
     repl_gc_interval: int = 3_600_000  # milliseconds
     peers: tuple[str, ...] = ()
+    log_file: str | None = None  # None: DATA/logs/lakenode.log; "-": no log file
+
+    @property
+    def log_path(self) -> Path | None:
+        """Where ``serve`` writes its log (besides stderr), None for nowhere."""
+        if self.log_file is None:
+            return self.data_dir / DEFAULT_LOG_FILE
+        return None if self.log_file == "-" else Path(self.log_file)
 
     @property
     def peer_credentials(self) -> tuple[str, str]:
@@ -178,6 +187,12 @@ def parse_key(text: str) -> str:
     return text
 
 
+def parse_log_file(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a file path, or - for no log file")
+    return text
+
+
 # (flag, environment variable, parser, default, help)
 SERVE_OPTIONS: tuple[tuple[str, str | None, object, str | None, str], ...] = (
     ("--data-dir", "LAKENODE_DATA_DIR", Path, "./data", "data directory"),
@@ -202,6 +217,8 @@ SERVE_OPTIONS: tuple[tuple[str, str | None, object, str | None, str], ...] = (
      "keep records of writes that lost under LWW this long (e.g. 30d)"),
     ("--repl-gc-interval", "LAKENODE_REPL_GC_INTERVAL", parse_positive_period_ms, "1h",
      "how often the node runs tombstone GC (e.g. 1h)"),
+    ("--log-file", "LAKENODE_LOG_FILE", parse_log_file, None,
+     "also log to this file, rotated at 10 MiB x 5 (default DATA/logs/lakenode.log; - for none)"),
 )  # fmt: skip
 PEERS_ENV = "LAKENODE_PEERS"
 

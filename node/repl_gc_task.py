@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from storage.hlc import wall_clock_ms
@@ -49,9 +50,17 @@ async def purge_once(store: Store, peer_urls: tuple[str, ...], settings: GcSetti
         )
 
 
-async def purge_forever(store: Store, peer_urls: tuple[str, ...], settings: GcSettings) -> None:
+async def purge_forever(
+    store: Store,
+    peer_urls: tuple[str, ...],
+    settings: GcSettings,
+    paused: Callable[[], bool] = lambda: False,
+) -> None:
+    """Purge every interval, except in maintenance mode (nothing writes then)."""
     while True:
         await asyncio.sleep(settings.interval_ms / 1000)
+        if paused():
+            continue
         try:
             await purge_once(store, peer_urls, settings)
         except Exception:

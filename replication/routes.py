@@ -14,12 +14,18 @@
 Every route first awaits ``authorize(request)`` (SigV4 and the replication permission live in
 api/, which replication must not import; node/ passes the function in). Errors are JSON
 ``{"error": code, "message": text}``; this module never speaks S3 XML.
+
+The routes that write (``PUT chunks``, ``push``) hold a ``write_slot()`` while they work:
+node/ passes maintenance mode's write gate in, which raises :class:`WritesPaused` (503) while
+writes are paused. Recording a peer's acknowledgement is skipped then (the peer says it again
+on its next pull).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager, nullcontext, suppress
 from typing import Any, Final
 
 import blake3
@@ -63,6 +69,7 @@ _STATUS_CODES: Final = {
 
 Authorize = Callable[[Request], Awaitable[None]]
 Handler = Callable[[Request, ReplicaStore], Awaitable[Response]]
+WriteSlot = Callable[[], AbstractContextManager[None]]
 
 
 class StoreUnavailable(Exception):
@@ -80,6 +87,13 @@ class RouteError(Exception):
         self.extra = extra
 
 
+class WritesPaused(RouteError):
+    """Raised by a write slot while the node's writes are paused (maintenance mode)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(503, "Maintenance", message)
+
+
 def error_response(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": code, "message": message, **extra}, status_code=status)
 
@@ -89,6 +103,7 @@ def build_router(
     authorize: Authorize,
     *,
     max_skew_ms: int = 1000,
+    write_slot: WriteSlot = nullcontext,
 ) -> APIRouter:
     """The replication routes; ``store()`` raises StoreUnavailable while there is none."""
     router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -112,15 +127,23 @@ def build_router(
             )
 
     async def push(request: Request, current: ReplicaStore) -> Response:
-        return await handle_push(request, current, max_skew_ms)
+        with write_slot():
+            return await handle_push(request, current, max_skew_ms)
+
+    async def put_chunk(request: Request, current: ReplicaStore) -> Response:
+        with write_slot():
+            return await handle_put_chunk(request, current)
+
+    async def changes(request: Request, current: ReplicaStore) -> Response:
+        return await handle_changes(request, current, write_slot)
 
     @router.get("/info")
     async def info(request: Request) -> Response:
         return await run(request, handle_info)
 
     @router.get("/changes")
-    async def changes(request: Request) -> Response:
-        return await run(request, handle_changes)
+    async def changes_route(request: Request) -> Response:
+        return await run(request, changes)
 
     @router.get("/chunks/{digest_hex}")
     async def get_chunk(request: Request) -> Response:
@@ -131,8 +154,8 @@ def build_router(
         return await run(request, handle_chunk_batch)
 
     @router.put("/chunks/{digest_hex}")
-    async def put_chunk(request: Request) -> Response:
-        return await run(request, handle_put_chunk)
+    async def put_chunk_route(request: Request) -> Response:
+        return await run(request, put_chunk)
 
     @router.post("/push")
     async def push_route(request: Request) -> Response:
@@ -161,7 +184,9 @@ async def handle_info(_request: Request, store: ReplicaStore) -> Response:
     return JSONResponse(protocol.info_to_json(info))
 
 
-async def handle_changes(request: Request, store: ReplicaStore) -> Response:
+async def handle_changes(
+    request: Request, store: ReplicaStore, write_slot: WriteSlot = nullcontext
+) -> Response:
     params = request.query_params
     after = _query_int(params.get("after"), "after", 0)
     # A larger limit than a page may hold is not an error: the page says ``more``.
@@ -172,7 +197,9 @@ async def handle_changes(request: Request, store: ReplicaStore) -> Response:
     if exclude is not None and not protocol.is_node_id(exclude):
         raise RouteError(400, "BadRequest", "exclude_origin must be a node id")
     if exclude is not None and after > 0:
-        await record_acknowledgement(store, exclude, after)
+        # In maintenance nothing writes: the peer acknowledges again on its next pull.
+        with suppress(WritesPaused), write_slot():
+            await record_acknowledgement(store, exclude, after)
     page = await read_page(store, after, limit, exclude)
     return Response(protocol.encode_page(page), media_type="application/json")
 

@@ -29,11 +29,13 @@ from storage import (
     digest,
     keys,
     listing,
+    ops_state,
     repl_stats,
     replica,
     snapshot,
     tombstone_gc,
     uploads,
+    usage,
 )
 from storage.cache import LatestCache
 from storage.catalog import BucketInfo
@@ -534,6 +536,23 @@ class Store:
 
     async def remember_peer_url(self, url: str, node_id: str) -> None:
         await self._commit(repl_stats.RememberPeerUrl(url, node_id))
+
+    # ---- operator state (storage/ops_state.py, storage/usage.py) ----------------------------
+
+    async def maintenance(self) -> ops_state.MaintenanceRecord:
+        return await self._reader_db.run(ops_state.read_maintenance)
+
+    async def set_maintenance(self, enabled: bool) -> ops_state.MaintenanceRecord:
+        """Persist the maintenance flag. It goes through the group committer, so when this
+        returns every mutation submitted before it is committed too (a write barrier)."""
+        record: ops_state.MaintenanceRecord = await self._commit(ops_state.SetMaintenance(enabled))
+        return record
+
+    async def job_state(self, job: str) -> dict[str, Any] | None:
+        return await self._reader_db.run(ops_state.read_job_state, job)
+
+    async def usage(self) -> usage.UsageTotals:
+        return await self._reader_db.run(usage.usage_totals, self.config.data_dir / "segments")
 
     # ---- multipart uploads ------------------------------------------------------------------
 
