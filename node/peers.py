@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Mapping
 
 from api.sigv4 import sign_headers
@@ -50,11 +51,19 @@ class Pullers:
         self._store: Store | None = None
         self._named: dict[int, str] = {}  # state index -> node id remembered on disk
 
-    def start(self, store: Store, peers: tuple[str, ...], sign: Signer, max_skew_ms: int) -> None:
+    def start(
+        self,
+        store: Store,
+        peers: tuple[str, ...],
+        sign: Signer,
+        max_skew_ms: int,
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
+        """``verify``: how https peers' certificates are checked (node/tls.py peer_verify)."""
         self.sign = sign
         self._store = store
         for url in peers:
-            client = PeerClient(url, sign, PEER_TIMEOUT_S)
+            client = PeerClient(url, sign, PEER_TIMEOUT_S, verify=verify)
             state = PeerState(url=client.base_url)
             task = asyncio.create_task(
                 pull_forever(store, client, state, max_skew_ms), name=f"pull:{client.base_url}"
