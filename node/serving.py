@@ -18,11 +18,33 @@ from collections.abc import Generator
 import uvicorn
 import uvloop
 from starlette.types import ASGIApp
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from node.app import NodeApps
 from node.config import ServeConfig
 
 log = logging.getLogger("lakenode")
+
+
+# A graceful TLS close waits for the client's close_notify, which an idle pooled client (boto3,
+# awscli) sends only when it next reads: up to 30 s per stop. Idle TLS connections still open
+# this long after shutdown began are aborted instead; requests in progress are not touched.
+TLS_CLOSE_GRACE_S = 1.0
+
+
+class _NodeServer(uvicorn.Server):
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.config.is_ssl:
+            asyncio.get_running_loop().call_later(TLS_CLOSE_GRACE_S, self._abort_idle)
+        await super().shutdown(sockets)
+
+    def _abort_idle(self) -> None:
+        for connection in list(self.server_state.connections):
+            if not isinstance(connection, HttpToolsProtocol):  # the only protocol configured
+                continue
+            cycle = connection.cycle
+            if cycle is None or cycle.response_complete:
+                connection.transport.abort()
 
 
 class _FollowerServer(uvicorn.Server):
@@ -71,26 +93,23 @@ async def _serve_both(
 
 def run_servers(config: ServeConfig, apps: NodeApps) -> int:
     """Serve until a signal stops the node; 0 after a clean run, 1 if it never started."""
-    main = uvicorn.Server(_uvicorn_config(apps.main, config, main=True))
-    log.info(
-        "lakenode serving %s://%s:%d data=%s",
-        config.scheme,
-        config.host,
-        config.port,
-        config.data_dir,
-    )
-    if config.metrics_listen is None:
+    sockets: list[socket.socket] = []
+    if config.metrics_listen is not None:
+        try:
+            # Bound first so that a busy address is one clear error before anything starts.
+            sockets.append(_bind(*config.metrics_listen))
+        except OSError as exc:
+            host, port = config.metrics_listen
+            log.error("cannot listen on --metrics-listen %s:%d: %s", host, port, exc.strerror)
+            return 1
+    main = _NodeServer(_uvicorn_config(apps.main, config, main=True))
+    where = f"{config.scheme}://{config.host}:{config.port}"
+    log.info("lakenode serving %s data=%s", where, config.data_dir)
+    if not sockets:
         main.run()
         return 0 if main.started else 1
-    host, port = config.metrics_listen
-    try:
-        # Bound here so that a busy address is one clear error before anything starts.
-        sock = _bind(host, port)
-    except OSError as exc:
-        log.error("cannot listen on --metrics-listen %s:%d: %s", host, port, exc.strerror or exc)
-        return 1
     follower = _FollowerServer(_uvicorn_config(apps.probes, config, main=False))
-    log.info("metrics, health and ready also on http://%s:%d", host, port)
+    log.info("metrics, health and ready also on %s", sockets[0].getsockname()[:2])
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(_serve_both(main, follower, [sock]))
+        runner.run(_serve_both(main, follower, sockets))
     return 0 if main.started else 1
