@@ -1,9 +1,11 @@
 """Storage, disk, maintenance, scrub and GC gauges, and build info.
 
 Storage usage (storage/usage.py) reads every manifest, so it is computed in the background,
-once at start and then every ``USAGE_INTERVAL_S`` after the previous run ended, never per
-scrape. Each run opens its own read-only connection in a worker thread, so it neither waits
-for nor delays S3 reads on the store's reader connection. The rest is cheap and read at scrape
+once at start and then ``USAGE_INTERVAL_S`` after the previous run ended (or ``USAGE_DUTY``
+times that run's duration, if longer: a big catalog is not rescanned back to back), never per
+scrape. Each run opens its own read-only connection in a daemon thread of its own, so it
+neither waits for nor delays S3 reads on the store's reader connection, and a stopping node
+does not wait for a scan in progress. The rest is cheap and read at scrape
 time: the ``job:scrub``, ``job:gc`` and ``maintenance`` rows of ``meta`` (one indexed query on
 the metrics' own connection) and statvfs of the data dir.
 """
@@ -11,11 +13,14 @@ the metrics' own connection) and statvfs of the data dir.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import json
 import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -30,6 +35,7 @@ log = logging.getLogger("lakenode.metrics")
 
 T = TypeVar("T")
 USAGE_INTERVAL_S = 30.0
+USAGE_DUTY = 10  # wait at least this many times the last computation's duration
 SCRUB_ROW, GC_ROW, MAINTENANCE_ROW = "job:scrub", "job:gc", "maintenance"
 _ENABLED = frozenset(("1", "on", "true", "yes", "enabled"))
 # (metric suffix, field of the job row, help); a ratio or count as recorded by the job.
@@ -177,10 +183,36 @@ def _job_gauges(
 
 
 async def refresh_usage_forever(collector: StorageCollector) -> None:
-    """Compute usage now and then every USAGE_INTERVAL_S after each run (a background task)."""
+    """Compute usage now, then again and again after a pause (a background task)."""
     while True:
+        started = time.monotonic()
         try:
-            collector.usage = await asyncio.to_thread(compute_usage, collector.data_dir)
+            collector.usage = await in_daemon_thread(compute_usage, collector.data_dir)
         except Exception:
             log.exception("computing storage usage for metrics failed")
-        await asyncio.sleep(USAGE_INTERVAL_S)
+        elapsed = time.monotonic() - started
+        await asyncio.sleep(max(USAGE_INTERVAL_S, USAGE_DUTY * elapsed))
+
+
+async def in_daemon_thread(function: Callable[[Path], T], argument: Path) -> T:
+    """``function(argument)`` in a daemon thread: unlike the default executor's threads, one
+    that is still running does not hold up the process's exit."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(outcome: Callable[[], None]) -> None:
+        if not future.done():  # the awaiting task may have been cancelled
+            outcome()
+
+    def work() -> None:
+        try:
+            result = function(argument)
+        except Exception as exc:
+            answer: Callable[[], None] = functools.partial(future.set_exception, exc)
+        else:
+            answer = functools.partial(future.set_result, result)
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits
+            loop.call_soon_threadsafe(settle, answer)
+
+    threading.Thread(target=work, name="usage-metrics", daemon=True).start()
+    return await future
