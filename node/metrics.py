@@ -117,10 +117,11 @@ class NodeMetrics:
         # No *_created series: they double the series count and nothing here needs them.
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=False)
-        self.requests = S3RequestMetrics(self.registry)
+        self.requests = S3RequestMetrics()
         self.commits = CommitMetrics(self.registry)
         self.storage = StorageCollector(data_dir)
         self.replication = ReplicationCollector()
+        self.registry.register(self.requests)
         self.registry.register(self.storage)
         self.registry.register(self.replication)
         self._catalog = CatalogReader(data_dir)

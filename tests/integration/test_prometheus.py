@@ -117,4 +117,8 @@ def test_prometheus_scrapes_request_storage_and_lag_series(
         }
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
