@@ -10,6 +10,7 @@ catch-up pull succeeded, 1 otherwise.
 from __future__ import annotations
 
 import sqlite3
+import ssl
 import sys
 import time
 from pathlib import Path
@@ -65,6 +66,7 @@ async def bootstrap_site(
     skew_ms: int,
     node_id: str | None,
     page_size: int,
+    verify: ssl.SSLContext | bool = True,
 ) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -77,7 +79,7 @@ async def bootstrap_site(
         return 1
     printer = ProgressPrinter(sys.stdout)
     try:
-        async with PeerClient(url, sign, PEER_TIMEOUT_S) as client:
+        async with PeerClient(url, sign, PEER_TIMEOUT_S, verify=verify) as client:
             try:
                 peer_id = await identify_peer(store, client, PeerState(url=client.base_url))
                 state = await bootstrap(store, client, peer_id, skew_ms, printer, page_size)

@@ -74,9 +74,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def serve(config: ServeConfig) -> int:
-    import uvicorn
-
     from node.app import build_app
+    from node.serving import run_servers
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format=LOG_FORMAT)
     # Metadata reads and large-chunk hashing run in threads. With CPython's default 5 ms GIL
@@ -105,21 +104,4 @@ def serve(config: ServeConfig) -> int:
             return 1
     if not config.auth:
         log.warning("authentication is OFF (--auth off): for local development only")
-    uvicorn_config = uvicorn.Config(
-        build_app(config),
-        host=config.host,
-        port=config.port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        log_level="warning",
-        timeout_keep_alive=30,
-        server_header=False,
-        # No proxy is trusted by default: X-Forwarded-* from clients must not be believed.
-        proxy_headers=False,
-    )
-    server = uvicorn.Server(uvicorn_config)
-    log.info("lakenode serving http://%s:%d data=%s", config.host, config.port, config.data_dir)
-    server.run()
-    return 0 if server.started else 1
+    return run_servers(config, build_app(config))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
+from node.tls import TlsFileError, check_server_files, peer_verify
 from replication.client import normalize_base_url
 
 DEFAULT_ACCESS_KEY = "lakenode"
@@ -65,12 +66,21 @@ class ServeConfig:
     peers: tuple[str, ...] = ()
     log_file: str | None = None  # None: DATA/logs/lakenode.log; "-": no log file
 
+    metrics_listen: tuple[str, int] | None = None  # a second address for metrics and probes
+    tls_cert: Path | None = None  # with tls_key: serve HTTPS
+    tls_key: Path | None = None
+    peer_ca: Path | None = None  # CA bundle for https peers (default: the system store)
+
     @property
     def log_path(self) -> Path | None:
         """Where ``serve`` writes its log (besides stderr), None for nowhere."""
         if self.log_file is None:
             return self.data_dir / DEFAULT_LOG_FILE
         return None if self.log_file == "-" else Path(self.log_file)
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert is not None else "http"
 
     @property
     def peer_credentials(self) -> tuple[str, str]:
@@ -181,6 +191,13 @@ def parse_peer_url(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
+def parse_file(text: str) -> Path:
+    path = Path(text)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"no such file: {text!r}")
+    return path
+
+
 def parse_key(text: str) -> str:
     if not text or len(text) > 128 or any(c.isspace() for c in text):
         raise argparse.ArgumentTypeError("must be 1-128 characters without spaces")
@@ -219,6 +236,13 @@ SERVE_OPTIONS: tuple[tuple[str, str | None, object, str | None, str], ...] = (
      "how often the node runs tombstone GC (e.g. 1h)"),
     ("--log-file", "LAKENODE_LOG_FILE", parse_log_file, None,
      "also log to this file, rotated at 10 MiB x 5 (default DATA/logs/lakenode.log; - for none)"),
+    ("--metrics-listen", "LAKENODE_METRICS_LISTEN", parse_listen, None,
+     "HOST:PORT to also serve /_lakenode/metrics, health and ready on"),
+    ("--tls-cert", "LAKENODE_TLS_CERT", parse_file, None,
+     "PEM certificate (chain) to serve HTTPS with; needs --tls-key"),
+    ("--tls-key", "LAKENODE_TLS_KEY", parse_file, None, "PEM private key of --tls-cert"),
+    ("--peer-ca", "LAKENODE_PEER_CA", parse_file, None,
+     "PEM CA certificates to verify https peers with (default: the system store)"),
 )  # fmt: skip
 PEERS_ENV = "LAKENODE_PEERS"
 
@@ -297,6 +321,7 @@ def resolve_serve_config(parser: argparse.ArgumentParser, args: argparse.Namespa
         peers=resolve_peers(parser, args.peer),
         **values,  # type: ignore[arg-type]
     )
+    check_tls(parser, config)
     stored_id = _stored_node_id(config.data_dir)
     if config.node_id is not None and stored_id is not None and stored_id != config.node_id:
         parser.error(
@@ -310,6 +335,23 @@ def resolve_serve_config(parser: argparse.ArgumentParser, args: argparse.Namespa
             "credentials; set --access-key/--secret-key or pass --allow-default-credentials"
         )
     return config
+
+
+def check_tls(parser: argparse.ArgumentParser, config: ServeConfig) -> None:
+    """Both TLS files or neither, loadable; a usable --peer-ca; two distinct addresses."""
+    if (config.tls_cert is None) != (config.tls_key is None):
+        parser.error("argument --tls-cert/--tls-key: give both or neither")
+    if config.tls_cert is not None and config.tls_key is not None:
+        try:
+            check_server_files(config.tls_cert, config.tls_key)
+        except TlsFileError as exc:
+            parser.error(f"argument --tls-cert/--tls-key: {exc}")
+    try:
+        peer_verify(config.peer_ca)
+    except TlsFileError as exc:
+        parser.error(f"argument --peer-ca: {exc}")
+    if config.metrics_listen == (config.host, config.port):
+        parser.error("argument --metrics-listen: must differ from --listen")
 
 
 def _stored_node_id(data_dir: Path) -> str | None:

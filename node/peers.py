@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Mapping
 
 from api.sigv4 import sign_headers
@@ -61,14 +62,16 @@ class Pullers:
         peers: tuple[str, ...],
         sign: Signer,
         max_skew_ms: int,
+        verify: ssl.SSLContext | bool = True,
         *,
         paused: bool = False,
     ) -> None:
+        """``verify``: how https peers' certificates are checked (node/tls.py peer_verify)."""
         self.sign = sign
         self._store = store
         self._max_skew_ms = max_skew_ms
         for url in peers:
-            client = PeerClient(url, sign, PEER_TIMEOUT_S)
+            client = PeerClient(url, sign, PEER_TIMEOUT_S, verify=verify)
             self._clients.append(client)
             self.states.append(PeerState(url=client.base_url))
             self._flushed.append(PeerCounters())

@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import sqlite3
+import ssl
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -42,6 +43,7 @@ from node.config import (
     add_peer_argument,
     check_peer_credentials,
     parse_duration_ms,
+    parse_file,
     parse_key,
     parse_peer_url,
     parse_region,
@@ -51,6 +53,7 @@ from node.keys_cli import open_catalog
 from node.peers import PEER_TIMEOUT_S, peer_signer
 from node.repl_gc_cli import GC_ACTIONS, add_gc_arguments, run_gc_action
 from node.repl_status import full_reports
+from node.tls import TlsFileError, peer_verify, pinned_context
 from replication.bootstrap import DEFAULT_PAGE_SIZE
 from replication.client import PeerClient, PeerUnavailable, RemoteDigests, Signer
 from replication.protocol import MAX_PAGE_CHANGES, ProtocolError
@@ -71,7 +74,9 @@ from storage.repl_stats import PeerCounters, ValidateRecord, record_validate
 from storage.store import DataDirLocked, Store, StoreConfig
 
 T = TypeVar("T")
-SERVE_RECORD = "serve.json"  # written by a running node: where it listens
+SERVE_RECORD = "serve.json"  # written by a running node: where it listens (and its cert)
+PEER_CA_ENV = "LAKENODE_PEER_CA"
+Verify = ssl.SSLContext | bool  # how https peers are verified (node/tls.py)
 
 
 def add_repl_arguments(parser: argparse.ArgumentParser) -> None:
@@ -147,6 +152,12 @@ def _add_common(pull: argparse.ArgumentParser) -> None:
         "[env LAKENODE_REPL_MAX_CLOCK_SKEW]",
     )
     pull.add_argument("--region", help="SigV4 region of the peers [env LAKENODE_REGION]")
+    pull.add_argument(
+        "--peer-ca",
+        metavar="FILE",
+        help=f"PEM CA certificates to verify https peers with (default: the system store) "
+        f"[env {PEER_CA_ENV}]",
+    )
 
 
 def run_repl(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -194,17 +205,33 @@ def run_repl(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     sign = peer_signer(access_key, secret_key, region)
+    verify = _peer_verify(parser, args.peer_ca)
     if args.action == "push":
-        return asyncio.run(push_all(args.data_dir, peers, sign))
+        return asyncio.run(push_all(args.data_dir, peers, sign, verify))
     if args.action == "status":
-        return asyncio.run(status_all(args.data_dir, peers, sign, as_json=args.json))
+        return asyncio.run(status_all(args.data_dir, peers, sign, verify, as_json=args.json))
     if args.action == "bootstrap":
         return asyncio.run(
-            bootstrap_site(args.data_dir, source, sign, skew_ms, args.node_id, args.page_size)
+            bootstrap_site(
+                args.data_dir, source, sign, skew_ms, args.node_id, args.page_size, verify
+            )
         )
     if args.action == "validate":
-        return asyncio.run(validate_all(args.data_dir, peers, sign, deep=args.deep))
-    return asyncio.run(pull_all(args.data_dir, peers, sign, skew_ms))
+        return asyncio.run(validate_all(args.data_dir, peers, sign, verify, deep=args.deep))
+    return asyncio.run(pull_all(args.data_dir, peers, sign, skew_ms, verify))
+
+
+def _peer_verify(parser: argparse.ArgumentParser, given: str | None) -> Verify:
+    """--peer-ca, else LAKENODE_PEER_CA, else the system store; checked now (exit 2)."""
+    raw, source = given, "--peer-ca"
+    if raw is None and PEER_CA_ENV in os.environ:
+        raw, source = os.environ[PEER_CA_ENV], f"--peer-ca (from {PEER_CA_ENV})"
+    if raw is None:
+        return True
+    try:
+        return peer_verify(parse_file(raw))
+    except (argparse.ArgumentTypeError, TlsFileError) as exc:
+        parser.error(f"argument {source}: {exc}")
 
 
 def _setting(
@@ -226,7 +253,9 @@ def _setting(
         parser.error(f"argument {source}: {exc}")
 
 
-async def pull_all(data_dir: Path, peers: tuple[str, ...], sign: Signer, skew_ms: int) -> int:
+async def pull_all(
+    data_dir: Path, peers: tuple[str, ...], sign: Signer, skew_ms: int, verify: Verify = True
+) -> int:
     try:
         store = await Store.open(StoreConfig(data_dir))
     except DataDirLocked as exc:
@@ -234,16 +263,18 @@ async def pull_all(data_dir: Path, peers: tuple[str, ...], sign: Signer, skew_ms
         return 1
     try:
         for url in peers:
-            if not await pull_peer(store, url, sign, skew_ms):
+            if not await pull_peer(store, url, sign, skew_ms, verify):
                 return 1
         return 0
     finally:
         await store.close()
 
 
-async def pull_peer(store: Store, url: str, sign: Signer, skew_ms: int) -> bool:
+async def pull_peer(
+    store: Store, url: str, sign: Signer, skew_ms: int, verify: Verify = True
+) -> bool:
     """Pull one peer until caught up; print one line saying what happened."""
-    async with PeerClient(url, sign, PEER_TIMEOUT_S) as client:
+    async with PeerClient(url, sign, PEER_TIMEOUT_S, verify=verify) as client:
         state = PeerState(url=client.base_url)
         try:
             name = await identify_peer(store, client, state)
@@ -269,13 +300,18 @@ def _fail(message: str, action: str = "pull") -> None:
 
 
 async def validate_all(
-    data_dir: Path, peers: tuple[str, ...], sign: Signer, *, deep: bool = False
+    data_dir: Path,
+    peers: tuple[str, ...],
+    sign: Signer,
+    verify: Verify = True,
+    *,
+    deep: bool = False,
 ) -> int:
     """Compare the local site with each peer; print the differences; 0 only if all agree."""
     status = 0
     for url in peers:
         try:
-            differences, stats, peer_id = await _validate_one(data_dir, url, sign, deep)
+            differences, stats, peer_id = await _validate_one(data_dir, url, sign, verify, deep)
         except (PeerUnavailable, ProtocolError, StorageError, OSError) as exc:
             _fail(f"{url}: {type(exc).__name__}: {exc}", "validate")
             status = 1
@@ -304,16 +340,15 @@ async def validate_all(
 
 
 async def _validate_one(
-    data_dir: Path, url: str, sign: Signer, deep: bool
+    data_dir: Path, url: str, sign: Signer, verify: Verify, deep: bool
 ) -> tuple[list[Difference], WalkStats, str]:
     """The differences, the walk's cost, and the peer's node id (the key of the record)."""
-    async with PeerClient(url, sign, PEER_TIMEOUT_S) as peer:
+    async with PeerClient(url, sign, PEER_TIMEOUT_S, verify=verify) as peer:
         peer_id = (await peer.info()).node_id
         try:
             store = await Store.open(StoreConfig(data_dir))
         except DataDirLocked:
-            local_url = _running_node_url(data_dir)
-            async with PeerClient(local_url, sign, PEER_TIMEOUT_S) as local:
+            async with running_node_client(data_dir, sign) as local:
                 return (*await _compare(RemoteDigests(local), RemoteDigests(peer), deep), peer_id)
         try:
             return (*await _compare(store, RemoteDigests(peer), deep), peer_id)
@@ -343,12 +378,20 @@ def _record_validate(data_dir: Path, peer_id: str, url: str, differences: int) -
         _fail(f"could not record the outcome in {data_dir}: {exc}", "validate")
 
 
-def _running_node_url(data_dir: Path) -> str:
+def running_node_client(data_dir: Path, sign: Signer) -> PeerClient:
+    """A client for the node running on ``data_dir``, at the address it recorded; over https
+    it trusts exactly the certificate the node recorded (node/tls.py)."""
     record = data_dir / SERVE_RECORD
     try:
-        return str(json.loads(record.read_text())["url"])
-    except (OSError, ValueError, KeyError) as exc:
+        document = json.loads(record.read_text())
+        url, cert = str(document["url"]), document.get("cert")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise StorageError(f"{data_dir} is in use but {record} does not say where") from exc
+    try:
+        verify = True if cert is None else pinned_context(Path(str(cert)))
+    except TlsFileError as exc:
+        raise StorageError(f"the running node's {exc}") from exc
+    return PeerClient(url, sign, PEER_TIMEOUT_S, verify=verify)
 
 
 async def _add_counters(store: Store, state: PeerState, client: PeerClient) -> None:
@@ -361,7 +404,9 @@ async def _add_counters(store: Store, state: PeerState, client: PeerClient) -> N
 # ---- push --------------------------------------------------------------------------------------
 
 
-async def push_all(data_dir: Path, peers: tuple[str, ...], sign: Signer) -> int:
+async def push_all(
+    data_dir: Path, peers: tuple[str, ...], sign: Signer, verify: Verify = True
+) -> int:
     try:
         store = await Store.open(StoreConfig(data_dir))
     except DataDirLocked as exc:
@@ -369,16 +414,16 @@ async def push_all(data_dir: Path, peers: tuple[str, ...], sign: Signer) -> int:
         return 1
     try:
         for url in peers:
-            if not await push_peer(store, url, sign):
+            if not await push_peer(store, url, sign, verify):
                 return 1
         return 0
     finally:
         await store.close()
 
 
-async def push_peer(store: Store, url: str, sign: Signer) -> bool:
+async def push_peer(store: Store, url: str, sign: Signer, verify: Verify = True) -> bool:
     """Push to one peer until it holds our log; print one line saying what happened."""
-    async with PeerClient(url, sign, PEER_TIMEOUT_S) as client:
+    async with PeerClient(url, sign, PEER_TIMEOUT_S, verify=verify) as client:
         state = PeerState(url=client.base_url)
         try:
             name = await identify_peer(store, client, state)
@@ -397,7 +442,9 @@ async def push_peer(store: Store, url: str, sign: Signer) -> bool:
 # ---- status ------------------------------------------------------------------------------------
 
 
-async def status_all(data_dir: Path, peers: tuple[str, ...], sign: Signer, *, as_json: bool) -> int:
+async def status_all(
+    data_dir: Path, peers: tuple[str, ...], sign: Signer, verify: Verify = True, *, as_json: bool
+) -> int:
     """Print each peer's state; 1 if the node or a peer cannot be reached, else 0."""
     try:
         store = await Store.open(StoreConfig(data_dir))
@@ -414,7 +461,8 @@ async def status_all(data_dir: Path, peers: tuple[str, ...], sign: Signer, *, as
             if not peers:
                 _fail("no node is running on this data dir: name peers with --peer", "status")
                 return 1
-            reports = await full_reports(store, [PeerState(url=url) for url in peers], sign)
+            states = [PeerState(url=url) for url in peers]
+            reports = await full_reports(store, states, sign, verify)
             document = {"node_id": store.node_id, "peers": [r.to_json() for r in reports]}
         finally:
             await store.close()
@@ -424,7 +472,7 @@ async def status_all(data_dir: Path, peers: tuple[str, ...], sign: Signer, *, as
 
 
 async def _running_node_status(data_dir: Path, sign: Signer) -> dict[str, Any]:
-    async with PeerClient(_running_node_url(data_dir), sign, PEER_TIMEOUT_S) as node:
+    async with running_node_client(data_dir, sign) as node:
         document = await node.node_status()
     if not isinstance(document, dict) or not isinstance(document.get("peers"), list):
         raise ProtocolError("the node's status answer has no peers list")

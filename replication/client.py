@@ -16,6 +16,7 @@ Failures are classified once, here:
 from __future__ import annotations
 
 import hashlib
+import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -106,12 +107,14 @@ class PeerClient:
         *,
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
+        """``verify``: how an https peer's certificate is checked (True: the default store)."""
         self.base_url = normalize_base_url(base_url)
         self._sign = sign
         self._retry = retry or RetryPolicy()
         timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0))
-        self._http = httpx.AsyncClient(timeout=timeout, transport=transport)
+        self._http = httpx.AsyncClient(timeout=timeout, transport=transport, verify=verify)
         self.bytes_received = 0  # bodies of successful answers, for stats
         self.bytes_sent = 0  # request bodies sent (every attempt), for stats
 

@@ -69,6 +69,7 @@ from storage.segments import (
     recover_segment,
     segment_path,
 )
+from storage.stats_hooks import CommitObserver
 from storage.uploads import PartInfo, UploadInfo, UploadPage
 
 log = logging.getLogger("lakenode.store")
@@ -197,6 +198,11 @@ class Store:
         if self._lock is not None:
             os.close(self._lock)  # releases the flock
             self._lock = None
+
+    def observe_commits(self, observer: CommitObserver) -> None:
+        """Report fsync latencies and group-commit batch sizes to ``observer`` (metrics)."""
+        self._segments.observer = observer
+        self.committer.observer = observer
 
     async def _commit(self, mutation: Mutation) -> Any:
         return await self.committer.submit(mutation)
