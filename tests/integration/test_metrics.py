@@ -145,8 +145,9 @@ def test_job_rows_and_maintenance_are_read_at_scrape_time(observed: Observed) ->
              "corrupt_chunks": 2, "corrupt_objects": 1}  # fmt: skip
     gc = {"started_ms": 1_700_000_400_000, "finished_ms": None, "done_ratio": 0.25,
           "reclaimed_bytes": 4096, "segments_rewritten": 3}  # fmt: skip
+    enabled = json.dumps({"enabled": True, "changed_ms": 1})
     write_meta(node.data_dir, {"job:scrub": json.dumps(scrub), "job:gc": json.dumps(gc),
-                               "maintenance": json.dumps({"enabled": True, "changed_ms": 1})})  # fmt: skip
+                               "maintenance": enabled})  # fmt: skip
     samples = scrape(node.url)
     assert value(samples, "lakenode_scrub_progress_ratio") == 1.0
     assert value(samples, "lakenode_scrub_checked_bytes") == 123456
