@@ -10,8 +10,10 @@ from __future__ import annotations
 import itertools
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
@@ -33,9 +35,11 @@ from api.access import BucketAccessCache, action_for, authorize
 from api.context import S3Context
 from api.errors import S3Error, from_storage_error, render_error_xml
 from api.keyring import ANONYMOUS, Identity, KeyRing
+from api.observe import UNKNOWN_OPERATION, NoObserver, RequestObserver
 from api.router import PREFLIGHT, resolve, split_target
 from api.settings import ApiSettings
 from api.sigv4 import AuthContext, SignableRequest, verify
+from api.write_gate import WRITE_METHODS, WriteGate
 from storage.errors import StorageError
 from storage.store import Store
 
@@ -102,34 +106,63 @@ class S3Dispatcher:
     S3 traffic bypasses FastAPI's router and middleware stack, which cost more per request
     than everything the S3 handler does for a small GET; FastAPI keeps serving the node's
     own endpoints under /_lakenode/.
+
+    Every S3 request is reported to ``observer`` (metrics): its operation ("Unknown" when it
+    could not be routed), the status sent, the time to the last body byte sent and the body
+    bytes each way, counted on the ASGI messages themselves.
     """
 
     def __init__(
-        self, internal: ASGIApp, settings: ApiSettings, runtime: Callable[[], ApiRuntime]
+        self,
+        internal: ASGIApp,
+        settings: ApiSettings,
+        runtime: Callable[[], ApiRuntime],
+        observer: RequestObserver | None = None,
     ) -> None:
         self.internal = internal
         self.settings = settings
         self.runtime = runtime
+        self.observer: RequestObserver = observer or NoObserver()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith(RESERVED_PREFIX):
             await self.internal(scope, receive, send)
             return
+        observer = self.observer
+        observer.started()
+        started = time.perf_counter()
         body_started = False
+        status = 500  # if nothing is sent at all, the client saw a failure
+        bytes_in = bytes_out = 0
 
         async def tracking_receive() -> Message:
-            nonlocal body_started
+            nonlocal body_started, bytes_in
             body_started = True
-            return await receive()
+            message = await receive()
+            bytes_in += len(message.get("body", b""))
+            return message
 
-        request = Request(scope, tracking_receive)
-        response = await handle_s3_request(request, self.settings, self.runtime())
-        if not body_started and "100-continue" in request.headers.get("expect", "").lower():
-            # The client holds its body back until "100 Continue", which is only sent when
-            # the body is read. Refused before that, keeping the connection would make the
-            # server read the client's next request as this one's body.
-            response.headers["Connection"] = "close"
-        await response(scope, receive, send)
+        async def tracking_send(message: Message) -> None:
+            nonlocal status, bytes_out
+            if message["type"] == "http.response.body":
+                bytes_out += len(message.get("body", b""))
+            elif message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            request = Request(scope, tracking_receive)
+            response = await handle_s3_request(request, self.settings, self.runtime())
+            if not body_started and "100-continue" in request.headers.get("expect", "").lower():
+                # The client holds its body back until "100 Continue", which is only sent when
+                # the body is read. Refused before that, keeping the connection would make the
+                # server read the client's next request as this one's body.
+                response.headers["Connection"] = "close"
+            await response(scope, receive, tracking_send)
+        finally:
+            operation = scope.get("state", {}).get("operation", UNKNOWN_OPERATION)
+            elapsed = time.perf_counter() - started
+            observer.finished(operation, status, elapsed, bytes_in, bytes_out)
 
 
 @dataclass(frozen=True)
@@ -141,6 +174,8 @@ class ApiRuntime:
     bucket_access: BucketAccessCache
     # Node ids of the configured replication peers (None while one is not identified yet).
     replication_peers: Callable[[], list[str | None]] = list
+    # Maintenance mode closes it: mutations get SlowDown, reads go on.
+    write_gate: WriteGate = field(default_factory=WriteGate)
 
 
 async def handle_s3_request(
@@ -158,7 +193,8 @@ async def handle_s3_request(
         request.scope["state"]["access_key"] = ctx.identity.access_key
         request.scope["state"]["operation"] = ctx.operation
         await authorize(ctx, action_for(ctx.operation, ctx.query), ctx.bucket, ctx.key)
-        response = await HANDLERS[ctx.operation](ctx)
+        with _write_slot(request.method, runtime.write_gate):
+            response = await HANDLERS[ctx.operation](ctx)
     except Exception as exc:
         response = error_response(exc, request_id, resource, is_head)
     if "origin" in request.headers:  # a browser's request: CORS headers if a rule admits it
@@ -166,6 +202,11 @@ async def handle_s3_request(
     response.headers["x-amz-request-id"] = request_id
     response.headers["x-amz-id-2"] = request_id
     return response
+
+
+def _write_slot(method: str, gate: WriteGate) -> AbstractContextManager[None]:
+    """Mutations hold a slot of the write gate until answered (after their commit)."""
+    return gate.s3_write() if method in WRITE_METHODS else nullcontext()
 
 
 async def _preflight(
@@ -191,8 +232,17 @@ def _build_context(
     target = split_target(path, request.headers.get("host", ""), settings.domain)
     raw_query = request.scope.get("query_string", b"").decode("latin-1")
     query = dict(parse_qsl(raw_query, keep_blank_values=True))
+    # Routed before authenticating so that refused requests are counted under their
+    # operation too; an unroutable request still gets the authentication error first.
+    unroutable: S3Error | None = None
+    try:
+        operation = resolve(request.method, target, query, "x-amz-copy-source" in request.headers)
+        request.scope["state"]["operation"] = operation
+    except S3Error as exc:
+        unroutable = exc
     auth, identity = _authenticate(request, settings, runtime.keyring)
-    operation = resolve(request.method, target, query, "x-amz-copy-source" in request.headers)
+    if unroutable is not None:
+        raise unroutable
     return S3Context(
         request,
         request_id,

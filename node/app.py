@@ -6,9 +6,13 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, HTTPException
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -22,13 +26,28 @@ from api.app import ApiRuntime, S3Dispatcher
 from api.internal_auth import replication_authorizer
 from api.keyring import KeyRing
 from api.settings import ApiSettings
+from api.write_gate import WriteGate
+from node.admin import AdminBackend, AdminServer
 from node.config import ServeConfig
+from node.maintenance import Maintenance
 from node.metrics import NodeMetrics
 from node.peers import Pullers, peer_signer
+from node.redact import public_config
 from node.repl_cli import SERVE_RECORD
+from node.repl_gc_task import GcSettings, purge_forever
 from node.repl_status import full_reports, local_reports
+from node.status import collect_status
+from node.storage_metrics import refresh_usage_forever
+from node.tls import peer_verify
 from replication.routes import PREFIX as REPL_PREFIX
-from replication.routes import StoreUnavailable, build_router, error_response
+from replication.routes import (
+    StoreUnavailable,
+    WriteSlot,
+    WritesPaused,
+    build_router,
+    error_response,
+)
+from storage.ops_state import MaintenanceRecord
 from storage.store import Store, StoreConfig
 
 log = logging.getLogger("lakenode.node")
@@ -41,11 +60,17 @@ class NodeState:
     """What the running node holds; filled in by the lifespan."""
 
     def __init__(self, config: ServeConfig) -> None:
+        self.config = config
         self.store: Store | None = None
         self.runtime: ApiRuntime | None = None
         self.keyring = KeyRing(config.access_key, config.secret_key)
         self.pullers = Pullers()
-        self.metrics = NodeMetrics()
+        # Maintenance mode: the gate every write passes (S3 and replication), and its switch.
+        self.write_gate = WriteGate()
+        self.maintenance = Maintenance(self.write_gate, self.pullers)
+        self.started_monotonic = time.monotonic()
+        self.metrics = NodeMetrics(config.data_dir)
+        self.peer_verify = peer_verify(config.peer_ca)
 
     def require_store(self) -> Store:
         if self.store is None:
@@ -56,6 +81,33 @@ class NodeState:
         if self.runtime is None:
             raise RuntimeError("store is not open")
         return self.runtime
+
+    async def status(self) -> dict[str, Any]:
+        """The status document of the running node (admin channel, `lakenode status`)."""
+        maintenance = self.maintenance
+        return await collect_status(
+            self.require_store(),
+            uptime_s=time.monotonic() - self.started_monotonic,
+            maintenance=MaintenanceRecord(maintenance.enabled, maintenance.changed_ms),
+            peer_states=self.pullers.states,
+            extra={
+                "pid": os.getpid(),
+                "maintenance_detail": maintenance.describe(),
+                "config": public_config(self.config),
+            },
+        )
+
+
+def repl_write_slot(gate: WriteGate) -> WriteSlot:
+    """The replication endpoints that write hold a slot of the same gate as S3 mutations."""
+
+    def refuse() -> Exception:
+        return WritesPaused("the node is in maintenance mode: writes are paused")
+
+    def slot() -> AbstractContextManager[None]:
+        return gate.admitted(refuse)
+
+    return slot
 
 
 def api_settings(config: ServeConfig) -> ApiSettings:
@@ -85,15 +137,39 @@ async def _poll_keys(store: Store, keyring: KeyRing) -> None:
 
 
 def _record_address(config: ServeConfig) -> Path:
-    """Tell local tools (repl validate) where this node listens, while it runs."""
+    """Tell local tools (repl validate, status) where this node listens, while it runs; with
+    TLS, also which certificate to pin (node/tls.py)."""
     host = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
     host = f"[{host}]" if ":" in host else host
     record = config.data_dir / SERVE_RECORD
-    record.write_text(json.dumps({"url": f"http://{host}:{config.port}"}))
+    document: dict[str, str] = {"url": f"{config.scheme}://{host}:{config.port}"}
+    if config.tls_cert is not None:
+        document["cert"] = str(config.tls_cert.resolve())
+    record.write_text(json.dumps(document))
     return record
 
 
-def build_app(config: ServeConfig) -> ASGIApp:
+def gc_settings(config: ServeConfig) -> GcSettings:
+    return GcSettings(
+        interval_ms=config.repl_gc_interval,
+        window_ms=config.repl_tombstone_window,
+        conflict_retention_ms=config.repl_conflict_retention,
+    )
+
+
+@dataclass(frozen=True)
+class NodeApps:
+    main: ASGIApp  # S3 and every /_lakenode/ endpoint, on --listen
+    probes: ASGIApp  # only metrics, health and ready, for --metrics-listen (no lifespan)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def build_app(config: ServeConfig) -> NodeApps:
     state = NodeState(config)
 
     @asynccontextmanager
@@ -106,6 +182,7 @@ def build_app(config: ServeConfig) -> ASGIApp:
             )
         )
         await reload_keys(store, state.keyring)
+        in_maintenance = await state.maintenance.restore(store)
         record = _record_address(config)
         state.store = store
         state.runtime = ApiRuntime(
@@ -113,42 +190,58 @@ def build_app(config: ServeConfig) -> ASGIApp:
             state.keyring,
             BucketAccessCache(store),
             lambda: [peer.node_id for peer in state.pullers.states],
+            state.write_gate,
         )
+        store.observe_commits(state.metrics.commits)
         poller = asyncio.create_task(_poll_keys(store, state.keyring), name="key-poller")
+        usage = asyncio.create_task(
+            refresh_usage_forever(state.metrics.storage), name="usage-metrics"
+        )
         state.pullers.start(
             store,
             config.peers,
             peer_signer(*config.peer_credentials, config.region),
             config.repl_max_clock_skew,
+            state.peer_verify,
+            paused=in_maintenance,
         )
+        tombstone_gc = asyncio.create_task(
+            purge_forever(
+                store, config.peers, gc_settings(config), lambda: state.maintenance.enabled
+            ),
+            name="tombstone-gc",
+        )
+        admin = AdminServer(
+            config.data_dir, AdminBackend(state.require_store, state.maintenance, state.status)
+        )
+        await admin.start()
         try:
             yield
         finally:
-            await state.pullers.stop()
-            poller.cancel()
+            await admin.stop()
+            tombstone_gc.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await poller
+                await tombstone_gc
+            await state.pullers.stop()
+            await _cancel(poller)
+            await _cancel(usage)
             state.runtime = None
             state.store = None
             record.unlink(missing_ok=True)
             await store.close()
+            state.metrics.close()
 
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     settings = api_settings(config)
     authorize = replication_authorizer(settings, state.keyring)
     app.include_router(
-        build_router(state.require_store, authorize, max_skew_ms=config.repl_max_clock_skew)
+        build_router(
+            state.require_store,
+            authorize,
+            max_skew_ms=config.repl_max_clock_skew,
+            write_slot=repl_write_slot(state.write_gate),
+        )
     )
-
-    @app.get("/_lakenode/metrics", include_in_schema=False)
-    async def metrics() -> Response:
-        # No authentication: metrics name peers and counts, nothing stored.
-        store = state.store
-        if store is None:
-            return Response("store is not open\n", status_code=503, media_type="text/plain")
-        await state.pullers.flush_counters(store)
-        body = await state.metrics.render(store, state.pullers.states)
-        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     @app.get(f"{REPL_PREFIX}/status", include_in_schema=False)
     async def repl_status(request: Request) -> Response:
@@ -163,13 +256,33 @@ def build_app(config: ServeConfig) -> ASGIApp:
         await state.pullers.flush_counters(store)
         sign = state.pullers.sign
         reports = (
-            await full_reports(store, state.pullers.states, sign)
+            await full_reports(store, state.pullers.states, sign, state.peer_verify)
             if sign is not None
             else await local_reports(store, [])
         )
         return JSONResponse(
             {"node_id": store.node_id, "peers": [report.to_json() for report in reports]}
         )
+
+    add_probe_routes(app, state)
+    probes = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    add_probe_routes(probes, state)
+    dispatcher = S3Dispatcher(app, settings, state.require_runtime, state.metrics.requests)
+    return NodeApps(main=AccessLogMiddleware(dispatcher), probes=AccessLogMiddleware(probes))
+
+
+def add_probe_routes(app: FastAPI, state: NodeState) -> None:
+    """Metrics, health and readiness: on the S3 address and on --metrics-listen alike."""
+
+    @app.get("/_lakenode/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        # No authentication: metrics name peers and counts, nothing stored.
+        store = state.store
+        if store is None:
+            return Response("store is not open\n", status_code=503, media_type="text/plain")
+        await state.pullers.flush_counters(store)
+        body = await state.metrics.render(store, state.pullers.states)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/_lakenode/health", include_in_schema=False)
     async def health() -> Response:
@@ -179,6 +292,6 @@ def build_app(config: ServeConfig) -> ASGIApp:
     async def ready(_request: Request) -> Response:
         if state.store is None:
             return JSONResponse({"ready": False}, status_code=503)
+        if state.write_gate.closed:  # maintenance (or entering it): take us out of rotation
+            return JSONResponse({"ready": False, "reason": "maintenance"}, status_code=503)
         return JSONResponse({"ready": True, "node_id": state.store.node_id})
-
-    return AccessLogMiddleware(S3Dispatcher(app, settings, state.require_runtime))

@@ -1,59 +1,62 @@
 """``lakenode repl bootstrap --from URL``: fill a new (stopped, empty) site from a peer.
 
 The data dir is created if needed. Progress is one line per page (pages, objects, bytes,
-rates), or a single updating bar when stdout is a terminal. Run again after a crash or an
-interruption and it resumes after the last page applied; run again after it finished and it
-only catches up with the peer's log. Exit status 0 when the copy and the catch-up pull
-succeeded, 1 otherwise.
+rates), or a bar with rate and ETA (node/progress.py) when stdout is a terminal. Run again
+after a crash or an interruption and it resumes after the last page applied; run again after
+it finished and it only catches up with the peer's log. Exit status 0 when the copy and the
+catch-up pull succeeded, 1 otherwise.
 """
 
 from __future__ import annotations
 
+import sqlite3
+import ssl
 import sys
 import time
 from pathlib import Path
 from typing import TextIO
 
+from rich.console import Console
+
 from node.peers import PEER_TIMEOUT_S
+from node.progress import RichProgress
 from replication.bootstrap import BootstrapProgress, bootstrap
 from replication.client import PeerClient, PeerUnavailable, Signer
 from replication.protocol import ProtocolError
 from replication.puller import PeerState, identify_peer
 from storage.errors import StorageError
+from storage.snapshot import BootstrapRecord, read_bootstrap
 from storage.store import DataDirLocked, Store, StoreConfig
 
 MiB = 1 << 20
-BAR_WIDTH = 30
 
 
 class ProgressPrinter:
-    """Prints a bootstrap's progress: a line per page, or a bar redrawn in place on a TTY."""
+    """Prints a bootstrap's progress: a line per page, or bars with rate and ETA on a TTY."""
 
     def __init__(self, out: TextIO) -> None:
         self._out = out
-        self._tty = out.isatty()
+        self._bars = RichProgress("bootstrap", Console(file=out)) if out.isatty() else None
 
     def __call__(self, state: BootstrapProgress, client: PeerClient) -> None:
-        elapsed = max(time.monotonic() - state.started, 1e-6)
         received = client.bytes_received - state.bytes_start
+        if self._bars is not None:
+            self._bars.advance(state.objects_done, state.objects_total, "objects")
+            return
+        elapsed = max(time.monotonic() - state.started, 1e-6)
         figures = (
             f"{state.objects_done}/{state.objects_total} objects, "
             f"{received / MiB:.1f} MiB, {state.objects_done / elapsed:.0f} objects/s, "
             f"{received / MiB / elapsed:.1f} MiB/s"
         )
-        if self._tty:
-            filled = int(state.ratio * BAR_WIDTH)
-            bar = "#" * filled + "." * (BAR_WIDTH - filled)
-            self._out.write(f"\r[{bar}] {state.ratio:4.0%} page {state.pages_total}, {figures}")
-        else:
-            self._out.write(
-                f"bootstrap {state.peer}: page {state.pages_total}, {figures} ({state.ratio:.0%})\n"
-            )
+        self._out.write(
+            f"bootstrap {state.peer}: page {state.pages_total}, {figures} ({state.ratio:.0%})\n"
+        )
         self._out.flush()
 
     def finish(self) -> None:
-        if self._tty:
-            self._out.write("\n")
+        if self._bars is not None:
+            self._bars.close()
 
 
 async def bootstrap_site(
@@ -63,6 +66,7 @@ async def bootstrap_site(
     skew_ms: int,
     node_id: str | None,
     page_size: int,
+    verify: ssl.SSLContext | bool = True,
 ) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -75,7 +79,7 @@ async def bootstrap_site(
         return 1
     printer = ProgressPrinter(sys.stdout)
     try:
-        async with PeerClient(url, sign, PEER_TIMEOUT_S) as client:
+        async with PeerClient(url, sign, PEER_TIMEOUT_S, verify=verify) as client:
             try:
                 peer_id = await identify_peer(store, client, PeerState(url=client.base_url))
                 state = await bootstrap(store, client, peer_id, skew_ms, printer, page_size)
@@ -104,6 +108,23 @@ def _summary(state: BootstrapProgress, url: str, node_id: str) -> str:
             f"{state.snapshot_seq}"
         )
     return f"{head}; caught up: {state.catch_up.summary()}"
+
+
+def unfinished_bootstrap(data_dir: Path) -> BootstrapRecord | None:
+    """The bootstrap record of a data dir whose bootstrap has not finished, if any.
+
+    Read-only: called before a node starts, to refuse serving a half-copied site (readers
+    would see part of the state, and its pullers would start from seq 0 of every peer)."""
+    path = data_dir / "meta.db"
+    if not path.exists():
+        return None
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    try:
+        return read_bootstrap(conn)
+    except sqlite3.OperationalError:  # a catalog from before the meta table: no bootstrap
+        return None
+    finally:
+        conn.close()
 
 
 def _fail(message: str) -> None:

@@ -7,8 +7,18 @@ import logging
 import os
 import sys
 
+from node.admin_cli import (
+    add_maintenance_arguments,
+    add_status_arguments,
+    add_support_bundle_arguments,
+    run_maintenance,
+    run_status,
+    run_support_bundle,
+)
+from node.bootstrap_cli import unfinished_bootstrap
 from node.config import OneLineParser, ServeConfig, add_serve_arguments, resolve_serve_config
 from node.keys_cli import add_keys_arguments, run_keys
+from node.logfile import LOG_FORMAT, add_log_file
 from node.ops_cli import (
     OPS_COMMANDS,
     add_fsck_arguments,
@@ -56,6 +66,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     add_mpu_gc_arguments(mpu_gc_parser)
     subparsers.update(fsck=fsck_parser, scrub=scrub_parser, gc=gc_parser)
     subparsers["mpu-gc"] = mpu_gc_parser
+    # ops-admin: maintenance mode, status, support bundle (node/admin_cli.py).
+    for name, help_text, add_arguments in (
+        ("maintenance", "maintenance mode: enable|disable|status", add_maintenance_arguments),
+        ("status", "node, storage, maintenance and replication summary", add_status_arguments),
+        ("support-bundle", "write a tar.gz for support (no secrets)", add_support_bundle_arguments),
+    ):
+        subparsers[name] = commands.add_parser(name, help=help_text)
+        add_arguments(subparsers[name])
     return parser, subparsers
 
 
@@ -70,19 +88,21 @@ def main(argv: list[str] | None = None) -> int:
         return run_repl(subparsers["repl"], args)
     if args.command in OPS_COMMANDS:
         return run_ops(subparsers[args.command], args)
+    admin_commands = {
+        "maintenance": run_maintenance,
+        "status": run_status,
+        "support-bundle": run_support_bundle,
+    }
+    if args.command in admin_commands:
+        return admin_commands[args.command](subparsers[args.command], args)
     parser.error(f"unknown command {args.command}")
 
 
 def serve(config: ServeConfig) -> int:
-    import uvicorn
-
     from node.app import build_app
+    from node.serving import run_servers
 
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format=LOG_FORMAT)
     # Metadata reads and large-chunk hashing run in threads. With CPython's default 5 ms GIL
     # switch interval, a thread that wakes up waits for the event loop to give up the GIL
     # (a convoy): measured on 4 KiB GETs at c=16, uncached reads went from 2.6k to 5.3k
@@ -93,23 +113,20 @@ def serve(config: ServeConfig) -> int:
         set_wall_clock_offset_ms(int(offset))
         log.warning("wall clock shifted by %s ms (LAKENODE_CLOCK_OFFSET_MS): tests only", offset)
     config.data_dir.mkdir(parents=True, exist_ok=True)
+    unfinished = unfinished_bootstrap(config.data_dir)
+    if unfinished is not None:
+        sys.stderr.write(
+            f"lakenode serve: the bootstrap of {config.data_dir} from node {unfinished.peer} is"
+            f" unfinished ({unfinished.objects_done} of {unfinished.objects_total} objects):"
+            " run `lakenode repl bootstrap --from URL` again to finish it first\n"
+        )
+        return 1
+    if config.log_path is not None:
+        try:
+            add_log_file(config.log_path)
+        except OSError as exc:
+            sys.stderr.write(f"lakenode serve: cannot write log file {config.log_path}: {exc}\n")
+            return 1
     if not config.auth:
         log.warning("authentication is OFF (--auth off): for local development only")
-    uvicorn_config = uvicorn.Config(
-        build_app(config),
-        host=config.host,
-        port=config.port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        log_level="warning",
-        timeout_keep_alive=30,
-        server_header=False,
-        # No proxy is trusted by default: X-Forwarded-* from clients must not be believed.
-        proxy_headers=False,
-    )
-    server = uvicorn.Server(uvicorn_config)
-    log.info("lakenode serving http://%s:%d data=%s", config.host, config.port, config.data_dir)
-    server.run()
-    return 0 if server.started else 1
+    return run_servers(config, build_app(config))

@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
+from node.tls import TlsFileError, check_server_files, peer_verify
 from replication.client import normalize_base_url
 
 DEFAULT_ACCESS_KEY = "lakenode"
 DEFAULT_SECRET_KEY = "lakenode-secret"
 DEFAULT_LISTEN = "127.0.0.1:9000"
 DEFAULT_REGION = "us-east-1"
+DEFAULT_LOG_FILE = Path("logs") / "lakenode.log"  # under the data dir
 GIB = 1 << 30
 
 _SIZE_UNITS = {
@@ -58,7 +60,27 @@ class ServeConfig:
     peer_access_key: str | None = None
     peer_secret_key: str | None = None
     repl_max_clock_skew: int = 1000  # milliseconds
+    repl_tombstone_window: int = 24 * 3_600_000  # milliseconds
+    repl_conflict_retention: int = 30 * 86_400_000  # milliseconds
+    repl_gc_interval: int = 3_600_000  # milliseconds
     peers: tuple[str, ...] = ()
+    log_file: str | None = None  # None: DATA/logs/lakenode.log; "-": no log file
+
+    metrics_listen: tuple[str, int] | None = None  # a second address for metrics and probes
+    tls_cert: Path | None = None  # with tls_key: serve HTTPS
+    tls_key: Path | None = None
+    peer_ca: Path | None = None  # CA bundle for https peers (default: the system store)
+
+    @property
+    def log_path(self) -> Path | None:
+        """Where ``serve`` writes its log (besides stderr), None for nowhere."""
+        if self.log_file is None:
+            return self.data_dir / DEFAULT_LOG_FILE
+        return None if self.log_file == "-" else Path(self.log_file)
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert is not None else "http"
 
     @property
     def peer_credentials(self) -> tuple[str, str]:
@@ -140,6 +162,28 @@ def parse_duration_ms(text: str) -> int:
     return value
 
 
+_PERIOD_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+PERIOD_MAX_MS = 3650 * 86_400_000
+
+
+def parse_period_ms(text: str) -> int:
+    """A period as milliseconds, zero allowed: ``0``, ``90s``, ``30m``, ``24h``, ``7d``."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*(ms|s|m|h|d)?\s*", text.lower())
+    if not match:
+        raise argparse.ArgumentTypeError(f"invalid period {text!r} (e.g. 30s, 15m, 24h, 7d)")
+    value = round(float(match.group(1)) * _PERIOD_UNITS[match.group(2) or "s"])
+    if value > PERIOD_MAX_MS:
+        raise argparse.ArgumentTypeError(f"period must be at most 3650d: {text!r}")
+    return value
+
+
+def parse_positive_period_ms(text: str) -> int:
+    value = parse_period_ms(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"period must be more than 0: {text!r}")
+    return value
+
+
 def parse_peer_url(text: str) -> str:
     try:
         return normalize_base_url(text)
@@ -147,9 +191,22 @@ def parse_peer_url(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
+def parse_file(text: str) -> Path:
+    path = Path(text)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"no such file: {text!r}")
+    return path
+
+
 def parse_key(text: str) -> str:
     if not text or len(text) > 128 or any(c.isspace() for c in text):
         raise argparse.ArgumentTypeError("must be 1-128 characters without spaces")
+    return text
+
+
+def parse_log_file(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a file path, or - for no log file")
     return text
 
 
@@ -171,6 +228,21 @@ SERVE_OPTIONS: tuple[tuple[str, str | None, object, str | None, str], ...] = (
      "secret key to sign requests to peers (default: the root secret)"),
     ("--repl-max-clock-skew", "LAKENODE_REPL_MAX_CLOCK_SKEW", parse_duration_ms, "1s",
      "refuse replicated changes stamped further ahead of our clock (500ms, 2s, 1.5)"),
+    ("--repl-tombstone-window", "LAKENODE_REPL_TOMBSTONE_WINDOW", parse_period_ms, "24h",
+     "keep tombstones at least this long after every peer has them (e.g. 24h)"),
+    ("--repl-conflict-retention", "LAKENODE_REPL_CONFLICT_RETENTION", parse_period_ms, "30d",
+     "keep records of writes that lost under LWW this long (e.g. 30d)"),
+    ("--repl-gc-interval", "LAKENODE_REPL_GC_INTERVAL", parse_positive_period_ms, "1h",
+     "how often the node runs tombstone GC (e.g. 1h)"),
+    ("--log-file", "LAKENODE_LOG_FILE", parse_log_file, None,
+     "also log to this file, rotated at 10 MiB x 5 (default DATA/logs/lakenode.log; - for none)"),
+    ("--metrics-listen", "LAKENODE_METRICS_LISTEN", parse_listen, None,
+     "HOST:PORT to also serve /_lakenode/metrics, health and ready on"),
+    ("--tls-cert", "LAKENODE_TLS_CERT", parse_file, None,
+     "PEM certificate (chain) to serve HTTPS with; needs --tls-key"),
+    ("--tls-key", "LAKENODE_TLS_KEY", parse_file, None, "PEM private key of --tls-cert"),
+    ("--peer-ca", "LAKENODE_PEER_CA", parse_file, None,
+     "PEM CA certificates to verify https peers with (default: the system store)"),
 )  # fmt: skip
 PEERS_ENV = "LAKENODE_PEERS"
 
@@ -259,6 +331,7 @@ def resolve_serve_config(parser: argparse.ArgumentParser, args: argparse.Namespa
         peers=resolve_peers(parser, args.peer),
         **values,  # type: ignore[arg-type]
     )
+    check_tls(parser, config)
     stored_id = _stored_node_id(config.data_dir)
     if config.node_id is not None and stored_id is not None and stored_id != config.node_id:
         parser.error(
@@ -272,6 +345,23 @@ def resolve_serve_config(parser: argparse.ArgumentParser, args: argparse.Namespa
             "credentials; set --access-key/--secret-key or pass --allow-default-credentials"
         )
     return config
+
+
+def check_tls(parser: argparse.ArgumentParser, config: ServeConfig) -> None:
+    """Both TLS files or neither, loadable; a usable --peer-ca; two distinct addresses."""
+    if (config.tls_cert is None) != (config.tls_key is None):
+        parser.error("argument --tls-cert/--tls-key: give both or neither")
+    if config.tls_cert is not None and config.tls_key is not None:
+        try:
+            check_server_files(config.tls_cert, config.tls_key)
+        except TlsFileError as exc:
+            parser.error(f"argument --tls-cert/--tls-key: {exc}")
+    try:
+        peer_verify(config.peer_ca)
+    except TlsFileError as exc:
+        parser.error(f"argument --peer-ca: {exc}")
+    if config.metrics_listen == (config.host, config.port):
+        parser.error("argument --metrics-listen: must differ from --listen")
 
 
 def _stored_node_id(data_dir: Path) -> str | None:

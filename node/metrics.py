@@ -1,9 +1,16 @@
-"""Prometheus metrics at ``/_lakenode/metrics``: replication per peer, computed from disk.
+"""Prometheus metrics at ``/_lakenode/metrics``: one registry for the whole node.
 
-A dedicated :class:`CollectorRegistry` (never the process-global default) holds one collector.
-Each scrape first reads the catalog (node/repl_status.py: backlog, lag and last success from
-the change log and the cursors; counters from ``meta``), then renders; nothing is counted only
-in memory, so every value is the same after a restart:
+A dedicated :class:`CollectorRegistry` (never the process-global default) holds:
+
+* S3 requests, fsync latency and group-commit batch sizes, counted as they happen
+  (node/request_metrics.py, fed through api/observe.py and storage/stats_hooks.py);
+* storage usage, disk space, maintenance mode, scrub and GC progress, build info
+  (node/storage_metrics.py: usage in the background, the rest read at scrape time);
+* replication per peer, computed from disk (below).
+
+For replication, each scrape first reads the catalog (node/repl_status.py: backlog, lag and
+last success from the change log and the cursors; counters from ``meta``), then renders;
+nothing is counted only in memory, so every value is the same after a restart:
 
 =================================================  =============================================
 ``lakenode_repl_lag_seconds``                       age of the oldest change of our log the peer
@@ -27,12 +34,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, disable_created_metrics, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from node.repl_status import PeerReport, local_reports
+from node.request_metrics import CommitMetrics, S3RequestMetrics
+from node.storage_metrics import CatalogReader, StorageCollector, read_state_rows
 from replication.puller import PeerState
 from storage.store import Store
 
@@ -103,13 +113,25 @@ class ReplicationCollector(Collector):
 class NodeMetrics:
     """The node's registry; ``render`` refreshes from disk and returns the exposition text."""
 
-    def __init__(self) -> None:
+    def __init__(self, data_dir: Path) -> None:
+        # No *_created series: they double the series count and nothing here needs them.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=False)
+        self.requests = S3RequestMetrics()
+        self.commits = CommitMetrics(self.registry)
+        self.storage = StorageCollector(data_dir)
         self.replication = ReplicationCollector()
+        self.registry.register(self.requests)
+        self.registry.register(self.storage)
         self.registry.register(self.replication)
+        self._catalog = CatalogReader(data_dir)
         self._lock = asyncio.Lock()
 
     async def render(self, store: Store, states: Sequence[PeerState]) -> bytes:
         async with self._lock:  # concurrent scrapes: one refresh and render at a time
+            self.storage.rows = await self._catalog.run(read_state_rows)
             self.replication.reports = await local_reports(store, states)
             return generate_latest(self.registry)
+
+    def close(self) -> None:
+        self._catalog.close()

@@ -1,9 +1,10 @@
 """``lakenode fsck|scrub|gc|mpu-gc``: storage maintenance from the command line.
 
-Each command builds a job request (node/ops_jobs.py) and runs it with :func:`run_job_here`:
-on a stopped data dir, in this process. Beside a running node the request is meant to go
-through the admin channel (node/admin_client.py); until that is wired in, a locked data
-dir is refused with one line. Output is a human report, or the job's JSON with ``--json``.
+Each command builds a job request (node/ops_jobs.py) and runs it with
+``node.admin_client.run_job``: on a stopped data dir in this process, beside a running node
+by that node through its admin channel (which refuses the quiet jobs, those that move or
+delete data, outside maintenance mode). Output is a human report, or the job's JSON with
+``--json``.
 
 Exit status: the job's (0 clean/done, 1 findings or corruption left), 1 when the job could
 not run, 2 for bad arguments.
@@ -21,41 +22,19 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from node import jobs, ops_jobs
+from node import ops_jobs
+from node.admin_client import AdminError, run_job
 from node.config import add_data_dir_argument, add_peer_argument, resolve_peers
-from node.jobs import JobReport, LineProgress, NoProgress, Progress
+from node.jobs import LineProgress, NoProgress, Progress
 from node.repl_cli import add_peer_credentials, resolve_peer_credentials
 from storage.errors import StorageError
 from storage.gc import BATCH_LIVE_BYTES, DEFAULT_THRESHOLD
-from storage.store import DataDirLocked, Store, StoreConfig
 
 OPS_COMMANDS = ("fsck", "scrub", "gc", "mpu-gc")
 _AGE_UNITS_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 PROGRESS_INTERVAL_S = 1.0
-
-
-class JobUnavailable(Exception):
-    """The job cannot run here (the data dir is in use and there is no admin channel)."""
-
-
-async def run_job_here(
-    data_dir: Path, name: str, params: dict[str, Any], progress: Progress
-) -> JobReport:
-    """Run a job on a stopped data dir (stand-in for node.admin_client.run_job, which also
-    asks a running node)."""
-    try:
-        store = await Store.open(StoreConfig(data_dir))
-    except DataDirLocked as exc:
-        raise JobUnavailable(
-            f"a node is running on {data_dir}: stop it first (the admin channel is not available)"
-        ) from exc
-    try:
-        return await jobs.lookup(name).run(store, params, progress)
-    finally:
-        await store.close()
 
 
 # ---- arguments -------------------------------------------------------------------------------
@@ -196,8 +175,8 @@ def run_ops(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     )
     progress: Progress = NoProgress() if args.json else EverySecond(LineProgress())
     try:
-        report = asyncio.run(run_job_here(args.data_dir, request.job, request.params, progress))
-    except (JobUnavailable, StorageError, OSError, sqlite3.Error) as exc:
+        report = asyncio.run(run_job(args.data_dir, request.job, request.params, progress))
+    except (AdminError, StorageError, OSError, sqlite3.Error) as exc:
         sys.stderr.write(f"{parser.prog}: {exc}\n")
         return 1
     if args.json:
@@ -240,6 +219,7 @@ def _scrub_request(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         access_key=credentials.access_key,
         secret_key=credentials.secret_key,
         region=credentials.region,
+        peer_ca=None if credentials.peer_ca is None else str(credentials.peer_ca),
     )
     return Request(ops_jobs.SCRUB_REPAIR.name, params, format_scrub)
 
@@ -316,19 +296,20 @@ def format_gc_plan(report: Mapping[str, Any]) -> str:
             str(s["segment_id"]),
             str(s["file_bytes"]),
             str(s["live_bytes"]),
+            str(s["kept_bytes"]),
             f"{s['live_ratio']:.2f}",
             "yes" if s["rewrite"] else ("active" if not s["sealed"] else "no"),
         )
         for s in report["segments"]
     ]
     totals = report["totals"]
+    header = ("SEGMENT", "FILE_BYTES", "LIVE_BYTES", "KEPT_BYTES", "RATIO", "REWRITE")
     return "\n".join(
         [
-            *table(("SEGMENT", "FILE_BYTES", "LIVE_BYTES", "LIVE_RATIO", "REWRITE"), rows),
+            *table(header, rows),
             f"total: {totals['segments']} segment(s), {totals['file_bytes']} bytes, "
-            f"{totals['live_bytes']} live (ratio {totals['live_ratio']:.2f}); "
-            f"{totals['rewrite_segments']} below {report['threshold']} would return "
-            f"{totals['reclaimable_bytes']} bytes",
+            f"{totals['live_bytes']} live; {totals['rewrite_segments']} with a ratio below "
+            f"{report['threshold']} would return {totals['reclaimable_bytes']} bytes",
         ]
     )
 

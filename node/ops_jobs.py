@@ -11,11 +11,14 @@ fsck found something or scrub left corruption unrepaired.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from node.jobs import Job, JobReport, Progress, register
 from node.peers import PEER_TIMEOUT_S, peer_signer
+from node.tls import TlsFileError, peer_verify
 from replication.client import ChunkNotFound, PeerClient, PeerUnavailable, Signer
 from replication.protocol import ProtocolError
 from storage import fsck, gc, mpu_gc, scrub
@@ -39,7 +42,8 @@ async def run_scrub_repair(
     store: Store, params: Mapping[str, Any], progress: Progress
 ) -> JobReport:
     """Scrub, then fetch every corrupt chunk again from ``params["peers"]`` (else the peers
-    this data dir has replicated with), signing with the credentials in ``params``."""
+    this data dir has replicated with), signing with the credentials in ``params`` and
+    verifying https peers against ``params["peer_ca"]`` (a PEM file) if given."""
     urls = list(params.get("peers") or [])
     if not urls:
         urls = sorted(await store.peer_urls())
@@ -49,7 +53,11 @@ async def run_scrub_repair(
     if not all(credentials):
         return {"exit_code": 2, "error": "repair needs access_key, secret_key and region"}
     sign = peer_signer(*credentials)
-    async with PeerChunks(urls, sign) as peers:
+    try:
+        verify = peer_verify(Path(params["peer_ca"]) if params.get("peer_ca") else None)
+    except TlsFileError as exc:
+        return {"exit_code": 2, "error": str(exc)}
+    async with PeerChunks(urls, sign, verify) as peers:
         result = await scrub.scrub(store, params.get("mb_per_s"), progress, peers.fetch)
     return _scrub_report(result)
 
@@ -61,8 +69,8 @@ def _scrub_report(result: scrub.ScrubResult) -> JobReport:
 class PeerChunks:
     """Fetch chunks by hash from the first peer that has them."""
 
-    def __init__(self, urls: list[str], sign: Signer) -> None:
-        self._clients = [PeerClient(url, sign, PEER_TIMEOUT_S) for url in urls]
+    def __init__(self, urls: list[str], sign: Signer, verify: ssl.SSLContext | bool) -> None:
+        self._clients = [PeerClient(url, sign, PEER_TIMEOUT_S, verify=verify) for url in urls]
 
     async def __aenter__(self) -> PeerChunks:
         return self

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Mapping
 
 from api.sigv4 import sign_headers
@@ -37,45 +38,78 @@ def peer_signer(access_key: str, secret_key: str, region: str) -> Signer:
 
 
 class Pullers:
-    """The node's pull tasks, one per configured peer, and what they know of their peers."""
+    """The node's pull tasks, one per configured peer, and what they know of their peers.
+
+    Maintenance mode pauses them (:meth:`pause`, :meth:`resume`): nothing may write then.
+    """
 
     def __init__(self) -> None:
         self.states: list[PeerState] = []
         self.sign: Signer | None = None
         self._clients: list[PeerClient] = []
-        self._tasks: list[asyncio.Task[None]] = []
+        self._pulls: list[asyncio.Task[None]] = []
+        self._flusher: asyncio.Task[None] | None = None
         # What of each state's totals is already added to the counters on disk.
         self._flushed: list[PeerCounters] = []
         self._flush_lock = asyncio.Lock()
         self._store: Store | None = None
+        self._max_skew_ms = 0
         self._named: dict[int, str] = {}  # state index -> node id remembered on disk
 
-    def start(self, store: Store, peers: tuple[str, ...], sign: Signer, max_skew_ms: int) -> None:
+    def start(
+        self,
+        store: Store,
+        peers: tuple[str, ...],
+        sign: Signer,
+        max_skew_ms: int,
+        verify: ssl.SSLContext | bool = True,
+        *,
+        paused: bool = False,
+    ) -> None:
+        """``verify``: how https peers' certificates are checked (node/tls.py peer_verify)."""
         self.sign = sign
         self._store = store
+        self._max_skew_ms = max_skew_ms
         for url in peers:
-            client = PeerClient(url, sign, PEER_TIMEOUT_S)
-            state = PeerState(url=client.base_url)
-            task = asyncio.create_task(
-                pull_forever(store, client, state, max_skew_ms), name=f"pull:{client.base_url}"
-            )
+            client = PeerClient(url, sign, PEER_TIMEOUT_S, verify=verify)
             self._clients.append(client)
-            self.states.append(state)
+            self.states.append(PeerState(url=client.base_url))
             self._flushed.append(PeerCounters())
-            self._tasks.append(task)
             log.info("replicating from peer %s", client.base_url)
         if peers:
-            self._tasks.append(
-                asyncio.create_task(self._flush_forever(store), name="repl-counters")
+            self._flusher = asyncio.create_task(self._flush_forever(store), name="repl-counters")
+        if not paused:
+            self.resume()
+
+    @property
+    def paused(self) -> bool:
+        return bool(self._clients) and not self._pulls
+
+    def resume(self) -> None:
+        """(Re)start one pull task per peer, with the peers' states as they were."""
+        if self._pulls or self._store is None:
+            return
+        store = self._store
+        self._pulls = [
+            asyncio.create_task(
+                pull_forever(store, client, state, self._max_skew_ms),
+                name=f"pull:{client.base_url}",
             )
+            for client, state in zip(self._clients, self.states, strict=True)
+        ]
+
+    async def pause(self) -> None:
+        """Stop pulling: cancel every pull (a round in flight is not applied or is applied
+        whole; what the committer already holds still commits), then flush the counters."""
+        pulls, self._pulls = self._pulls, []
+        await _cancel(pulls)
+        if self._store is not None:
+            await self.flush_counters(self._store)
 
     async def stop(self) -> None:
-        """Cancel every pull (a round in flight is not applied or is applied whole)."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        """Cancel every pull and the counter flusher; save the counters; close the clients."""
+        await _cancel([*self._pulls, *([self._flusher] if self._flusher else [])])
+        self._pulls, self._flusher = [], None
         if self._store is not None:
             try:
                 await self.flush_counters(self._store)
@@ -83,7 +117,6 @@ class Pullers:
                 log.exception("saving replication counters failed")
         for client in self._clients:
             await client.close()
-        self._tasks.clear()
         self._clients.clear()
 
     async def flush_counters(self, store: Store) -> None:
@@ -119,3 +152,11 @@ class Pullers:
                 await self.flush_counters(store)
             except Exception:
                 log.exception("saving replication counters failed")
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

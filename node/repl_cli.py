@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import sqlite3
+import ssl
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ from node.config import (
     add_peer_argument,
     check_peer_credentials,
     parse_duration_ms,
+    parse_file,
     parse_key,
     parse_peer_url,
     parse_region,
@@ -51,20 +53,32 @@ from node.config import (
 )
 from node.keys_cli import open_catalog
 from node.peers import PEER_TIMEOUT_S, peer_signer
+from node.repl_gc_cli import GC_ACTIONS, add_gc_arguments, run_gc_action
 from node.repl_status import full_reports
+from node.tls import TlsFileError, peer_verify, pinned_context
 from replication.bootstrap import DEFAULT_PAGE_SIZE
 from replication.client import PeerClient, PeerUnavailable, RemoteDigests, Signer
 from replication.protocol import MAX_PAGE_CHANGES, ProtocolError
 from replication.puller import PeerState, PullStats, identify_peer, pull_once
 from replication.pusher import PushFailed, push_once
-from replication.validate import Difference, WalkStats, compare
+from replication.validate import (
+    Difference,
+    DigestSource,
+    WalkStats,
+    compare,
+    compare_deep,
+    describe,
+    explain,
+)
 from storage.errors import StorageError
 from storage.hlc import wall_clock_ms
 from storage.repl_stats import PeerCounters, ValidateRecord, record_validate
 from storage.store import DataDirLocked, Store, StoreConfig
 
 T = TypeVar("T")
-SERVE_RECORD = "serve.json"  # written by a running node: where it listens
+SERVE_RECORD = "serve.json"  # written by a running node: where it listens (and its cert)
+PEER_CA_ENV = "LAKENODE_PEER_CA"
+Verify = ssl.SSLContext | bool  # how https peers are verified (node/tls.py)
 
 
 def add_repl_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,7 +91,7 @@ def add_repl_arguments(parser: argparse.ArgumentParser) -> None:
     validate.add_argument(
         "--deep",
         action="store_true",
-        help="also compare chunk hashes (not implemented yet: refused)",
+        help="also compare every version's chunk BLAKE3 list (reads every key on both sides)",
     )
     _add_common(validate)
     push = actions.add_parser("push", help="push this stopped node's changes to peers, then exit")
@@ -88,6 +102,7 @@ def add_repl_arguments(parser: argparse.ArgumentParser) -> None:
     status.add_argument("--json", action="store_true", help="print JSON for scripts")
     _add_common(status)
     _add_bootstrap(actions)
+    add_gc_arguments(actions)
 
 
 def _add_bootstrap(actions: Any) -> None:
@@ -129,7 +144,7 @@ def _add_common(pull: argparse.ArgumentParser) -> None:
 
 
 def add_peer_credentials(parser: argparse.ArgumentParser) -> None:
-    """--peer-access-key, --peer-secret-key, --region: how to sign requests to peers."""
+    """--peer-access-key, --peer-secret-key, --region, --peer-ca: how to call peers."""
     parser.add_argument(
         "--peer-access-key",
         help="access key for the peers [env LAKENODE_PEER_ACCESS_KEY, else LAKENODE_ACCESS_KEY]",
@@ -139,6 +154,12 @@ def add_peer_credentials(parser: argparse.ArgumentParser) -> None:
         help="secret key for the peers [env LAKENODE_PEER_SECRET_KEY, else LAKENODE_SECRET_KEY]",
     )
     parser.add_argument("--region", help="SigV4 region of the peers [env LAKENODE_REGION]")
+    parser.add_argument(
+        "--peer-ca",
+        metavar="FILE",
+        help=f"PEM CA certificates to verify https peers with (default: the system store) "
+        f"[env {PEER_CA_ENV}]",
+    )
 
 
 @dataclass(frozen=True)
@@ -146,15 +167,20 @@ class PeerCredentials:
     access_key: str
     secret_key: str
     region: str
+    peer_ca: Path | None = None  # None: the system store
 
     def signer(self) -> Signer:
         return peer_signer(self.access_key, self.secret_key, self.region)
+
+    def verify(self) -> Verify:
+        return peer_verify(self.peer_ca)
 
 
 def resolve_peer_credentials(
     parser: argparse.ArgumentParser, args: argparse.Namespace
 ) -> PeerCredentials:
-    """Flags, else environment (the peer pair, else the root pair), else the defaults."""
+    """Flags, else environment (the peer pair, else the root pair), else the defaults; the
+    CA file is checked now (exit 2)."""
     check_peer_credentials(parser, args.peer_access_key, args.peer_secret_key)
     access_key = _setting(
         parser,
@@ -174,10 +200,17 @@ def resolve_peer_credentials(
     )
     region = _setting(parser, args.region, "--region", parse_region,
                       ("LAKENODE_REGION",), DEFAULT_REGION)  # fmt: skip
-    return PeerCredentials(access_key, secret_key, region)
+    credentials = PeerCredentials(access_key, secret_key, region, _peer_ca(parser, args.peer_ca))
+    try:
+        credentials.verify()
+    except TlsFileError as exc:
+        parser.error(f"argument --peer-ca: {exc}")
+    return credentials
 
 
 def run_repl(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.action in GC_ACTIONS:
+        return run_gc_action(parser, args)
     if args.action == "bootstrap":
         source = _bootstrap_source(parser, args)
         peers: tuple[str, ...] = ()
@@ -202,19 +235,33 @@ def run_repl(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     sign = credentials.signer()
+    verify = credentials.verify()
     if args.action == "push":
-        return asyncio.run(push_all(args.data_dir, peers, sign))
+        return asyncio.run(push_all(args.data_dir, peers, sign, verify))
     if args.action == "status":
-        return asyncio.run(status_all(args.data_dir, peers, sign, as_json=args.json))
+        return asyncio.run(status_all(args.data_dir, peers, sign, verify, as_json=args.json))
     if args.action == "bootstrap":
         return asyncio.run(
-            bootstrap_site(args.data_dir, source, sign, skew_ms, args.node_id, args.page_size)
+            bootstrap_site(
+                args.data_dir, source, sign, skew_ms, args.node_id, args.page_size, verify
+            )
         )
     if args.action == "validate":
-        if args.deep:
-            parser.error("argument --deep: chunk-hash comparison is not implemented yet")
-        return asyncio.run(validate_all(args.data_dir, peers, sign))
-    return asyncio.run(pull_all(args.data_dir, peers, sign, skew_ms))
+        return asyncio.run(validate_all(args.data_dir, peers, sign, verify, deep=args.deep))
+    return asyncio.run(pull_all(args.data_dir, peers, sign, skew_ms, verify))
+
+
+def _peer_ca(parser: argparse.ArgumentParser, given: str | None) -> Path | None:
+    """--peer-ca, else LAKENODE_PEER_CA, else None (the system store)."""
+    raw, source = given, "--peer-ca"
+    if raw is None and PEER_CA_ENV in os.environ:
+        raw, source = os.environ[PEER_CA_ENV], f"--peer-ca (from {PEER_CA_ENV})"
+    if raw is None:
+        return None
+    try:
+        return parse_file(raw)
+    except argparse.ArgumentTypeError as exc:
+        parser.error(f"argument {source}: {exc}")
 
 
 def _setting(
@@ -236,7 +283,9 @@ def _setting(
         parser.error(f"argument {source}: {exc}")
 
 
-async def pull_all(data_dir: Path, peers: tuple[str, ...], sign: Signer, skew_ms: int) -> int:
+async def pull_all(
+    data_dir: Path, peers: tuple[str, ...], sign: Signer, skew_ms: int, verify: Verify = True
+) -> int:
     try:
         store = await Store.open(StoreConfig(data_dir))
     except DataDirLocked as exc:
@@ -244,16 +293,18 @@ async def pull_all(data_dir: Path, peers: tuple[str, ...], sign: Signer, skew_ms
         return 1
     try:
         for url in peers:
-            if not await pull_peer(store, url, sign, skew_ms):
+            if not await pull_peer(store, url, sign, skew_ms, verify):
                 return 1
         return 0
     finally:
         await store.close()
 
 
-async def pull_peer(store: Store, url: str, sign: Signer, skew_ms: int) -> bool:
+async def pull_peer(
+    store: Store, url: str, sign: Signer, skew_ms: int, verify: Verify = True
+) -> bool:
     """Pull one peer until caught up; print one line saying what happened."""
-    async with PeerClient(url, sign, PEER_TIMEOUT_S) as client:
+    async with PeerClient(url, sign, PEER_TIMEOUT_S, verify=verify) as client:
         state = PeerState(url=client.base_url)
         try:
             name = await identify_peer(store, client, state)
@@ -278,12 +329,19 @@ def _fail(message: str, action: str = "pull") -> None:
 # ---- validate ----------------------------------------------------------------------------------
 
 
-async def validate_all(data_dir: Path, peers: tuple[str, ...], sign: Signer) -> int:
+async def validate_all(
+    data_dir: Path,
+    peers: tuple[str, ...],
+    sign: Signer,
+    verify: Verify = True,
+    *,
+    deep: bool = False,
+) -> int:
     """Compare the local site with each peer; print the differences; 0 only if all agree."""
     status = 0
     for url in peers:
         try:
-            differences, stats, peer_id = await _validate_one(data_dir, url, sign)
+            differences, stats, peer_id = await _validate_one(data_dir, url, sign, verify, deep)
         except (PeerUnavailable, ProtocolError, StorageError, OSError) as exc:
             _fail(f"{url}: {type(exc).__name__}: {exc}", "validate")
             status = 1
@@ -292,37 +350,49 @@ async def validate_all(data_dir: Path, peers: tuple[str, ...], sign: Signer) -> 
         for difference in differences:
             print(
                 f"{difference.bucket}\t{difference.key}\t"
-                f"here={_describe(difference.local)}\tpeer={_describe(difference.remote)}"
+                f"here={describe(difference.local_facts)}\t"
+                f"peer={describe(difference.remote_facts)}"
             )
         verdict = "agree" if not differences else f"{len(differences)} difference(s)"
-        print(
-            f"validate {url}: {verdict} ({stats.nodes_compared} nodes, "
-            f"{stats.leaf_ranges_compared} leaf ranges compared)"
+        cost = (
+            f"{stats.keys_compared_deep} keys compared with their chunk lists"
+            if deep
+            else f"{stats.nodes_compared} nodes, {stats.leaf_ranges_compared} leaf ranges compared"
         )
+        purged = (
+            f", {stats.purged_tombstones} purged tombstone(s) ignored"
+            if stats.purged_tombstones
+            else ""
+        )
+        print(f"validate {url}: {verdict} ({cost}{purged})")
         status = status or (1 if differences else 0)
     return status
 
 
-def _describe(leaf: bytes | None) -> str:
-    return "absent" if leaf is None else f"state:{leaf.hex()[:16]}"
-
-
 async def _validate_one(
-    data_dir: Path, url: str, sign: Signer
+    data_dir: Path, url: str, sign: Signer, verify: Verify, deep: bool
 ) -> tuple[list[Difference], WalkStats, str]:
     """The differences, the walk's cost, and the peer's node id (the key of the record)."""
-    async with PeerClient(url, sign, PEER_TIMEOUT_S) as peer:
+    async with PeerClient(url, sign, PEER_TIMEOUT_S, verify=verify) as peer:
         peer_id = (await peer.info()).node_id
         try:
             store = await Store.open(StoreConfig(data_dir))
         except DataDirLocked:
-            local_url = _running_node_url(data_dir)
-            async with PeerClient(local_url, sign, PEER_TIMEOUT_S) as local:
-                return (*await compare(RemoteDigests(local), RemoteDigests(peer)), peer_id)
+            async with running_node_client(data_dir, sign) as local:
+                return (*await _compare(RemoteDigests(local), RemoteDigests(peer), deep), peer_id)
         try:
-            return (*await compare(store, RemoteDigests(peer)), peer_id)
+            return (*await _compare(store, RemoteDigests(peer), deep), peer_id)
         finally:
             await store.close()
+
+
+async def _compare(
+    local: DigestSource, remote: DigestSource, deep: bool
+) -> tuple[list[Difference], WalkStats]:
+    if deep:
+        return await compare_deep(local, remote)
+    differences, stats = await compare(local, remote)
+    return await explain(differences, local, remote, stats), stats
 
 
 def _record_validate(data_dir: Path, peer_id: str, url: str, differences: int) -> None:
@@ -338,12 +408,20 @@ def _record_validate(data_dir: Path, peer_id: str, url: str, differences: int) -
         _fail(f"could not record the outcome in {data_dir}: {exc}", "validate")
 
 
-def _running_node_url(data_dir: Path) -> str:
+def running_node_client(data_dir: Path, sign: Signer) -> PeerClient:
+    """A client for the node running on ``data_dir``, at the address it recorded; over https
+    it trusts exactly the certificate the node recorded (node/tls.py)."""
     record = data_dir / SERVE_RECORD
     try:
-        return str(json.loads(record.read_text())["url"])
-    except (OSError, ValueError, KeyError) as exc:
+        document = json.loads(record.read_text())
+        url, cert = str(document["url"]), document.get("cert")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise StorageError(f"{data_dir} is in use but {record} does not say where") from exc
+    try:
+        verify = True if cert is None else pinned_context(Path(str(cert)))
+    except TlsFileError as exc:
+        raise StorageError(f"the running node's {exc}") from exc
+    return PeerClient(url, sign, PEER_TIMEOUT_S, verify=verify)
 
 
 async def _add_counters(store: Store, state: PeerState, client: PeerClient) -> None:
@@ -356,7 +434,9 @@ async def _add_counters(store: Store, state: PeerState, client: PeerClient) -> N
 # ---- push --------------------------------------------------------------------------------------
 
 
-async def push_all(data_dir: Path, peers: tuple[str, ...], sign: Signer) -> int:
+async def push_all(
+    data_dir: Path, peers: tuple[str, ...], sign: Signer, verify: Verify = True
+) -> int:
     try:
         store = await Store.open(StoreConfig(data_dir))
     except DataDirLocked as exc:
@@ -364,16 +444,16 @@ async def push_all(data_dir: Path, peers: tuple[str, ...], sign: Signer) -> int:
         return 1
     try:
         for url in peers:
-            if not await push_peer(store, url, sign):
+            if not await push_peer(store, url, sign, verify):
                 return 1
         return 0
     finally:
         await store.close()
 
 
-async def push_peer(store: Store, url: str, sign: Signer) -> bool:
+async def push_peer(store: Store, url: str, sign: Signer, verify: Verify = True) -> bool:
     """Push to one peer until it holds our log; print one line saying what happened."""
-    async with PeerClient(url, sign, PEER_TIMEOUT_S) as client:
+    async with PeerClient(url, sign, PEER_TIMEOUT_S, verify=verify) as client:
         state = PeerState(url=client.base_url)
         try:
             name = await identify_peer(store, client, state)
@@ -392,7 +472,9 @@ async def push_peer(store: Store, url: str, sign: Signer) -> bool:
 # ---- status ------------------------------------------------------------------------------------
 
 
-async def status_all(data_dir: Path, peers: tuple[str, ...], sign: Signer, *, as_json: bool) -> int:
+async def status_all(
+    data_dir: Path, peers: tuple[str, ...], sign: Signer, verify: Verify = True, *, as_json: bool
+) -> int:
     """Print each peer's state; 1 if the node or a peer cannot be reached, else 0."""
     try:
         store = await Store.open(StoreConfig(data_dir))
@@ -409,7 +491,8 @@ async def status_all(data_dir: Path, peers: tuple[str, ...], sign: Signer, *, as
             if not peers:
                 _fail("no node is running on this data dir: name peers with --peer", "status")
                 return 1
-            reports = await full_reports(store, [PeerState(url=url) for url in peers], sign)
+            states = [PeerState(url=url) for url in peers]
+            reports = await full_reports(store, states, sign, verify)
             document = {"node_id": store.node_id, "peers": [r.to_json() for r in reports]}
         finally:
             await store.close()
@@ -419,7 +502,7 @@ async def status_all(data_dir: Path, peers: tuple[str, ...], sign: Signer, *, as
 
 
 async def _running_node_status(data_dir: Path, sign: Signer) -> dict[str, Any]:
-    async with PeerClient(_running_node_url(data_dir), sign, PEER_TIMEOUT_S) as node:
+    async with running_node_client(data_dir, sign) as node:
         document = await node.node_status()
     if not isinstance(document, dict) or not isinstance(document.get("peers"), list):
         raise ProtocolError("the node's status answer has no peers list")

@@ -19,6 +19,7 @@ from the ``meta`` table (storage/repl_stats.py).
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -167,10 +168,13 @@ class Probe:
     error: str | None = None
 
 
-async def probe_peer(store: Store, url: str, sign: Signer) -> Probe:
+async def probe_peer(
+    store: Store, url: str, sign: Signer, verify: ssl.SSLContext | bool = True
+) -> Probe:
     """Ask the peer its info and its backlog after our pull cursor; one attempt, short timeout."""
     probe = Probe(url=url)
-    async with PeerClient(url, sign, PROBE_TIMEOUT_S, retry=PROBE_RETRY) as client:
+    client = PeerClient(url, sign, PROBE_TIMEOUT_S, retry=PROBE_RETRY, verify=verify)
+    async with client:
         probe.url = client.base_url
         state = PeerState(url=client.base_url)
         try:
@@ -188,9 +192,14 @@ async def probe_peer(store: Store, url: str, sign: Signer) -> Probe:
     return probe
 
 
-async def full_reports(store: Store, states: Sequence[PeerState], sign: Signer) -> list[PeerReport]:
+async def full_reports(
+    store: Store,
+    states: Sequence[PeerState],
+    sign: Signer,
+    verify: ssl.SSLContext | bool = True,
+) -> list[PeerReport]:
     """Reports from disk, with each configured peer probed live (concurrently)."""
-    probes = await asyncio.gather(*(probe_peer(store, state.url, sign) for state in states))
+    probes = await asyncio.gather(*(probe_peer(store, state.url, sign, verify) for state in states))
     # Copies of the pull tasks' states with what the probe saw (a peer its pull task has not
     # identified yet is reported under the node id the probe learnt).
     named = [

@@ -16,6 +16,7 @@ Failures are classified once, here:
 from __future__ import annotations
 
 import hashlib
+import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -34,7 +35,7 @@ from tenacity import (
 
 from replication import protocol
 from replication.protocol import ChangesPage, PeerInfo, ProtocolError
-from storage.digest import Leaf
+from storage.digest import KeyFacts, Leaf
 
 Signer = Callable[[str, str, Mapping[str, str], str], dict[str, str]]
 
@@ -61,6 +62,10 @@ class PeerRefused(ProtocolError):
         self.status = status
         self.code = code
         self.body = body
+
+
+class BootstrapRequired(PeerRefused):
+    """The peer pruned the part of its log we still need: this site must bootstrap again."""
 
 
 class ChunkNotFound(PeerRefused):
@@ -102,12 +107,14 @@ class PeerClient:
         *,
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
+        """``verify``: how an https peer's certificate is checked (True: the default store)."""
         self.base_url = normalize_base_url(base_url)
         self._sign = sign
         self._retry = retry or RetryPolicy()
         timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0))
-        self._http = httpx.AsyncClient(timeout=timeout, transport=transport)
+        self._http = httpx.AsyncClient(timeout=timeout, transport=transport, verify=verify)
         self.bytes_received = 0  # bodies of successful answers, for stats
         self.bytes_sent = 0  # request bodies sent (every attempt), for stats
 
@@ -161,6 +168,27 @@ class PeerClient:
         answer = await self._retrying(fetch)
         return answer.body
 
+    async def chunk_batch(self, digests: list[bytes]) -> dict[bytes, bytes]:
+        """Small chunks in one request, each verified against its digest (a mismatch is
+        retried). The peer may leave some out (answer size cap, or lacking them): callers
+        fetch those alone."""
+        body = protocol.dumps({"digests": [digest.hex() for digest in digests]})
+        limit = protocol.MAX_CHUNK_BATCH_BYTES + protocol.MAX_CHUNK_BYTES + 40 * len(digests)
+        found: dict[bytes, bytes] = {}
+
+        async def fetch() -> _Answer:
+            answer = await self._request("POST", "chunks", body=body, limit=limit)
+            if answer.status == 200:
+                found.clear()
+                found.update(protocol.decode_chunk_frames(answer.body, digests))
+                for digest, data in found.items():
+                    if blake3.blake3(data).digest() != digest:
+                        raise ChunkMismatch(f"chunk {digest.hex()} from {self.base_url} is damaged")
+            return answer
+
+        await self._retrying(fetch)
+        return found
+
     async def push(self, page: ChangesPage, after: int) -> dict[str, int]:
         """Send a page for the peer to apply; its counts, or PushRejected (409)."""
         answer = await self._call(
@@ -177,12 +205,15 @@ class PeerClient:
             raise ProtocolError("push answer must be an object of counts")
         return document
 
-    async def digest(self, prefix: str, part: str) -> Any:
+    async def digest(self, prefix: str, part: str, **extra: str) -> Any:
         """One Merkle query (see RemoteDigests); the decoded JSON answer."""
         answer = await self._call(
-            "GET", "digest", query={"prefix": prefix, "part": part}, limit=_MAX_DIGEST_BYTES
+            "GET",
+            "digest",
+            query={"prefix": prefix, "part": part, **extra},
+            limit=_MAX_DIGEST_BYTES,
         )
-        return protocol.loads(answer.body)
+        return protocol.loads(answer.body, limit=_MAX_DIGEST_BYTES)
 
     async def node_status(self) -> Any:
         """A node's own replication status (``GET /_lakenode/repl/status``), decoded JSON."""
@@ -298,6 +329,8 @@ def _raise_for_status(answer: _Answer, base_url: str) -> None:
         raise PeerUnavailable(f"{base_url} answered {answer.status} {code}: {message}")
     if answer.status == 404 and code == "NoSuchChunk":
         raise ChunkNotFound(answer.status, code, message, body)
+    if answer.status == 410 and code == protocol.BOOTSTRAP_REQUIRED:
+        raise BootstrapRequired(answer.status, code, message, body)
     if answer.status == 409:
         raise PushRejected(answer.status, code, message, body)
     raise PeerRefused(answer.status, code, message, body)
@@ -338,6 +371,7 @@ class RemoteDigests:
 
     def __init__(self, client: PeerClient) -> None:
         self._client = client
+        self._cutoff: int | None = None
 
     async def digest_node(self, prefix: str) -> bytes:
         document = await self._client.digest(prefix, "node")
@@ -363,6 +397,34 @@ class RemoteDigests:
                 raise ProtocolError("each digest leaf must be [bucket, key, hex]")
             leaves.append(Leaf(row[0], row[1], _hex(row[2])))
         return leaves
+
+    async def key_facts(self, bucket: str, key: str) -> KeyFacts:
+        document = await self._client.digest("", "key", bucket=bucket, key=key)
+        self._cutoff = _int_field(document, "purge_cutoff")
+        return protocol.facts_from_json(document.get("facts"))
+
+    async def purge_cutoff(self) -> int:
+        if self._cutoff is None:
+            document = await self._client.digest("", "key", bucket="", key="")
+            self._cutoff = _int_field(document, "purge_cutoff")
+        return self._cutoff
+
+    async def facts_page(self, after: tuple[str, str] | None, keys: int) -> list[KeyFacts]:
+        extra = {"limit": str(keys)}
+        if after is not None:
+            extra |= {"after_bucket": after[0], "after_key": after[1]}
+        document = await self._client.digest("", "facts", **extra)
+        rows = document.get("keys") if isinstance(document, dict) else None
+        if not isinstance(rows, list):
+            raise ProtocolError("a facts answer must hold a keys list")
+        return [protocol.facts_from_json(row) for row in rows]
+
+
+def _int_field(document: Any, name: str) -> int:
+    value = document.get(name) if isinstance(document, dict) else None
+    if type(value) is not int or value < 0:
+        raise ProtocolError(f"{name} must be a non-negative integer")
+    return value
 
 
 def _hex(value: Any) -> bytes:

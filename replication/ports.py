@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
-from storage.digest import Leaf
+from storage.digest import KeyFacts, Leaf
 from storage.hlc import HybridClock
 from storage.repl_stats import Backlog
 from storage.replica import ApplyResult, Change
@@ -55,6 +55,12 @@ class ReplicaStore(Protocol):
     async def digest_children(self, prefix: str) -> dict[str, bytes]: ...
 
     async def digest_leaves(self, prefix: str) -> list[Leaf]: ...
+
+    async def key_facts(self, bucket: str, key: str) -> KeyFacts: ...
+
+    async def facts_page(self, after: tuple[str, str] | None, keys: int) -> list[KeyFacts]: ...
+
+    async def purge_cutoff(self) -> int: ...
 
 
 class BootstrapStore(ReplicaStore, Protocol):

@@ -21,10 +21,12 @@ import base64
 import binascii
 import json
 import re
+import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from storage.digest import KeyFacts, VersionFact
 from storage.errors import FormatError
 from storage.manifest import decode as decode_manifest
 from storage.replica import Change
@@ -39,6 +41,8 @@ MAX_PAGE_BYTES: Final = 64 << 20
 MAX_CHUNK_BYTES: Final = 64 << 20
 MAX_PAYLOAD_BYTES: Final = 1 << 20
 MAX_INT: Final = (1 << 63) - 1  # SQLite INTEGER
+# Error code (HTTP 410) for a cursor older than the pruned part of the log.
+BOOTSTRAP_REQUIRED: Final = "BootstrapRequired"
 DIGEST_BYTES: Final = 32
 
 _NODE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -212,7 +216,12 @@ _CHANGE_FIELDS: Final = frozenset(
 
 def chunk_digests(changes: Iterable[Change]) -> set[bytes]:
     """The BLAKE3 digests of every chunk the changes' manifests reference."""
-    digests: set[bytes] = set()
+    return set(chunk_sizes(changes))
+
+
+def chunk_sizes(changes: Iterable[Change]) -> dict[bytes, int]:
+    """Every chunk the changes' manifests reference: BLAKE3 digest -> length."""
+    sizes: dict[bytes, int] = {}
     for change in changes:
         if change.manifest is None:
             continue
@@ -220,8 +229,59 @@ def chunk_digests(changes: Iterable[Change]) -> set[bytes]:
             manifest = decode_manifest(change.manifest)
         except FormatError as exc:
             raise ProtocolError(f"change seq {change.seq}: bad manifest: {exc}") from exc
-        digests.update(chunk.blake3 for chunk in manifest.chunks)
-    return digests
+        sizes.update((chunk.blake3, chunk.length) for chunk in manifest.chunks)
+    return sizes
+
+
+# ---- chunk batches: many small chunks in one request ------------------------------------------
+#
+# POST chunks {"digests": [hex, ...]} answers frames, in the order asked:
+#     32-byte digest | u32 length (NOT_FOUND if the node lacks it) | the chunk's bytes
+# The server stops adding frames once the answer holds MAX_CHUNK_BATCH_BYTES of data; the
+# client fetches what was left out one by one. One request per page of small objects instead
+# of one per chunk: the cost that dominated catching up on a backlog of small writes.
+
+MAX_CHUNK_BATCH_BYTES: Final = 4 << 20
+MAX_CHUNK_BATCH_DIGESTS: Final = 1024
+SMALL_CHUNK_BYTES: Final = 1 << 20  # larger chunks are fetched alone (streamed, bounded)
+CHUNK_NOT_FOUND: Final = 0xFFFFFFFF
+_FRAME = struct.Struct("<32sI")
+
+
+def encode_chunk_frame(digest: bytes, data: bytes | None) -> bytes:
+    if data is None:
+        return _FRAME.pack(digest, CHUNK_NOT_FOUND)
+    return _FRAME.pack(digest, len(data)) + data
+
+
+def decode_chunk_frames(body: bytes, asked: Iterable[bytes]) -> dict[bytes, bytes]:
+    """The chunks found in a batch answer (digest -> bytes), checked against what was asked."""
+    wanted = set(asked)
+    found: dict[bytes, bytes] = {}
+    view, offset = memoryview(body), 0
+    while offset < len(body):
+        if offset + _FRAME.size > len(body):
+            raise ProtocolError("chunk batch answer ends inside a frame header")
+        digest, length = _FRAME.unpack_from(view, offset)
+        offset += _FRAME.size
+        if digest not in wanted:
+            raise ProtocolError(f"chunk batch answer holds a chunk not asked for: {digest.hex()}")
+        if length == CHUNK_NOT_FOUND:
+            continue
+        if offset + length > len(body):
+            raise ProtocolError("chunk batch answer ends inside a chunk")
+        found[digest] = bytes(view[offset : offset + length])
+        offset += length
+    return found
+
+
+def parse_chunk_batch_request(document: Any) -> list[bytes]:
+    digests = _object(document, "chunk batch").get("digests")
+    if not isinstance(digests, list) or not 1 <= len(digests) <= MAX_CHUNK_BATCH_DIGESTS:
+        raise ProtocolError(f"digests must be a list of 1 to {MAX_CHUNK_BATCH_DIGESTS} hex digests")
+    if not all(isinstance(text, str) for text in digests):
+        raise ProtocolError("digests must be hex strings")
+    return [parse_hex_digest(text) for text in digests]
 
 
 def parse_hex_digest(text: str) -> bytes:
@@ -419,3 +479,40 @@ def snapshot_page_from_json(document: Any) -> SnapshotPage:
         objects_total=_optional_int(fields, "objects_total", "snapshot page"),
         now_ms=_int(fields, "now_ms", "snapshot page"),
     )
+
+
+# ---- key facts (validate: what each side holds, --deep chunk lists) --------------------------
+
+
+def facts_to_json(facts: KeyFacts) -> list[Any]:
+    return [
+        facts.bucket,
+        facts.key,
+        [
+            [v.version_id, v.hlc, v.origin, v.kind, v.etag, v.size, [c.hex() for c in v.chunks]]
+            for v in facts.versions
+        ],
+    ]
+
+
+def facts_from_json(document: Any) -> KeyFacts:
+    if not (isinstance(document, list) and len(document) == 3):
+        raise ProtocolError("key facts must be [bucket, key, versions]")
+    bucket, key, versions = document
+    if not (isinstance(bucket, str) and isinstance(key, str) and isinstance(versions, list)):
+        raise ProtocolError("key facts must be [bucket, key, versions]")
+    return KeyFacts(bucket, key, tuple(_version_fact(row) for row in versions))
+
+
+def _version_fact(row: Any) -> VersionFact:
+    shape = (str, int, str, int, str, int, list)
+    if not (
+        isinstance(row, list)
+        and len(row) == len(shape)
+        and all(type(value) is kind for value, kind in zip(row, shape, strict=True))
+    ):
+        raise ProtocolError("a version fact must be [id, hlc, origin, kind, etag, size, chunks]")
+    if not all(isinstance(text, str) for text in row[6]):
+        raise ProtocolError("chunk digests must be hex strings")
+    chunks = tuple(parse_hex_digest(text) for text in row[6])
+    return VersionFact(row[0], row[1], row[2], row[3], row[4], row[5], chunks)

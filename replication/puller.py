@@ -24,13 +24,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from replication.client import PeerClient, PeerRefused, PeerUnavailable
+from replication.client import BootstrapRequired, PeerClient, PeerRefused, PeerUnavailable
 from replication.ports import ReplicaStore
-from replication.protocol import ChangesPage, ProtocolError, chunk_digests
+from replication.protocol import (
+    MAX_CHUNK_BATCH_BYTES,
+    MAX_CHUNK_BATCH_DIGESTS,
+    SMALL_CHUNK_BYTES,
+    ChangesPage,
+    ProtocolError,
+    chunk_sizes,
+)
 from storage.errors import StorageError
 from storage.hlc import wall_clock_ms
 from storage.replica import ApplyResult, Change, MissingChunks
@@ -121,6 +128,8 @@ def error_reason(error: BaseException) -> str:
     """A short, bounded label for a failed round (the ``reason`` of apply-error metrics)."""
     if isinstance(error, PeerUnavailable):
         return "unavailable"
+    if isinstance(error, BootstrapRequired):
+        return "bootstrap_required"
     if isinstance(error, PeerRefused):
         return "refused"
     if isinstance(error, ProtocolError):
@@ -205,33 +214,36 @@ async def fetch_then_apply(
 ) -> ApplyResult:
     """Fetch the chunks ``changes`` reference that this node lacks, then ``apply()`` them
     (pulled pages and bootstrap snapshot pages alike)."""
-    await fetch_missing(store, client, chunk_digests(changes), stats)
+    await fetch_missing(store, client, chunk_sizes(changes), stats)
     try:
         return await apply()
     except MissingChunks as exc:
         # Only if a chunk went missing between our check and the apply; one more try.
         log.warning("applying %s's page: %s; fetching them again", peer_name, exc)
-        await fetch_missing(store, client, exc.digests, stats)
+        await fetch_missing(store, client, dict.fromkeys(exc.digests, LARGE), stats)
         return await apply()
 
 
-async def fetch_missing(
-    store: ReplicaStore, client: PeerClient, digests: set[bytes], stats: PullStats
-) -> None:
-    """Fetch and store the chunks this node lacks, CHUNK_FETCH_CONCURRENCY at a time.
+LARGE: Final = SMALL_CHUNK_BYTES + 1  # size assumed for a chunk of unknown length
 
-    Each worker holds at most one chunk in memory, so memory stays bounded whatever the page.
+
+async def fetch_missing(
+    store: ReplicaStore, client: PeerClient, sizes: Mapping[bytes, int], stats: PullStats
+) -> None:
+    """Fetch and store the chunks this node lacks, CHUNK_FETCH_CONCURRENCY requests at a time.
+
+    Small chunks travel in batches (one request for many), large ones alone. A worker holds
+    at most one batch (MAX_CHUNK_BATCH_BYTES) or one chunk in memory, so memory stays
+    bounded whatever the page.
     """
-    if not digests:
+    if not sizes:
         return
-    missing = await store.missing_chunks(digests)
-    pending = iter(sorted(missing))
+    missing = await store.missing_chunks(sizes)
+    pending = iter(_fetch_plan(missing, sizes))
 
     async def worker() -> None:
-        for digest in pending:  # shared: each digest goes to exactly one worker
-            data = await client.chunk(digest)
-            await store.receive_chunk(data)  # indexed by the batch's own commit
-            stats.chunks_fetched += 1
+        for batch in pending:  # shared: each batch goes to exactly one worker
+            await _fetch_batch(store, client, batch, stats)
 
     try:
         async with asyncio.TaskGroup() as group:
@@ -240,6 +252,47 @@ async def fetch_missing(
     except ExceptionGroup as failures:
         # Callers classify one error (unavailable vs protocol); the others are attached.
         raise failures.exceptions[0] from failures
+
+
+def _fetch_plan(missing: set[bytes], sizes: Mapping[bytes, int]) -> list[list[bytes]]:
+    """Batches of small chunks up to the batch size, and each large chunk alone."""
+    plan: list[list[bytes]] = []
+    batch: list[bytes] = []
+    batch_bytes = 0
+    for digest in sorted(missing):
+        size = sizes.get(digest, LARGE)
+        if size > SMALL_CHUNK_BYTES:
+            plan.append([digest])
+            continue
+        if batch and (
+            batch_bytes + size > MAX_CHUNK_BATCH_BYTES or len(batch) >= MAX_CHUNK_BATCH_DIGESTS
+        ):
+            plan.append(batch)
+            batch, batch_bytes = [], 0
+        batch.append(digest)
+        batch_bytes += size
+    if batch:
+        plan.append(batch)
+    return plan
+
+
+async def _fetch_batch(
+    store: ReplicaStore, client: PeerClient, batch: list[bytes], stats: PullStats
+) -> None:
+    found: dict[bytes, bytes] = {}
+    if len(batch) > 1:
+        try:
+            found = await client.chunk_batch(batch)
+        except PeerRefused as exc:
+            if exc.status not in (404, 405):
+                raise
+            # A peer without batch support: every chunk alone, as before.
+    for digest in batch:
+        data = found.pop(digest, None)
+        if data is None:
+            data = await client.chunk(digest)  # left out of the batch, or fetched alone
+        await store.receive_chunk(data)  # indexed by the batch's own commit
+        stats.chunks_fetched += 1
 
 
 def _log_rejected(peer_name: str, rejected: list[Change]) -> None:

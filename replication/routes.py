@@ -14,12 +14,18 @@
 Every route first awaits ``authorize(request)`` (SigV4 and the replication permission live in
 api/, which replication must not import; node/ passes the function in). Errors are JSON
 ``{"error": code, "message": text}``; this module never speaks S3 XML.
+
+The routes that write (``PUT chunks``, ``push``) hold a ``write_slot()`` while they work:
+node/ passes maintenance mode's write gate in, which raises :class:`WritesPaused` (503) while
+writes are paused. Recording a peer's acknowledgement is skipped then (the peer says it again
+on its next pull).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager, nullcontext, suppress
 from typing import Any, Final
 
 import blake3
@@ -28,16 +34,25 @@ from starlette.responses import JSONResponse, Response
 
 from replication import protocol
 from replication.ports import ReplicaStore
-from replication.protocol import MAX_INT, MAX_PAGE_CHANGES, ChangesPage, PeerInfo, ProtocolError
+from replication.protocol import (
+    BOOTSTRAP_REQUIRED,
+    MAX_INT,
+    MAX_PAGE_CHANGES,
+    ChangesPage,
+    PeerInfo,
+    ProtocolError,
+)
 from storage.digest import DEPTH
 from storage.hlc import wall_clock_ms
-from storage.replica import ApplyResult, Change, MissingChunks, ReplicationError
+from storage.replica import ApplyResult, Change, LogPruned, MissingChunks, ReplicationError
 
 log = logging.getLogger("lakenode.replication.routes")
 
 ACKNOWLEDGED: Final = "acked"  # peer_cursors direction: how far a peer has applied our log
 PREFIX: Final = "/_lakenode/repl"
 DEFAULT_PAGE_LIMIT: Final = 500
+_MAX_CHUNK_BATCH_REQUEST: Final = protocol.MAX_CHUNK_BATCH_DIGESTS * 70 + 64
+MAX_FACT_KEYS: Final = 2000  # keys per validate --deep page (each with every version)
 # A 409 lists at most this many missing digests (a page's manifests reference fewer).
 MAX_MISSING_LISTED: Final = 100_000
 
@@ -54,6 +69,7 @@ _STATUS_CODES: Final = {
 
 Authorize = Callable[[Request], Awaitable[None]]
 Handler = Callable[[Request, ReplicaStore], Awaitable[Response]]
+WriteSlot = Callable[[], AbstractContextManager[None]]
 
 
 class StoreUnavailable(Exception):
@@ -71,6 +87,13 @@ class RouteError(Exception):
         self.extra = extra
 
 
+class WritesPaused(RouteError):
+    """Raised by a write slot while the node's writes are paused (maintenance mode)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(503, "Maintenance", message)
+
+
 def error_response(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": code, "message": message, **extra}, status_code=status)
 
@@ -80,6 +103,7 @@ def build_router(
     authorize: Authorize,
     *,
     max_skew_ms: int = 1000,
+    write_slot: WriteSlot = nullcontext,
 ) -> APIRouter:
     """The replication routes; ``store()`` raises StoreUnavailable while there is none."""
     router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -97,25 +121,41 @@ def build_router(
             return error_response(400, "ProtocolError", str(exc))
         except StoreUnavailable:
             return error_response(503, "Unavailable", "the node's store is not open")
+        except LogPruned as exc:
+            return error_response(
+                410, BOOTSTRAP_REQUIRED, str(exc), pruned_through=exc.pruned_through
+            )
 
     async def push(request: Request, current: ReplicaStore) -> Response:
-        return await handle_push(request, current, max_skew_ms)
+        with write_slot():
+            return await handle_push(request, current, max_skew_ms)
+
+    async def put_chunk(request: Request, current: ReplicaStore) -> Response:
+        with write_slot():
+            return await handle_put_chunk(request, current)
+
+    async def changes(request: Request, current: ReplicaStore) -> Response:
+        return await handle_changes(request, current, write_slot)
 
     @router.get("/info")
     async def info(request: Request) -> Response:
         return await run(request, handle_info)
 
     @router.get("/changes")
-    async def changes(request: Request) -> Response:
-        return await run(request, handle_changes)
+    async def changes_route(request: Request) -> Response:
+        return await run(request, changes)
 
     @router.get("/chunks/{digest_hex}")
     async def get_chunk(request: Request) -> Response:
         return await run(request, handle_get_chunk)
 
+    @router.post("/chunks")
+    async def chunk_batch(request: Request) -> Response:
+        return await run(request, handle_chunk_batch)
+
     @router.put("/chunks/{digest_hex}")
-    async def put_chunk(request: Request) -> Response:
-        return await run(request, handle_put_chunk)
+    async def put_chunk_route(request: Request) -> Response:
+        return await run(request, put_chunk)
 
     @router.post("/push")
     async def push_route(request: Request) -> Response:
@@ -144,7 +184,9 @@ async def handle_info(_request: Request, store: ReplicaStore) -> Response:
     return JSONResponse(protocol.info_to_json(info))
 
 
-async def handle_changes(request: Request, store: ReplicaStore) -> Response:
+async def handle_changes(
+    request: Request, store: ReplicaStore, write_slot: WriteSlot = nullcontext
+) -> Response:
     params = request.query_params
     after = _query_int(params.get("after"), "after", 0)
     # A larger limit than a page may hold is not an error: the page says ``more``.
@@ -155,7 +197,9 @@ async def handle_changes(request: Request, store: ReplicaStore) -> Response:
     if exclude is not None and not protocol.is_node_id(exclude):
         raise RouteError(400, "BadRequest", "exclude_origin must be a node id")
     if exclude is not None and after > 0:
-        await record_acknowledgement(store, exclude, after)
+        # In maintenance nothing writes: the peer acknowledges again on its next pull.
+        with suppress(WritesPaused), write_slot():
+            await record_acknowledgement(store, exclude, after)
     page = await read_page(store, after, limit, exclude)
     return Response(protocol.encode_page(page), media_type="application/json")
 
@@ -207,6 +251,22 @@ async def handle_get_chunk(request: Request, store: ReplicaStore) -> Response:
     if data is None:
         raise RouteError(404, "NoSuchChunk", f"no chunk {digest_hex}")
     return Response(data, media_type="application/octet-stream")
+
+
+async def handle_chunk_batch(request: Request, store: ReplicaStore) -> Response:
+    """Many small chunks in one answer (protocol: chunk batches), at most
+    MAX_CHUNK_BATCH_BYTES of data; the client fetches what is left out one by one."""
+    body = await read_body(request, _MAX_CHUNK_BATCH_REQUEST)
+    digests = protocol.parse_chunk_batch_request(protocol.loads(body, limit=len(body)))
+    frames: list[bytes] = []
+    size = 0
+    for digest in dict.fromkeys(digests):
+        data = await store.read_chunk_by_hash(digest)
+        if data is not None and frames and size + len(data) > protocol.MAX_CHUNK_BATCH_BYTES:
+            break
+        frames.append(protocol.encode_chunk_frame(digest, data))
+        size += len(data) if data is not None else 0
+    return Response(b"".join(frames), media_type="application/octet-stream")
 
 
 async def handle_put_chunk(request: Request, store: ReplicaStore) -> Response:
@@ -264,10 +324,28 @@ async def handle_digest(request: Request, store: ReplicaStore) -> Response:
     if part == "children" and len(prefix) < DEPTH:
         children = await store.digest_children(prefix)
         return JSONResponse({"children": {k: v.hex() for k, v in children.items()}})
+    if part == "key":
+        bucket, key = _required(request, "bucket"), _required(request, "key")
+        facts = await store.key_facts(bucket, key)
+        cutoff = await store.purge_cutoff()
+        return JSONResponse({"facts": protocol.facts_to_json(facts), "purge_cutoff": cutoff})
+    if part == "facts":
+        after = request.query_params.get("after_bucket"), request.query_params.get("after_key")
+        limit = min(_query_int(request.query_params.get("limit"), "limit", 500), MAX_FACT_KEYS)
+        start = (after[0], after[1]) if after[0] is not None and after[1] is not None else None
+        page = await store.facts_page(start, max(1, limit))
+        return JSONResponse({"keys": [protocol.facts_to_json(f) for f in page]})
     if part == "leaves" and len(prefix) == DEPTH:
         leaves = await store.digest_leaves(prefix)
         return JSONResponse({"leaves": [[x.bucket, x.key, x.leaf.hex()] for x in leaves]})
     raise RouteError(400, "BadRequest", f"part {part!r} does not apply to prefix {prefix!r}")
+
+
+def _required(request: Request, name: str) -> str:
+    value = request.query_params.get(name)
+    if value is None:
+        raise RouteError(400, "BadRequest", f"{name} is required")
+    return value
 
 
 async def handle_backlog(request: Request, store: ReplicaStore) -> Response:

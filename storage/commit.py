@@ -24,7 +24,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from storage import catalog
@@ -33,6 +33,7 @@ from storage.errors import ReadOnly, StorageError
 from storage.hlc import HybridClock, Timestamp
 from storage.manifest import Manifest
 from storage.segments import RecordKind, SegmentWriter
+from storage.stats_hooks import NO_COMMIT_OBSERVER, CommitObserver
 
 log = logging.getLogger("lakenode.commit")
 
@@ -69,7 +70,6 @@ class CommitStats:
     mutations: int = 0
     last_batch_size: int = 0
     fsync_seconds_total: float = 0.0
-    observers: list[Callable[[int, float], None]] = field(default_factory=list)
 
 
 class GroupCommitter:
@@ -91,6 +91,7 @@ class GroupCommitter:
         self._task: asyncio.Task[None] | None = None
         self._failed: BaseException | None = None
         self.stats = CommitStats()
+        self.observer: CommitObserver = NO_COMMIT_OBSERVER  # told each batch's size
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="group-commit")
@@ -179,8 +180,7 @@ class GroupCommitter:
         self.stats.mutations += size
         self.stats.last_batch_size = size
         self.stats.fsync_seconds_total += fsync_seconds
-        for observer in self.stats.observers:
-            observer(size, fsync_seconds)
+        self.observer.committed(size)
 
 
 def _latest_versions(batch: list[_Pending]) -> list[Manifest]:

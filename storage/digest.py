@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
+from typing import Any
 
 import blake3
+
+from storage.manifest import decode
 
 DEPTH = 4  # 16^4 = 65,536 leaf ranges: a range holds ~15 keys at a million objects
 DIGEST_BYTES = 32
@@ -123,3 +126,75 @@ def leaves(conn: sqlite3.Connection, prefix: str) -> list[Leaf]:
         (low, high),
     ).fetchall()
     return [Leaf(str(b), str(k), bytes(leaf)) for b, k, leaf in rows]
+
+
+# ---- what each side holds, for printing differences and for `validate --deep` ---------------
+
+PURGE_CUTOFF = "tombstone_purge_cutoff"  # meta: tombstones older than this HLC may be purged
+
+
+@dataclass(frozen=True)
+class VersionFact:
+    """One version of a key as validate compares it (chunk hashes for --deep)."""
+
+    version_id: str
+    hlc: int
+    origin: str
+    kind: int
+    etag: str
+    size: int
+    chunks: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class KeyFacts:
+    bucket: str
+    key: str
+    versions: tuple[VersionFact, ...]
+
+
+def _facts(rows: list[Any]) -> list[KeyFacts]:
+    grouped: dict[tuple[str, str], list[VersionFact]] = {}
+    for bucket, key, version_id, hlc, origin, kind, etag, size, manifest in rows:
+        chunks = tuple(chunk.blake3 for chunk in decode(bytes(manifest)).chunks)
+        fact = VersionFact(version_id, hlc, origin, kind, etag, size, chunks)
+        grouped.setdefault((bucket, key), []).append(fact)
+    return [KeyFacts(bucket, key, tuple(versions)) for (bucket, key), versions in grouped.items()]
+
+
+_FACT_COLUMNS = "bucket, key, version_id, hlc, origin, kind, etag, size, manifest"
+
+
+def key_facts(conn: sqlite3.Connection, bucket: str, key: str) -> KeyFacts:
+    rows = conn.execute(
+        f"SELECT {_FACT_COLUMNS} FROM versions WHERE bucket = ? AND key = ? ORDER BY version_id",
+        (bucket, key),
+    ).fetchall()
+    found = _facts(rows)
+    return found[0] if found else KeyFacts(bucket, key, ())
+
+
+def facts_page(
+    conn: sqlite3.Connection, after: tuple[str, str] | None, keys: int
+) -> list[KeyFacts]:
+    """Up to ``keys`` keys after ``after`` in (bucket, key) order, every version of each."""
+    low = after or ("", "")
+    heads = conn.execute(
+        "SELECT DISTINCT bucket, key FROM versions WHERE (bucket, key) > (?, ?)"
+        " ORDER BY bucket, key LIMIT ?",
+        (*low, keys),
+    ).fetchall()
+    if not heads:
+        return []
+    high = (str(heads[-1][0]), str(heads[-1][1]))
+    rows = conn.execute(
+        f"SELECT {_FACT_COLUMNS} FROM versions WHERE (bucket, key) > (?, ?)"
+        " AND (bucket, key) <= (?, ?) ORDER BY bucket, key, version_id",
+        (*low, *high),
+    ).fetchall()
+    return _facts(rows)
+
+
+def purge_cutoff(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT value FROM meta WHERE name = ?", (PURGE_CUTOFF,)).fetchone()
+    return int(row[0]) if row else 0

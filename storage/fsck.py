@@ -22,9 +22,11 @@ no write that races it. Checks, each finding with a code:
 * ``manifest-orphan``: an OBJECT manifest record (committed: below its segment's durable end)
   whose version row is missing although nothing superseded it. Superseded manifests are
   normal garbage, not findings: a record is superseded when its key has a version row, a
-  version tombstone or a newer record with a greater (HLC, origin) stamp, when its version
-  was deleted for good (version tombstone), or when its bucket is gone or was re-created
-  after it. Of a key's unexplained records only the newest is reported.
+  delete record or a change-log row with a greater (HLC, origin) stamp, when its version was
+  deleted for good (a version tombstone, or its ``version.delete`` still in the log), or when
+  its bucket is gone or was re-created after it. Tombstone GC drops old deletes and prunes
+  the log: a record whose own change was pruned is too old to judge and is skipped. Of a
+  key's unexplained records only the newest is reported.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from storage.replica import chunk_location
 from storage.segments import RecordKind, list_segment_ids, segment_path
 
 FINDINGS_PER_CODE_MAX = 1000
+Stamp = tuple[int, str]  # (HLC, origin): the LWW order
 
 
 @dataclass(frozen=True)
@@ -291,22 +294,23 @@ def _check_cursors(conn: sqlite3.Connection, report: FsckReport) -> None:
 def _check_orphans(
     conn: sqlite3.Connection, segments: _Segments, version_digests: set[bytes], report: FsckReport
 ) -> None:
-    newest: dict[tuple[str, str], tuple[tuple[int, str], str]] = {}
-    for manifest, where in _unmatched_object_records(segments, version_digests, report):
-        stamp = (manifest.hlc, manifest.origin)
-        if _superseded(conn, manifest):
-            continue
-        key = (manifest.bucket, manifest.key)
-        if key not in newest or newest[key][0] < stamp:
+    newest: dict[tuple[str, str], tuple[Stamp, str]] = {}  # unexplained OBJECT records
+    deletes: dict[tuple[str, str], Stamp] = {}  # newest delete record without its row
+    for manifest, where in _unmatched_records(segments, version_digests, report):
+        key, stamp = (manifest.bucket, manifest.key), (manifest.hlc, manifest.origin)
+        if manifest.kind != Kind.OBJECT:
+            deletes[key] = max(stamp, deletes.get(key, stamp))
+        elif not _superseded(conn, manifest) and (key not in newest or newest[key][0] < stamp):
             newest[key] = (stamp, f"{where}: version {manifest.version_id} has no row")
-    for (bucket, name), (_stamp, message) in sorted(newest.items()):
-        report.add("manifest-orphan", f"{bucket}/{name}", message)
+    for (bucket, name), (stamp, message) in sorted(newest.items()):
+        if deletes.get((bucket, name), stamp) <= stamp:
+            report.add("manifest-orphan", f"{bucket}/{name}", message)
 
 
-def _unmatched_object_records(
+def _unmatched_records(
     segments: _Segments, version_digests: set[bytes], report: FsckReport
 ) -> Iterator[tuple[Manifest, str]]:
-    """Committed OBJECT manifest records that are not a version row's manifest blob."""
+    """Committed manifest records that are not a version row's manifest blob."""
     for segment_id in sorted(segments.files):
         path = segment_path(segments.directory, segment_id)
         fd = os.open(path, os.O_RDONLY)
@@ -315,7 +319,7 @@ def _unmatched_object_records(
                 if header.kind != RecordKind.MANIFEST:
                     continue
                 report.count("manifest_records")
-                if header.manifest_kind != Kind.OBJECT or header.digest in version_digests:
+                if header.digest in version_digests:
                     continue
                 try:
                     manifest = decode(read_payload(fd, header))
@@ -327,17 +331,33 @@ def _unmatched_object_records(
 
 
 def _superseded(conn: sqlite3.Connection, manifest: Manifest) -> bool:
+    """Whether the catalog explains why this version has no row (see the module docstring).
+
+    Tombstone GC drops old deletes (versions, version tombstones) and prunes the log, so
+    the evidence is looked for in the log too, and a record whose own change was pruned is
+    too old to judge.
+    """
     stamp = (manifest.hlc, manifest.origin)
     bucket = conn.execute(
         "SELECT hlc, origin FROM buckets WHERE name = ?", (manifest.bucket,)
     ).fetchone()
     if bucket is None or (int(bucket[0]), str(bucket[1])) > stamp:
         return True
+    own_change = conn.execute(
+        "SELECT 1 FROM changes WHERE origin = ? AND hlc = ?", (manifest.origin, manifest.hlc)
+    ).fetchone()
+    if own_change is None:
+        return True
+    where = (manifest.bucket, manifest.key)
     newer = conn.execute(
         "SELECT 1 FROM versions WHERE bucket = ? AND key = ? AND (hlc, origin) >= (?, ?)"
         " UNION ALL SELECT 1 FROM version_tombstones WHERE bucket = ? AND key = ?"
-        " AND version_id = ? LIMIT 1",
-        (manifest.bucket, manifest.key, *stamp, manifest.bucket, manifest.key,
-         manifest.version_id),
+        " AND version_id = ?"
+        " UNION ALL SELECT 1 FROM changes WHERE bucket = ? AND key = ? AND (hlc, origin) > (?, ?)"
+        " AND (op != 'version.delete' OR version_id = ?)"
+        " UNION ALL SELECT 1 FROM changes WHERE bucket = ? AND op = 'bucket.delete'"
+        " AND (hlc, origin) > (?, ?) LIMIT 1",
+        (*where, *stamp, *where, manifest.version_id, *where, *stamp, manifest.version_id,
+         manifest.bucket, *stamp),
     ).fetchone()  # fmt: skip
     return newer is not None

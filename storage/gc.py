@@ -61,20 +61,23 @@ class GcRefused(StorageError):
 class SegmentPlan:
     segment_id: int
     file_bytes: int
-    live_bytes: int
+    live_bytes: int  # chunk bytes still referenced (storage/usage.py)
+    kept_bytes: int  # what a rewrite keeps: live records with headers, kept manifests
     sealed: bool
     rewrite: bool
 
     @property
     def live_ratio(self) -> float:
-        return self.live_bytes / self.file_bytes if self.file_bytes else 0.0
+        """GC's ratio: bytes a rewrite keeps over file bytes."""
+        return self.kept_bytes / self.file_bytes if self.file_bytes else 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {
             "segment_id": self.segment_id,
             "file_bytes": self.file_bytes,
             "live_bytes": self.live_bytes,
-            "garbage_bytes": self.file_bytes - self.live_bytes,
+            "kept_bytes": self.kept_bytes,
+            "reclaimable_bytes": self.file_bytes - self.kept_bytes,
             "live_ratio": round(self.live_ratio, 4),
             "sealed": self.sealed,
             "rewrite": self.rewrite,
@@ -93,6 +96,7 @@ class GcPlan:
     def to_json(self) -> dict[str, Any]:
         file_bytes = sum(s.file_bytes for s in self.segments)
         live_bytes = sum(s.live_bytes for s in self.segments)
+        kept_bytes = sum(s.kept_bytes for s in self.segments)
         return {
             "threshold": self.threshold,
             "segments": [s.to_json() for s in self.segments],
@@ -100,10 +104,11 @@ class GcPlan:
                 "segments": len(self.segments),
                 "file_bytes": file_bytes,
                 "live_bytes": live_bytes,
+                "kept_bytes": kept_bytes,
                 "garbage_bytes": max(0, file_bytes - live_bytes),
-                "live_ratio": round(live_bytes / file_bytes, 4) if file_bytes else 0.0,
+                "live_ratio": round(kept_bytes / file_bytes, 4) if file_bytes else 0.0,
                 "rewrite_segments": len(self.candidates),
-                "reclaimable_bytes": sum(s.file_bytes - s.live_bytes for s in self.candidates),
+                "reclaimable_bytes": sum(s.file_bytes - s.kept_bytes for s in self.candidates),
             },
         }
 
@@ -132,10 +137,11 @@ async def make_plan(
                 u.segment_id,
                 u.file_bytes,
                 u.live_bytes,
+                u.kept_bytes,
                 u.sealed,
                 u.sealed
                 and u.segment_id < active
-                and (u.segment_id in only if only is not None else u.live_ratio < threshold),
+                and (u.segment_id in only if only is not None else u.kept_ratio < threshold),
             )
             for u in usages
         ),
@@ -201,13 +207,13 @@ async def run(
 
 def _batches(candidates: list[SegmentPlan], batch_bytes: int) -> Iterator[list[SegmentPlan]]:
     batch: list[SegmentPlan] = []
-    live_bytes = 0
+    kept_bytes = 0
     for segment in candidates:
-        if batch and live_bytes + segment.live_bytes > batch_bytes:
+        if batch and kept_bytes + segment.kept_bytes > batch_bytes:
             yield batch
-            batch, live_bytes = [], 0
+            batch, kept_bytes = [], 0
         batch.append(segment)
-        live_bytes += segment.live_bytes
+        kept_bytes += segment.kept_bytes
     if batch:
         yield batch
 

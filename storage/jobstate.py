@@ -1,4 +1,5 @@
-"""Progress rows of long jobs (``job:scrub``, ``job:gc`` in ``meta``), for metrics and status.
+"""Progress rows of long jobs (``job:scrub``, ``job:gc`` in ``meta``), for metrics and status
+(read by storage/ops_state.py).
 
 Written through the group committer as the job goes (at most about once a second) and at
 the end, so the node's gauges follow a job run by the CLI or through the admin channel.
@@ -41,11 +42,6 @@ class WriteMeta:
     def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
         catalog.write_meta(conn, self.name, self.document)
         return Outcome()
-
-
-def read_job_state(conn: sqlite3.Connection, name: str) -> dict[str, Any] | None:
-    raw = catalog.read_meta(conn, name)
-    return None if raw is None else dict(json.loads(raw))
 
 
 class JobState:

@@ -62,6 +62,22 @@ class MissingChunks(StorageError):
         self.digests = digests
 
 
+LOG_PRUNED_THROUGH = "log_pruned_through"  # written by storage/tombstone_gc.py
+
+
+class LogPruned(StorageError):
+    """Changes after the position asked for were pruned (tombstone GC): bootstrap again."""
+
+    def __init__(self, after_seq: int, pruned_through: int) -> None:
+        super().__init__(
+            f"changes after seq {after_seq} were pruned (the log starts after seq"
+            f" {pruned_through}): this site must be bootstrapped again"
+            " (`lakenode repl bootstrap --from URL` on an empty data dir)"
+        )
+        self.after_seq = after_seq
+        self.pruned_through = pruned_through
+
+
 class ReplicationError(StorageError):
     """A remote change cannot be applied (unknown operation, malformed manifest...)."""
 
@@ -74,6 +90,9 @@ _CHANGE_COLUMNS = "seq, hlc, origin, op, bucket, key, version_id, size, etag, ma
 def changes_after(
     conn: sqlite3.Connection, after_seq: int, limit: int, exclude_origin: str | None
 ) -> list[Change]:
+    pruned = catalog.read_meta(conn, LOG_PRUNED_THROUGH)
+    if pruned and after_seq < int(pruned):
+        raise LogPruned(after_seq, int(pruned))
     rows = conn.execute(
         f"SELECT {_CHANGE_COLUMNS} FROM changes WHERE seq > ? AND origin != ? ORDER BY seq LIMIT ?",
         (after_seq, exclude_origin or "", limit),
@@ -108,7 +127,8 @@ def replication_state(conn: sqlite3.Connection, origin: str, hlc: int, peers: li
         "SELECT seq FROM changes WHERE origin = ? AND hlc = ?", (origin, hlc)
     ).fetchone()
     if row is None:
-        return "PENDING"
+        # Pruned rows were acknowledged by every peer before tombstone GC dropped them.
+        return "COMPLETED" if catalog.read_meta(conn, LOG_PRUNED_THROUGH) else "PENDING"
     done = all(get_cursor(conn, peer, "acked") >= int(row[0]) for peer in peers)
     return "COMPLETED" if done else "PENDING"
 

@@ -36,6 +36,20 @@ def acknowledged_seq(conn: sqlite3.Connection, peer: str) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
+def forget_peer(conn: sqlite3.Connection, peer: str) -> int:
+    """Drop what we remember of a peer removed for good (its cursors, URLs, counters), so it
+    stops holding back the horizon. Returns the rows removed."""
+    removed = conn.execute("DELETE FROM peer_cursors WHERE peer = ?", (peer,)).rowcount
+    urls = [url for url, node in repl_stats.read_peer_urls(conn).items() if node == peer]
+    for url in urls:
+        removed += conn.execute(
+            "DELETE FROM meta WHERE name = ?", (repl_stats.PEER_URL_PREFIX + url,)
+        ).rowcount
+    for prefix in (repl_stats.COUNTERS_PREFIX, repl_stats.VALIDATE_PREFIX):
+        removed += conn.execute("DELETE FROM meta WHERE name = ?", (prefix + peer,)).rowcount
+    return removed
+
+
 def replication_horizon(conn: sqlite3.Connection, extra_peers: frozenset[str] = frozenset()) -> int:
     """The largest seq every known peer (and each of ``extra_peers``) has acknowledged."""
     peers = known_peers(conn) | extra_peers

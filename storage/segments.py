@@ -20,6 +20,7 @@ import logging
 import os
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import IntEnum
@@ -29,6 +30,7 @@ import blake3
 
 from storage.errors import CorruptData, FormatError
 from storage.manifest import ChunkRef
+from storage.stats_hooks import NO_COMMIT_OBSERVER, CommitObserver
 
 log = logging.getLogger("lakenode.segments")
 
@@ -240,6 +242,7 @@ class SegmentWriter:
         self._unsynced: dict[int, int] = {next_segment_id: self._active.end}
         self.sealed: list[int] = []  # segments rotated out since the last sync()
         self._retired_fds: list[int] = []
+        self.observer: CommitObserver = NO_COMMIT_OBSERVER  # told how long data fsyncs take
 
     @property
     def active_segment_id(self) -> int:
@@ -264,7 +267,7 @@ class SegmentWriter:
 
     def _rotate(self) -> None:
         old = self._active
-        os.fsync(old.fd)
+        self._fsync(old.fd)
         # Closed by the next sync(), which may be fsyncing this descriptor right now.
         self._retired_fds.append(old.fd)
         # Already fsynced, but reported by the next sync() so that its final end reaches the
@@ -288,10 +291,15 @@ class SegmentWriter:
         # fsync outside the lock so appends continue meanwhile; the active segment is the
         # only one that can be unsynced (rotation fsyncs the old one before moving on).
         if active_id in pending:
-            os.fsync(active_fd)
+            self._fsync(active_fd)
         for segment_id, end in pending.items():
             self._durable[segment_id] = max(self._durable.get(segment_id, 0), end)
         return {segment_id: self._durable[segment_id] for segment_id in pending}
+
+    def _fsync(self, fd: int) -> None:
+        started = time.perf_counter()
+        os.fsync(fd)
+        self.observer.fsynced(time.perf_counter() - started)
 
     def take_sealed(self) -> list[int]:
         with self._lock:

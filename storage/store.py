@@ -30,10 +30,12 @@ from storage import (
     digest,
     keys,
     listing,
+    ops_state,
     repl_stats,
     replica,
     retired,
     snapshot,
+    tombstone_gc,
     uploads,
     usage,
 )
@@ -71,6 +73,7 @@ from storage.segments import (
     recover_segment,
     segment_path,
 )
+from storage.stats_hooks import CommitObserver
 from storage.uploads import PartInfo, UploadInfo, UploadPage
 
 log = logging.getLogger("lakenode.store")
@@ -211,6 +214,11 @@ class Store:
         if self._lock is not None:
             os.close(self._lock)  # releases the flock
             self._lock = None
+
+    def observe_commits(self, observer: CommitObserver) -> None:
+        """Report fsync latencies and group-commit batch sizes to ``observer`` (metrics)."""
+        self._segments.observer = observer
+        self.committer.observer = observer
 
     async def _commit(self, mutation: Mutation) -> Any:
         return await self.committer.submit(mutation)
@@ -456,11 +464,33 @@ class Store:
         self._indexed(received)
         return result
 
+    async def purge_tombstones(self, limits: tombstone_gc.PurgeLimits) -> tombstone_gc.PurgeReport:
+        """Tombstone GC (storage/tombstone_gc.py) in bounded transactions until done."""
+        total = tombstone_gc.PurgeReport()
+        while True:
+            step: tombstone_gc.PurgeReport = await self._commit(tombstone_gc.PurgeBatch(limits))
+            self._latest.invalidate(step.keys)
+            total.add(step)
+            if step.purged == 0:
+                return total
+
+    async def log_pruned_through(self) -> int:
+        return await self._reader_db.run(tombstone_gc.log_pruned_through)
+
     async def digest_node(self, prefix: str) -> bytes:
         return await self._reader_db.run(digest.node, prefix)
 
     async def digest_children(self, prefix: str) -> dict[str, bytes]:
         return await self._reader_db.run(digest.children, prefix)
+
+    async def key_facts(self, bucket: str, key: str) -> digest.KeyFacts:
+        return await self._reader_db.run(digest.key_facts, bucket, key)
+
+    async def facts_page(self, after: tuple[str, str] | None, keys: int) -> list[digest.KeyFacts]:
+        return await self._reader_db.run(digest.facts_page, after, keys)
+
+    async def purge_cutoff(self) -> int:
+        return await self._reader_db.run(digest.purge_cutoff)
 
     async def digest_leaves(self, prefix: str) -> list[digest.Leaf]:
         return await self._reader_db.run(digest.leaves, prefix)
@@ -553,6 +583,20 @@ class Store:
 
     async def remember_peer_url(self, url: str, node_id: str) -> None:
         await self._commit(repl_stats.RememberPeerUrl(url, node_id))
+
+    # ---- operator state (storage/ops_state.py, storage/usage.py) ----------------------------
+
+    async def maintenance(self) -> ops_state.MaintenanceRecord:
+        return await self._reader_db.run(ops_state.read_maintenance)
+
+    async def set_maintenance(self, enabled: bool) -> ops_state.MaintenanceRecord:
+        """Persist the maintenance flag. It goes through the group committer, so when this
+        returns every mutation submitted before it is committed too (a write barrier)."""
+        record: ops_state.MaintenanceRecord = await self._commit(ops_state.SetMaintenance(enabled))
+        return record
+
+    async def job_state(self, job: str) -> dict[str, Any] | None:
+        return await self._reader_db.run(ops_state.read_job_state, job)
 
     # ---- maintenance: usage, fsck, scrub, gc (storage/usage.py, fsck.py, scrub.py, gc.py) ---
 

@@ -1,10 +1,15 @@
 """Storage usage: per segment, how many bytes are still live (the basis of GC and gauges).
 
-``live_bytes`` of a segment counts every record GC would keep, header included: chunk
-records some reference points into (see storage/liveness.py for what references count) and
-the manifest records GC keeps. The 16-byte segment header is not live, so an empty sealed
-segment has a live ratio of 0. ``garbage_bytes`` is therefore exactly what rewriting every
-segment would return.
+``live_bytes`` counts the chunk bytes something still references (storage/liveness.py says
+what counts: versions of every kind, parts, retained conflicts, changes a peer still needs);
+a slice (UploadPartCopy) counts the bytes it covers, overlapping references count once.
+``garbage_bytes`` (file bytes minus live bytes) also holds record headers and manifests, so
+it is an upper bound of what GC returns.
+
+``kept_bytes`` (not in the totals) is exactly what rewriting the segment would keep: every
+record GC keeps, header included (referenced chunk records, the manifest records it keeps).
+The 16-byte segment header is not kept, so an empty sealed segment has a ratio of 0. GC
+decides on ``kept_ratio``.
 
 Cost: one pass over the catalog's manifests (decoding each) and one header walk per
 segment (one small read per record, no hashing). Fine for ``gc plan``; for gauges, compute
@@ -29,12 +34,13 @@ from storage.segments import list_segment_ids, segment_path
 class SegmentUsage:
     segment_id: int
     file_bytes: int  # size of the segment file on disk
-    live_bytes: int  # bytes of records still referenced (kept by GC), headers included
+    live_bytes: int  # bytes of chunk records still referenced
     sealed: bool
+    kept_bytes: int = 0  # what a rewrite keeps: live records, headers and manifests included
 
     @property
-    def live_ratio(self) -> float:
-        return self.live_bytes / self.file_bytes if self.file_bytes else 0.0
+    def kept_ratio(self) -> float:
+        return self.kept_bytes / self.file_bytes if self.file_bytes else 0.0
 
 
 @dataclass(frozen=True)
@@ -70,22 +76,34 @@ def measure(facts: CatalogFacts, segment_dir: Path) -> list[SegmentUsage]:
     usages = []
     for segment_id in list_segment_ids(segment_dir):
         path = segment_path(segment_dir, segment_id)
+        spans = facts.live.refs.get(segment_id, [])
         try:
             file_bytes = os.stat(path).st_size
-            live_bytes = _live_bytes(path, facts.live, segment_id)
+            kept_bytes = _kept_bytes(path, facts.live, spans)
         except FileNotFoundError:
             continue  # retired by GC meanwhile
-        usages.append(
-            SegmentUsage(segment_id, file_bytes, live_bytes, facts.sealed.get(segment_id, False))
-        )
+        sealed = facts.sealed.get(segment_id, False)
+        usages.append(SegmentUsage(segment_id, file_bytes, _covered(spans), sealed, kept_bytes))
     return usages
 
 
-def _live_bytes(path: Path, live: LiveSet, segment_id: int) -> int:
-    refs = SegmentRefs(live.refs.get(segment_id, []))
+def _kept_bytes(path: Path, live: LiveSet, spans: list[liveness.Span]) -> int:
+    refs = SegmentRefs(spans)
     return sum(
         header.size for header in HeaderScan(path) if liveness.record_is_live(header, refs, live)
     )
+
+
+def _covered(spans: list[liveness.Span]) -> int:
+    """Bytes covered by sorted (offset, length) spans, overlaps counted once."""
+    covered = 0
+    reached = 0
+    for offset, length in spans:
+        start, end = max(offset, reached), offset + length
+        if end > start:
+            covered += end - start
+            reached = end
+    return covered
 
 
 def totals(usages: list[SegmentUsage], objects: int) -> UsageTotals:

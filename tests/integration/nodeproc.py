@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -32,10 +33,17 @@ class NodeProcess:
     extra_args: list[str] = field(default_factory=list)
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    # With TLS (extra_args --tls-cert/--tls-key): the certificate clients verify against.
+    ca: Path | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.ca is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        return True if self.ca is None else ssl.create_default_context(cafile=str(self.ca))
 
     @property
     def log_path(self) -> Path:
@@ -71,12 +79,14 @@ class NodeProcess:
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        verify = self.verify
         while time.monotonic() < deadline:
             assert self.process is not None
             if self.process.poll() is not None:
                 raise RuntimeError(f"node exited with {self.process.returncode}:\n{self.log()}")
             try:
-                if httpx.get(f"{self.url}/_lakenode/ready", timeout=1).status_code == 200:
+                ready = httpx.get(f"{self.url}/_lakenode/ready", timeout=1, verify=verify)
+                if ready.status_code == 200:
                     return
             except httpx.TransportError:
                 pass

@@ -150,6 +150,10 @@ def test_bootstrap_while_both_sites_write_resumes_after_a_kill_and_converges(
             first_run.send_signal(signal.SIGKILL)
             first_run.wait(timeout=10)
         assert pages_before_kill == 3
+        # A half-copied site refuses to serve until its bootstrap is finished.
+        refused = subprocess.run(c.command(), capture_output=True, text=True, timeout=30)
+        assert refused.returncode == 1
+        assert "bootstrap" in refused.stderr and "unfinished" in refused.stderr
 
         # Second run: resumes and completes.
         second = subprocess.run(

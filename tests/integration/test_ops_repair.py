@@ -12,11 +12,9 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from botocore.exceptions import ClientError
 
 from node.cli import main
@@ -25,14 +23,6 @@ from tests.integration.nodeproc import ACCESS_KEY, SECRET_KEY, NodeProcess, two_
 from tests.integration.test_corruption import flip
 
 LIMIT_S = 20.0
-
-
-@pytest.fixture
-def pair(tmp_path: Path) -> Iterator[tuple[NodeProcess, NodeProcess]]:
-    a, b = two_way_pair(tmp_path)
-    yield a, b
-    a.stop()
-    b.stop()
 
 
 def wait_until_served(s3: Any, key: str, data: bytes) -> None:
@@ -53,9 +43,17 @@ def scrub(data_dir: Path, capsys: Any, *extra: str) -> tuple[int, dict[str, Any]
 
 
 def test_scrub_finds_a_flipped_byte_and_repair_restores_it_from_the_peer(
-    pair: tuple[NodeProcess, NodeProcess], capsys: Any
+    tmp_path: Path, capsys: Any
 ) -> None:
-    a, b = pair
+    a, b = two_way_pair(tmp_path)
+    try:
+        flip_and_repair(a, b, capsys)
+    finally:
+        a.stop()
+        b.stop()
+
+
+def flip_and_repair(a: NodeProcess, b: NodeProcess, capsys: Any) -> None:
     s3_a = make_client(a.url)
     s3_a.create_bucket(Bucket="rot")
     objects = {"victim": os.urandom(300_000), "healthy": os.urandom(200_000)}

@@ -203,3 +203,32 @@ def test_info_validation() -> None:
         protocol.info_from_json({"protocol": 9, "node_id": "n", "last_seq": 0, "now_ms": 0})
     with pytest.raises(ProtocolError, match="'last_seq'"):
         protocol.info_from_json({"protocol": 1, "node_id": "n", "now_ms": 0})
+
+
+def test_chunk_batch_frames_round_trip_and_reject_what_was_not_asked() -> None:
+    first, second, absent = b"a" * 32, b"b" * 32, b"c" * 32
+    body = b"".join(
+        [
+            protocol.encode_chunk_frame(first, b"one"),
+            protocol.encode_chunk_frame(absent, None),
+            protocol.encode_chunk_frame(second, b""),
+        ]
+    )
+    assert protocol.decode_chunk_frames(body, [first, second, absent]) == {
+        first: b"one",
+        second: b"",
+    }
+    with pytest.raises(protocol.ProtocolError, match="not asked"):
+        protocol.decode_chunk_frames(body, [first, absent])
+    for cut in (1, 33, len(body) - 1):
+        with pytest.raises(protocol.ProtocolError):
+            protocol.decode_chunk_frames(body[: len(body) - cut], [first, second, absent])
+
+
+def test_chunk_batch_requests_are_bounded_lists_of_digests() -> None:
+    digest = "ab" * 32
+    assert protocol.parse_chunk_batch_request({"digests": [digest]}) == [bytes.fromhex(digest)]
+    too_many = {"digests": [digest] * (protocol.MAX_CHUNK_BATCH_DIGESTS + 1)}
+    for bad in ({}, {"digests": []}, {"digests": [1]}, {"digests": ["xy"]}, too_many, []):
+        with pytest.raises(protocol.ProtocolError):
+            protocol.parse_chunk_batch_request(bad)

@@ -1,0 +1,115 @@
+"""Running the node's HTTP servers: S3 on --listen (HTTPS with --tls-cert/--tls-key), and
+optionally the metrics and probe endpoints alone on --metrics-listen, in the same event loop.
+
+The S3 server owns the node's lifespan (store, replication) and the process signals; the
+metrics server has neither: it serves the same state, answers 503 on /ready and /metrics
+until the store is open, and stops when the S3 server stops. It speaks plain HTTP: it is
+meant for a private scrape address (docs/ops.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Generator
+
+import uvicorn
+import uvloop
+from starlette.types import ASGIApp
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from node.app import NodeApps
+from node.config import ServeConfig
+
+log = logging.getLogger("lakenode")
+
+
+# A graceful TLS close waits for the client's close_notify, which an idle pooled client (boto3,
+# awscli) sends only when it next reads: up to 30 s per stop. Idle TLS connections still open
+# this long after shutdown began are aborted instead; requests in progress are not touched.
+TLS_CLOSE_GRACE_S = 1.0
+
+
+class _NodeServer(uvicorn.Server):
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.config.is_ssl:
+            asyncio.get_running_loop().call_later(TLS_CLOSE_GRACE_S, self._abort_idle)
+        await super().shutdown(sockets)
+
+    def _abort_idle(self) -> None:
+        for connection in list(self.server_state.connections):
+            if not isinstance(connection, HttpToolsProtocol):  # the only protocol configured
+                continue
+            cycle = connection.cycle
+            if cycle is None or cycle.response_complete:
+                connection.transport.abort()
+
+
+class _FollowerServer(uvicorn.Server):
+    """A server that leaves signals to the main one (which stops it)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def _uvicorn_config(app: ASGIApp, config: ServeConfig, *, main: bool) -> uvicorn.Config:
+    tls = main and config.tls_cert is not None
+    return uvicorn.Config(
+        app,
+        host=config.host,
+        port=config.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on" if main else "off",
+        access_log=False,
+        log_level="warning",
+        timeout_keep_alive=30,
+        server_header=False,
+        # No proxy is trusted by default: X-Forwarded-* from clients must not be believed.
+        proxy_headers=False,
+        ssl_certfile=config.tls_cert if tls else None,
+        ssl_keyfile=config.tls_key if tls else None,
+    )
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, reuse_port=False)
+
+
+async def _serve_both(
+    main: uvicorn.Server, follower: uvicorn.Server, sockets: list[socket.socket]
+) -> None:
+    follower_task = asyncio.create_task(follower.serve(sockets=sockets), name="metrics-server")
+    try:
+        await main.serve()
+    finally:
+        follower.should_exit = True
+        await follower_task
+
+
+def run_servers(config: ServeConfig, apps: NodeApps) -> int:
+    """Serve until a signal stops the node; 0 after a clean run, 1 if it never started."""
+    sockets: list[socket.socket] = []
+    if config.metrics_listen is not None:
+        try:
+            # Bound first so that a busy address is one clear error before anything starts.
+            sockets.append(_bind(*config.metrics_listen))
+        except OSError as exc:
+            host, port = config.metrics_listen
+            log.error("cannot listen on --metrics-listen %s:%d: %s", host, port, exc.strerror)
+            return 1
+    main = _NodeServer(_uvicorn_config(apps.main, config, main=True))
+    where = f"{config.scheme}://{config.host}:{config.port}"
+    log.info("lakenode serving %s data=%s", where, config.data_dir)
+    if not sockets:
+        main.run()
+        return 0 if main.started else 1
+    follower = _FollowerServer(_uvicorn_config(apps.probes, config, main=False))
+    log.info("metrics, health and ready also on %s", sockets[0].getsockname()[:2])
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(_serve_both(main, follower, sockets))
+    return 0 if main.started else 1
