@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from storage import jobstate, remap, retired, usage
+from storage import catalog, jobstate, remap, retired, usage
 from storage.commit import Outcome
 from storage.errors import StorageError
 from storage.hlc import Timestamp
@@ -44,6 +44,7 @@ from storage.liveness import LiveSet, SegmentRefs, record_is_live
 from storage.manifest import ChunkRef
 from storage.records import HeaderScan, payload_intact, read_payload
 from storage.remap import Move, Relocation
+from storage.replica import CHUNKS_RECLAIMED_THROUGH
 from storage.segments import RECORD_HEADER, segment_path
 from storage.store import Store
 
@@ -235,7 +236,9 @@ async def _rewrite_batch(
         return
     relocation = Relocation(copies, moves)
     try:
-        committed: GcCommitted = await store.commit(GcCommit(relocation, store, store.inflight))
+        committed: GcCommitted = await store.commit(
+            GcCommit(relocation, store, store.inflight, live.horizon)
+        )
     except BaseException:
         store.inflight.unretire(set(copies))
         raise
@@ -299,6 +302,7 @@ class GcCommit:
     relocation: Relocation
     store: Store
     inflight: InFlight
+    horizon: int  # the replication horizon the live set was computed with
 
     def touched(self) -> tuple[str, str | None]:
         return "", None  # manifests of any key may change: clear the read cache
@@ -311,6 +315,8 @@ class GcCommit:
         try:
             _settle_index(conn, left, retiring, moved.elsewhere)
             retired.add_retired(conn, retiring)
+            if retiring:
+                _reclaimed_through(conn, self.horizon)
         except BaseException:
             self.inflight.unretire(retiring)
             raise
@@ -337,6 +343,16 @@ def _settle_index(
                 "UPDATE chunk_index SET segment_id = ?, offset = ?, length = ? WHERE blake3 = ?",
                 (found.segment_id, found.offset, found.length, digest),
             )
+
+
+def _reclaimed_through(conn: sqlite3.Connection, horizon: int) -> None:
+    """Chunks only changes at or before ``horizon`` needed may be gone now: a peer asking
+    for the log from an older position must bootstrap (replica.changes_after says so)
+    instead of stalling on chunks this node no longer holds. Every known peer has
+    acknowledged ``horizon``, so only a new site (or one forgotten) is concerned."""
+    current = int(catalog.read_meta(conn, CHUNKS_RECLAIMED_THROUGH) or 0)
+    if horizon > current:
+        catalog.write_meta(conn, CHUNKS_RECLAIMED_THROUGH, str(horizon))
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ class LiveSet:
     manifests: set[bytes] = field(default_factory=set)  # BLAKE3 of every versions blob
     # Manifests that could not be decoded: their references are unknown, so GC must not run.
     undecodable: list[str] = field(default_factory=list)
+    horizon: int = 0  # changes after this seq kept their chunks live
 
 
 @contextmanager
@@ -73,6 +74,7 @@ def collect(conn: sqlite3.Connection) -> LiveSet:
                 continue
             for chunk in chunks:
                 spans.setdefault(chunk.segment_id, set()).add((chunk.offset, chunk.length))
+    live.horizon = replication_horizon(conn)
     for digest in hash_references(conn, live.undecodable):
         found = chunk_location(conn, digest)
         if found is not None:

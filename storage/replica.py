@@ -63,6 +63,9 @@ class MissingChunks(StorageError):
 
 
 LOG_PRUNED_THROUGH = "log_pruned_through"  # written by storage/tombstone_gc.py
+# Written by storage/gc.py: chunks that only changes at or before this seq needed may be gone,
+# so the log after an older position can no longer be served whole either.
+CHUNKS_RECLAIMED_THROUGH = "chunks_reclaimed_through"
 
 
 class LogPruned(StorageError):
@@ -90,9 +93,12 @@ _CHANGE_COLUMNS = "seq, hlc, origin, op, bucket, key, version_id, size, etag, ma
 def changes_after(
     conn: sqlite3.Connection, after_seq: int, limit: int, exclude_origin: str | None
 ) -> list[Change]:
-    pruned = catalog.read_meta(conn, LOG_PRUNED_THROUGH)
-    if pruned and after_seq < int(pruned):
-        raise LogPruned(after_seq, int(pruned))
+    pruned = max(
+        int(catalog.read_meta(conn, name) or 0)
+        for name in (LOG_PRUNED_THROUGH, CHUNKS_RECLAIMED_THROUGH)
+    )
+    if after_seq < pruned:
+        raise LogPruned(after_seq, pruned)
     rows = conn.execute(
         f"SELECT {_CHANGE_COLUMNS} FROM changes WHERE seq > ? AND origin != ? ORDER BY seq LIMIT ?",
         (after_seq, exclude_origin or "", limit),

@@ -20,6 +20,7 @@ import pytest
 from node.jobs import NoProgress
 from storage import fsck, gc, retired, usage
 from storage.manifest import Manifest
+from storage.replica import LogPruned
 from storage.segments import RecordKind, SegmentWriter, list_segment_ids, segment_path
 from storage.store import Store
 from tests.unit.storage.stores import put_object, read_all, run_with_store, run_with_two_stores
@@ -291,5 +292,27 @@ def test_usage_functions_of_the_contract_agree_with_store_usage(tmp_path: Path) 
         assert totals.live_bytes == sum(s.live_bytes for s in segments) == 40_000
         assert totals.garbage_bytes == totals.segment_bytes - totals.live_bytes > 90_000
         assert all(s.live_bytes <= s.kept_bytes <= s.file_bytes for s in segments)
+
+    run_small(body, tmp_path)
+
+
+def test_a_site_asking_for_log_whose_chunks_gc_reclaimed_is_told_to_bootstrap(
+    tmp_path: Path,
+) -> None:
+    async def body(store: Store) -> None:
+        await store.set_cursor("peer-x", "acked", 0)
+        for _ in range(4):
+            await put_object(store, "b", "k", os.urandom(40_000))
+        await gc_run(store, threshold=1.0)  # peer-x is owed everything: nothing reclaimed
+        assert len(await store.changes_after(0, 100, None)) == 5
+        horizon = await store.last_seq()
+        await store.set_cursor("peer-x", "acked", horizon)
+        for _ in range(3):  # seal the segment the first run copied into
+            await put_object(store, "b", "filler", os.urandom(60_000))
+        outcome = await gc_run(store, threshold=1.0)
+        assert outcome.segments_rewritten > 0
+        with pytest.raises(LogPruned):  # a new site starting from 0 would stall on chunks
+            await store.changes_after(0, 100, None)
+        assert len(await store.changes_after(horizon, 100, None)) == 3  # peer-x goes on
 
     run_small(body, tmp_path)
