@@ -27,6 +27,7 @@ from storage import (
     catalog,
     config,
     digest,
+    key_journal,
     keys,
     listing,
     repl_stats,
@@ -168,7 +169,7 @@ class Store:
     async def open(cls, config: StoreConfig) -> Store:
         segment_dir = config.data_dir / "segments"
         segment_dir.mkdir(parents=True, exist_ok=True)
-        lock = _lock_data_dir(config.data_dir)
+        lock = lock_data_dir(config.data_dir)
         node_id = resolve_node_id(config.data_dir, config.node_id)
         writer_db = await Database.open(config.data_dir / "meta.db")
         reader_db = await Database.open(config.data_dir / "meta.db", read_only=True)
@@ -178,6 +179,7 @@ class Store:
         segments = SegmentWriter(segment_dir, next_id, config.segment_bytes_max)
         clock = HybridClock(node_id, last=await writer_db.run(catalog.last_hlc))
         await writer_db.run(_backfill_chunk_index)
+        await writer_db.run(key_journal.ensure_baseline, config.data_dir)
         store = cls(config, node_id, writer_db, reader_db, segments, clock)
         store._lock = lock
         store._tagged_buckets.update(await writer_db.run(_tagged_buckets))
@@ -757,8 +759,10 @@ def _recover_segments(segment_dir: Path, states: dict[int, tuple[int, bool]]) ->
     return (ids[-1] + 1) if ids else 1
 
 
-def _lock_data_dir(data_dir: Path) -> int:
-    """Hold an exclusive lock on DATA/lakenode.lock while the store is open."""
+def lock_data_dir(data_dir: Path) -> int:
+    """Hold an exclusive lock on DATA/lakenode.lock while the store is open (and while an
+    offline tool such as rebuild-index or restore works on the data dir): returns the
+    descriptor, closing it releases the lock."""
     fd = os.open(data_dir / "lakenode.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
