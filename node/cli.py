@@ -7,6 +7,14 @@ import logging
 import os
 import sys
 
+from node.backup_cli import (
+    add_rebuild_arguments,
+    add_restore_arguments,
+    add_snapshot_arguments,
+    run_rebuild,
+    run_restore,
+    run_snapshot,
+)
 from node.config import OneLineParser, ServeConfig, add_serve_arguments, resolve_serve_config
 from node.keys_cli import add_keys_arguments, run_keys
 from node.repl_cli import add_repl_arguments, run_repl
@@ -28,7 +36,26 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         "repl", help="replication: pull, push, bootstrap, validate, status, conflicts"
     )
     add_repl_arguments(repl_parser)
-    return parser, {"serve": serve_parser, "keys": keys_parser, "repl": repl_parser}
+    subparsers: dict[str, argparse.ArgumentParser] = {
+        "serve": serve_parser, "keys": keys_parser, "repl": repl_parser,
+    }  # fmt: skip
+    # ops-rebuild: rebuild-index, snapshot, restore (node/backup_cli.py)
+    rebuild_parser = commands.add_parser(
+        "rebuild-index", help="recreate meta.db from the segments (stopped node)"
+    )
+    add_rebuild_arguments(rebuild_parser)
+    snapshot_parser = commands.add_parser(
+        "snapshot", help="consistent copy of the catalog and segments into --out DIR"
+    )
+    add_snapshot_arguments(snapshot_parser)
+    restore_parser = commands.add_parser(
+        "restore", help="put a snapshot back into a stopped data dir"
+    )
+    add_restore_arguments(restore_parser)
+    subparsers |= {
+        "rebuild-index": rebuild_parser, "snapshot": snapshot_parser, "restore": restore_parser,
+    }  # fmt: skip
+    return parser, subparsers
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         return run_keys(subparsers["keys"], args)
     if args.command == "repl":
         return run_repl(subparsers["repl"], args)
+    if args.command == "rebuild-index":
+        return run_rebuild(subparsers["rebuild-index"], args)
+    if args.command == "snapshot":
+        return run_snapshot(subparsers["snapshot"], args)
+    if args.command == "restore":
+        return run_restore(subparsers["restore"], args)
     parser.error(f"unknown command {args.command}")
 
 
