@@ -157,6 +157,43 @@ def set_cursor(conn: sqlite3.Connection, peer: str, direction: str, seq: int) ->
     )
 
 
+# ---- re-pulling this node's own changes after a restore ----------------------------------------
+
+REPULL_OWN_SINCE = "repull_own_since"
+REPULL_OWN_DONE_PREFIX = "repull_own_done:"
+
+
+def start_repulling_own_changes(conn: sqlite3.Connection, since_ms: int) -> None:
+    """After a restore: this node's changes made after the snapshot are gone here but may be
+    held by peers, relayed in their logs **after** where our (restored) pull cursors point
+    (they reached the peer after the snapshot). So the next pull from each peer asks for
+    every origin, ours included, and applies those we lack; then that peer is done."""
+    catalog.write_meta(conn, REPULL_OWN_SINCE, str(since_ms))
+    for peer in catalog.read_meta_prefixed(conn, REPULL_OWN_DONE_PREFIX):
+        conn.execute("DELETE FROM meta WHERE name = ?", (REPULL_OWN_DONE_PREFIX + peer,))
+
+
+def repull_state(conn: sqlite3.Connection) -> tuple[bool, set[str]]:
+    """(whether own changes are to be re-pulled, the peers already done)."""
+    if catalog.read_meta(conn, REPULL_OWN_SINCE) is None:
+        return False, set()
+    return True, set(catalog.read_meta_prefixed(conn, REPULL_OWN_DONE_PREFIX))
+
+
+@dataclass(frozen=True)
+class OwnChangesRepulled:
+    """A full pull round from ``peer`` included our own changes: that peer is done."""
+
+    peer: str
+
+    def touched(self) -> tuple[str, str | None]:
+        return "", ""
+
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+        catalog.write_meta(conn, REPULL_OWN_DONE_PREFIX + self.peer, str(stamp.wall_ms))
+        return Outcome()
+
+
 # ---- small mutations -------------------------------------------------------------------------
 
 
@@ -207,19 +244,19 @@ class ApplyRemote:
 
     def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
         catalog.index_chunks(conn, self.received)
-        result = apply_changes(conn, self.changes, stamp.node_id, self.max_skew_ms, self.clock)
+        result = apply_changes(conn, self.changes, self.max_skew_ms, self.clock)
         set_cursor(conn, self.peer, "pull", self.cursor)
         return Outcome(result)
 
 
 def apply_changes(
-    conn: sqlite3.Connection,
-    changes: tuple[Change, ...],
-    local_node: str,
-    max_skew_ms: int,
-    clock: HybridClock,
+    conn: sqlite3.Connection, changes: tuple[Change, ...], max_skew_ms: int, clock: HybridClock
 ) -> ApplyResult:
     """Apply changes with LWW inside the caller's transaction, relogging each with its stamp.
+
+    A change already in our log (by ``(origin, hlc)``) is a duplicate. That covers this
+    node's own changes too: they are never sent back to it, except when it pulls them again
+    after a restore (see :func:`repulls_own_changes`), and then those it lost are applied.
 
     Raises MissingChunks after looking at every change, so the caller's savepoint rolls the
     whole batch back and the caller learns every chunk it lacks at once.
@@ -228,7 +265,7 @@ def apply_changes(
     now_ms = wall_clock_ms()
     missing: set[bytes] = set()
     for change in changes:
-        if change.origin == local_node or _already_applied(conn, change):
+        if _already_applied(conn, change):
             result.duplicates += 1
             continue
         if (change.hlc >> LOGICAL_BITS) > now_ms + max_skew_ms:

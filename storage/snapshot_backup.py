@@ -431,6 +431,7 @@ def _prepare_catalog(staging: Path, snapshot_ms: int) -> int:
         hlc_last = max(catalog.last_hlc(conn), pack(now_ms, 0))
         catalog.write_meta(conn, "hlc_last", str(hlc_last))
         floor = replica.continue_log_above(conn, snapshot_ms, now_ms)
+        replica.start_repulling_own_changes(conn, now_ms)
         restored = {"snapshot_created_ms": snapshot_ms, "restored_ms": now_ms}
         catalog.write_meta(conn, "restored", json.dumps(restored, sort_keys=True))
         # The keys as of the snapshot (a newer journal would bring back later keys).

@@ -159,6 +159,9 @@ class Store:
         # Buckets that hold (or held) object tags: a superset, only ever grown, so that
         # GET/HEAD look tags up only where there can be some (see may_have_tags).
         self._tagged_buckets: set[str] = set()
+        # After a restore: pull our own changes back from each peer once (replica.py).
+        self._repull_own = False
+        self._repulled_from: set[str] = set()
         self.committer = GroupCommitter(
             writer_db, segments, clock, self._latest.invalidate, self._latest.fill_committed
         )
@@ -183,6 +186,7 @@ class Store:
         store = cls(config, node_id, writer_db, reader_db, segments, clock)
         store._lock = lock
         store._tagged_buckets.update(await writer_db.run(_tagged_buckets))
+        store._repull_own, store._repulled_from = await writer_db.run(replica.repull_state)
         store.committer.start()
         log.info("store open: node %s, data dir %s, segment %d", node_id, config.data_dir, next_id)
         return store
@@ -441,6 +445,16 @@ class Store:
 
     async def get_cursor(self, peer: str, direction: str) -> int:
         return await self._reader_db.run(replica.get_cursor, peer, direction)
+
+    def repulls_own_changes(self, peer: str) -> bool:
+        """True until a pull round from ``peer`` has brought back this node's own changes
+        after a restore (they are otherwise never sent to their origin)."""
+        return self._repull_own and peer not in self._repulled_from
+
+    async def own_changes_repulled(self, peer: str) -> None:
+        if self.repulls_own_changes(peer):
+            await self._commit(replica.OwnChangesRepulled(peer))
+            self._repulled_from.add(peer)
 
     # ---- snapshots and bootstrap (storage/snapshot.py) -----------------------------------------
 
