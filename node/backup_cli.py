@@ -17,14 +17,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from node import jobs
-from node.config import parse_node_id
+from node.config import add_data_dir_argument, parse_node_id
 from node.jobs import Job, JobReport, LineProgress, NoProgress, Progress
 from storage import snapshot_backup
 from storage.errors import StorageError
@@ -96,12 +95,7 @@ async def run_job_here(
 
 
 def _data_dir_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=Path(os.environ.get("LAKENODE_DATA_DIR", "./data")),
-        help="data directory (default ./data) [env LAKENODE_DATA_DIR]",
-    )
+    add_data_dir_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 

@@ -157,6 +157,16 @@ def run(data_dir: Path, test: Callable[[Store], Any], node_id: str | None = None
     return asyncio.run(main())
 
 
+def write_one(data_dir: Path, data: bytes) -> None:
+    """A data dir holding bucket b with one object, k."""
+
+    async def history(store: Store) -> None:
+        await store.create_bucket("b", "owner")
+        await put_object(store, "b", "k", data)
+
+    run(data_dir, history)
+
+
 def test_rebuilt_catalog_equals_the_lost_one(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
 
@@ -214,11 +224,7 @@ def test_replicated_changes_are_rebuilt_with_their_origin(tmp_path: Path) -> Non
 def test_refuses_a_healthy_catalog_without_force_and_keeps_it_aside_with(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
 
-    async def history(store: Store) -> None:
-        await store.create_bucket("b", "owner")
-        await put_object(store, "b", "k", b"data")
-
-    run(data_dir, history)
+    write_one(data_dir, b"data")
     before = dump(data_dir)
     with pytest.raises(RebuildRefused, match="healthy"):
         rebuild(data_dir)
@@ -244,11 +250,7 @@ def test_refuses_while_a_node_holds_the_data_dir(tmp_path: Path) -> None:
 def test_a_damaged_catalog_is_replaced_without_force(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
 
-    async def history(store: Store) -> None:
-        await store.create_bucket("b", "owner")
-        await put_object(store, "b", "k", b"data")
-
-    run(data_dir, history)
+    write_one(data_dir, b"data")
     drop_catalog(data_dir)
     (data_dir / "meta.db").write_bytes(b"this is not a database" * 100)
 
@@ -299,11 +301,7 @@ def test_versions_with_damaged_chunks_are_skipped_and_reported(tmp_path: Path) -
 def test_a_torn_tail_is_reported_and_cut_by_the_next_start(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
 
-    async def history(store: Store) -> None:
-        await store.create_bucket("b", "owner")
-        await put_object(store, "b", "k", b"kept")
-
-    run(data_dir, history)
+    write_one(data_dir, b"kept")
     last = segment_path(data_dir / "segments", list_segment_ids(data_dir / "segments")[-1])
     size = last.stat().st_size
     with open(last, "ab") as file:
