@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sqlite3
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -172,7 +173,7 @@ def _report(command: str, as_json: bool, work: Callable[[Progress], JobReport]) 
     progress: Progress = NoProgress() if as_json else LineProgress(sys.stderr)
     try:
         report = work(progress)
-    except (StorageError, JobUnavailable, OSError) as exc:
+    except (StorageError, JobUnavailable, OSError, sqlite3.Error) as exc:
         sys.stderr.write(f"lakenode {command}: {exc}\n")
         return 1
     if as_json:

@@ -354,16 +354,20 @@ def _replay(conn: sqlite3.Connection, change: Change, seq: int | None, stats: Re
     conn.execute("RELEASE replay")
 
 
-def _pages(conn: sqlite3.Connection, query: str) -> Iterator[tuple[Any, ...]]:
-    """Rows of ``query`` (which takes the last key seen and a limit), a page at a time, so
-    replaying (which writes on the same connection) never runs under an open cursor."""
-    last: Any = -1
+def _pages(
+    conn: sqlite3.Connection, query: str, start: tuple[Any, ...]
+) -> Iterator[tuple[Any, ...]]:
+    """Rows of ``query`` a page at a time, so that memory stays bounded and replaying (which
+    writes on the same connection) never runs under an open cursor. The query takes the
+    key of the last row seen (its first ``len(start)`` columns, ``start`` at first) and a
+    page size."""
+    last = start
     while True:
-        rows = conn.execute(query, (last, PAGE)).fetchall()
+        rows = conn.execute(query, (*last, PAGE)).fetchall()
         if not rows:
             return
         yield from rows
-        last = rows[-1][0]
+        last = tuple(rows[-1][: len(start)])
 
 
 def _replay_changes(conn: sqlite3.Connection, stats: RebuildStats, progress: Progress) -> None:
@@ -371,7 +375,7 @@ def _replay_changes(conn: sqlite3.Connection, stats: RebuildStats, progress: Pro
     progress.note(f"replaying {total} change(s) in log order")
     done = 0
     for seq, text in _pages(
-        conn, "SELECT seq, entry FROM rb_changes WHERE seq > ? ORDER BY seq LIMIT ?"
+        conn, "SELECT seq, entry FROM rb_changes WHERE seq > ? ORDER BY seq LIMIT ?", (-1,)
     ):
         entry = json.loads(text)
         manifest: bytes | None = None
@@ -396,10 +400,13 @@ def _replay_unjournaled(conn: sqlite3.Connection, stats: RebuildStats) -> None:
     """Manifests no change entry accounts for (written before the journal existed), by LWW
     in stamp order; logged after the journaled changes. A manifest whose change entry was
     superseded (its batch never committed) is not among them."""
-    for hlc, origin in conn.execute(
+    for hlc, origin in _pages(
+        conn,
         "SELECT DISTINCT m.hlc, m.origin FROM rb_manifests m LEFT JOIN rb_journaled j"
-        " ON j.hlc = m.hlc AND j.origin = m.origin WHERE j.hlc IS NULL ORDER BY m.hlc, m.origin"
-    ).fetchall():
+        " ON j.hlc = m.hlc AND j.origin = m.origin WHERE j.hlc IS NULL"
+        " AND (m.hlc, m.origin) > (?, ?) ORDER BY m.hlc, m.origin LIMIT ?",
+        (-1, ""),
+    ):
         manifest = _usable_manifest(conn, hlc, origin)
         if manifest is None:
             stats.skip(f"version ({origin}, {hlc})", "some of its chunks are missing or damaged")
@@ -415,8 +422,12 @@ def _replay_unjournaled(conn: sqlite3.Connection, stats: RebuildStats) -> None:
 
 def _replay_uploads(conn: sqlite3.Connection, stats: RebuildStats) -> None:
     """Multipart uploads still in progress, in stamp order (create, parts, then done)."""
-    rows = conn.execute("SELECT entry FROM rb_uploads ORDER BY hlc, origin, position")
-    for (text,) in rows.fetchall():
+    for _hlc, _origin, _position, text in _pages(
+        conn,
+        "SELECT hlc, origin, position, entry FROM rb_uploads"
+        " WHERE (hlc, origin, position) > (?, ?, ?) ORDER BY hlc, origin, position LIMIT ?",
+        (-1, "", -1),
+    ):
         entry = json.loads(text)
         if entry["t"] == journal.UPLOAD_CREATE:
             _replay_upload_create(conn, entry)

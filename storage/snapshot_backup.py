@@ -89,7 +89,8 @@ def take_snapshot(
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"
     out.parent.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(staging, ignore_errors=True)
-    (staging / "segments").mkdir(mode=0o700, parents=True)
+    staging.mkdir(mode=0o700)
+    (staging / "segments").mkdir(mode=0o700)
     try:
         backup = _backup_catalog(data_dir, staging / CATALOG)
         listed = _copy_segments(data_dir, staging, backup, link, progress)

@@ -14,13 +14,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import blake3
 import pytest
 
-from storage import keys
+from storage import journal, keys
 from storage.catalog import NULL_VERSION
+from storage.hlc import pack, wall_clock_ms
 from storage.key_journal import journal_path
+from storage.manifest import ChunkRef, Kind, Manifest
 from storage.rebuild import COMPLETE, INCOMPLETE, RebuildRefused, rebuild_index
-from storage.segments import list_segment_ids, segment_path
+from storage.segments import RECORD_HEADER, RecordKind, list_segment_ids, segment_path
 from storage.store import Store, StoreConfig
 from tests.unit.storage.stores import put_object, read_all, run_with_two_stores
 from tests.unit.storage.test_replica import replicate
@@ -340,3 +343,79 @@ def test_the_key_journal_is_private_and_replayed_last_line_wins(tmp_path: Path) 
     assert keys.get_key(conn, "LKKEY1").status == "disabled"
     assert keys.get_key(conn, "LKKEY1").secret_key == "secret-one"
     conn.close()
+
+
+def append_record(path: Path, kind: RecordKind, payload: bytes) -> int:
+    """Append one record to a segment file by hand; the payload's offset."""
+    with open(path, "ab") as file:
+        start = file.tell()
+        file.write(RECORD_HEADER.pack(int(kind), len(payload), blake3.blake3(payload).digest()))
+        file.write(payload)
+    return start + RECORD_HEADER.size
+
+
+def hand_written_version(path: Path, bucket: str, key: str, hlc: int, data: bytes) -> Manifest:
+    """A chunk and a manifest appended by hand, as a lakenode without the journal wrote them."""
+    segment_id = int(path.stem, 16)
+    offset = append_record(path, RecordKind.CHUNK, data)
+    chunk = ChunkRef(segment_id, offset, len(data), blake3.blake3(data).digest())
+    manifest = Manifest(
+        Kind.OBJECT, bucket, key, NULL_VERSION, hlc, "node-old", len(data), "etag", 1, (), (chunk,)
+    )
+    append_record(path, RecordKind.MANIFEST, manifest.encode())
+    return manifest
+
+
+def test_manifests_without_journal_entries_are_replayed_into_known_buckets(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    write_one(data_dir, b"journaled")
+    last = segment_path(data_dir / "segments", list_segment_ids(data_dir / "segments")[-1])
+    hand_written_version(last, "b", "legacy", pack(wall_clock_ms(), 0), b"no journal entry")
+    hand_written_version(last, "unknown", "x", pack(wall_clock_ms(), 1), b"no bucket")
+    drop_catalog(data_dir)
+
+    report = rebuild(data_dir)
+
+    assert report["unjournaled_versions"] == 2 and report["exit_code"] == INCOMPLETE
+    assert [item["what"].split(" (")[0] for item in report["skipped"]] == ["object.put unknown/x"]
+
+    async def check(store: Store) -> None:
+        legacy = await store.head_object("b", "legacy")
+        assert await read_all(store, legacy) == b"no journal entry"
+        assert await read_all(store, await store.head_object("b", "k")) == b"journaled"
+
+    run(data_dir, check)
+
+
+def test_a_seq_reused_after_an_uncommitted_batch_takes_the_committed_change(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+    write_one(data_dir, b"committed first")
+    last = segment_path(data_dir / "segments", list_segment_ids(data_dir / "segments")[-1])
+    # A batch whose records reached the disk but whose COMMIT did not (a crash between the
+    # fsync and the commit): its seq (3) is given out again after the restart.
+    orphan = hand_written_version(last, "b", "orphan", pack(wall_clock_ms(), 0), b"never acked")
+    entry = {
+        "t": "change", "seq": 3, "hlc": orphan.hlc, "origin": orphan.origin,
+        "op": "object.put", "bucket": "b", "key": "orphan", "version_id": NULL_VERSION,
+        "size": orphan.size, "etag": orphan.etag, "payload": None, "manifest": True,
+    }  # fmt: skip
+    append_record(last, RecordKind.JOURNAL, journal.encode(entry))
+
+    async def after_restart(store: Store) -> None:
+        await put_object(store, "b", "real", b"committed second")
+        assert await store.last_seq() == 3
+
+    run(data_dir, after_restart)
+    drop_catalog(data_dir)
+
+    report = rebuild(data_dir)
+
+    assert report["exit_code"] == COMPLETE and report["unjournaled_versions"] == 0
+
+    async def check(store: Store) -> None:
+        page = await store.list_objects("b", "", "", "", 10)
+        assert [entry.key for entry in page.entries] == ["k", "real"]
+
+    run(data_dir, check)

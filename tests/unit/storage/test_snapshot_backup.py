@@ -217,6 +217,7 @@ def test_snapshot_refuses_a_directory_that_is_not_empty(tmp_path: Path) -> None:
 def test_snapshot_files_are_private(tmp_path: Path) -> None:
     _data_dir, out = small_snapshot(tmp_path)
     assert (out / "meta.db").stat().st_mode & 0o777 == 0o600  # it holds secret keys
+    assert out.stat().st_mode & 0o777 == 0o700
     conn = sqlite3.connect(out / "meta.db")
     assert conn.execute("PRAGMA journal_mode").fetchone() == ("delete",)
     conn.close()
