@@ -238,7 +238,10 @@ async def handle_push(request: Request, store: ReplicaStore, max_skew_ms: int) -
         # Restored from a snapshot: our own lost writes are in the pusher's log, and a pushed
         # page (which leaves them out) would move the cursor past them before we pull them.
         raise RouteError(
-            409, "Recovering", f"this node first pulls its own changes back from {page.node_id}"
+            409,
+            "Recovering",
+            f"this node was restored from a snapshot and first pulls its own changes back from"
+            f" {page.node_id} (its --peer pull, or lakenode repl pull): push after that",
         )
     cursor = await store.get_cursor(page.node_id, "pull")
     if after > cursor:
