@@ -260,6 +260,16 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_data_dir_argument(parser: argparse.ArgumentParser) -> None:
+    """``--data-dir`` as every subcommand but serve takes it (serve resolves its own)."""
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("LAKENODE_DATA_DIR", "./data")),
+        help="data directory (default ./data) [env LAKENODE_DATA_DIR]",
+    )
+
+
 def add_peer_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
     parser.add_argument(
         "--peer",

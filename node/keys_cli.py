@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sqlite3
 import sys
 from pathlib import Path
 
 from api.errors import S3Error
 from api.policy import parse_policy
+from node.config import add_data_dir_argument
 from storage import keys
 from storage.database import secure_files
 from storage.schema import PRAGMAS, migrate
@@ -25,12 +25,7 @@ def add_keys_arguments(parser: argparse.ArgumentParser) -> None:
     # Each action takes --data-dir and --json itself, so they follow the action as the
     # documented usage writes it (`lakenode keys create --data-dir D`).
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--data-dir",
-        type=Path,
-        default=Path(os.environ.get("LAKENODE_DATA_DIR", "./data")),
-        help="data directory (default ./data) [env LAKENODE_DATA_DIR]",
-    )
+    add_data_dir_argument(common)
     common.add_argument("--json", action="store_true", help="machine-readable output")
     actions = parser.add_subparsers(dest="action", required=True, parser_class=type(parser))
     create = actions.add_parser(
