@@ -24,17 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from node import jobs
+from node.admin_client import AdminError, run_job
 from node.config import add_data_dir_argument, parse_node_id
 from node.jobs import Job, JobReport, LineProgress, NoProgress, Progress
 from storage import snapshot_backup
 from storage.errors import StorageError
 from storage.rebuild import rebuild_index
-from storage.store import DataDirLocked, Store, StoreConfig
-
-
-class JobUnavailable(Exception):
-    """The job cannot run here (the data dir is held by a running node)."""
-
+from storage.store import Store
 
 # ---- the snapshot job ----------------------------------------------------------------------------
 
@@ -70,26 +66,6 @@ async def _run_snapshot(store: Store, params: Mapping[str, Any], progress: Progr
 
 SNAPSHOT_JOB = Job("snapshot", quiet=False, run=_run_snapshot)
 jobs.register(SNAPSHOT_JOB)
-
-
-async def run_job_here(
-    data_dir: Path, name: str, params: dict[str, Any], progress: Progress
-) -> JobReport:
-    """Run a job in this process on a stopped data dir. The integrator replaces this with
-    node.admin_client.run_job, which also reaches a running node through the admin channel."""
-    job = jobs.lookup(name)
-    if not (data_dir / "meta.db").exists():
-        raise JobUnavailable(f"no lakenode data in {data_dir}")
-    try:
-        store = await Store.open(StoreConfig(data_dir))
-    except DataDirLocked as exc:
-        raise JobUnavailable(
-            f"a node is running on {data_dir}: stop it first (the admin channel is not available)"
-        ) from exc
-    try:
-        return await job.run(store, params, progress)
-    finally:
-        await store.close()
 
 
 # ---- command line ------------------------------------------------------------------------------
@@ -154,7 +130,7 @@ def run_snapshot(parser: argparse.ArgumentParser, args: argparse.Namespace) -> i
     return _report(
         "snapshot",
         args.json,
-        lambda progress: asyncio.run(run_job_here(args.data_dir, "snapshot", params, progress)),
+        lambda progress: asyncio.run(run_job(args.data_dir, "snapshot", params, progress)),
     )
 
 
@@ -173,7 +149,7 @@ def _report(command: str, as_json: bool, work: Callable[[Progress], JobReport]) 
     progress: Progress = NoProgress() if as_json else LineProgress(sys.stderr)
     try:
         report = work(progress)
-    except (StorageError, JobUnavailable, OSError, sqlite3.Error) as exc:
+    except (StorageError, AdminError, OSError, sqlite3.Error) as exc:
         sys.stderr.write(f"lakenode {command}: {exc}\n")
         return 1
     if as_json:

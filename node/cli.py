@@ -15,7 +15,6 @@ from node.admin_cli import (
     run_status,
     run_support_bundle,
 )
-from node.bootstrap_cli import unfinished_bootstrap
 from node.backup_cli import (
     add_rebuild_arguments,
     add_restore_arguments,
@@ -24,6 +23,7 @@ from node.backup_cli import (
     run_restore,
     run_snapshot,
 )
+from node.bootstrap_cli import unfinished_bootstrap
 from node.config import OneLineParser, ServeConfig, add_serve_arguments, resolve_serve_config
 from node.keys_cli import add_keys_arguments, run_keys
 from node.logfile import LOG_FORMAT, add_log_file
