@@ -15,6 +15,14 @@ from node.admin_cli import (
     run_status,
     run_support_bundle,
 )
+from node.backup_cli import (
+    add_rebuild_arguments,
+    add_restore_arguments,
+    add_snapshot_arguments,
+    run_rebuild,
+    run_restore,
+    run_snapshot,
+)
 from node.bootstrap_cli import unfinished_bootstrap
 from node.config import OneLineParser, ServeConfig, add_serve_arguments, resolve_serve_config
 from node.keys_cli import add_keys_arguments, run_keys
@@ -74,6 +82,22 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     ):
         subparsers[name] = commands.add_parser(name, help=help_text)
         add_arguments(subparsers[name])
+    # ops-rebuild: rebuild-index, snapshot, restore (node/backup_cli.py)
+    rebuild_parser = commands.add_parser(
+        "rebuild-index", help="recreate meta.db from the segments (stopped node)"
+    )
+    add_rebuild_arguments(rebuild_parser)
+    snapshot_parser = commands.add_parser(
+        "snapshot", help="consistent copy of the catalog and segments into --out DIR"
+    )
+    add_snapshot_arguments(snapshot_parser)
+    restore_parser = commands.add_parser(
+        "restore", help="put a snapshot back into a stopped data dir"
+    )
+    add_restore_arguments(restore_parser)
+    subparsers |= {
+        "rebuild-index": rebuild_parser, "snapshot": snapshot_parser, "restore": restore_parser,
+    }  # fmt: skip
     return parser, subparsers
 
 
@@ -95,6 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.command in admin_commands:
         return admin_commands[args.command](subparsers[args.command], args)
+    if args.command == "rebuild-index":
+        return run_rebuild(subparsers["rebuild-index"], args)
+    if args.command == "snapshot":
+        return run_snapshot(subparsers["snapshot"], args)
+    if args.command == "restore":
+        return run_restore(subparsers["restore"], args)
     parser.error(f"unknown command {args.command}")
 
 

@@ -261,7 +261,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_data_dir_argument(parser: argparse.ArgumentParser, what: str = "data directory") -> None:
-    """--data-dir for the tools that work on a data dir, with serve's default and env."""
+    """``--data-dir`` as every subcommand but serve takes it (serve resolves its own)."""
     parser.add_argument(
         "--data-dir",
         type=Path,

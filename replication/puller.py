@@ -3,7 +3,9 @@
 One round (:func:`pull_once`) repeats until the peer says there is no more:
 
 1. read the cursor ``(peer node id, 'pull')``: how far into the peer's log this node is;
-2. fetch the page after it, leaving out changes that originated here (never sent home);
+2. fetch the page after it, leaving out changes that originated here (never sent home),
+   except in the first full round after this node's data dir was restored from a snapshot:
+   then its own changes are asked for too, so those it lost come back (storage/replica.py);
 3. fetch the chunks the page's manifests reference that this node lacks (a few at a time,
    each verified on arrival and stored durably before it counts);
 4. ``apply_remote``: the whole page with last-writer-wins and the new cursor, in one
@@ -152,10 +154,13 @@ async def pull_once(
     """Pull pages from the peer until it has no more; what was done, for logs and stats."""
     stats = PullStats()
     bytes_before = client.bytes_received
+    # After a restore, one full round also asks for our own changes (storage/replica.py).
+    own_too = store.repulls_own_changes(peer_name)
+    exclude = None if own_too else store.node_id
     while True:
         cursor = await store.get_cursor(peer_name, "pull")
         sent_ms = wall_clock_ms()
-        page = await client.changes(cursor, batch_limit, exclude_origin=store.node_id)
+        page = await client.changes(cursor, batch_limit, exclude_origin=exclude)
         if state is not None:
             state.observe_clock(page.now_ms, sent_ms, wall_clock_ms())
             state.peer_last_seq = page.last_seq
@@ -167,6 +172,8 @@ async def pull_once(
         stats.cursor = page.last_seq
         if not page.more:
             break
+    if own_too:
+        await store.own_changes_repulled(peer_name)
     stats.bytes_received = client.bytes_received - bytes_before
     return stats
 

@@ -294,6 +294,15 @@ async def handle_push(request: Request, store: ReplicaStore, max_skew_ms: int) -
         raise RouteError(400, "BadRequest", "a node cannot push its own change log to itself")
     if page.changes and page.changes[0].seq <= after:
         raise RouteError(400, "BadRequest", "the page holds changes at or before 'after'")
+    if store.repulls_own_changes(page.node_id):
+        # Restored from a snapshot: our own lost writes are in the pusher's log, and a pushed
+        # page (which leaves them out) would move the cursor past them before we pull them.
+        raise RouteError(
+            409,
+            "Recovering",
+            f"this node was restored from a snapshot and first pulls its own changes back from"
+            f" {page.node_id} (its --peer pull, or lakenode repl pull): push after that",
+        )
     cursor = await store.get_cursor(page.node_id, "pull")
     if after > cursor:
         raise RouteError(

@@ -45,6 +45,15 @@ def write_meta(conn: sqlite3.Connection, name: str, value: str) -> None:
     )
 
 
+def read_meta_prefixed(conn: sqlite3.Connection, prefix: str) -> dict[str, str]:
+    """Every meta row whose name starts with ``prefix``, by the rest of its name."""
+    rows = conn.execute(
+        "SELECT name, value FROM meta WHERE name >= ? AND name < ?",
+        (prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)),
+    ).fetchall()
+    return {str(name)[len(prefix) :]: str(value) for name, value in rows}
+
+
 def last_hlc(conn: sqlite3.Connection) -> int:
     """The largest HLC this data dir ever issued or stored."""
     stored = read_meta(conn, "hlc_last")

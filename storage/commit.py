@@ -6,8 +6,10 @@ takes every mutation queued so far and, for the whole batch:
 1. opens one transaction and, per mutation, a savepoint; stamps it with the next HLC and
    applies it (metadata + change-log row). A mutation that fails its precondition (say
    NoSuchBucket) is rolled back to its savepoint alone and gets its error;
-2. appends the batch's manifests to the active segment and fsyncs every segment written
-   since the last flush (the data chunks were appended by the writers before they submitted);
+2. appends the batch's manifests and metadata-journal entries (storage/journal.py: one per
+   change-log row written, one per multipart-upload step) to the active segment and fsyncs
+   every segment written since the last flush (the data chunks were appended by the writers
+   before they submitted), so the segments alone can rebuild the catalog;
 3. records the durable segment ends and the HLC, and commits (WAL, synchronous=FULL);
 4. answers every writer.
 
@@ -27,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from storage import catalog
+from storage import catalog, journal
 from storage.database import Database
 from storage.errors import ReadOnly, StorageError
 from storage.hlc import HybridClock, Timestamp
@@ -53,8 +55,11 @@ class Mutation(Protocol):
 @dataclass
 class Outcome:
     result: Any = None
-    # Manifest record to append to the segment before commit (None for bucket operations).
+    # A manifest record to append before commit that no change-log row carries (the manifest
+    # of every change-log row is appended anyway, see storage/journal.py).
     manifest_bytes: bytes | None = None
+    # Journal entries (storage/journal.py) for state the change log does not hold.
+    journal: tuple[bytes, ...] = ()
 
 
 @dataclass
@@ -126,14 +131,9 @@ class GroupCommitter:
 
     async def _flush(self, batch: list[_Pending]) -> None:
         try:
-            await self._database.run(_apply_batch, batch, self._clock)
-            manifests = [
-                p.outcome.manifest_bytes
-                for p in batch
-                if isinstance(p.outcome, Outcome) and p.outcome.manifest_bytes is not None
-            ]
+            records = await self._database.run(_apply_batch, batch, self._clock)
             started = time.perf_counter()
-            durable, sealed = await asyncio.to_thread(self._append_and_sync, manifests)
+            durable, sealed = await asyncio.to_thread(self._append_and_sync, records)
             fsync_seconds = time.perf_counter() - started
             await self._database.run(_commit, durable, sealed, self._clock.last)
         except BaseException as exc:
@@ -155,9 +155,9 @@ class GroupCommitter:
                 assert pending.outcome is not None
                 pending.future.set_exception(pending.outcome)
 
-    def _append_and_sync(self, manifests: list[bytes]) -> tuple[dict[int, int], list[int]]:
-        for manifest_bytes in manifests:
-            self._segments.append(RecordKind.MANIFEST, manifest_bytes)
+    def _append_and_sync(self, records: list[journal.Record]) -> tuple[dict[int, int], list[int]]:
+        for kind, payload in records:
+            self._segments.append(kind, payload)
         durable = self._segments.sync()
         return durable, self._segments.take_sealed()
 
@@ -199,8 +199,12 @@ def _latest_versions(batch: list[_Pending]) -> list[Manifest]:
     return [manifest for manifest in latest.values() if manifest is not None]
 
 
-def _apply_batch(conn: sqlite3.Connection, batch: list[_Pending], clock: HybridClock) -> None:
+def _apply_batch(
+    conn: sqlite3.Connection, batch: list[_Pending], clock: HybridClock
+) -> list[journal.Record]:
+    """Apply the batch in an open transaction; return the records to append before commit."""
     conn.execute("BEGIN IMMEDIATE")
+    log_end = journal.log_end(conn)
     for pending in batch:
         conn.execute("SAVEPOINT mutation")
         try:
@@ -213,6 +217,13 @@ def _apply_batch(conn: sqlite3.Connection, batch: list[_Pending], clock: HybridC
             conn.execute("ROLLBACK TO mutation")
             pending.outcome = bug
         conn.execute("RELEASE mutation")
+    records = journal.change_records(conn, log_end)
+    for pending in batch:
+        if isinstance(pending.outcome, Outcome):
+            if pending.outcome.manifest_bytes is not None:
+                records.append((RecordKind.MANIFEST, pending.outcome.manifest_bytes))
+            records.extend((RecordKind.JOURNAL, entry) for entry in pending.outcome.journal)
+    return records
 
 
 def _commit(

@@ -4,7 +4,8 @@ These are plain synchronous functions of a ``sqlite3.Connection`` so that the ``
 keys`` command can run them on a stopped data dir or beside a running node (WAL lets both
 write; the busy timeout serialises them). Every change bumps ``meta.keys_generation``; the
 node polls that number and reloads its key table when it moves, so a new or disabled key
-takes effect within a second without a restart.
+takes effect within a second without a restart. Every change is also journaled
+(storage/key_journal.py) before it commits, so keys survive the loss of the database.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 
 from storage.catalog import read_meta, write_meta
 from storage.errors import StorageError
+from storage.key_journal import record_key_change
 
 ACCESS_KEY_PATTERN = re.compile(r"^[A-Za-z0-9._-]{3,128}$")
 STATUSES = ("active", "disabled")
@@ -100,7 +102,9 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("COMMIT")
 
 
-def _bump(conn: sqlite3.Connection) -> None:
+def _bump(conn: sqlite3.Connection, access_key: str) -> None:
+    """Last step of every key change, just before COMMIT: journal it, tell the node."""
+    record_key_change(conn, access_key)
     write_meta(conn, "keys_generation", str(keys_generation(conn) + 1))
 
 
@@ -137,7 +141,7 @@ def create_key(conn: sqlite3.Connection, key: AccessKey) -> AccessKey:
                 created.created_ms,
             ),
         )
-        _bump(conn)
+        _bump(conn, created.access_key)
     return created
 
 
@@ -146,11 +150,11 @@ def set_status(conn: sqlite3.Connection, access_key: str, status: str) -> None:
     with _transaction(conn):
         get_key(conn, access_key)
         conn.execute("UPDATE access_keys SET status = ? WHERE access_key = ?", (status, access_key))
-        _bump(conn)
+        _bump(conn, access_key)
 
 
 def delete_key(conn: sqlite3.Connection, access_key: str) -> None:
     with _transaction(conn):
         get_key(conn, access_key)
         conn.execute("DELETE FROM access_keys WHERE access_key = ?", (access_key,))
-        _bump(conn)
+        _bump(conn, access_key)

@@ -1,9 +1,10 @@
 """Every kind of write, as a mutation applied inside the group-commit transaction.
 
 Each mutation reads what it depends on inside the transaction (so concurrent writers cannot
-invalidate its checks), takes its HLC stamp from the committer, writes its rows and its
-change-log row, and may hand back a manifest for the committer to append to the segment
-before the commit (so rebuild-index can find it without the database).
+invalidate its checks), takes its HLC stamp from the committer and writes its rows and its
+change-log row. The committer appends every change-log row (with its manifest) to the
+segment before the commit, so rebuild-index can find it without the database; state the
+change log does not hold (multipart uploads) goes there as journal entries from the Outcome.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import sqlite3
 from dataclasses import dataclass
 
-from storage import catalog, config, uploads
+from storage import catalog, config, journal, uploads
 from storage.catalog import NULL_VERSION, BucketInfo
 from storage.commit import Outcome
 from storage.errors import NoSuchKey
@@ -90,9 +91,8 @@ def _write_version(
         headers,
         chunks,
     )
-    encoded = manifest.encode()
-    catalog.apply_put_version(conn, manifest, encoded, stamp)
-    return Outcome(manifest, encoded)
+    catalog.apply_put_version(conn, manifest, manifest.encode(), stamp)
+    return Outcome(manifest)
 
 
 def _tag(
@@ -231,7 +231,8 @@ class CreateUpload:
         return self.upload.bucket, self.upload.key
 
     def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
-        return Outcome(uploads.apply_create_upload(conn, stamp, self.upload))
+        created = uploads.apply_create_upload(conn, stamp, self.upload)
+        return Outcome(created, journal=(journal.upload_created(stamp, created),))
 
 
 @dataclass(frozen=True)
@@ -263,7 +264,8 @@ class PutPart:
             self.chunks,
         )
         info: PartInfo = uploads.apply_put_part(conn, stamp, self.upload, self.part_number, part)
-        return Outcome(info)
+        entry = journal.part_stored(stamp, self.upload.upload_id, self.part_number, part.encode())
+        return Outcome(info, journal=(entry,))
 
 
 @dataclass(frozen=True)
@@ -279,10 +281,11 @@ class CompleteUpload:
         return self.upload.bucket, self.upload.key
 
     def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
-        manifest, encoded = uploads.apply_complete(
+        manifest = uploads.apply_complete(
             conn, stamp, self.upload, list(self.parts), self.extra_headers, self.part_checksums
         )
-        return _tag(conn, stamp, Outcome(manifest, encoded), self.tags)
+        done = journal.upload_done(stamp, self.upload.upload_id)
+        return _tag(conn, stamp, Outcome(manifest, journal=(done,)), self.tags)
 
 
 @dataclass(frozen=True)
@@ -294,4 +297,4 @@ class AbortUpload:
 
     def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
         uploads.apply_abort(conn, self.upload)
-        return Outcome()
+        return Outcome(journal=(journal.upload_done(stamp, self.upload.upload_id),))

@@ -7,9 +7,9 @@ range (so slices written by UploadPartCopy follow their record). References by h
 (conflicts, the change log) follow through ``chunk_index``, which is repointed too.
 
 Runs inside a mutation's transaction (storage/commit.py), so readers see the old or the new
-locations, never a mix. A version whose manifest changes is also appended as a new manifest
-record: the segments stay the truth for rebuild-index (for one version, the record written
-last, i.e. at the highest (segment, offset), is the current one).
+locations, never a mix. The segments stay the truth for rebuild-index: a version whose
+manifest changes is appended again as a manifest record (rebuild takes, for one version, the
+usable record written last), a part as a new ``upload.part`` journal entry with its stamp.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 
 import blake3
 
+from storage import journal
 from storage.errors import FormatError
+from storage.hlc import Timestamp
 from storage.manifest import ChunkRef, decode
 from storage.segments import RecordKind
 
@@ -126,8 +128,18 @@ def relocate(
                 "UPDATE parts SET manifest = ? WHERE upload_id = ? AND part_number = ?",
                 (updated, *key),
             )
+            entry = _part_entry(str(key[0]), int(str(key[1])), updated)
+            append_record(RecordKind.JOURNAL, entry, blake3.blake3(entry).digest())
             result.parts += 1
     return result
+
+
+def _part_entry(upload_id: str, part_number: int, manifest: bytes) -> bytes:
+    """The part's journal entry again, with its stamp: rebuild-index replays a part's
+    entries in (stamp, position) order, so this one, written last, wins."""
+    part = decode(manifest)
+    return journal.part_stored(Timestamp.unpack(part.hlc, part.origin), upload_id,
+                               part_number, manifest)  # fmt: skip
 
 
 def _relocated_blob(

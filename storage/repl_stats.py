@@ -126,24 +126,16 @@ def cursor_rows(conn: sqlite3.Connection) -> list[CursorRow]:
     return [CursorRow(str(p), str(d), int(s), int(u)) for p, d, s, u in rows]
 
 
-def _prefixed(conn: sqlite3.Connection, prefix: str) -> dict[str, str]:
-    rows = conn.execute(
-        "SELECT name, value FROM meta WHERE name >= ? AND name < ?",
-        (prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)),
-    ).fetchall()
-    return {str(name)[len(prefix) :]: str(value) for name, value in rows}
-
-
 def read_counters(conn: sqlite3.Connection) -> dict[str, PeerCounters]:
     return {
         peer: PeerCounters.from_json(text)
-        for peer, text in _prefixed(conn, COUNTERS_PREFIX).items()
+        for peer, text in catalog.read_meta_prefixed(conn, COUNTERS_PREFIX).items()
     }
 
 
 def read_validates(conn: sqlite3.Connection) -> dict[str, ValidateRecord]:
     records = {}
-    for peer, text in _prefixed(conn, VALIDATE_PREFIX).items():
+    for peer, text in catalog.read_meta_prefixed(conn, VALIDATE_PREFIX).items():
         try:
             document = json.loads(text)
             records[peer] = ValidateRecord(
@@ -156,7 +148,7 @@ def read_validates(conn: sqlite3.Connection) -> dict[str, ValidateRecord]:
 
 def read_bootstrap_progress(conn: sqlite3.Connection) -> dict[str, float]:
     progress = {}
-    for peer, text in _prefixed(conn, BOOTSTRAP_PREFIX).items():
+    for peer, text in catalog.read_meta_prefixed(conn, BOOTSTRAP_PREFIX).items():
         try:
             progress[peer] = min(1.0, max(0.0, float(text)))
         except ValueError:
@@ -165,7 +157,7 @@ def read_bootstrap_progress(conn: sqlite3.Connection) -> dict[str, float]:
 
 
 def read_peer_urls(conn: sqlite3.Connection) -> dict[str, str]:
-    return _prefixed(conn, PEER_URL_PREFIX)
+    return catalog.read_meta_prefixed(conn, PEER_URL_PREFIX)
 
 
 # ---- writes -----------------------------------------------------------------------------------

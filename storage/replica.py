@@ -112,8 +112,35 @@ def changes_after(
 
 
 def last_seq(conn: sqlite3.Connection) -> int:
-    (value,) = conn.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()
-    return int(value)
+    """The log's last position: the largest seq ever given out. Normally the last row's seq;
+    after a restore or rebuild, the floor set by :func:`continue_log_above` (no row yet)."""
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").fetchone()
+    return int(row[0]) if row is not None else 0
+
+
+# Changes a node can commit per millisecond, with a wide margin: SQLite inserts change rows
+# at well under a million per second, and every change of this node goes through one writer.
+LOG_GROWTH_PER_MS_MAX = 10_000
+
+
+def continue_log_above(conn: sqlite3.Connection, since_ms: int, now_ms: int) -> int:
+    """After a restore or a rebuild, make the next seq greater than any seq the lost log
+    can have reached, and return the new last seq.
+
+    Peers hold cursors into the log as it was before the loss; the log kept (or rebuilt)
+    may end earlier. Were new changes numbered from there, a peer whose cursor is ahead
+    would skip them without noticing. The lost log had at most the kept last seq plus
+    what could be committed between ``since_ms`` (when the kept state was current) and
+    ``now_ms``: the next seq is put above that.
+    """
+    elapsed_ms = max(0, now_ms - since_ms)
+    floor = last_seq(conn) + elapsed_ms * LOG_GROWTH_PER_MS_MAX + 1
+    updated = conn.execute(
+        "UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'changes'", (floor,)
+    ).rowcount
+    if not updated:
+        conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('changes', ?)", (floor,))
+    return last_seq(conn)
 
 
 def chunk_location(conn: sqlite3.Connection, digest: bytes) -> ChunkRef | None:
@@ -154,6 +181,43 @@ def set_cursor(conn: sqlite3.Connection, peer: str, direction: str, seq: int) ->
         " updated_ms = excluded.updated_ms",
         (peer, direction, seq, wall_clock_ms()),
     )
+
+
+# ---- re-pulling this node's own changes after a restore ----------------------------------------
+
+REPULL_OWN_SINCE = "repull_own_since"
+REPULL_OWN_DONE_PREFIX = "repull_own_done:"
+
+
+def start_repulling_own_changes(conn: sqlite3.Connection, since_ms: int) -> None:
+    """After a restore: this node's changes made after the snapshot are gone here but may be
+    held by peers, relayed in their logs **after** where our (restored) pull cursors point
+    (they reached the peer after the snapshot). So the next pull from each peer asks for
+    every origin, ours included, and applies those we lack; then that peer is done."""
+    catalog.write_meta(conn, REPULL_OWN_SINCE, str(since_ms))
+    for peer in catalog.read_meta_prefixed(conn, REPULL_OWN_DONE_PREFIX):
+        conn.execute("DELETE FROM meta WHERE name = ?", (REPULL_OWN_DONE_PREFIX + peer,))
+
+
+def repull_state(conn: sqlite3.Connection) -> tuple[bool, set[str]]:
+    """(whether own changes are to be re-pulled, the peers already done)."""
+    if catalog.read_meta(conn, REPULL_OWN_SINCE) is None:
+        return False, set()
+    return True, set(catalog.read_meta_prefixed(conn, REPULL_OWN_DONE_PREFIX))
+
+
+@dataclass(frozen=True)
+class OwnChangesRepulled:
+    """A full pull round from ``peer`` included our own changes: that peer is done."""
+
+    peer: str
+
+    def touched(self) -> tuple[str, str | None]:
+        return "", ""
+
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+        catalog.write_meta(conn, REPULL_OWN_DONE_PREFIX + self.peer, str(stamp.wall_ms))
+        return Outcome()
 
 
 # ---- small mutations -------------------------------------------------------------------------
@@ -206,19 +270,19 @@ class ApplyRemote:
 
     def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
         catalog.index_chunks(conn, self.received)
-        result = apply_changes(conn, self.changes, stamp.node_id, self.max_skew_ms, self.clock)
+        result = apply_changes(conn, self.changes, self.max_skew_ms, self.clock)
         set_cursor(conn, self.peer, "pull", self.cursor)
         return Outcome(result)
 
 
 def apply_changes(
-    conn: sqlite3.Connection,
-    changes: tuple[Change, ...],
-    local_node: str,
-    max_skew_ms: int,
-    clock: HybridClock,
+    conn: sqlite3.Connection, changes: tuple[Change, ...], max_skew_ms: int, clock: HybridClock
 ) -> ApplyResult:
     """Apply changes with LWW inside the caller's transaction, relogging each with its stamp.
+
+    A change already in our log (by ``(origin, hlc)``) is a duplicate. That covers this
+    node's own changes too: they are never sent back to it, except when it pulls them again
+    after a restore (see :func:`repulls_own_changes`), and then those it lost are applied.
 
     Raises MissingChunks after looking at every change, so the caller's savepoint rolls the
     whole batch back and the caller learns every chunk it lacks at once.
@@ -227,7 +291,7 @@ def apply_changes(
     now_ms = wall_clock_ms()
     missing: set[bytes] = set()
     for change in changes:
-        if change.origin == local_node or _already_applied(conn, change):
+        if _already_applied(conn, change):
             result.duplicates += 1
             continue
         if (change.hlc >> LOGICAL_BITS) > now_ms + max_skew_ms:
@@ -235,12 +299,11 @@ def apply_changes(
             result.rejected.append(change)
             continue
         try:
-            conflict = _apply_change(conn, change)
+            conflict = apply_and_log(conn, change)
         except MissingChunks as lacking:
             missing |= lacking.digests
             continue
         clock.observe(change.hlc)
-        _relog(conn, change)
         result.applied += 1
         result.conflicts += int(conflict)
     if missing:
@@ -255,15 +318,33 @@ def _already_applied(conn: sqlite3.Connection, change: Change) -> bool:
     return row is not None
 
 
-def _relog(conn: sqlite3.Connection, change: Change) -> None:
-    """Keep the change, with its origin and HLC, in our own log: it relays to other sites."""
+def apply_and_log(
+    conn: sqlite3.Connection, change: Change, seq: int | None = None, *, chunks_local: bool = False
+) -> bool:
+    """Apply one change with LWW and keep it in our log with its origin and HLC (it relays to
+    other sites). Returns True when it lost to newer state (a conflict).
+
+    rebuild-index passes ``seq`` (the change goes back where it was in the log) and
+    ``chunks_local`` (the manifest names this node's own chunk records, checked intact: kept
+    as it is instead of being mapped to the first copy of each chunk by hash).
+    """
+    manifest_bytes = change.manifest
+    if change.op in VERSION_OPS:
+        manifest = _checked_manifest(change)
+        if not chunks_local:
+            manifest = _localized(conn, manifest)
+        conflict = _apply_version(conn, change, manifest)
+        manifest_bytes = manifest.encode()
+    else:
+        conflict = _apply_change(conn, change)
     conn.execute(
-        "INSERT INTO changes (hlc, origin, op, bucket, key, version_id, size, etag, manifest,"
-        " payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (change.hlc, change.origin, change.op, change.bucket, change.key, change.version_id,
-         change.size, change.etag, _localized_manifest_bytes(conn, change),
+        "INSERT INTO changes (seq, hlc, origin, op, bucket, key, version_id, size, etag,"
+        " manifest, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (seq, change.hlc, change.origin, change.op, change.bucket, change.key,
+         change.version_id, change.size, change.etag, manifest_bytes,
          json.dumps(change.payload, sort_keys=True) if change.payload is not None else None),
     )  # fmt: skip
+    return conflict
 
 
 def _stamp(change: Change) -> Stamp:
@@ -278,8 +359,8 @@ def _apply_change(conn: sqlite3.Connection, change: Change) -> bool:
     return handler(conn, change)
 
 
-def _localized(conn: sqlite3.Connection, change: Change) -> Manifest:
-    """The change's manifest with chunk locations on this node (all must be present)."""
+def _checked_manifest(change: Change) -> Manifest:
+    """The change's manifest, which must describe the change's own version."""
     if change.manifest is None:
         raise ReplicationError(f"{change.op} without a manifest")
     try:
@@ -293,6 +374,11 @@ def _localized(conn: sqlite3.Connection, change: Change) -> Manifest:
         change.origin,
     ):
         raise ReplicationError("manifest does not match its change")
+    return remote
+
+
+def _localized(conn: sqlite3.Connection, remote: Manifest) -> Manifest:
+    """The manifest with chunk locations on this node (all must be present)."""
     local: list[ChunkRef] = []
     lacking: set[bytes] = set()
     for chunk in remote.chunks:
@@ -306,14 +392,8 @@ def _localized(conn: sqlite3.Connection, change: Change) -> Manifest:
     return dataclasses.replace(remote, chunks=tuple(local))
 
 
-def _localized_manifest_bytes(conn: sqlite3.Connection, change: Change) -> bytes | None:
-    if change.manifest is None or change.op not in ("object.put", "object.delete"):
-        return change.manifest
-    return _localized(conn, change).encode()
-
-
-def _apply_version(conn: sqlite3.Connection, change: Change) -> bool:
-    manifest = _localized(conn, change)
+def _apply_version(conn: sqlite3.Connection, change: Change, manifest: Manifest) -> bool:
+    """object.put / object.delete, with the version's manifest on this node."""
     catalog.get_bucket(conn, manifest.bucket)
     incoming = _stamp(change)
     tomb = conn.execute(
@@ -457,9 +537,8 @@ def _apply_tags(conn: sqlite3.Connection, change: Change) -> bool:
     return False
 
 
+VERSION_OPS = frozenset({"object.put", "object.delete"})
 _HANDLERS = {
-    "object.put": _apply_version,
-    "object.delete": _apply_version,
     "version.delete": _apply_version_delete,
     "bucket.create": _apply_bucket_create,
     "bucket.delete": _apply_bucket_delete,

@@ -45,6 +45,10 @@ RECORD_BYTES_MAX = 256 << 20  # no record we write comes near this; a larger len
 class RecordKind(IntEnum):
     CHUNK = 1
     MANIFEST = 2
+    # Metadata that is not a manifest (buckets, documents, tags, version deletes, uploads,
+    # the change-log position of every change), so rebuild-index needs no database:
+    # storage/journal.py.
+    JOURNAL = 3
 
 
 @dataclass(frozen=True)
@@ -107,28 +111,42 @@ def scan_records(path: Path) -> tuple[list[Record], int]:
     Scanning stops at the first record that is torn (runs past the end of the file) or whose
     payload does not match its hash: with in-order writes that is where the valid data ends.
     """
-    records: list[Record] = []
-    with open(path, "rb") as file:
-        header = file.read(SEGMENT_HEADER.size)
-        magic, version, segment_id = _parse_segment_header(header, path)
-        del magic, version
-        position = SEGMENT_HEADER.size
-        while True:
-            record_header = file.read(RECORD_HEADER.size)
-            if len(record_header) < RECORD_HEADER.size:
-                break
-            kind_value, length, digest = RECORD_HEADER.unpack(record_header)
-            known_kind = kind_value in RecordKind._value2member_map_
-            if not known_kind or not 0 < length <= RECORD_BYTES_MAX:
-                break
-            payload = file.read(length)
-            if len(payload) < length or blake3.blake3(payload).digest() != digest:
-                break
-            payload_offset = position + RECORD_HEADER.size
-            kind = RecordKind(kind_value)
-            records.append(Record(kind, segment_id, payload_offset, length, digest))
-            position = payload_offset + length
-    return records, position
+    scan = SegmentScan(path)
+    records = [record for record, _payload in scan]
+    return records, scan.valid_end
+
+
+class SegmentScan:
+    """Iterate a segment's intact records lazily, as ``(record, payload)``; the payload is
+    kept only for metadata records (chunk payloads are hashed, then dropped), so memory stays
+    bounded by one record whatever the segment size. ``valid_end`` is the end of the intact
+    prefix once the iteration is over."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.valid_end = 0
+
+    def __iter__(self) -> Iterator[tuple[Record, bytes | None]]:
+        with open(self.path, "rb") as file:
+            header = file.read(SEGMENT_HEADER.size)
+            _magic, _version, segment_id = _parse_segment_header(header, self.path)
+            position = self.valid_end = SEGMENT_HEADER.size
+            while True:
+                record_header = file.read(RECORD_HEADER.size)
+                if len(record_header) < RECORD_HEADER.size:
+                    return
+                kind_value, length, digest = RECORD_HEADER.unpack(record_header)
+                known_kind = kind_value in RecordKind._value2member_map_
+                if not known_kind or not 0 < length <= RECORD_BYTES_MAX:
+                    return
+                payload = file.read(length)
+                if len(payload) < length or blake3.blake3(payload).digest() != digest:
+                    return
+                payload_offset = position + RECORD_HEADER.size
+                kind = RecordKind(kind_value)
+                position = self.valid_end = payload_offset + length
+                record = Record(kind, segment_id, payload_offset, length, digest)
+                yield record, (None if kind == RecordKind.CHUNK else payload)
 
 
 def _parse_segment_header(header: bytes, path: Path) -> tuple[bytes, int, int]:
@@ -270,9 +288,9 @@ class SegmentWriter:
         self._fsync(old.fd)
         # Closed by the next sync(), which may be fsyncing this descriptor right now.
         self._retired_fds.append(old.fd)
-        # Already fsynced, but reported by the next sync() so that its final end reaches the
-        # catalog: a chunk appended just before rotation may be committed later, and fsck and
-        # GC take the recorded durable end as the committed extent of every segment.
+        # Reported by the next sync() (already fsynced above): the commit that follows
+        # records the sealed segment's true end, which covers every record of that commit
+        # (fsck and scrub take the recorded durable end as the committed extent).
         self._unsynced[old.segment_id] = old.end
         self._durable[old.segment_id] = old.end
         self.sealed.append(old.segment_id)

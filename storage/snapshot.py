@@ -299,9 +299,7 @@ class ApplySnapshotPage:
 
     def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
         catalog.index_chunks(conn, self.received)
-        result = replica.apply_changes(
-            conn, self.changes, stamp.node_id, self.max_skew_ms, self.clock
-        )
+        result = replica.apply_changes(conn, self.changes, self.max_skew_ms, self.clock)
         catalog.write_meta(conn, BOOTSTRAP_META, self.record.to_json())
         catalog.write_meta(conn, BOOTSTRAP_PREFIX + self.record.peer, str(self.record.ratio))
         return Outcome(result)

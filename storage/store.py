@@ -28,6 +28,7 @@ from storage import (
     catalog,
     config,
     digest,
+    key_journal,
     keys,
     listing,
     ops_state,
@@ -176,6 +177,9 @@ class Store:
         # Buckets that hold (or held) object tags: a superset, only ever grown, so that
         # GET/HEAD look tags up only where there can be some (see may_have_tags).
         self._tagged_buckets: set[str] = set()
+        # After a restore: pull our own changes back from each peer once (replica.py).
+        self._repull_own = False
+        self._repulled_from: set[str] = set()
         self.committer = GroupCommitter(
             writer_db, segments, clock, self._latest.invalidate, self._latest.fill_committed
         )
@@ -186,7 +190,7 @@ class Store:
     async def open(cls, config: StoreConfig) -> Store:
         segment_dir = config.data_dir / "segments"
         segment_dir.mkdir(parents=True, exist_ok=True)
-        lock = _lock_data_dir(config.data_dir)
+        lock = lock_data_dir(config.data_dir)
         node_id = resolve_node_id(config.data_dir, config.node_id)
         writer_db = await Database.open(config.data_dir / "meta.db")
         reader_db = await Database.open(config.data_dir / "meta.db", read_only=True)
@@ -197,9 +201,11 @@ class Store:
         segments = SegmentWriter(segment_dir, next_id, config.segment_bytes_max)
         clock = HybridClock(node_id, last=await writer_db.run(catalog.last_hlc))
         await writer_db.run(_backfill_chunk_index)
+        await writer_db.run(key_journal.ensure_baseline, config.data_dir)
         store = cls(config, node_id, writer_db, reader_db, segments, clock)
         store._lock = lock
         store._tagged_buckets.update(await writer_db.run(_tagged_buckets))
+        store._repull_own, store._repulled_from = await writer_db.run(replica.repull_state)
         store.committer.start()
         log.info("store open: node %s, data dir %s, segment %d", node_id, config.data_dir, next_id)
         return store
@@ -512,6 +518,16 @@ class Store:
 
     async def get_cursor(self, peer: str, direction: str) -> int:
         return await self._reader_db.run(replica.get_cursor, peer, direction)
+
+    def repulls_own_changes(self, peer: str) -> bool:
+        """True until a pull round from ``peer`` has brought back this node's own changes
+        after a restore (they are otherwise never sent to their origin)."""
+        return self._repull_own and peer not in self._repulled_from
+
+    async def own_changes_repulled(self, peer: str) -> None:
+        if self.repulls_own_changes(peer):
+            await self._commit(replica.OwnChangesRepulled(peer))
+            self._repulled_from.add(peer)
 
     # ---- snapshots and bootstrap (storage/snapshot.py) -----------------------------------------
 
@@ -940,8 +956,10 @@ def _recover_segments(segment_dir: Path, states: dict[int, tuple[int, bool]]) ->
     return (ids[-1] + 1) if ids else 1
 
 
-def _lock_data_dir(data_dir: Path) -> int:
-    """Hold an exclusive lock on DATA/lakenode.lock while the store is open."""
+def lock_data_dir(data_dir: Path) -> int:
+    """Hold an exclusive lock on DATA/lakenode.lock while the store is open (and while an
+    offline tool such as rebuild-index or restore works on the data dir): returns the
+    descriptor, closing it releases the lock."""
     fd = os.open(data_dir / "lakenode.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -176,7 +176,7 @@ def apply_complete(
     requested: list[tuple[int, str]],
     extra_headers: tuple[tuple[str, str], ...],
     part_checksums: tuple[tuple[int, str, str], ...] = (),
-) -> tuple[Manifest, bytes]:
+) -> Manifest:
     """Validate the part list, build the object's manifest from the parts, and commit it."""
     bucket = get_bucket(conn, upload.bucket)
     get_upload(conn, upload.bucket, upload.key, upload.upload_id)
@@ -216,10 +216,9 @@ def apply_complete(
         + ((PART_SIZES_HEADER, _part_sizes([stored[n][0] for n, _ in requested])),),
         tuple(chunks),
     )
-    encoded = manifest.encode()
-    apply_put_version(conn, manifest, encoded, stamp)
+    apply_put_version(conn, manifest, manifest.encode(), stamp)
     conn.execute("DELETE FROM uploads WHERE upload_id = ?", (upload.upload_id,))
-    return manifest, encoded
+    return manifest
 
 
 def _check_part_checksums(
