@@ -122,6 +122,7 @@ def test_kill_9_during_gc_never_loses_a_live_object(tmp_path: Path) -> None:
         _out, err = process.communicate(timeout=60)
         assert process.returncode in (0, -signal.SIGKILL), f"seed {SEED}: {err.decode()}"
         asyncio.run(verify(tmp_path, expected))
+    asyncio.run(write_round(tmp_path, rng, expected))  # garbage for a last, whole run
     before = segment_bytes(tmp_path)
     run_to_completion(tmp_path)
     assert segment_bytes(tmp_path) < before
