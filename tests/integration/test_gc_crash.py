@@ -27,7 +27,7 @@ import pytest
 
 from storage import fsck
 from storage.store import Store, StoreConfig
-from tests.unit.storage.stores import put_object, read_all
+from tests.unit.storage.stores import Stored, assert_stored, put_object, put_part
 
 pytestmark = pytest.mark.slow
 
@@ -39,10 +39,8 @@ CHUNK = 64 * 1024
 KILL_AT = (-0.1, 1.1)  # when to kill, as a fraction of the work past interpreter start
 REPO = Path(__file__).resolve().parents[2]
 
-Expected = dict[tuple[str, str, str], bytes]
 
-
-async def write_round(data_dir: Path, rng: random.Random, expected: Expected) -> None:
+async def write_round(data_dir: Path, rng: random.Random, expected: Stored) -> None:
     store = await Store.open(StoreConfig(data_dir, segment_bytes_max=SEGMENT, chunk_bytes=CHUNK))
     try:
         if not await store.list_buckets():
@@ -61,30 +59,19 @@ async def write_round(data_dir: Path, rng: random.Random, expected: Expected) ->
         data = rng.randbytes(rng.randrange(1, 100_000))
         manifest = await put_object(store, "versioned", f"v{rng.randrange(3)}", data)
         expected[("versioned", manifest.key, manifest.version_id)] = data
-        upload = await store.create_upload("plain", "mpu", (), "owner")
-        writer = await store.begin_part(upload, 1 << 30)
         data = rng.randbytes(120_000)
-        await writer.write(data)
-        await writer.finish()
-        await writer.commit_part(upload, 1)
-        expected[("upload", upload.upload_id, "1")] = data
+        upload = await put_part(store, "plain", "mpu", data)
+        expected[("upload", upload.upload_id, "plain/mpu")] = data
     finally:
         await store.close()
 
 
-async def verify(data_dir: Path, expected: Expected) -> None:
+async def verify(data_dir: Path, expected: Stored) -> None:
     store = await Store.open(StoreConfig(data_dir))
     try:
         report = await store.inspect(fsck.check, store.segment_dir)
         assert report.clean, f"seed {SEED}: {report.findings}"
-        for (bucket, key, version), data in expected.items():
-            if bucket == "upload":
-                upload = await store.get_upload("plain", "mpu", key)
-                parts, _more = await store.list_parts(upload, 0, 10)
-                assert await read_all(store, parts[0].manifest) == data, f"seed {SEED}: part"
-                continue
-            manifest = await store.head_object(bucket, key, version)
-            assert await read_all(store, manifest) == data, f"seed {SEED}: {bucket}/{key}"
+        await assert_stored(store, expected)
     finally:
         await store.close()
 
@@ -101,7 +88,7 @@ def segment_bytes(data_dir: Path) -> int:
 
 def test_kill_9_during_gc_never_loses_a_live_object(tmp_path: Path) -> None:
     rng = random.Random(SEED)
-    expected: Expected = {}
+    expected: Stored = {}
     asyncio.run(write_round(tmp_path, rng, expected))
     # Aim the kills at the work, not at the interpreter starting: measure both here.
     startup = timed([sys.executable, "-m", "node", "gc", "run", "--help"])

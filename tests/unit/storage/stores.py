@@ -11,6 +11,7 @@ from storage.config import Tags
 from storage.manifest import Manifest
 from storage.segments import DEFAULT_SEGMENT_BYTES_MAX
 from storage.store import Store, StoreConfig
+from storage.uploads import UploadInfo
 
 T = TypeVar("T")
 
@@ -46,6 +47,32 @@ async def put_object(
         await writer.write(data[start : start + piece])
     await writer.finish()
     return await writer.commit([("content-type", "x/y")], tags)
+
+
+async def put_part(store: Store, bucket: str, key: str, data: bytes) -> UploadInfo:
+    """A new multipart upload with ``data`` as its part 1, left in progress."""
+    upload = await store.create_upload(bucket, key, (), "owner")
+    writer = await store.begin_part(upload, 1 << 40)
+    await writer.write(data)
+    await writer.finish()
+    await writer.commit_part(upload, 1)
+    return upload
+
+
+Stored = dict[tuple[str, str, str], bytes]
+"""(bucket, key, version id) -> bytes; ("upload", upload id, "bucket/key") -> its part 1."""
+
+
+async def assert_stored(store: Store, expected: Stored) -> None:
+    """Every version and in-progress part of ``expected`` reads back byte-identical."""
+    for (bucket, key, version), data in expected.items():
+        if bucket == "upload":
+            upload = await store.get_upload(*version.split("/", 1), key)
+            parts, _more = await store.list_parts(upload, 0, 1)
+            assert await read_all(store, parts[0].manifest) == data, f"upload {key} part 1"
+        else:
+            manifest = await store.head_object(bucket, key, version)
+            assert await read_all(store, manifest) == data, f"{bucket}/{key} {version}"
 
 
 async def read_all(store: Store, manifest: Manifest) -> bytes:

@@ -21,7 +21,7 @@ from node.cli import main
 from storage.manifest import Manifest
 from storage.segments import segment_path
 from storage.store import Store
-from tests.unit.storage.stores import put_object, run_with_store
+from tests.unit.storage.stores import put_object, put_part, run_with_store
 
 SEGMENT = 64 * 1024
 CHUNK = 16 * 1024
@@ -46,11 +46,7 @@ def written(tmp_path: Path) -> dict[str, Manifest]:
         await put_object(store, "gone", "k", b"short-lived")
         await store.delete_object("gone", "k")
         await store.delete_bucket("gone")
-        upload = await store.create_upload("b", "mpu", (), "owner")
-        writer = await store.begin_part(upload, 1 << 30)
-        await writer.write(os.urandom(25_000))
-        await writer.finish()
-        await writer.commit_part(upload, 1)
+        await put_part(store, "b", "mpu", os.urandom(25_000))
         kept["last"] = await put_object(store, "b", "last", b"in the last segment")
         return kept
 

@@ -24,7 +24,15 @@ from storage.rebuild import rebuild_index
 from storage.replica import LogPruned
 from storage.segments import RecordKind, SegmentWriter, list_segment_ids, segment_path
 from storage.store import Store
-from tests.unit.storage.stores import put_object, read_all, run_with_store, run_with_two_stores
+from tests.unit.storage.stores import (
+    Stored,
+    assert_stored,
+    put_object,
+    put_part,
+    read_all,
+    run_with_store,
+    run_with_two_stores,
+)
 
 SEGMENT = 64 * 1024
 CHUNK = 16 * 1024
@@ -48,7 +56,7 @@ async def gc_run(store: Store, threshold: float = gc.DEFAULT_THRESHOLD) -> gc.Gc
 
 
 def test_gc_reclaims_garbage_and_keeps_every_live_version_and_part(tmp_path: Path) -> None:
-    expected: dict[tuple[str, str, str], bytes] = {}
+    expected: Stored = {}
 
     async def body(store: Store) -> None:
         await store.create_bucket("v", "owner")
@@ -68,12 +76,9 @@ def test_gc_reclaims_garbage_and_keeps_every_live_version_and_part(tmp_path: Pat
         for key in ("c", "d"):
             await store.delete_object("b", key)
             del expected[("b", key, "null")]
-        upload = await store.create_upload("b", "mpu", (), "owner")
         part_data = os.urandom(50_000)
-        writer = await store.begin_part(upload, 1 << 30)
-        await writer.write(part_data)
-        await writer.finish()
-        await writer.commit_part(upload, 1)
+        upload = await put_part(store, "b", "mpu", part_data)
+        expected[("upload", upload.upload_id, "b/mpu")] = part_data
 
         before = await store.usage()
         plan, _live = await gc.make_plan(store, gc.DEFAULT_THRESHOLD)
@@ -86,19 +91,11 @@ def test_gc_reclaims_garbage_and_keeps_every_live_version_and_part(tmp_path: Pat
         assert disk_before - await disk_bytes(store) >= outcome.reclaimed_bytes - 16
         assert after.live_bytes == before.live_bytes
         assert after.garbage_bytes < before.garbage_bytes / 4
-        await check_everything(store, upload, part_data)
+        await assert_stored(store, expected)
         await assert_fsck_clean(store)
 
-    async def check_everything(store: Store, upload: object, part_data: bytes) -> None:
-        for (bucket, key, version_id), data in expected.items():
-            manifest = await store.head_object(bucket, key, version_id)
-            assert await read_all(store, manifest) == data
-        parts, _more = await store.list_parts(upload, 0, 10)  # type: ignore[arg-type]
-        assert await read_all(store, parts[0].manifest) == part_data
-
     async def reopened(store: Store) -> None:
-        for (bucket, key, version_id), data in expected.items():
-            assert await read_all(store, await store.head_object(bucket, key, version_id)) == data
+        await assert_stored(store, expected)
         await assert_fsck_clean(store)
         again = await gc_run(store)
         assert again.reclaimed_bytes < 2 * SEGMENT  # nothing much left to collect
@@ -322,7 +319,7 @@ def test_a_site_asking_for_log_whose_chunks_gc_reclaimed_is_told_to_bootstrap(
 def test_rebuild_index_after_gc_recreates_every_live_version_and_part(tmp_path: Path) -> None:
     """GC moves chunks: it appends the moved versions' manifests and parts' journal entries
     again, so a catalog rebuilt from the segments alone points at the copies."""
-    expected: dict[tuple[str, str, str], bytes] = {}
+    expected: Stored = {}
 
     async def body(store: Store) -> None:
         await store.create_bucket("v", "owner")
@@ -335,13 +332,9 @@ def test_rebuild_index_after_gc_recreates_every_live_version_and_part(tmp_path: 
             data = os.urandom(30_000)
             await put_object(store, "b", "plain", data)
         expected[("b", "plain", "null")] = data
-        upload = await store.create_upload("b", "mpu", (), "owner")
-        writer = await store.begin_part(upload, 1 << 30)
         part = os.urandom(40_000)
-        await writer.write(part)
-        await writer.finish()
-        await writer.commit_part(upload, 1)
-        expected[("upload", upload.upload_id, "1")] = part
+        upload = await put_part(store, "b", "mpu", part)
+        expected[("upload", upload.upload_id, "b/mpu")] = part
         for _ in range(3):
             await put_object(store, "b", "filler", os.urandom(60_000))
         outcome = await gc_run(store, threshold=1.0)
@@ -354,14 +347,7 @@ def test_rebuild_index_after_gc_recreates_every_live_version_and_part(tmp_path: 
     assert all("v/k" not in skip["what"] for skip in report["skipped"])
 
     async def check(store: Store) -> None:
-        for (bucket, key, version), data in expected.items():
-            if bucket == "upload":
-                upload = await store.get_upload("b", "mpu", key)
-                parts, _more = await store.list_parts(upload, 0, 10)
-                assert await read_all(store, parts[0].manifest) == data
-            else:
-                manifest = await store.head_object(bucket, key, version)
-                assert await read_all(store, manifest) == data
+        await assert_stored(store, expected)
         await assert_fsck_clean(store)
 
     run_with_store(check, tmp_path, bucket=None)

@@ -18,7 +18,7 @@ import pytest
 from node.cli import main
 from node.ops_cli import parse_age_ms
 from storage.store import Store
-from tests.unit.storage.stores import read_all, run_with_store
+from tests.unit.storage.stores import put_part, read_all, run_with_store
 
 PART = 200_000
 DAY_MS = 86_400_000
@@ -33,12 +33,8 @@ def test_stale_uploads_are_aborted_and_fresh_ones_kept(tmp_path: Path, capsys: A
     async def start(store: Store) -> dict[str, bytes]:
         parts = {}
         for key in ("stale", "fresh"):
-            upload = await store.create_upload("b", key, (), "owner")
-            writer = await store.begin_part(upload, 1 << 30)
-            parts[upload.upload_id] = os.urandom(PART)
-            await writer.write(parts[upload.upload_id])
-            await writer.finish()
-            await writer.commit_part(upload, 1)
+            data = os.urandom(PART)
+            parts[(await put_part(store, "b", key, data)).upload_id] = data
         return parts
 
     parts = run_with_store(start, tmp_path, chunk_bytes=64 * 1024, segment_bytes_max=128 * 1024)
