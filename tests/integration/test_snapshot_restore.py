@@ -144,10 +144,11 @@ def test_snapshot_under_write_load_restores_to_a_consistent_node(tmp_path: Path)
         restored.start()
         try:
             keys = served_keys(restored.url, "load")
-            # INTEGRATION (ops-tools): run `lakenode fsck` on restored.data_dir here (after
-            # restored.stop()) and assert exit 0, once the "fsck" job is on this branch.
         finally:
             restored.stop()
+        checked = lakenode("fsck", "--data-dir", str(restored.data_dir), "--json")
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert json.loads(checked.stdout)["clean"] is True
         if expected is None:
             assert before <= keys and not keys & after and len(keys) == report["objects"]
         else:

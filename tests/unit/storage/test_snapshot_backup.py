@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from storage import fsck
 from storage.rebuild import COMPLETE, rebuild_index
 from storage.segments import segment_path
 from storage.snapshot_backup import (
@@ -101,8 +102,8 @@ def test_a_snapshot_under_write_load_restores_to_a_consistent_state(tmp_path: Pa
             keys = {entry.key for entry in page.entries}
             for key in keys:  # every object the snapshot holds is whole and right
                 assert await read_all(store, await store.head_object("load", key)) == content(key)
-            # INTEGRATION (ops-tools): run the registered job "fsck" on `store` here and
-            # assert it reports no problem, once storage/fsck lands on this branch.
+            consistency = await store.inspect(fsck.check, store.segment_dir)
+            assert consistency.clean, consistency.to_json()
             return keys
         finally:
             await store.close()
