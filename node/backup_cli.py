@@ -26,7 +26,8 @@ from typing import Any
 from node import jobs
 from node.admin_client import AdminError, run_job
 from node.config import add_data_dir_argument, parse_node_id
-from node.jobs import Job, JobReport, LineProgress, NoProgress, Progress
+from node.jobs import Job, JobReport, Progress
+from node.progress import cli_progress
 from storage import snapshot_backup
 from storage.errors import StorageError
 from storage.rebuild import rebuild_index
@@ -146,9 +147,9 @@ def run_restore(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
 
 def _report(command: str, as_json: bool, work: Callable[[Progress], JobReport]) -> int:
     """Run ``work`` with progress on stderr (none with --json); print its report."""
-    progress: Progress = NoProgress() if as_json else LineProgress(sys.stderr)
     try:
-        report = work(progress)
+        with cli_progress(command, quiet=as_json) as progress:
+            report = work(progress)
     except (StorageError, AdminError, OSError, sqlite3.Error) as exc:
         sys.stderr.write(f"lakenode {command}: {exc}\n")
         return 1

@@ -27,14 +27,13 @@ from typing import Any
 from node import ops_jobs
 from node.admin_client import AdminError, run_job
 from node.config import add_data_dir_argument, add_peer_argument, resolve_peers
-from node.jobs import LineProgress, NoProgress, Progress
+from node.progress import cli_progress
 from node.repl_cli import add_peer_credentials, resolve_peer_credentials
 from storage.errors import StorageError
 from storage.gc import BATCH_LIVE_BYTES, DEFAULT_THRESHOLD
 
 OPS_COMMANDS = ("fsck", "scrub", "gc", "mpu-gc")
 _AGE_UNITS_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-PROGRESS_INTERVAL_S = 1.0
 
 
 # ---- arguments -------------------------------------------------------------------------------
@@ -173,9 +172,9 @@ def run_ops(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    progress: Progress = NoProgress() if args.json else EverySecond(LineProgress())
     try:
-        report = asyncio.run(run_job(args.data_dir, request.job, request.params, progress))
+        with cli_progress(request.job, quiet=args.json) as progress:
+            report = asyncio.run(run_job(args.data_dir, request.job, request.params, progress))
     except (AdminError, StorageError, OSError, sqlite3.Error) as exc:
         sys.stderr.write(f"{parser.prog}: {exc}\n")
         return 1
@@ -222,23 +221,6 @@ def _scrub_request(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         peer_ca=None if credentials.peer_ca is None else str(credentials.peer_ca),
     )
     return Request(ops_jobs.SCRUB_REPAIR.name, params, format_scrub)
-
-
-class EverySecond:
-    """Progress lines at most once a second (notes always)."""
-
-    def __init__(self, inner: Progress) -> None:
-        self._inner = inner
-        self._last = 0.0
-
-    def advance(self, done: int, total: int | None, unit: str) -> None:
-        now = time.monotonic()
-        if now - self._last >= PROGRESS_INTERVAL_S or (total is not None and done >= total):
-            self._last = now
-            self._inner.advance(done, total, unit)
-
-    def note(self, message: str) -> None:
-        self._inner.note(message)
 
 
 # ---- human reports ---------------------------------------------------------------------------

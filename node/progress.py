@@ -27,7 +27,7 @@ from rich.progress import Progress as RichProgressBar
 from rich.progress import Task as RichTask
 from rich.text import Text
 
-from node.jobs import LineProgress, Progress
+from node.jobs import LineProgress, NoProgress, Progress
 
 LINE_INTERVAL_S: Final = 1.0
 
@@ -105,6 +105,16 @@ class RichProgress:
         if self._started:
             self._bars.stop()
             self._started = False
+
+
+@contextmanager
+def cli_progress(title: str, *, quiet: bool) -> Iterator[Progress]:
+    """Progress of a command: none with --json (stdout is for the report), else as below."""
+    if quiet:
+        yield NoProgress()
+        return
+    with job_progress(title) as progress:
+        yield progress
 
 
 @contextmanager
