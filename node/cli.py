@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable
 
 from node.admin_cli import (
     add_maintenance_arguments,
@@ -28,7 +29,6 @@ from node.config import OneLineParser, ServeConfig, add_serve_arguments, resolve
 from node.keys_cli import add_keys_arguments, run_keys
 from node.logfile import LOG_FORMAT, add_log_file
 from node.ops_cli import (
-    OPS_COMMANDS,
     add_fsck_arguments,
     add_gc_arguments,
     add_mpu_gc_arguments,
@@ -43,61 +43,43 @@ log = logging.getLogger("lakenode")
 GIL_SWITCH_INTERVAL_S = 0.001
 
 
+Runner = Callable[[argparse.ArgumentParser, argparse.Namespace], int]
+
+# Every subcommand but serve: (name, help, add its arguments, run it).
+COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None], Runner], ...] = (
+    ("keys", "manage access keys", add_keys_arguments, run_keys),
+    ("repl", "replication: pull, push, bootstrap, validate, status, conflicts, gc, forget",
+     add_repl_arguments, run_repl),
+    ("status", "node, storage, maintenance and replication summary", add_status_arguments,
+     run_status),
+    ("maintenance", "maintenance mode: enable|disable|status", add_maintenance_arguments,
+     run_maintenance),
+    ("fsck", "check catalog <-> manifests <-> segments; exit 0 only when clean",
+     add_fsck_arguments, run_ops),
+    ("scrub", "verify every stored chunk's BLAKE3; --repair from a peer", add_scrub_arguments,
+     run_ops),
+    ("gc", "segment garbage collection: plan, run, rewrite", add_gc_arguments, run_ops),
+    ("mpu-gc", "abort stale multipart uploads: plan, run", add_mpu_gc_arguments, run_ops),
+    ("rebuild-index", "recreate meta.db from the segments (stopped node)",
+     add_rebuild_arguments, run_rebuild),
+    ("snapshot", "consistent copy of the catalog and segments into --out DIR",
+     add_snapshot_arguments, run_snapshot),
+    ("restore", "put a snapshot back into a stopped data dir", add_restore_arguments,
+     run_restore),
+    ("support-bundle", "write a tar.gz for support (no secrets)", add_support_bundle_arguments,
+     run_support_bundle),
+)  # fmt: skip
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     parser = OneLineParser(prog="lakenode", description="Replicated S3-compatible storage node")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     serve_parser = commands.add_parser("serve", help="serve S3 on --listen from --data-dir")
     add_serve_arguments(serve_parser)
-    keys_parser = commands.add_parser("keys", help="manage access keys")
-    add_keys_arguments(keys_parser)
-    repl_parser = commands.add_parser(
-        "repl", help="replication: pull, push, bootstrap, validate, status, conflicts"
-    )
-    add_repl_arguments(repl_parser)
-    subparsers: dict[str, argparse.ArgumentParser] = {
-        "serve": serve_parser,
-        "keys": keys_parser,
-        "repl": repl_parser,
-    }
-    # ops-tools: storage maintenance (node/ops_cli.py)
-    fsck_parser = commands.add_parser(
-        "fsck", help="check catalog <-> manifests <-> segments; exit 0 only when clean"
-    )
-    add_fsck_arguments(fsck_parser)
-    scrub_parser = commands.add_parser(
-        "scrub", help="verify every stored chunk's BLAKE3; --repair from a peer"
-    )
-    add_scrub_arguments(scrub_parser)
-    gc_parser = commands.add_parser("gc", help="segment garbage collection: plan, run, rewrite")
-    add_gc_arguments(gc_parser)
-    mpu_gc_parser = commands.add_parser("mpu-gc", help="abort stale multipart uploads")
-    add_mpu_gc_arguments(mpu_gc_parser)
-    subparsers.update(fsck=fsck_parser, scrub=scrub_parser, gc=gc_parser)
-    subparsers["mpu-gc"] = mpu_gc_parser
-    # ops-admin: maintenance mode, status, support bundle (node/admin_cli.py).
-    for name, help_text, add_arguments in (
-        ("maintenance", "maintenance mode: enable|disable|status", add_maintenance_arguments),
-        ("status", "node, storage, maintenance and replication summary", add_status_arguments),
-        ("support-bundle", "write a tar.gz for support (no secrets)", add_support_bundle_arguments),
-    ):
+    subparsers: dict[str, argparse.ArgumentParser] = {"serve": serve_parser}
+    for name, help_text, add_arguments, _run in COMMANDS:
         subparsers[name] = commands.add_parser(name, help=help_text)
         add_arguments(subparsers[name])
-    # ops-rebuild: rebuild-index, snapshot, restore (node/backup_cli.py)
-    rebuild_parser = commands.add_parser(
-        "rebuild-index", help="recreate meta.db from the segments (stopped node)"
-    )
-    add_rebuild_arguments(rebuild_parser)
-    snapshot_parser = commands.add_parser(
-        "snapshot", help="consistent copy of the catalog and segments into --out DIR"
-    )
-    add_snapshot_arguments(snapshot_parser)
-    restore_parser = commands.add_parser(
-        "restore", help="put a snapshot back into a stopped data dir"
-    )
-    add_restore_arguments(restore_parser)
-    subparsers |= {
-        "rebuild-index": rebuild_parser, "snapshot": snapshot_parser, "restore": restore_parser,
-    }  # fmt: skip
     return parser, subparsers
 
 
@@ -106,25 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve(resolve_serve_config(subparsers["serve"], args))
-    if args.command == "keys":
-        return run_keys(subparsers["keys"], args)
-    if args.command == "repl":
-        return run_repl(subparsers["repl"], args)
-    if args.command in OPS_COMMANDS:
-        return run_ops(subparsers[args.command], args)
-    admin_commands = {
-        "maintenance": run_maintenance,
-        "status": run_status,
-        "support-bundle": run_support_bundle,
-    }
-    if args.command in admin_commands:
-        return admin_commands[args.command](subparsers[args.command], args)
-    if args.command == "rebuild-index":
-        return run_rebuild(subparsers["rebuild-index"], args)
-    if args.command == "snapshot":
-        return run_snapshot(subparsers["snapshot"], args)
-    if args.command == "restore":
-        return run_restore(subparsers["restore"], args)
+    for name, _help, _add, run in COMMANDS:
+        if args.command == name:
+            return run(subparsers[name], args)
     parser.error(f"unknown command {args.command}")
 
 

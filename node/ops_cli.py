@@ -32,7 +32,6 @@ from node.repl_cli import add_peer_credentials, resolve_peer_credentials
 from storage.errors import StorageError
 from storage.gc import BATCH_LIVE_BYTES, DEFAULT_THRESHOLD
 
-OPS_COMMANDS = ("fsck", "scrub", "gc", "mpu-gc")
 _AGE_UNITS_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
