@@ -84,6 +84,7 @@ class RebuildStats:
     max_hlc: int = 0
     last_change_ms: int = 0
     key_lines_skipped: list[int] = field(default_factory=list)
+    superseded: int = 0  # entries whose bytes GC reclaimed after something replaced them
 
     def skip(self, what: str, reason: str) -> None:
         self.skipped_count += 1
@@ -134,6 +135,7 @@ def rebuild_index(
         "duplicate_entries": stats.duplicates,
         "unjournaled_versions": stats.unjournaled_versions,
         **counts,
+        "superseded_entries": stats.superseded,
         "skipped_count": stats.skipped_count,
         "skipped": stats.skipped,
         "damaged_segments": stats.damaged_segments,
@@ -186,6 +188,9 @@ CREATE TEMP TABLE rb_manifests (
 CREATE TEMP TABLE rb_changes (seq INTEGER PRIMARY KEY, position INTEGER, entry TEXT);
 CREATE TEMP TABLE rb_journaled (hlc INTEGER, origin TEXT, PRIMARY KEY (hlc, origin));
 CREATE TEMP TABLE rb_uploads (hlc INTEGER, origin TEXT, position INTEGER, entry TEXT);
+-- Entries whose bytes are gone: a skip only if nothing later replaced them (settled at the end).
+CREATE TEMP TABLE rb_missing (what TEXT, reason TEXT, bucket TEXT, key TEXT, version_id TEXT,
+                              hlc INTEGER, origin TEXT, upload_id TEXT);
 CREATE INDEX temp.rb_uploads_order ON rb_uploads (hlc, origin, position);
 """
 
@@ -205,6 +210,7 @@ def _build(path: Path, data_dir: Path, stats: RebuildStats, progress: Progress) 
         _replay_changes(conn, stats, progress)
         _replay_unjournaled(conn, stats)
         _replay_uploads(conn, stats)
+        _settle_missing(conn, stats)
         keys = _replay_keys(conn, data_dir, stats)
         _finish(conn, segments, unreadable, stats)
         counts = _counts(conn)
@@ -333,6 +339,15 @@ def _usable_manifest(conn: sqlite3.Connection, hlc: int, origin: str) -> Manifes
     return None
 
 
+def _any_manifest(conn: sqlite3.Connection, hlc: int, origin: str) -> Manifest | None:
+    """Any manifest written with this stamp, intact chunks or not (to name its version)."""
+    row = conn.execute(
+        "SELECT bytes FROM rb_manifests WHERE hlc = ? AND origin = ? ORDER BY position DESC",
+        (hlc, origin),
+    ).fetchone()
+    return None if row is None else decode(bytes(row[0]))
+
+
 def _replay(conn: sqlite3.Connection, change: Change, seq: int | None, stats: RebuildStats) -> None:
     """Apply and log one change in its own savepoint; a refusal is reported, not fatal."""
     what = f"{change.op} {change.bucket}/{change.key or ''} ({change.origin}, {change.hlc})"
@@ -383,7 +398,11 @@ def _replay_changes(conn: sqlite3.Connection, stats: RebuildStats, progress: Pro
             found = _usable_manifest(conn, entry["hlc"], entry["origin"])
             if found is None:
                 what = f"{entry['op']} {entry['bucket']}/{entry['key']} {entry['version_id']}"
-                stats.skip(what, "its manifest or some of its chunks are missing or damaged")
+                _missing(
+                    conn, what, "its manifest or some of its chunks are missing or damaged",
+                    (entry["bucket"], entry["key"], entry["version_id"]),
+                    entry["hlc"], entry["origin"],
+                )  # fmt: skip
                 continue
             manifest = found.encode()
         change = Change(
@@ -409,7 +428,10 @@ def _replay_unjournaled(conn: sqlite3.Connection, stats: RebuildStats) -> None:
     ):
         manifest = _usable_manifest(conn, hlc, origin)
         if manifest is None:
-            stats.skip(f"version ({origin}, {hlc})", "some of its chunks are missing or damaged")
+            any_copy = _any_manifest(conn, hlc, origin)
+            version = (any_copy.bucket, any_copy.key, any_copy.version_id) if any_copy else None
+            what, reason = f"version ({origin}, {hlc})", "some of its chunks are missing or damaged"
+            _missing(conn, what, reason, version, hlc, origin)
             continue
         stats.unjournaled_versions += 1
         op = "object.put" if manifest.kind == Kind.OBJECT else "object.delete"
@@ -418,6 +440,74 @@ def _replay_unjournaled(conn: sqlite3.Connection, stats: RebuildStats) -> None:
             manifest.size, manifest.etag, manifest.encode(),
         )  # fmt: skip
         _replay(conn, change, None, stats)
+
+
+def _missing(
+    conn: sqlite3.Connection,
+    what: str,
+    reason: str,
+    version: tuple[str, str, str] | None,
+    hlc: int,
+    origin: str,
+    *,
+    upload_id: str | None = None,
+) -> None:
+    bucket, key, version_id = version or (None, None, None)
+    conn.execute(
+        "INSERT INTO rb_missing VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (what, reason, bucket, key, version_id, hlc, origin, upload_id),
+    )
+
+
+def _settle_missing(conn: sqlite3.Connection, stats: RebuildStats) -> None:
+    """An entry whose chunks are gone is a loss only if nothing later replaced it.
+
+    Chunk GC reclaims the bytes of versions that were overwritten, deleted or deleted for
+    good, and of parts of uploads since completed or aborted; their entries stay in the
+    journal. They are superseded, not lost: a newer version, tombstone or version tombstone
+    of the same (bucket, key, version id) stands, the bucket is gone, or the upload is.
+    """
+    rows = conn.execute(
+        "SELECT what, reason, bucket, key, version_id, hlc, origin, upload_id FROM rb_missing"
+    ).fetchall()
+    for what, reason, bucket, key, version_id, hlc, origin, upload_id in rows:
+        if _superseded(conn, bucket, key, version_id, hlc, origin, upload_id):
+            stats.superseded += 1
+        else:
+            stats.skip(what, reason)
+
+
+def _superseded(
+    conn: sqlite3.Connection,
+    bucket: str | None,
+    key: str | None,
+    version_id: str | None,
+    hlc: int,
+    origin: str,
+    upload_id: str | None,
+) -> bool:
+    if upload_id is not None:  # a part (its number in ``hlc``): the upload ended, or a later
+        # entry for the same part (GC wrote it again where it moved the chunks) replayed
+        upload = conn.execute("SELECT 1 FROM uploads WHERE upload_id = ?", (upload_id,))
+        if upload.fetchone() is None:
+            return True
+        part = conn.execute(
+            "SELECT 1 FROM parts WHERE upload_id = ? AND part_number = ?", (upload_id, hlc)
+        )
+        return part.fetchone() is not None
+    if bucket is None:
+        return False  # not even a manifest names it: nothing to compare with
+    if conn.execute("SELECT 1 FROM buckets WHERE name = ?", (bucket,)).fetchone() is None:
+        return True
+    for table in ("versions", "version_tombstones"):
+        newer = conn.execute(
+            f"SELECT 1 FROM {table} WHERE bucket = ? AND key = ? AND version_id = ?"
+            " AND (hlc, origin) > (?, ?)",
+            (bucket, key, version_id, hlc, origin),
+        ).fetchone()
+        if newer is not None:
+            return True
+    return False
 
 
 def _replay_uploads(conn: sqlite3.Connection, stats: RebuildStats) -> None:
@@ -465,7 +555,8 @@ def _replay_part(conn: sqlite3.Connection, part: journal.PartEntry, stats: Rebui
         return
     if not _chunks_intact(conn, manifest):
         what = f"upload {part.upload_id} part {part.part_number}"
-        stats.skip(what, "some of its chunks are missing or damaged")
+        reason = "some of its chunks are missing or damaged"
+        _missing(conn, what, reason, None, part.part_number, "", upload_id=part.upload_id)
         return
     conn.execute(
         "INSERT INTO parts (upload_id, part_number, size, etag, modified_ms, manifest)"
