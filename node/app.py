@@ -182,6 +182,7 @@ def build_app(config: ServeConfig) -> NodeApps:
             )
         )
         await reload_keys(store, state.keyring)
+        await store.record_configured_peers(config.peers)
         in_maintenance = await state.maintenance.restore(store)
         record = _record_address(config)
         state.store = store
@@ -206,9 +207,7 @@ def build_app(config: ServeConfig) -> NodeApps:
             paused=in_maintenance,
         )
         tombstone_gc = asyncio.create_task(
-            purge_forever(
-                store, config.peers, gc_settings(config), lambda: state.maintenance.enabled
-            ),
+            purge_forever(store, gc_settings(config), lambda: state.maintenance.enabled),
             name="tombstone-gc",
         )
         admin = AdminServer(

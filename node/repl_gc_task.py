@@ -21,19 +21,13 @@ class GcSettings:
     conflict_retention_ms: int
 
 
-async def unidentified_peers(store: Store, peer_urls: tuple[str, ...]) -> frozenset[str]:
-    """Configured peers never reached: nothing they need may be purged (they hold nothing
-    we know of). They are named by URL, which no cursor row matches: horizon 0."""
-    known = await store.peer_urls()
-    return frozenset(url for url in peer_urls if url not in known)
-
-
-async def purge_once(store: Store, peer_urls: tuple[str, ...], settings: GcSettings) -> None:
+async def purge_once(store: Store, settings: GcSettings) -> None:
+    """Configured peers not reached yet hold back the horizon by themselves
+    (storage/retention.py reads the --peer list the node records at start)."""
     limits = PurgeLimits(
         now_ms=wall_clock_ms(),
         window_ms=settings.window_ms,
         conflict_retention_ms=settings.conflict_retention_ms,
-        extra_peers=await unidentified_peers(store, peer_urls),
     )
     report = await store.purge_tombstones(limits)
     if report.purged:
@@ -52,7 +46,6 @@ async def purge_once(store: Store, peer_urls: tuple[str, ...], settings: GcSetti
 
 async def purge_forever(
     store: Store,
-    peer_urls: tuple[str, ...],
     settings: GcSettings,
     paused: Callable[[], bool] = lambda: False,
 ) -> None:
@@ -62,6 +55,6 @@ async def purge_forever(
         if paused():
             continue
         try:
-            await purge_once(store, peer_urls, settings)
+            await purge_once(store, settings)
         except Exception:
             log.exception("tombstone GC failed; retrying in %d ms", settings.interval_ms)

@@ -13,19 +13,52 @@ node owes nothing to anyone; a site added later is bootstrapped from state, not 
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from dataclasses import dataclass
 
-from storage import repl_stats
+from storage import catalog, repl_stats
+from storage.commit import Outcome
+from storage.hlc import Timestamp
 from storage.replica import last_seq
 
+CONFIGURED_PEERS = "repl_configured_peers"  # meta: JSON list of the node's --peer URLs
 ACKED = "acked"
 PUSH = "push"
 
 
 def known_peers(conn: sqlite3.Connection) -> set[str]:
     peers = {str(row[0]) for row in conn.execute("SELECT DISTINCT peer FROM peer_cursors")}
-    peers.update(repl_stats.read_peer_urls(conn).values())
+    identified = repl_stats.read_peer_urls(conn)
+    peers.update(identified.values())
+    # A configured peer never reached is named by its URL, which no cursor matches: its
+    # acknowledged position is 0, so nothing it may need is reclaimed until it has caught up.
+    peers.update(url for url in configured_peers(conn) if url not in identified)
     return peers
+
+
+def configured_peers(conn: sqlite3.Connection) -> list[str]:
+    text = catalog.read_meta(conn, CONFIGURED_PEERS)
+    try:
+        urls = json.loads(text) if text else []
+    except ValueError:
+        return []
+    return [url for url in urls if isinstance(url, str)] if isinstance(urls, list) else []
+
+
+@dataclass(frozen=True)
+class RecordConfiguredPeers:
+    """The running node's --peer URLs, kept on disk so that offline tools (chunk GC, tombstone
+    GC) protect a configured peer that has not been reached yet, as the node does."""
+
+    urls: tuple[str, ...]
+
+    def touched(self) -> tuple[str, str | None]:
+        return "", ""
+
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+        catalog.write_meta(conn, CONFIGURED_PEERS, json.dumps(list(self.urls)))
+        return Outcome()
 
 
 def acknowledged_seq(conn: sqlite3.Connection, peer: str) -> int:

@@ -34,6 +34,7 @@ from storage import (
     ops_state,
     repl_stats,
     replica,
+    retention,
     retired,
     snapshot,
     tombstone_gc,
@@ -479,6 +480,9 @@ class Store:
             total.add(step)
             if step.purged == 0:
                 return total
+
+    async def record_configured_peers(self, urls: tuple[str, ...]) -> None:
+        await self._commit(retention.RecordConfiguredPeers(urls))
 
     async def log_pruned_through(self) -> int:
         return await self._reader_db.run(tombstone_gc.log_pruned_through)

@@ -124,3 +124,16 @@ def test_a_forgotten_peer_no_longer_holds_back_the_purge(tmp_path: Path) -> None
         assert (await store.purge_tombstones(_later(hours=48))).tombstones == 3
 
     run_with_store(after, tmp_path, bucket=None)
+
+
+def test_a_configured_peer_never_reached_holds_back_the_purge(tmp_path: Path) -> None:
+    """The node records its --peer list; offline GC sees it too."""
+
+    async def body(store: Store) -> None:
+        await _write_and_delete(store, 2)
+        await store.record_configured_peers(("http://127.0.0.1:1",))
+        assert (await store.purge_tombstones(_later(hours=48))).purged == 0
+        await store.record_configured_peers(())  # the --peer was removed
+        assert (await store.purge_tombstones(_later(hours=48))).tombstones == 2
+
+    run_with_store(body, tmp_path)
