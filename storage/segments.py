@@ -248,23 +248,35 @@ class _OpenSegment:
 class SegmentWriter:
     """Appends records to the active segment; rotates when it is full. Thread-safe.
 
-    A fresh segment is opened at every start, so appends never follow a recovered tail.
+    A fresh segment is opened after every start, so appends never follow a recovered tail;
+    it is created by the first append, so a store opened only to read (fsck, status, gc plan)
+    leaves no empty segment behind.
     """
 
     def __init__(self, directory: Path, next_segment_id: int, segment_bytes_max: int) -> None:
         self.directory = directory
         self.segment_bytes_max = segment_bytes_max
         self._lock = threading.Lock()
-        self._active = _OpenSegment(directory, next_segment_id)
+        self._next_id = next_segment_id
+        self._active: _OpenSegment | None = None  # created by the first append
         self._durable: dict[int, int] = {}  # segment id -> bytes known durable
-        self._unsynced: dict[int, int] = {next_segment_id: self._active.end}
+        self._unsynced: dict[int, int] = {}
         self.sealed: list[int] = []  # segments rotated out since the last sync()
         self._retired_fds: list[int] = []
         self.observer: CommitObserver = NO_COMMIT_OBSERVER  # told how long data fsyncs take
 
     @property
     def active_segment_id(self) -> int:
-        return self._active.segment_id
+        """The segment appends go to (not created yet before the first append)."""
+        active = self._active
+        return active.segment_id if active is not None else self._next_id
+
+    def _open_active(self) -> _OpenSegment:
+        """The active segment, created (file and directory fsynced) if needed; under the lock."""
+        if self._active is None:
+            self._active = _OpenSegment(self.directory, self._next_id)
+            self._unsynced[self._active.segment_id] = self._active.end
+        return self._active
 
     def append(self, kind: RecordKind, payload: bytes, digest: bytes | None = None) -> Record:
         """Write one record; the caller must still sync() before relying on it."""
@@ -272,9 +284,10 @@ class SegmentWriter:
             digest = blake3.blake3(payload).digest()
         header = RECORD_HEADER.pack(int(kind), len(payload), digest)
         with self._lock:
-            if self._active.end + len(header) + len(payload) > self.segment_bytes_max:
-                self._rotate()
-            segment = self._active
+            segment = self._open_active()
+            if segment.end + len(header) + len(payload) > self.segment_bytes_max:
+                self._rotate(segment)
+                segment = self._open_active()
             start = segment.end
             _pwrite_all(segment.fd, header + payload if len(payload) < 65536 else header, start)
             if len(payload) >= 65536:
@@ -283,8 +296,7 @@ class SegmentWriter:
             self._unsynced[segment.segment_id] = segment.end
             return Record(kind, segment.segment_id, start + len(header), len(payload), digest)
 
-    def _rotate(self) -> None:
-        old = self._active
+    def _rotate(self, old: _OpenSegment) -> None:
         self._fsync(old.fd)
         # Closed by the next sync(), which may be fsyncing this descriptor right now.
         self._retired_fds.append(old.fd)
@@ -294,22 +306,22 @@ class SegmentWriter:
         self._unsynced[old.segment_id] = old.end
         self._durable[old.segment_id] = old.end
         self.sealed.append(old.segment_id)
-        self._active = _OpenSegment(self.directory, old.segment_id + 1)
-        self._unsynced[self._active.segment_id] = self._active.end
+        self._next_id = old.segment_id + 1
+        self._active = None  # the caller opens the next one at once
 
     def sync(self) -> dict[int, int]:
         """fsync everything appended so far; return {segment id: durable end} for each."""
         with self._lock:
             pending = dict(self._unsynced)
             self._unsynced.clear()
-            active_fd, active_id = self._active.fd, self._active.segment_id
+            active = self._active
             retired, self._retired_fds = self._retired_fds, []
         for fd in retired:
             os.close(fd)
         # fsync outside the lock so appends continue meanwhile; the active segment is the
         # only one that can be unsynced (rotation fsyncs the old one before moving on).
-        if active_id in pending:
-            self._fsync(active_fd)
+        if active is not None and active.segment_id in pending:
+            self._fsync(active.fd)
         for segment_id, end in pending.items():
             self._durable[segment_id] = max(self._durable.get(segment_id, 0), end)
         return {segment_id: self._durable[segment_id] for segment_id in pending}
@@ -326,8 +338,9 @@ class SegmentWriter:
 
     def close(self) -> None:
         with self._lock:
-            os.fsync(self._active.fd)
-            os.close(self._active.fd)
+            if self._active is not None:
+                os.fsync(self._active.fd)
+                os.close(self._active.fd)
 
 
 def iter_segment_records(directory: Path) -> Iterator[Record]:

@@ -181,7 +181,7 @@ def test_storage_usage_after_restart(observed: Observed) -> None:
     assert segment_bytes == sum(p.stat().st_size for p in node.data_dir.glob("segments/*.seg"))
     assert garbage == segment_bytes - live  # type: ignore[operator]
     assert garbage >= 20_000  # type: ignore[operator]  # the deleted object's bytes
-    assert value(samples, "lakenode_storage_segments") == 2  # a fresh segment per start
+    assert value(samples, "lakenode_storage_segments") == 1  # a restart adds no empty segment
 
 
 def test_busy_metrics_address_is_one_clear_error(tmp_path: Path) -> None:

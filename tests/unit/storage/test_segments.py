@@ -109,7 +109,12 @@ def test_recovery_removes_a_segment_without_a_complete_header(tmp_path: Path) ->
     assert not path.exists()
 
 
-def test_new_segment_header_is_durable_before_use(tmp_path: Path) -> None:
+def test_a_segment_is_created_by_the_first_append_with_its_header_first(tmp_path: Path) -> None:
     writer = SegmentWriter(tmp_path, 3, 1 << 20)
-    assert segment_path(tmp_path, 3).stat().st_size == SEGMENT_HEADER.size
+    assert not segment_path(tmp_path, 3).exists()  # opened only to read: no empty segment
+    assert writer.active_segment_id == 3
+    record = writer.append(RecordKind.CHUNK, b"payload")
+    assert (record.segment_id, record.offset) == (3, SEGMENT_HEADER.size + RECORD_HEADER.size)
+    assert segment_path(tmp_path, 3).read_bytes()[:4] == b"LKSG"
+    assert writer.sync() == {3: SEGMENT_HEADER.size + RECORD_HEADER.size + len(b"payload")}
     writer.close()
