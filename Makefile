@@ -30,13 +30,13 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check node api storage tests
-	$(BIN)/ruff format --check node api storage tests
+	$(BIN)/ruff check node api storage replication tests
+	$(BIN)/ruff format --check node api storage replication tests
 	$(BIN)/mypy
 
 fmt: $(STAMP)
-	$(BIN)/ruff format node api storage tests
-	$(BIN)/ruff check --fix node api storage tests
+	$(BIN)/ruff format node api storage replication tests
+	$(BIN)/ruff check --fix node api storage replication tests
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench.run
