@@ -137,43 +137,31 @@ def build_router(
     async def changes(request: Request, current: ReplicaStore) -> Response:
         return await handle_changes(request, current, write_slot)
 
-    @router.get("/info")
-    async def info(request: Request) -> Response:
-        return await run(request, handle_info)
-
-    @router.get("/changes")
-    async def changes_route(request: Request) -> Response:
-        return await run(request, changes)
-
-    @router.get("/chunks/{digest_hex}")
-    async def get_chunk(request: Request) -> Response:
-        return await run(request, handle_get_chunk)
-
-    @router.post("/chunks")
-    async def chunk_batch(request: Request) -> Response:
-        return await run(request, handle_chunk_batch)
-
-    @router.put("/chunks/{digest_hex}")
-    async def put_chunk_route(request: Request) -> Response:
-        return await run(request, put_chunk)
-
-    @router.post("/push")
-    async def push_route(request: Request) -> Response:
-        return await run(request, push)
-
-    @router.get("/digest")
-    async def digest_route(request: Request) -> Response:
-        return await run(request, handle_digest)
-
-    @router.get("/backlog")
-    async def backlog_route(request: Request) -> Response:
-        return await run(request, handle_backlog)
-
-    @router.get("/snapshot")
-    async def snapshot_route(request: Request) -> Response:
-        return await run(request, handle_snapshot)
-
+    routes: tuple[tuple[str, str, Handler], ...] = (
+        ("GET", "/info", handle_info),
+        ("GET", "/changes", changes),
+        ("GET", "/chunks/{digest_hex}", handle_get_chunk),
+        ("POST", "/chunks", handle_chunk_batch),
+        ("PUT", "/chunks/{digest_hex}", put_chunk),
+        ("POST", "/push", push),
+        ("GET", "/digest", handle_digest),
+        ("GET", "/backlog", handle_backlog),
+        ("GET", "/snapshot", handle_snapshot),
+    )
+    for method, path, handler in routes:
+        router.add_api_route(path, _endpoint(run, handler), methods=[method])
     return router
+
+
+def _endpoint(
+    run: Callable[[Request, Handler], Awaitable[Response]], handler: Handler
+) -> Callable[[Request], Awaitable[Response]]:
+    """An endpoint that authorizes, then runs ``handler`` (errors as JSON, see ``run``)."""
+
+    async def endpoint(request: Request) -> Response:
+        return await run(request, handler)
+
+    return endpoint
 
 
 # ---- handlers ---------------------------------------------------------------------------------
