@@ -19,8 +19,8 @@ from replication.protocol import ProtocolError
 from storage.replica import ApplyResult, Change
 from storage.snapshot import BootstrapRecord
 from storage.store import Store
-from tests.unit.replication.test_routes_puller import SKEW_MS, client_of, objects
-from tests.unit.storage.stores import put_object, run_with_two_stores
+from tests.unit.replication.test_routes_puller import SKEW_MS, client_of
+from tests.unit.storage.stores import current_objects, put_object, run_with_two_stores
 
 
 class Interrupted(Exception):
@@ -91,7 +91,7 @@ def test_bootstrap_resumes_after_an_interruption_and_refuses_other_data(tmp_path
         # snapshot seq again (a duplicate); the rewrite of k00, before it, only the log does.
         assert state.objects_done == 21 and state.ratio == 1.0
         assert (state.catch_up.applied, state.catch_up.duplicates) == (1, 1)
-        assert await objects(b, "bkt") == await objects(a, "bkt")
+        assert await current_objects(b, "bkt") == await current_objects(a, "bkt")
         assert await b.bootstrap_record() is None
         assert await b.bootstrap_progress() == {"node-a": 1.0}
         # Again: only catches up. Into a site holding other data: refused.

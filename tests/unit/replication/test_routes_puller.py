@@ -24,7 +24,11 @@ from replication.puller import PeerState, check_page, identify_peer, pull_foreve
 from replication.routes import StoreUnavailable, build_router, read_page
 from storage.errors import NoSuchKey
 from storage.store import Store
-from tests.unit.storage.stores import put_object, read_all, run_with_two_stores
+from tests.unit.storage.stores import (
+    current_objects,
+    put_object,
+    run_with_two_stores,
+)
 
 SKEW_MS = 1000
 FAST = RetryPolicy(attempts=2, total_s=1.0, initial_s=0.01, max_s=0.01, jitter_s=0.0)
@@ -58,15 +62,6 @@ def client_of(
     return PeerClient("http://peer", no_signature, 5.0, retry=FAST, transport=transport)
 
 
-async def objects(store: Store, bucket: str) -> dict[str, tuple[str, bytes]]:
-    page = await store.list_objects(bucket, "", "", "", 1000)
-    result = {}
-    for entry in page.entries:
-        manifest = await store.head_object(bucket, entry.key)
-        result[entry.key] = (manifest.etag, await read_all(store, manifest))
-    return result
-
-
 def test_pull_converges_in_pages_and_then_idles(tmp_path: Path) -> None:
     async def body(a: Store, b: Store) -> None:
         await a.create_bucket("docs", "owner")
@@ -84,7 +79,7 @@ def test_pull_converges_in_pages_and_then_idles(tmp_path: Path) -> None:
         assert stats.chunks_fetched == 4 + 5 + 1
         assert stats.bytes_received > len(big)
         assert stats.cursor == await a.last_seq() == await b.get_cursor("node-a", "pull")
-        assert await objects(b, "docs") == await objects(a, "docs")
+        assert await current_objects(b, "docs") == await current_objects(a, "docs")
         with pytest.raises(NoSuchKey):
             await b.head_object("docs", "gone")
         assert state.clock_offset_ms is not None and abs(state.clock_offset_ms) < 1000
@@ -111,7 +106,7 @@ def test_two_way_pull_does_not_loop(tmp_path: Path) -> None:
             assert (await pull_once(a, from_b, "node-b", SKEW_MS)).changes == 0
             assert (await pull_once(b, from_a, "node-a", SKEW_MS)).changes == 0
         assert (await a.last_seq(), await b.last_seq()) == (a_seq + 1, b_seq + 1)
-        assert await objects(a, "shared") == await objects(b, "shared")
+        assert await current_objects(a, "shared") == await current_objects(b, "shared")
         await from_a.close()
         await from_b.close()
 
@@ -171,7 +166,7 @@ def test_push_route(tmp_path: Path) -> None:
         counts = await to_b.push(page, 0)
         assert counts["applied"] == 2 and counts["cursor"] == page.last_seq
         assert await b.get_cursor("node-a", "pull") == page.last_seq
-        assert await objects(b, "p") == await objects(a, "p")
+        assert await current_objects(b, "p") == await current_objects(a, "p")
         assert (await to_b.push(page, 0))["applied"] == 0  # already held: nothing to do
         with pytest.raises(PeerRefused, match="at or before 'after'"):
             await to_b.push(page, 1)
@@ -268,7 +263,7 @@ def test_pull_forever_converges_and_stops_on_cancel(tmp_path: Path) -> None:
             await asyncio.sleep(0.01)
         assert state.node_id == "node-a" and state.totals.applied == 2
         expected = await a.head_object("live", "k")
-        assert await objects(b, "live") == {"k": (expected.etag, b"v")}
+        assert await current_objects(b, "live") == {"k": (expected.etag, b"v")}
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

@@ -81,6 +81,16 @@ async def read_all(store: Store, manifest: Manifest) -> bytes:
     return b"".join([piece async for piece in store.read(manifest, 0, manifest.size - 1)])
 
 
+async def current_objects(store: Store, bucket: str) -> dict[str, tuple[str, bytes]]:
+    """key -> (etag, bytes) of every current object of ``bucket`` (to compare two sites)."""
+    page = await store.list_objects(bucket, "", "", "", 1000)
+    result = {}
+    for entry in page.entries:
+        manifest = await store.head_object(bucket, entry.key)
+        result[entry.key] = (manifest.etag, await read_all(store, manifest))
+    return result
+
+
 def run_with_two_stores(
     test: Callable[[Store, Store], Awaitable[None]],
     root: Path,

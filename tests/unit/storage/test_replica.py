@@ -17,7 +17,11 @@ from storage.hlc import pack, wall_clock_ms
 from storage.manifest import decode
 from storage.replica import Change, MissingChunks
 from storage.store import Store
-from tests.unit.storage.stores import put_object, read_all, run_with_two_stores
+from tests.unit.storage.stores import (
+    current_objects,
+    put_object,
+    run_with_two_stores,
+)
 
 SKEW_MS = 1000
 
@@ -38,16 +42,6 @@ async def replicate(source: Store, target: Store, fetch_chunks: bool = True) -> 
     return result.applied, result.conflicts
 
 
-async def state(store: Store, bucket: str) -> dict[str, tuple[str, bytes]]:
-    """key -> (etag, bytes) of every current object."""
-    page = await store.list_objects(bucket, "", "", "", 1000)
-    result = {}
-    for entry in page.entries:
-        manifest = await store.head_object(bucket, entry.key)
-        result[entry.key] = (manifest.etag, await read_all(store, manifest))
-    return result
-
-
 def test_one_way_replication_serves_identical_objects(tmp_path: Path) -> None:
     async def body(a: Store, b: Store) -> None:
         await a.create_bucket("docs", "owner")
@@ -60,8 +54,8 @@ def test_one_way_replication_serves_identical_objects(tmp_path: Path) -> None:
         await a.put_bucket_document("docs", "policy", '{"Statement": []}')
         await a.put_tags("docs", "small", None, (("team", "blue"),))
         await replicate(a, b)
-        assert await state(b, "docs") == await state(a, "docs")
-        assert (await state(b, "docs"))["big"][1] == big
+        assert await current_objects(b, "docs") == await current_objects(a, "docs")
+        assert (await current_objects(b, "docs"))["big"][1] == big
         with pytest.raises(NoSuchKey):
             await b.head_object("docs", "gone")
         assert await b.get_bucket_document("docs", "policy") == '{"Statement": []}'
@@ -116,12 +110,12 @@ def test_concurrent_writes_converge_to_the_later_stamp_and_count_the_loser(
         await put_object(b, "bkt", "k", b"from b")  # later stamp on b (clock moves forward)
         _applied_ab, conflicts_on_b = await replicate(a, b)
         _applied_ba, conflicts_on_a = await replicate(b, a)
-        assert await state(a, "bkt") == await state(b, "bkt")
+        assert await current_objects(a, "bkt") == await current_objects(b, "bkt")
         winner = max(
             [await a.head_object("bkt", "k"), await b.head_object("bkt", "k")],
             key=lambda m: (m.hlc, m.origin),
         )
-        assert (await state(a, "bkt"))["k"][1] == (
+        assert (await current_objects(a, "bkt"))["k"][1] == (
             b"from b" if winner.origin == "node-b" else b"from a"
         )
         assert conflicts_on_a + conflicts_on_b == 1
