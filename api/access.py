@@ -72,6 +72,7 @@ ACTION_BY_OPERATION = {
     "PutBucketAcl": "s3:PutBucketAcl",
     "GetObjectAcl": "s3:GetObjectAcl",
     "PutObjectAcl": "s3:PutObjectAcl",
+    "PostObject": "s3:PostObject",  # FORM_UPLOAD: api/post_object.py authorizes
 }
 _VERSIONED_ACTIONS = {
     "s3:GetObject": "s3:GetObjectVersion",
@@ -83,10 +84,17 @@ _VERSIONED_ACTIONS = {
 # Not an IAM action: AWS authorizes a multi-object delete key by key (s3:DeleteObject on
 # each), answering per-key AccessDenied errors, so a grant on a prefix works there too.
 MULTI_DELETE = "s3:DeleteObjects"
+# Not an IAM action either: a browser upload (POST Object) is an unsigned request whose form
+# says who acts; api/post_object.py authorizes s3:PutObject with that identity.
+FORM_UPLOAD = "s3:PostObject"
 READ_ACTION_PREFIXES = ("s3:get", "s3:list")
 ANONYMOUS_ACTIONS = frozenset(
     {"s3:getobject", "s3:getobjectversion", "s3:listbucket", "s3:listbucketversions"}
 )
+# The one write an anonymous user may make where a bucket policy grants it: a browser upload
+# (S3: "Requests without a security policy are considered anonymous and will succeed only on
+# publicly writable buckets"). Anonymous PUT/DELETE stay refused.
+ANONYMOUS_UPLOAD_ACTIONS = ANONYMOUS_ACTIONS | {"s3:putobject"}
 BUCKET_CACHE_TTL_S = 1.0
 
 
@@ -157,9 +165,15 @@ def request_context(ctx: S3Context) -> dict[str, str]:
 
 
 async def authorize(
-    ctx: S3Context, action: str, bucket: str | None, key: str | None = None
+    ctx: S3Context,
+    action: str,
+    bucket: str | None,
+    key: str | None = None,
+    *,
+    form_upload: bool = False,
 ) -> None:
-    """Raise AccessDenied unless ``ctx.identity`` may do ``action`` on bucket/key."""
+    """Raise AccessDenied unless ``ctx.identity`` may do ``action`` on bucket/key
+    (``form_upload``: for a browser upload, which anonymous users may make too)."""
     identity = ctx.identity
     if identity.root:
         return
@@ -170,7 +184,10 @@ async def authorize(
         return  # it exists: the handler answers BucketAlreadyExists / ...OwnedByYou
     if action == MULTI_DELETE and not identity.anonymous:
         return  # DeleteObjects: api/multidelete.py authorizes s3:DeleteObject per key
-    if not allowed(identity, action, bucket, key, access, request_context(ctx)):
+    if action == FORM_UPLOAD:
+        return  # POST Object: api/post_object.py authorizes with the form's identity
+    context = request_context(ctx)
+    if not allowed(identity, action, bucket, key, access, context, form_upload=form_upload):
         raise S3Error("AccessDenied", "Access Denied", resource=ctx.resource)
 
 
@@ -181,6 +198,8 @@ def allowed(
     key: str | None,
     access: BucketAccess | None,
     context: dict[str, str],
+    *,
+    form_upload: bool = False,
 ) -> bool:
     """The decision described in the module docstring (pure)."""
     if identity.root:
@@ -188,7 +207,8 @@ def allowed(
     request = PolicyRequest(identity.access_key, action, resource_for(bucket, key), context)
     bucket_decision = evaluate(access.policy, request) if access and access.policy else None
     if identity.anonymous:
-        return bucket_decision is Decision.ALLOW and action.lower() in ANONYMOUS_ACTIONS
+        permitted = ANONYMOUS_UPLOAD_ACTIONS if form_upload else ANONYMOUS_ACTIONS
+        return bucket_decision is Decision.ALLOW and action.lower() in permitted
     identity_decision = _identity_decision(identity, request, bucket, access)
     if Decision.DENY in (bucket_decision, identity_decision):
         return False

@@ -29,6 +29,7 @@ from api import (
     multidelete,
     multipart,
     objects,
+    post_object,
     tagging,
 )
 from api.access import BucketAccessCache, action_for, authorize
@@ -87,6 +88,7 @@ HANDLERS: dict[str, Handler] = {
     "PutBucketCors": cors.put_bucket_cors,
     "DeleteBucketCors": cors.delete_bucket_cors,
     "GetObjectAttributes": attributes.get_object_attributes,
+    "PostObject": post_object.post_object,
 }
 RESERVED_PREFIX = "/_lakenode/"
 
@@ -256,6 +258,7 @@ def _build_context(
         identity,
         runtime.bucket_access,
         runtime.replication_peers,
+        runtime.keyring,
     )
 
 

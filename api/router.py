@@ -147,7 +147,12 @@ def _resolve_bucket(method: str, query: Mapping[str, str]) -> str:
         return "PutBucketVersioning"
     served = {"delete", "location", "versioning", "versions", "uploads"}
     _refuse(_unsupported(query, _BUCKET_SUBRESOURCES | served), "bucket")
-    by_method = {"PUT": "CreateBucket", "DELETE": "DeleteBucket", "HEAD": "HeadBucket"}
+    by_method = {
+        "PUT": "CreateBucket",
+        "DELETE": "DeleteBucket",
+        "HEAD": "HeadBucket",
+        "POST": "PostObject",  # a browser upload: multipart/form-data
+    }
     if method in by_method:
         return by_method[method]
     raise S3Error("MethodNotAllowed", "The specified method is not allowed against this resource.")
