@@ -92,8 +92,10 @@ def boundary_of(content_type: str | None) -> bytes:
 
 
 def _unquote(value: str) -> str:
+    """A quoted-string's content. Only ``\\"`` and ``\\\\`` are escapes: browsers send a
+    Windows path's backslashes as they are (``C:\\dir\\f.txt``), never escaped."""
     if len(value) >= 2 and value[0] == value[-1] == '"':
-        return re.sub(r"\\(.)", r"\1", value[1:-1])
+        return re.sub(r'\\([\\"])', r"\1", value[1:-1])
     return value
 
 

@@ -170,7 +170,10 @@ def _resolve_object(method: str, query: Mapping[str, str], has_copy_source: bool
     if method == "POST":
         if "uploads" in query:
             return "CreateMultipartUpload"
-        _refuse("POST", "object")
+        # POST Object goes to the bucket's URL, the key in the form: as on S3, 405 here.
+        raise S3Error(
+            "MethodNotAllowed", "The specified method is not allowed against this resource."
+        )
     if method in ("GET", "HEAD") and "partNumber" in query:
         _refuse("partNumber", "object")
     by_method = {"GET": "GetObject", "HEAD": "HeadObject", "DELETE": "DeleteObject"}

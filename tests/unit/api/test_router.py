@@ -22,6 +22,7 @@ B, K = "bucket", "some/key"
         ("DELETE", B, None, {}, False, "DeleteBucket"),
         ("HEAD", B, None, {}, False, "HeadBucket"),
         ("POST", B, None, {"delete": ""}, False, "DeleteObjects"),
+        ("POST", B, None, {}, False, "PostObject"),
         ("PUT", B, K, {}, False, "PutObject"),
         ("GET", B, K, {}, False, "GetObject"),
         ("GET", B, K, {"response-content-type": "a/b"}, False, "GetObject"),
@@ -93,6 +94,7 @@ def test_wrong_method_is_405() -> None:
     ("method", "key", "query"),
     [
         ("POST", K, {"tagging": ""}),
+        ("POST", K, {}),
         ("PUT", K, {"attributes": ""}),
         ("POST", None, {"cors": ""}),
         ("OPTIONS", None, {}),
