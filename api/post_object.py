@@ -75,6 +75,9 @@ class _Upload:
     """What the form asks for, validated before any byte of the file is stored."""
 
     key: str
+    # The canned ACL asked for (validated). Stored nowhere on this branch: the ACL model
+    # (api/acl.py) turns it into the object's ACL headers as PutObject does with x-amz-acl.
+    acl: str | None
     headers: list[tuple[str, str]]
     tags: Tags
     checksum: Checksum | None
@@ -164,7 +167,7 @@ def _upload(fields: dict[str, str], key: str, policy: PostPolicy | None) -> _Upl
     tags = parse_tagging_xml(tagging.encode(), OBJECT_TAGS_MAX) if tagging is not None else ()
     checksum, value = _checksum(fields)
     md5 = content_md5({"content-md5": fields["content-md5"]}) if "content-md5" in fields else None
-    return _Upload(key, _stored_headers(fields), tags, checksum, value, md5, policy)
+    return _Upload(key, acl, _stored_headers(fields), tags, checksum, value, md5, policy)
 
 
 def _stored_headers(fields: dict[str, str]) -> list[tuple[str, str]]:
