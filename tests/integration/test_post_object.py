@@ -26,6 +26,7 @@ from api.sigv4 import signature, signing_key
 from tests.integration.conftest import make_client
 from tests.integration.nodeproc import ACCESS_KEY, REGION, SECRET_KEY, NodeProcess
 from tests.integration.s3util import md5_etag, send, xml_code
+from tests.integration.test_access_control import client_for, keys_ok, outcome, unique, wait_for
 from tests.integration.test_memory import RSS_GROWTH_MAX, Digests, RssSampler, generate
 
 BOUNDARY = "----lakenode-post-test"
@@ -455,6 +456,41 @@ def test_anonymous_post_needs_a_bucket_that_allows_it(
     assert httpx.put(f"{url}/drop/put", content=b"x").status_code == 403
     assert keys_in(s3, bucket) == ["drop/anon"]
     assert s3.get_object(Bucket=bucket, Key="drop/anon")["Body"].read() == b"anon"
+
+
+def test_a_signed_form_acts_as_its_key_and_is_authorized_like_a_put(
+    node: NodeProcess, s3: Any, bucket: str
+) -> None:
+    access, secret = unique("post-signer"), "s3cr3t-" + unique("secret")
+    keys_ok(node.data_dir, "create", "--access-key", access, "--secret-key", secret)
+    signer = client_for(node.url, access, secret)
+    wait_for(lambda: outcome(signer.list_buckets)[1] != "InvalidAccessKeyId")
+    # Root's bucket: the key may not write there.
+    denied = post_presigned(signer.generate_presigned_post(bucket, "shared/x"), b"x")
+    expect_error(denied, 403, "AccessDenied", "Access Denied")
+    # Its own bucket: it may.
+    own = unique("post-own")
+    signer.create_bucket(Bucket=own)
+    assert post_presigned(signer.generate_presigned_post(own, "mine"), b"m").status_code == 204
+    # A bucket policy granting it s3:PutObject on a prefix admits forms for that prefix only.
+    statement = {
+        "Effect": "Allow",
+        "Principal": {"AWS": [access]},
+        "Action": "s3:PutObject",
+        "Resource": f"arn:aws:s3:::{bucket}/shared/*",
+    }
+    s3.put_bucket_policy(
+        Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+    )
+    shared = signer.generate_presigned_post(bucket, "shared/x")
+    wait_for(lambda: post_presigned(shared, b"shared").status_code == 204, limit_s=3)
+    elsewhere = post_presigned(signer.generate_presigned_post(bucket, "private/x"), b"p")
+    expect_error(elsewhere, 403, "AccessDenied")
+    assert keys_in(s3, bucket) == ["shared/x"]
+    keys_ok(node.data_dir, "disable", access)
+    disabled = signer.generate_presigned_post(bucket, "shared/y")
+    wait_for(lambda: post_presigned(disabled, b"d").status_code == 403, limit_s=3)
+    assert keys_in(s3, bucket) == ["shared/x"]
 
 
 def test_an_unsigned_form_in_a_signed_request_acts_as_the_request_signer(
