@@ -17,6 +17,7 @@ whole form was well-formed and every check passed.
 from __future__ import annotations
 
 import dataclasses
+import re
 from datetime import UTC, datetime
 from urllib.parse import quote, urlsplit
 
@@ -61,6 +62,10 @@ CANNED_ACLS = frozenset(
 )
 SUCCESS_STATUSES = {"200": 200, "201": 201, "204": 204}  # anything else: 204, as S3 does
 FILENAME_VARIABLE = "${filename}"
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")  # RFC 9110 token (names are lower case)
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# What a URL may keep as it is; anything else in a redirect (non-ASCII) is percent-encoded.
+_URL_SAFE = ":/?#[]@!$&'()*+,;=%~"
 
 
 def _too_much_before_file() -> S3Error:
@@ -172,10 +177,15 @@ def _upload(fields: dict[str, str], key: str, policy: PostPolicy | None) -> _Upl
 
 def _stored_headers(fields: dict[str, str]) -> list[tuple[str, str]]:
     """The object's headers from the form, as a PutObject would store them: checked as
-    text (metadata size in UTF-8 bytes), kept as the bytes a header would have carried."""
+    text (metadata size in UTF-8 bytes), kept as the bytes a header would have carried.
+
+    A form can say what no header can (a name with a space, a value with a line break);
+    such a field is refused, as S3 does, since GetObject could not send it back."""
     kept = object_headers(fields)
     for name, value in kept:
-        if any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F for c in value):
+        if _TOKEN.fullmatch(name) is None:
+            raise S3Error("InvalidArgument", f"{name!r} is not a valid header name.")
+        if _CONTROL.search(value):
             raise S3Error("InvalidArgument", f"The value of {name} has a control character.")
     return [(name, value.encode().decode("latin-1")) for name, value in kept]
 
@@ -256,10 +266,15 @@ def _redirect_target(fields: dict[str, str]) -> str | None:
     """success_action_redirect (or the older ``redirect``), if it is an http(s) URL; S3
     ignores one it cannot interpret."""
     target = fields.get("success_action_redirect", fields.get("redirect"))
-    if target is None:
+    if target is None or _CONTROL.search(target) or "\t" in target:
         return None
-    parts = urlsplit(target)
-    return target if parts.scheme in ("http", "https") and parts.netloc else None
+    try:
+        parts = urlsplit(target)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return None
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    return quote(target, safe=_URL_SAFE)
 
 
 def _success(

@@ -90,7 +90,8 @@ def parse_policy(encoded: str) -> PostPolicy:
     try:
         raw = base64.b64decode("".join(encoded.split()), validate=True)
         document = json.loads(raw.decode("utf-8"))
-    except (binascii.Error, ValueError) as exc:  # JSONDecodeError, UnicodeDecodeError too
+    except (binascii.Error, ValueError, RecursionError) as exc:
+        # ValueError: JSONDecodeError, UnicodeDecodeError; RecursionError: absurd nesting
         raise invalid_policy("Invalid JSON.") from exc
     if not isinstance(document, dict):
         raise invalid_policy("Invalid JSON.")

@@ -21,6 +21,8 @@ from urllib.parse import parse_qs, quote, urlsplit
 import httpx
 import pytest
 from botocore.exceptions import ClientError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from api.sigv4 import signature, signing_key
 from tests.integration.conftest import make_client
@@ -701,3 +703,79 @@ def test_presigned_post_expiry_from_boto3(s3: Any, bucket: str) -> None:
     expect_error(response, 403, "AccessDenied", "Policy expired.")
     with pytest.raises(ClientError):
         s3.head_object(Bucket=bucket, Key="late")
+
+
+# ---- hostile forms: every one gets an S3 error or a success, never a 500 ----------------------
+
+
+@pytest.fixture(scope="module")
+def open_bucket(s3: Any) -> str:
+    """A bucket any anonymous form may upload to (a bucket policy grants it)."""
+    name = "post-open"
+    s3.create_bucket(Bucket=name)
+    statement = {
+        "Effect": "Allow",
+        "Principal": "*",
+        "Action": "s3:PutObject",
+        "Resource": f"arn:aws:s3:::{name}/*",
+    }
+    s3.put_bucket_policy(
+        Bucket=name, Policy=json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+    )
+    return name
+
+
+def test_hostile_field_names_and_values(node: NodeProcess, s3: Any, open_bucket: str) -> None:
+    url = f"{node.url}/{open_bucket}"
+    nested = base64.b64encode(b"[" * 5000 + b"]" * 5000).decode()
+    expect_error(post(url, _form_with(open_bucket, nested)), 400, "InvalidPolicyDocument")
+    for name in ("x-amz-meta-a b", "x-amz-meta-\u00fc", "x-amz-meta-a:b"):
+        body = multipart({"key": "bad-name", name: "v"})
+        expect_error(post(url, body), 400, "InvalidArgument")
+    not_utf8 = multipart({"key": "k"}).replace(b"\r\n\r\nk\r\n", b"\r\n\r\n\xff\xfe\r\n")
+    expect_error(post(url, not_utf8), 400, "InvalidArgument")
+    injected = multipart({"key": "inj", "success_action_redirect": "http://a.example/\r\nX: y"})
+    assert post(url, injected).status_code == 204  # a redirect S3 cannot use is ignored
+    unicode_redirect = multipart({"key": "uni", "redirect": "https://b.example/\u00e9t\u00e9"})
+    redirected = post(url, unicode_redirect)
+    assert redirected.status_code == 303
+    assert redirected.headers["location"].startswith("https://b.example/%C3%A9t%C3%A9?bucket=")
+    assert "bad-name" not in keys_in(s3, open_bucket)
+
+
+def test_utf8_metadata_is_kept_as_the_bytes_sent(node: NodeProcess, open_bucket: str) -> None:
+    url = f"{node.url}/{open_bucket}"
+    value = "\u00fcn\u00ef \u20ac"
+    response = post(url, multipart({"key": "utf8-meta", "x-amz-meta-word": value}))
+    assert response.status_code == 204, response.text
+    got = send(node.url, "HEAD", f"/{open_bucket}/utf8-meta")
+    raw = dict(got.headers.raw)[b"x-amz-meta-word"]
+    assert raw == value.encode()
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    edits=st.lists(
+        st.tuples(st.integers(min_value=0, max_value=400), st.binary(min_size=0, max_size=8)),
+        min_size=1,
+        max_size=6,
+    ),
+    cut=st.integers(min_value=0, max_value=500),
+)
+def test_mangled_forms_never_fail_with_a_500(
+    node: NodeProcess, open_bucket: str, edits: list[tuple[int, bytes]], cut: int
+) -> None:
+    body = bytearray(
+        multipart({"key": "fuzz/${filename}", "Content-Type": "text/plain"}, b"data" * 20)
+    )
+    for position, replacement in edits:
+        at = min(position, len(body))
+        body[at : at + len(replacement)] = replacement
+    response = post(f"{node.url}/{open_bucket}", bytes(body[: len(body) - cut]))
+    assert response.status_code < 500, response.text
+    if response.status_code >= 400:
+        assert xml_code(response), response.text
