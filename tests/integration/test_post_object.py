@@ -54,29 +54,26 @@ def sigv2_fields(policy: str, access_key: str = ACCESS_KEY, secret: str = SECRET
     }
 
 
-def sigv4_fields(policy: str, date: str = "20240506", secret: str = SECRET_KEY) -> dict:
-    key = signing_key(secret, date, REGION)
+def sigv4_scope(date: str = "20240506") -> dict[str, str]:
+    """The SigV4 fields a policy names (all but the signature)."""
     return {
         "x-amz-algorithm": "AWS4-HMAC-SHA256",
         "x-amz-credential": f"{ACCESS_KEY}/{date}/{REGION}/s3/aws4_request",
         "x-amz-date": f"{date}T070809Z",
-        "policy": policy,
-        "x-amz-signature": signature(key, policy),
     }
+
+
+def sigv4_fields(policy: str, date: str = "20240506", secret: str = SECRET_KEY) -> dict:
+    """SigV4 form fields: hex HMAC-SHA256 of the base64 policy under the scope's signing key."""
+    key = signing_key(secret, date, REGION)
+    return {**sigv4_scope(date), "policy": policy, "x-amz-signature": signature(key, policy)}
 
 
 def signed_form(bucket: str, fields: dict[str, str], extra: list[Any] | None = None) -> dict:
     """``fields`` plus SigV4 fields, under a policy that admits exactly these fields."""
-    date = "20240506"
-    sig_fields = {
-        "x-amz-algorithm": "AWS4-HMAC-SHA256",
-        "x-amz-credential": f"{ACCESS_KEY}/{date}/{REGION}/s3/aws4_request",
-        "x-amz-date": f"{date}T070809Z",
-    }
     conditions: list[Any] = [{"bucket": bucket}]
-    conditions += [{name: value} for name, value in {**fields, **sig_fields}.items()]
-    policy = encode_policy(conditions + (extra or []))
-    return {**fields, **sigv4_fields(policy, date)}
+    conditions += [{name: value} for name, value in {**fields, **sigv4_scope()}.items()]
+    return {**fields, **sigv4_fields(encode_policy(conditions + (extra or [])))}
 
 
 def multipart(
