@@ -29,6 +29,7 @@ from tests.integration.conftest import make_client
 from tests.integration.nodeproc import ACCESS_KEY, REGION, SECRET_KEY, NodeProcess
 from tests.integration.s3util import md5_etag, send, xml_code
 from tests.integration.test_access_control import client_for, keys_ok, outcome, unique, wait_for
+from tests.integration.test_listing import DOMAIN, vhost
 from tests.integration.test_memory import RSS_GROWTH_MAX, Digests, RssSampler, generate
 
 BOUNDARY = "----lakenode-post-test"
@@ -629,6 +630,29 @@ def test_a_body_cut_short_is_an_error_and_stores_nothing(
         assert int(answer.split(b" ", 2)[1]) == 400, answer[:300]
     wait_for(lambda: _logged_statuses(node, f"/{bucket}", "PostObject") == [400], limit_s=3)
     assert keys_in(s3, bucket) == []
+
+
+def test_virtual_hosted_post_answers_a_virtual_hosted_location(tmp_path: Any) -> None:
+    node = NodeProcess(tmp_path / "data", extra_args=["--domain", DOMAIN]).start()
+    try:
+        assert vhost(node, "PUT", "vpost", "/").status_code == 200
+        policy = encode_policy([{"bucket": "vpost"}, ["starts-with", "$key", ""]])
+        body = multipart({"key": "a/b c", "success_action_status": "201", **sigv2_fields(policy)})
+        host = f"vpost.{DOMAIN}:{node.port}"
+        response = post(f"{node.url}/", body, host=host)
+        assert response.status_code == 403  # success_action_status needs a condition too
+        policy = encode_policy(
+            [{"bucket": "vpost"}, ["starts-with", "$key", ""], {"success_action_status": "201"}]
+        )
+        body = multipart({"key": "a/b c", "success_action_status": "201", **sigv2_fields(policy)})
+        response = post(f"{node.url}/", body, host=host)
+        assert response.status_code == 201, response.text
+        location = f"http://{host}/a%2Fb%20c"
+        assert response.headers["location"] == location
+        assert f"<Location>{location}</Location><Bucket>vpost</Bucket>" in response.text
+        assert vhost(node, "GET", "vpost", "/a/b%20c").content == b"content"
+    finally:
+        node.stop()
 
 
 def _logged_statuses(node: NodeProcess, path: str, operation: str) -> list[int]:
