@@ -27,6 +27,7 @@ from api.listing import encode_key, max_keys_param
 from api.settings import owner_id
 from api.tagging import pop_upload_tags, upload_tagging_headers
 from api.upload import check_declared_length, object_headers, receive, validate_key
+from api.write_conditions import observe_write_condition
 from storage.manifest import Manifest
 from storage.store import DeleteMarker
 from storage.uploads import PART_NUMBER_MAX, UploadInfo
@@ -199,8 +200,9 @@ async def complete_multipart_upload(ctx: S3Context) -> Response:
     parts, listed = _parse_complete(body)
     _check_listed_checksums(upload, parts, listed)
     tags, upload = pop_upload_tags(upload)
+    condition = await observe_write_condition(ctx)
     manifest = await ctx.store.complete_upload(
-        upload, parts, tags=tags, part_checksums=tuple(listed)
+        upload, parts, tags=tags, part_checksums=tuple(listed), condition=condition
     )
     checksums = checksum_elements(manifest.headers)
     response = _xml(

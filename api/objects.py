@@ -25,6 +25,7 @@ from api.upload import (
     refuse_unsupported_headers,
     validate_key,
 )
+from api.write_conditions import observe_write_condition
 from storage.catalog import NULL_VERSION
 from storage.errors import NoSuchKey, NoSuchVersion, StorageError
 from storage.manifest import Manifest
@@ -60,11 +61,14 @@ async def put_object(ctx: S3Context) -> Response:
     check_declared_length(ctx, body, ctx.settings.max_object_size)
     headers = object_headers(ctx.headers)  # validates metadata before the body is read
     tags = header_tags(ctx)
+    condition = await observe_write_condition(ctx)  # 412 now if it already fails
     writer = await ctx.store.begin_object(
         ctx.bucket_name, ctx.object_key, ctx.settings.max_object_size
     )
     await receive(ctx, writer, body)
-    manifest = await writer.commit(headers + sorted(body.checksum_values().items()), tags)
+    manifest = await writer.commit(
+        headers + sorted(body.checksum_values().items()), tags, condition
+    )
     response_headers = {"ETag": _etag(manifest), **_version_headers(manifest)}
     response_headers.update(body.checksum_values())
     return Response(status_code=200, headers=response_headers)
@@ -97,8 +101,9 @@ async def copy_object(ctx: S3Context) -> Response:
             "copy an object to itself without changing the object's metadata, storage "
             "class, website redirect location or encryption attributes.",
         )
+    condition = await observe_write_condition(ctx)  # on the destination key
     manifest = await ctx.store.copy_object(
-        source, ctx.bucket_name, ctx.object_key, headers, copy_tags(ctx)
+        source, ctx.bucket_name, ctx.object_key, headers, copy_tags(ctx), condition
     )
     response = Response(
         xml.render(
@@ -297,7 +302,8 @@ async def _guarded(ctx: S3Context, head: bytes, rest: AsyncIterator[bytes]) -> A
 async def delete_object(ctx: S3Context) -> Response:
     validate_key(ctx.object_key)
     version_id = ctx.query.get("versionId")
-    result = await ctx.store.delete_object(ctx.bucket_name, ctx.object_key, version_id)
+    condition = await observe_write_condition(ctx, allow_if_none_match=False)
+    result = await ctx.store.delete_object(ctx.bucket_name, ctx.object_key, version_id, condition)
     headers = {}
     if result.version_id is not None and result.version_id != NULL_VERSION:
         headers["x-amz-version-id"] = result.version_id
