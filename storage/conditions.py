@@ -69,6 +69,10 @@ def enforce(
         condition.check(catalog.get_latest(conn, bucket, key))
 
 
+def written_conditionally(manifest: Manifest) -> bool:
+    return any(name == CONDITIONAL_HEADER for name, _value in manifest.headers)
+
+
 def mark(
     headers: tuple[tuple[str, str], ...], condition: WriteCondition | None
 ) -> tuple[tuple[str, str], ...]:

@@ -12,7 +12,7 @@ from storage.conditions import CONDITIONAL_HEADER, WriteCondition
 from storage.errors import ConditionalConflict, NoSuchKey, PreconditionFailed
 from storage.manifest import Kind, Manifest
 from storage.store import Store
-from tests.unit.storage.stores import read_all, run_with_store
+from tests.unit.storage.stores import put_object, read_all, run_with_store
 
 
 def _version(kind: Kind, etag: str, hlc: int) -> Manifest:
@@ -53,19 +53,13 @@ def test_observed_state_tells_conflict_from_precondition() -> None:
         stale.check(_version(Kind.OBJECT, "f", 2))
 
 
-async def _put(store: Store, data: bytes, condition: WriteCondition) -> Manifest:
-    writer = await store.begin_object("b", "k", 1 << 20)
-    await writer.write(data)
-    await writer.finish()
-    return await writer.commit([], (), condition)
-
-
 def test_concurrent_create_only_writes_commit_once(tmp_path: Path) -> None:
     async def scenario(store: Store) -> None:
         condition = await store.observe_condition("b", "k", WriteCondition(if_none_match_any=True))
         bodies = [f"body {n}".encode() for n in range(8)]
         results = await asyncio.gather(
-            *(_put(store, body, condition) for body in bodies), return_exceptions=True
+            *(put_object(store, "b", "k", body, condition=condition) for body in bodies),
+            return_exceptions=True,
         )
         winners = [n for n, r in enumerate(results) if isinstance(r, Manifest)]
         assert len(winners) == 1
