@@ -13,7 +13,7 @@ import json
 import sqlite3
 from dataclasses import dataclass
 
-from storage import catalog, conditions, config, journal, uploads
+from storage import catalog, completions, conditions, config, journal, uploads
 from storage.catalog import NULL_VERSION, BucketInfo
 from storage.commit import Outcome
 from storage.conditions import WriteCondition
@@ -51,6 +51,7 @@ class DeleteBucket:
     def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
         catalog.apply_delete_bucket(conn, stamp, self.name)
         conn.execute("DELETE FROM uploads WHERE bucket = ?", (self.name,))
+        conn.execute("DELETE FROM completed_uploads WHERE bucket = ?", (self.name,))
         return Outcome()
 
 
@@ -292,11 +293,17 @@ class CompleteUpload:
         return self.upload.bucket, self.upload.key
 
     def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+        # A client retrying a completion whose answer it lost gets the first answer (before
+        # the condition: the object it made may be what the condition now refuses).
+        first = completions.repeated(conn, self.upload, self.parts)
+        if first is not None:
+            return Outcome(first)
         conditions.enforce(conn, self.condition, self.upload.bucket, self.upload.key)
         headers = conditions.mark(self.extra_headers, self.condition)
         manifest = uploads.apply_complete(
             conn, stamp, self.upload, list(self.parts), headers, self.part_checksums
         )
+        completions.record(conn, stamp, self.upload, self.parts, manifest)
         done = journal.upload_done(stamp, self.upload.upload_id)
         return _tag(conn, stamp, Outcome(manifest, journal=(done,)), self.tags)
 

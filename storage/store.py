@@ -26,6 +26,7 @@ import blake3
 
 from storage import (
     catalog,
+    completions,
     config,
     digest,
     key_journal,
@@ -45,9 +46,17 @@ from storage.cache import LatestCache
 from storage.catalog import BucketInfo
 from storage.chunker import CHUNK_BYTES, Chunker
 from storage.commit import GroupCommitter, Mutation
+from storage.completions import CompletedUpload
 from storage.conditions import WriteCondition
 from storage.database import Database
-from storage.errors import CorruptData, EntityTooLarge, NoSuchBucket, NoSuchKey, StorageError
+from storage.errors import (
+    CorruptData,
+    EntityTooLarge,
+    NoSuchBucket,
+    NoSuchKey,
+    NoSuchUpload,
+    StorageError,
+)
 from storage.hlc import HybridClock
 from storage.inflight import InFlight
 from storage.listing import ListPage, VersionPage
@@ -709,6 +718,17 @@ class Store:
     async def get_upload(self, bucket: str, key: str, upload_id: str) -> UploadInfo:
         return await self._reader_db.run(uploads.get_upload, bucket, key, upload_id)
 
+    async def upload_to_complete(
+        self, bucket: str, key: str, upload_id: str
+    ) -> tuple[UploadInfo, bool]:
+        """The upload in progress, or (True) one completed recently: completing it again with
+        the same parts answers as the first completion did (storage/completions.py)."""
+        try:
+            return await self.get_upload(bucket, key, upload_id), False
+        except NoSuchUpload:
+            upload = await self._reader_db.run(completions.completed_upload, bucket, key, upload_id)
+            return upload, True
+
     async def begin_part(self, upload: UploadInfo, size_max: int) -> ObjectWriter:
         return ObjectWriter(self, upload.bucket, upload.key, size_max)
 
@@ -789,12 +809,13 @@ class Store:
         tags: config.Tags = (),
         part_checksums: tuple[tuple[int, str, str], ...] = (),
         condition: WriteCondition | None = None,
-    ) -> Manifest:
+    ) -> Manifest | CompletedUpload:
         """The object from the listed parts; ``part_checksums`` (number, header, value) are
-        the checksums the client listed, each checked against the part's stored one."""
+        the checksums the client listed, each checked against the part's stored one. A
+        repeated completion (same parts) gets the first one's result, a CompletedUpload."""
         if tags:
             self._tagged_buckets.add(upload.bucket)
-        result: Manifest = await self._commit(
+        result: Manifest | CompletedUpload = await self._commit(
             CompleteUpload(upload, tuple(parts), extra_headers, tags, part_checksums, condition)
         )
         return result

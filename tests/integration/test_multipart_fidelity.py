@@ -1,0 +1,57 @@
+"""Multipart behaviour clients rely on: a repeated completion (a retry after a lost answer),
+GetObject/HeadObject ?partNumber=, a part uploaded again, UploadPartCopy ranges."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.integration.s3util import MiB, error_of, multipart_etag
+from tests.integration.test_multipart import complete, create, upload
+
+PART = 5 * MiB
+
+
+def test_repeated_completion_answers_as_the_first(s3: Any, bucket: str) -> None:
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    parts = [os.urandom(MiB)]
+    upload_id = create(s3, bucket, "k")
+    etags = [upload(s3, bucket, "k", upload_id, n, data) for n, data in enumerate(parts, 1)]
+    listed = list(enumerate(etags, 1))
+    first = complete(s3, bucket, "k", upload_id, listed)
+    again = complete(s3, bucket, "k", upload_id, listed)
+    assert again["ETag"] == first["ETag"] == multipart_etag(parts)
+    assert again["VersionId"] == first["VersionId"]
+    versions = s3.list_object_versions(Bucket=bucket, Prefix="k")["Versions"]
+    assert [v["VersionId"] for v in versions] == [first["VersionId"]]  # nothing written again
+    s3.put_object(Bucket=bucket, Key="k", Body=b"newer")
+    # Still the first answer, even with a condition the key would now refuse.
+    retried = s3.complete_multipart_upload(
+        Bucket=bucket,
+        Key="k",
+        UploadId=upload_id,
+        MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in listed]},
+        IfNoneMatch="*",
+    )
+    assert (retried["ETag"], retried["VersionId"]) == (first["ETag"], first["VersionId"])
+
+
+def test_completion_with_other_parts_after_completion_is_no_such_upload(
+    s3: Any, bucket: str
+) -> None:
+    upload_id = create(s3, bucket, "k")
+    etags = [upload(s3, bucket, "k", upload_id, n, os.urandom(1000)) for n in (1, 2)]
+    complete(s3, bucket, "k", upload_id, [(2, etags[1])])
+    for other in ([(1, etags[0])], [(2, etags[0])], [(1, etags[0]), (2, etags[1])]):
+        with pytest.raises(ClientError) as refused:
+            complete(s3, bucket, "k", upload_id, other)
+        assert error_of(refused) == (404, "NoSuchUpload")
+    with pytest.raises(ClientError) as listing:
+        s3.list_parts(Bucket=bucket, Key="k", UploadId=upload_id)
+    assert error_of(listing) == (404, "NoSuchUpload")
+    with pytest.raises(ClientError) as elsewhere:
+        complete(s3, bucket, "other", upload_id, [(2, etags[1])])
+    assert error_of(elsewhere) == (404, "NoSuchUpload")
