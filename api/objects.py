@@ -16,6 +16,7 @@ from api.conditionals import check_preconditions
 from api.context import S3Context
 from api.copy import authorize_copy_source, check_copy_preconditions, parse_copy_source
 from api.errors import S3Error
+from api.part_get import part_range
 from api.ranges import parse_range
 from api.tagging import copy_tags, header_tags, tag_count_headers
 from api.upload import (
@@ -200,11 +201,22 @@ def _delete_marker_error(ctx: S3Context, marker: DeleteMarker, version_id: str |
     )
 
 
+def _requested_ranges(
+    ctx: S3Context, manifest: Manifest
+) -> tuple[list[tuple[int, int]] | None, dict[str, str]]:
+    """The Range header's byte ranges, or those of ?partNumber= (with its headers)."""
+    part = ctx.query.get("partNumber")
+    if part is not None:
+        return part_range(ctx, manifest, part)
+    return parse_range(ctx.headers.get("range"), manifest.size), {}
+
+
 async def head_object(ctx: S3Context) -> Response:
     manifest = await _requested_version(ctx)
     check_preconditions(ctx.headers, _etag(manifest), manifest.last_modified_ms)
-    ranges = parse_range(ctx.headers.get("range"), manifest.size)
+    ranges, part_headers = _requested_ranges(ctx, manifest)
     headers = _object_headers(ctx, manifest, ranged=ranges is not None)
+    headers.update(part_headers)
     headers.update(await _replication_header(ctx, manifest))
     headers.update(await tag_count_headers(ctx, manifest))
     if ranges is not None and len(ranges) == 1:
@@ -219,8 +231,9 @@ async def head_object(ctx: S3Context) -> Response:
 async def get_object(ctx: S3Context) -> Response:
     manifest = await _requested_version(ctx)
     check_preconditions(ctx.headers, _etag(manifest), manifest.last_modified_ms)
-    ranges = parse_range(ctx.headers.get("range"), manifest.size)
+    ranges, part_headers = _requested_ranges(ctx, manifest)
     headers = _object_headers(ctx, manifest, ranged=ranges is not None)
+    headers.update(part_headers)
     headers.update(await _replication_header(ctx, manifest))
     headers.update(await tag_count_headers(ctx, manifest))
     if ranges is not None and len(ranges) > 1:

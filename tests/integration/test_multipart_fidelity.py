@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.integration.s3util import MiB, error_of, multipart_etag
+from tests.integration.nodeproc import NodeProcess
+from tests.integration.s3util import MiB, error_of, multipart_etag, send, xml_code
 from tests.integration.test_multipart import complete, create, upload
 
 PART = 5 * MiB
@@ -55,3 +56,44 @@ def test_completion_with_other_parts_after_completion_is_no_such_upload(
     with pytest.raises(ClientError) as elsewhere:
         complete(s3, bucket, "other", upload_id, [(2, etags[1])])
     assert error_of(elsewhere) == (404, "NoSuchUpload")
+
+
+def test_get_and_head_part_of_a_multipart_object(node: NodeProcess, s3: Any, bucket: str) -> None:
+    parts = [os.urandom(PART), os.urandom(PART), b"last part"]
+    upload_id = create(s3, bucket, "k")
+    etags = [upload(s3, bucket, "k", upload_id, n, data) for n, data in enumerate(parts, 1)]
+    complete(s3, bucket, "k", upload_id, list(enumerate(etags, 1)))
+    total = sum(map(len, parts))
+    offset = 0
+    for number, data in enumerate(parts, 1):
+        got = s3.get_object(Bucket=bucket, Key="k", PartNumber=number)
+        assert got["ResponseMetadata"]["HTTPStatusCode"] == 206
+        assert got["Body"].read() == data
+        assert got["PartsCount"] == len(parts)
+        assert got["ContentRange"] == f"bytes {offset}-{offset + len(data) - 1}/{total}"
+        assert got["ETag"] == multipart_etag(parts)
+        head = s3.head_object(Bucket=bucket, Key="k", PartNumber=number)
+        assert (head["ContentLength"], head["PartsCount"]) == (len(data), len(parts))
+        assert head["ResponseMetadata"]["HTTPStatusCode"] == 206
+        offset += len(data)
+    beyond = send(node.url, "GET", f"/{bucket}/k", "partNumber=4")
+    assert (beyond.status_code, xml_code(beyond)) == (416, "InvalidPartNumber")
+    both = send(node.url, "GET", f"/{bucket}/k", "partNumber=1", headers={"Range": "bytes=0-1"})
+    assert (both.status_code, xml_code(both)) == (400, "InvalidRequest")
+    for bad in ("0", "10001", "x"):
+        refused = send(node.url, "GET", f"/{bucket}/k", f"partNumber={bad}")
+        assert (refused.status_code, xml_code(refused)) == (400, "InvalidArgument")
+
+
+def test_part_one_of_an_object_put_whole_is_the_object(
+    node: NodeProcess, s3: Any, bucket: str
+) -> None:
+    s3.put_object(Bucket=bucket, Key="k", Body=b"0123456789")
+    got = s3.get_object(Bucket=bucket, Key="k", PartNumber=1)
+    assert got["ResponseMetadata"]["HTTPStatusCode"] == 206
+    assert (got["Body"].read(), got["ContentRange"]) == (b"0123456789", "bytes 0-9/10")
+    assert "PartsCount" not in got
+    head = send(node.url, "HEAD", f"/{bucket}/k", "partNumber=1")
+    assert (head.status_code, head.headers["content-length"]) == (206, "10")
+    beyond = send(node.url, "GET", f"/{bucket}/k", "partNumber=2")
+    assert (beyond.status_code, xml_code(beyond)) == (400, "InvalidPart")
