@@ -3,14 +3,19 @@ GetObject/HeadObject ?partNumber=, a part uploaded again, UploadPartCopy ranges.
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
+import threading
+from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.integration.nodeproc import NodeProcess
-from tests.integration.s3util import MiB, error_of, multipart_etag, send, xml_code
+from api.sigv4 import sign_headers
+from tests.integration.nodeproc import ACCESS_KEY, REGION, SECRET_KEY, NodeProcess
+from tests.integration.s3util import MiB, error_of, md5_etag, multipart_etag, send, xml_code
 from tests.integration.test_multipart import complete, create, upload
 
 PART = 5 * MiB
@@ -97,3 +102,44 @@ def test_part_one_of_an_object_put_whole_is_the_object(
     assert (head.status_code, head.headers["content-length"]) == (206, "10")
     beyond = send(node.url, "GET", f"/{bucket}/k", "partNumber=2")
     assert (beyond.status_code, xml_code(beyond)) == (400, "InvalidPart")
+
+
+def test_part_upload_committed_last_wins_over_one_that_started_later(
+    node: NodeProcess, s3: Any, bucket: str
+) -> None:
+    upload_id = create(s3, bucket, "k")
+    slow_body = [b"s" * 1000] * 5
+    fast_started = threading.Event()
+    fast_done = threading.Event()
+
+    def trickle() -> Iterator[bytes]:
+        for number, piece in enumerate(slow_body):
+            if number == 1:
+                fast_started.set()  # the slow upload is under way: let the fast one run
+                assert fast_done.wait(30)
+            yield piece
+
+    def slow_upload() -> httpx.Response:
+        url = f"{node.url}/{bucket}/k?partNumber=1&uploadId={upload_id}"
+        length = str(sum(map(len, slow_body)))
+        headers = sign_headers(
+            "PUT", url, {"Content-Length": length}, ACCESS_KEY, SECRET_KEY, REGION
+        )
+        return httpx.put(url, headers=headers, content=trickle(), timeout=60)
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(slow_upload)
+        assert fast_started.wait(30)
+        fast_etag = upload(s3, bucket, "k", upload_id, 1, b"fast part")
+        fast_done.set()
+        slow_response = slow.result(60)
+    assert slow_response.status_code == 200, slow_response.text
+    slow_etag = slow_response.headers["etag"]
+    assert slow_etag == md5_etag(b"".join(slow_body)) != fast_etag
+    listed = s3.list_parts(Bucket=bucket, Key="k", UploadId=upload_id)["Parts"]
+    assert [(p["PartNumber"], p["ETag"]) for p in listed] == [(1, slow_etag)]
+    with pytest.raises(ClientError) as stale:
+        complete(s3, bucket, "k", upload_id, [(1, fast_etag)])
+    assert error_of(stale) == (400, "InvalidPart")
+    complete(s3, bucket, "k", upload_id, [(1, slow_etag)])
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"".join(slow_body)
