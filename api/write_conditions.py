@@ -15,7 +15,7 @@ from api.errors import S3Error
 from storage.conditions import ANY_ETAG, WriteCondition
 
 
-def _etag_value(raw: str) -> str:
+def etag_value(raw: str) -> str:
     """An ETag as clients send it, quoted or not, compared strongly (a weak W/ tag never
     matches a write condition, as RFC 9110 requires for If-Match)."""
     value = raw.strip()
@@ -47,7 +47,7 @@ def parse_write_condition(
         )
     return WriteCondition(
         if_none_match_any=if_none_match is not None,
-        if_match_etag=None if if_match is None else _etag_value(if_match),
+        if_match_etag=None if if_match is None else etag_value(if_match),
     )
 
 

@@ -202,3 +202,25 @@ def test_condition_mark_is_never_shown(node: NodeProcess, s3: Any, bucket: str) 
     s3.put_object(Bucket=bucket, Key="k", Body=b"x", IfNoneMatch="*")
     response = send(node.url, "GET", f"/{bucket}/k")
     assert not any(name.lower().startswith("x-lakenode-") for name in response.headers)
+
+
+def test_conditional_delete_objects(s3: Any, bucket: str) -> None:
+    kept = s3.put_object(Bucket=bucket, Key="kept", Body=b"kept")["ETag"]
+    gone = s3.put_object(Bucket=bucket, Key="gone", Body=b"gone")["ETag"]
+    answer = s3.delete_objects(
+        Bucket=bucket,
+        Delete={
+            "Objects": [
+                {"Key": "kept", "ETag": md5_etag(b"something else")},
+                {"Key": "gone", "ETag": gone},
+                {"Key": "absent", "ETag": kept},
+            ]
+        },
+    )
+    assert [d["Key"] for d in answer["Deleted"]] == ["gone"]
+    errors = {e["Key"]: e["Code"] for e in answer["Errors"]}
+    assert errors == {"kept": "PreconditionFailed", "absent": "NoSuchKey"}
+    assert s3.get_object(Bucket=bucket, Key="kept")["Body"].read() == b"kept"
+    with pytest.raises(ClientError) as missing:
+        s3.head_object(Bucket=bucket, Key="gone")
+    assert error_of(missing)[0] == 404
