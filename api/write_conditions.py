@@ -31,18 +31,17 @@ def parse_write_condition(
 ) -> WriteCondition | None:
     """The request's write condition, or None when it has none.
 
-    If-None-Match on a write takes only ``*`` (AWS answers NotImplemented to an ETag there);
-    DeleteObject takes If-Match only, so If-None-Match is ignored there as AWS ignores it.
+    If-None-Match on a write takes only ``*``, and not together with If-Match: AWS answers
+    NotImplemented to both. DeleteObject takes If-Match only (If-None-Match is ignored there).
     """
     if_none_match = ctx.headers.get("if-none-match") if allow_if_none_match else None
     if_match = ctx.headers.get("if-match")
     if if_none_match is None and if_match is None:
         return None
-    if if_none_match is not None and if_none_match.strip() != ANY_ETAG:
+    if if_none_match is not None and (if_none_match.strip() != ANY_ETAG or if_match is not None):
         raise S3Error(
             "NotImplemented",
-            "A header you provided implies functionality that is not implemented: "
-            "If-None-Match on a write accepts only '*'.",
+            "A header you provided implies functionality that is not implemented",
             resource=ctx.resource,
         )
     return WriteCondition(

@@ -69,8 +69,9 @@ def test_if_none_match_on_existing_key_is_412_before_the_body(s3: Any, bucket: s
 
 
 def test_if_none_match_with_an_etag_is_not_implemented(node: NodeProcess, bucket: str) -> None:
-    response = send(node.url, "PUT", f"/{bucket}/k", headers={"If-None-Match": '"abc"'}, body=b"x")
-    assert (response.status_code, xml_code(response)) == (501, "NotImplemented")
+    for headers in ({"If-None-Match": '"abc"'}, {"If-None-Match": "*", "If-Match": '"abc"'}):
+        response = send(node.url, "PUT", f"/{bucket}/k", headers=headers, body=b"x")
+        assert (response.status_code, xml_code(response)) == (501, "NotImplemented"), headers
 
 
 def test_if_match_quoted_and_unquoted(node: NodeProcess, s3: Any, bucket: str) -> None:
