@@ -80,9 +80,15 @@ def parse_copy_range(header: str | None, size: int) -> tuple[int, int]:
             "form bytes=first-last where first and last are the zero-based offsets",
         )
     first, last = int(match.group(1)), int(match.group(2))
-    if first > last or last >= size:
-        # AWS answers 400 InvalidArgument here, not GetObject's 416 InvalidRange.
+    if first > last:
         raise S3Error(
             "InvalidArgument", f"Range specified is not valid for source object of size: {size}"
+        )
+    if last >= size:
+        # A well-formed range the source cannot satisfy: InvalidRange (s3-tests, as AWS).
+        raise S3Error(
+            "InvalidRange",
+            "The requested range is not satisfiable",
+            headers={"Content-Range": f"bytes */{size}"},
         )
     return first, last

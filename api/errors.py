@@ -25,6 +25,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "BucketAlreadyExists": 409,
     "BucketAlreadyOwnedByYou": 409,
     "BucketNotEmpty": 409,
+    "ConditionalRequestConflict": 409,
     "EntityTooLarge": 400,
     "EntityTooSmall": 400,
     "IllegalLocationConstraintException": 400,
@@ -35,6 +36,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "InvalidBucketName": 400,
     "InvalidDigest": 400,
     "InvalidPart": 400,
+    "InvalidPartNumber": 416,
     "InvalidPolicyDocument": 400,
     "InvalidPartOrder": 400,
     "InvalidRange": 416,
@@ -133,6 +135,11 @@ _AWS_MESSAGES = {
     "InvalidPartOrder": "The list of parts was not in ascending order. The parts list must be "
     "specified in order by part number.",
     "EntityTooSmall": "Your proposed upload is smaller than the minimum allowed object size.",
+    "PreconditionFailed": "At least one of the pre-conditions you specified did not hold",
+    "ConditionalRequestConflict": (
+        "The conditional request cannot succeed due to a conflicting operation against this "
+        "resource."
+    ),
 }
 
 _CODE_BY_STORAGE_ERROR: dict[type[storage_errors.StorageError], str] = {
@@ -147,6 +154,8 @@ _CODE_BY_STORAGE_ERROR: dict[type[storage_errors.StorageError], str] = {
     storage_errors.InvalidPart: "InvalidPart",
     storage_errors.InvalidPartOrder: "InvalidPartOrder",
     storage_errors.EntityTooSmall: "EntityTooSmall",
+    storage_errors.PreconditionFailed: "PreconditionFailed",
+    storage_errors.ConditionalConflict: "ConditionalRequestConflict",
 }
 
 

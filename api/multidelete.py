@@ -1,4 +1,8 @@
-"""DeleteObjects: the multi-object delete (POST /bucket?delete)."""
+"""DeleteObjects: the multi-object delete (POST /bucket?delete).
+
+An Object may carry an ETag: that delete is conditional, as DeleteObject with If-Match (the
+key's current object must have it, decided inside the commit; PreconditionFailed otherwise).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ from api.body import Body, content_md5
 from api.context import S3Context
 from api.errors import S3Error, from_storage_error
 from api.upload import KEY_BYTES_MAX
+from api.write_conditions import etag_value
+from storage.conditions import WriteCondition
 from storage.errors import StorageError
 from storage.mutations import DeleteResult
 
@@ -20,7 +26,11 @@ KEYS_PER_REQUEST_MAX = 1000
 BODY_BYTES_MAX = 2 * 1024 * 1024
 
 
-def _parse(body: bytes) -> tuple[bool, list[tuple[str, str | None]]]:
+# (key, version id, ETag the current object must have)
+ObjectToDelete = tuple[str, str | None, str | None]
+
+
+def _parse(body: bytes) -> tuple[bool, list[ObjectToDelete]]:
     root = xml.parse(body)
     if xml.local_name(root) != "Delete":
         raise S3Error(
@@ -34,7 +44,8 @@ def _parse(body: bytes) -> tuple[bool, list[tuple[str, str | None]]]:
         key = xml.child_text(element, "Key")
         if key is None:
             raise S3Error("MalformedXML", "Each Object needs a Key.")
-        objects.append((key, xml.child_text(element, "VersionId")))
+        etag = xml.child_text(element, "ETag")
+        objects.append((key, xml.child_text(element, "VersionId"), etag))
     if not objects or len(objects) > KEYS_PER_REQUEST_MAX:
         raise S3Error("MalformedXML", f"Provide between 1 and {KEYS_PER_REQUEST_MAX} keys.")
     return quiet, objects
@@ -50,10 +61,10 @@ async def delete_objects(ctx: S3Context) -> Response:
     await ctx.store.get_bucket(ctx.bucket_name)
     # Submitted together, the deletes share one group commit.
     results = await asyncio.gather(
-        *(_delete_one(ctx, key, version_id) for key, version_id in objects)
+        *(_delete_one(ctx, key, version_id, etag) for key, version_id, etag in objects)
     )
     nodes: list[xml.Node] = []
-    for (key, version_id), outcome in zip(objects, results, strict=True):
+    for (key, version_id, _etag), outcome in zip(objects, results, strict=True):
         if isinstance(outcome, S3Error):
             nodes.append(
                 (
@@ -80,7 +91,9 @@ def _deleted_fields(key: str, version_id: str | None, result: DeleteResult) -> l
     return fields
 
 
-async def _delete_one(ctx: S3Context, key: str, version_id: str | None) -> DeleteResult | S3Error:
+async def _delete_one(
+    ctx: S3Context, key: str, version_id: str | None, etag: str | None
+) -> DeleteResult | S3Error:
     if len(key.encode()) > KEY_BYTES_MAX:
         return S3Error("KeyTooLongError", "Your key is too long")
     query = {"versionId": version_id} if version_id is not None else {}
@@ -89,6 +102,7 @@ async def _delete_one(ctx: S3Context, key: str, version_id: str | None) -> Delet
     except S3Error as denied:
         return denied
     try:
-        return await ctx.store.delete_object(ctx.bucket_name, key, version_id)
+        condition = None if etag is None else WriteCondition(if_match_etag=etag_value(etag))
+        return await ctx.store.delete_object(ctx.bucket_name, key, version_id, condition)
     except StorageError as exc:
         return from_storage_error(exc, f"/{ctx.bucket_name}/{key}")

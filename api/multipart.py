@@ -24,12 +24,14 @@ from api.copy import (
 )
 from api.errors import S3Error
 from api.listing import encode_key, max_keys_param
+from api.part_get import part_number_param
 from api.settings import owner_id
 from api.tagging import pop_upload_tags, upload_tagging_headers
 from api.upload import check_declared_length, object_headers, receive, validate_key
+from api.write_conditions import observe_write_condition
 from storage.manifest import Manifest
 from storage.store import DeleteMarker
-from storage.uploads import PART_NUMBER_MAX, UploadInfo
+from storage.uploads import UploadInfo
 
 PART_BYTES_MAX = 5 << 30
 COMPLETE_BODY_BYTES_MAX = 4 * 1024 * 1024
@@ -42,13 +44,7 @@ def _xml(body: bytes) -> Response:
 
 
 def _part_number(ctx: S3Context) -> int:
-    raw = ctx.query.get("partNumber", "")
-    if not raw.isdigit() or not 1 <= int(raw) <= PART_NUMBER_MAX:
-        raise S3Error(
-            "InvalidArgument",
-            f"Part number must be an integer between 1 and {PART_NUMBER_MAX}, inclusive",
-        )
-    return int(raw)
+    return part_number_param(ctx.query.get("partNumber", ""))
 
 
 async def _upload(ctx: S3Context) -> UploadInfo:
@@ -194,13 +190,17 @@ def _check_listed_checksums(
 
 
 async def complete_multipart_upload(ctx: S3Context) -> Response:
-    upload = await _upload(ctx)
+    upload, repeated = await ctx.store.upload_to_complete(
+        ctx.bucket_name, ctx.object_key, ctx.query["uploadId"]
+    )
     body = await Body(ctx.request, ctx.auth).read_all(COMPLETE_BODY_BYTES_MAX)
     parts, listed = _parse_complete(body)
     _check_listed_checksums(upload, parts, listed)
     tags, upload = pop_upload_tags(upload)
+    # A repeated completion is answered as the first was, whatever the key holds now.
+    condition = None if repeated else await observe_write_condition(ctx)
     manifest = await ctx.store.complete_upload(
-        upload, parts, tags=tags, part_checksums=tuple(listed)
+        upload, parts, tags=tags, part_checksums=tuple(listed), condition=condition
     )
     checksums = checksum_elements(manifest.headers)
     response = _xml(

@@ -16,6 +16,7 @@ from api.conditionals import check_preconditions
 from api.context import S3Context
 from api.copy import authorize_copy_source, check_copy_preconditions, parse_copy_source
 from api.errors import S3Error
+from api.part_get import part_range
 from api.ranges import parse_range
 from api.tagging import copy_tags, header_tags, tag_count_headers
 from api.upload import (
@@ -25,6 +26,7 @@ from api.upload import (
     refuse_unsupported_headers,
     validate_key,
 )
+from api.write_conditions import observe_write_condition
 from storage.catalog import NULL_VERSION
 from storage.errors import NoSuchKey, NoSuchVersion, StorageError
 from storage.manifest import Manifest
@@ -60,11 +62,14 @@ async def put_object(ctx: S3Context) -> Response:
     check_declared_length(ctx, body, ctx.settings.max_object_size)
     headers = object_headers(ctx.headers)  # validates metadata before the body is read
     tags = header_tags(ctx)
+    condition = await observe_write_condition(ctx)  # 412 now if it already fails
     writer = await ctx.store.begin_object(
         ctx.bucket_name, ctx.object_key, ctx.settings.max_object_size
     )
     await receive(ctx, writer, body)
-    manifest = await writer.commit(headers + sorted(body.checksum_values().items()), tags)
+    manifest = await writer.commit(
+        headers + sorted(body.checksum_values().items()), tags, condition
+    )
     response_headers = {"ETag": _etag(manifest), **_version_headers(manifest)}
     response_headers.update(body.checksum_values())
     return Response(status_code=200, headers=response_headers)
@@ -97,8 +102,9 @@ async def copy_object(ctx: S3Context) -> Response:
             "copy an object to itself without changing the object's metadata, storage "
             "class, website redirect location or encryption attributes.",
         )
+    condition = await observe_write_condition(ctx)  # on the destination key
     manifest = await ctx.store.copy_object(
-        source, ctx.bucket_name, ctx.object_key, headers, copy_tags(ctx)
+        source, ctx.bucket_name, ctx.object_key, headers, copy_tags(ctx), condition
     )
     response = Response(
         xml.render(
@@ -195,11 +201,22 @@ def _delete_marker_error(ctx: S3Context, marker: DeleteMarker, version_id: str |
     )
 
 
+def _requested_ranges(
+    ctx: S3Context, manifest: Manifest
+) -> tuple[list[tuple[int, int]] | None, dict[str, str]]:
+    """The Range header's byte ranges, or those of ?partNumber= (with its headers)."""
+    part = ctx.query.get("partNumber")
+    if part is not None:
+        return part_range(ctx, manifest, part)
+    return parse_range(ctx.headers.get("range"), manifest.size), {}
+
+
 async def head_object(ctx: S3Context) -> Response:
     manifest = await _requested_version(ctx)
     check_preconditions(ctx.headers, _etag(manifest), manifest.last_modified_ms)
-    ranges = parse_range(ctx.headers.get("range"), manifest.size)
+    ranges, part_headers = _requested_ranges(ctx, manifest)
     headers = _object_headers(ctx, manifest, ranged=ranges is not None)
+    headers.update(part_headers)
     headers.update(await _replication_header(ctx, manifest))
     headers.update(await tag_count_headers(ctx, manifest))
     if ranges is not None and len(ranges) == 1:
@@ -214,8 +231,9 @@ async def head_object(ctx: S3Context) -> Response:
 async def get_object(ctx: S3Context) -> Response:
     manifest = await _requested_version(ctx)
     check_preconditions(ctx.headers, _etag(manifest), manifest.last_modified_ms)
-    ranges = parse_range(ctx.headers.get("range"), manifest.size)
+    ranges, part_headers = _requested_ranges(ctx, manifest)
     headers = _object_headers(ctx, manifest, ranged=ranges is not None)
+    headers.update(part_headers)
     headers.update(await _replication_header(ctx, manifest))
     headers.update(await tag_count_headers(ctx, manifest))
     if ranges is not None and len(ranges) > 1:
@@ -297,7 +315,8 @@ async def _guarded(ctx: S3Context, head: bytes, rest: AsyncIterator[bytes]) -> A
 async def delete_object(ctx: S3Context) -> Response:
     validate_key(ctx.object_key)
     version_id = ctx.query.get("versionId")
-    result = await ctx.store.delete_object(ctx.bucket_name, ctx.object_key, version_id)
+    condition = await observe_write_condition(ctx, allow_if_none_match=False)
+    result = await ctx.store.delete_object(ctx.bucket_name, ctx.object_key, version_id, condition)
     headers = {}
     if result.version_id is not None and result.version_id != NULL_VERSION:
         headers["x-amz-version-id"] = result.version_id

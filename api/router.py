@@ -174,8 +174,6 @@ def _resolve_object(method: str, query: Mapping[str, str], has_copy_source: bool
         raise S3Error(
             "MethodNotAllowed", "The specified method is not allowed against this resource."
         )
-    if method in ("GET", "HEAD") and "partNumber" in query:
-        _refuse("partNumber", "object")
     by_method = {"GET": "GetObject", "HEAD": "HeadObject", "DELETE": "DeleteObject"}
     if method in by_method:
         return by_method[method]

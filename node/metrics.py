@@ -21,6 +21,9 @@ nothing is counted only in memory, so every value is the same after a restart:
 ``lakenode_repl_apply_errors_total{reason}``        failed rounds by reason (``meta``, flushed)
 ``lakenode_repl_conflicts_total``                   changes that lost LWW (``meta``, counted in
                                                     the transaction that applied them)
+``lakenode_repl_conditional_conflicts_total``       of those, the ones where the loser or the
+                                                    winner was a conditional write (If-None-Match
+                                                    / If-Match hold per site only)
 ``lakenode_repl_clock_offset_seconds``              peer clock minus ours, last round trip
 ``lakenode_repl_skew_rejections_total``             as conflicts
 ``lakenode_repl_link_up``                           the last attempt reached the peer
@@ -76,6 +79,10 @@ class ReplicationCollector(Collector):
             "apply_errors", "Failed replication rounds by reason", labels=("peer", "reason")
         )
         conflicts = counter("conflicts", "Replicated changes that lost last-writer-wins")
+        conditional = counter(
+            "conditional_conflicts",
+            "Of the conflicts, those where the loser or the winner was a conditional write",
+        )
         offset = gauge("clock_offset_seconds", "Peer wall clock minus this node's, estimated")
         skew = counter("skew_rejections", "Changes refused for being stamped too far ahead")
         link = gauge("link_up", "1 if the last attempt reached the peer, else 0")
@@ -99,6 +106,7 @@ class ReplicationCollector(Collector):
             for reason, count in sorted(counts.apply_errors.items()):
                 errors.add_metric([report.peer, reason], count)
             conflicts.add_metric(peer, counts.conflicts)
+            conditional.add_metric(peer, counts.conditional_conflicts)
             skew.add_metric(peer, counts.skew_rejections)
             sent.add_metric(peer, counts.bytes_sent)
             received.add_metric(peer, counts.bytes_received)
@@ -107,7 +115,7 @@ class ReplicationCollector(Collector):
             if report.bootstrap_progress is not None:
                 progress.add_metric(peer, report.bootstrap_progress)
         yield from (lag, ops, size, success, errors, conflicts, offset, skew, link, sent)
-        yield from (received, mismatches, progress)
+        yield from (received, mismatches, progress, conditional)
 
 
 class NodeMetrics:

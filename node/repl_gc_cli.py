@@ -159,4 +159,5 @@ def _line(record: ConflictRecord) -> str:
         f"{record.bucket}\t{record.key}\tversion {record.version_id}\t"
         f"lost {record.hlc}/{record.origin} to {record.winner_hlc}/{record.winner_origin}\t"
         f"{size}\trecorded {record.recorded_ms}"
+        + ("\tconditional write" if record.conditional else "")
     )

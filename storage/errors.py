@@ -11,6 +11,8 @@ StorageError
  +-- InvalidPart           a completion names a part that was not uploaded, or a wrong ETag
  +-- InvalidPartOrder      a completion lists parts out of ascending order
  +-- EntityTooSmall        a part other than the last is smaller than the minimum
+ +-- PreconditionFailed    a write condition (If-Match, If-None-Match) did not hold
+ +-- ConditionalConflict   a write condition failed because another write committed meanwhile
  +-- NoSuchConfiguration   a bucket has no document of that kind (policy, CORS, tagging)
  +-- ReadOnly              writes are refused (store closing or in maintenance)
  +-- CorruptData           bytes on disk do not match their BLAKE3 hash
@@ -59,6 +61,14 @@ class InvalidPartOrder(StorageError):
 
 
 class EntityTooSmall(StorageError):
+    pass
+
+
+class PreconditionFailed(StorageError):
+    pass
+
+
+class ConditionalConflict(StorageError):
     pass
 
 

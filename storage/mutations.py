@@ -13,9 +13,10 @@ import json
 import sqlite3
 from dataclasses import dataclass
 
-from storage import catalog, config, journal, uploads
+from storage import catalog, completions, conditions, config, journal, uploads
 from storage.catalog import NULL_VERSION, BucketInfo
 from storage.commit import Outcome
+from storage.conditions import WriteCondition
 from storage.errors import NoSuchKey
 from storage.hlc import Timestamp
 from storage.manifest import ChunkRef, Kind, Manifest
@@ -50,6 +51,7 @@ class DeleteBucket:
     def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
         catalog.apply_delete_bucket(conn, stamp, self.name)
         conn.execute("DELETE FROM uploads WHERE bucket = ?", (self.name,))
+        conn.execute("DELETE FROM completed_uploads WHERE bucket = ?", (self.name,))
         return Outcome()
 
 
@@ -120,12 +122,14 @@ class PutObject:
     etag: str
     chunks: tuple[ChunkRef, ...]
     tags: config.Tags = ()
+    condition: WriteCondition | None = None
 
     def touched(self) -> tuple[str, str | None]:
         return self.bucket, self.key
 
     def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
         bucket = catalog.get_bucket(conn, self.bucket)
+        conditions.enforce(conn, self.condition, self.bucket, self.key)
         outcome = _write_version(
             conn,
             stamp,
@@ -134,7 +138,7 @@ class PutObject:
             Kind.OBJECT,
             self.size,
             self.etag,
-            self.headers,
+            conditions.mark(self.headers, self.condition),
             self.chunks,
         )
         return _tag(conn, stamp, outcome, self.tags)
@@ -151,6 +155,7 @@ class CopyObject:
     key: str
     headers: tuple[tuple[str, str], ...] | None  # None: keep the source's (COPY directive)
     tags: config.Tags | None = None  # None: copy the source's tags
+    condition: WriteCondition | None = None  # on the destination key
 
     def touched(self) -> tuple[str, str | None]:
         return self.bucket, self.key
@@ -160,7 +165,9 @@ class CopyObject:
         if source.kind != Kind.OBJECT:
             raise NoSuchKey(self.source_key)
         bucket = catalog.get_bucket(conn, self.bucket)
+        conditions.enforce(conn, self.condition, self.bucket, self.key)
         headers = source.headers if self.headers is None else self.headers
+        headers = conditions.mark(headers, self.condition)
         tags = self.tags
         if tags is None:
             _version, tags = config.get_tags(
@@ -186,12 +193,14 @@ class DeleteObject:
 
     bucket: str
     key: str
+    condition: WriteCondition | None = None
 
     def touched(self) -> tuple[str, str | None]:
         return self.bucket, self.key
 
     def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
         bucket = catalog.get_bucket(conn, self.bucket)
+        conditions.enforce(conn, self.condition, self.bucket, self.key)
         if not bucket.versioning:
             # Unversioned: the null version is replaced by a tombstone, which S3 never shows
             # but which keeps the delete ordered (LWW) against replicated writes.
@@ -213,11 +222,13 @@ class DeleteVersion:
     bucket: str
     key: str
     version_id: str
+    condition: WriteCondition | None = None  # on the key's current version, as AWS checks
 
     def touched(self) -> tuple[str, str | None]:
         return self.bucket, self.key
 
     def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+        conditions.enforce(conn, self.condition, self.bucket, self.key)
         removed = catalog.apply_delete_version(conn, stamp, self.bucket, self.key, self.version_id)
         marker = removed is not None and removed.kind == Kind.DELETE_MARKER
         return Outcome(DeleteResult(self.version_id, marker))
@@ -276,14 +287,23 @@ class CompleteUpload:
     tags: config.Tags = ()
     # (part number, x-amz-checksum-* header, value) the client listed: each must match.
     part_checksums: tuple[tuple[int, str, str], ...] = ()
+    condition: WriteCondition | None = None
 
     def touched(self) -> tuple[str, str | None]:
         return self.upload.bucket, self.upload.key
 
     def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+        # A client retrying a completion whose answer it lost gets the first answer (before
+        # the condition: the object it made may be what the condition now refuses).
+        first = completions.repeated(conn, self.upload, self.parts)
+        if first is not None:
+            return Outcome(first)
+        conditions.enforce(conn, self.condition, self.upload.bucket, self.upload.key)
+        headers = conditions.mark(self.extra_headers, self.condition)
         manifest = uploads.apply_complete(
-            conn, stamp, self.upload, list(self.parts), self.extra_headers, self.part_checksums
+            conn, stamp, self.upload, list(self.parts), headers, self.part_checksums
         )
+        completions.record(conn, stamp, self.upload, self.parts, manifest)
         done = journal.upload_done(stamp, self.upload.upload_id)
         return _tag(conn, stamp, Outcome(manifest, journal=(done,)), self.tags)
 

@@ -54,6 +54,7 @@ class CursorRow:
 @dataclass
 class PeerCounters:
     conflicts: int = 0
+    conditional_conflicts: int = 0  # of the conflicts, those involving a conditional write
     skew_rejections: int = 0
     bytes_sent: int = 0
     bytes_received: int = 0
@@ -62,6 +63,7 @@ class PeerCounters:
     def is_zero(self) -> bool:
         return not (
             self.conflicts
+            or self.conditional_conflicts
             or self.skew_rejections
             or self.bytes_sent
             or self.bytes_received
@@ -70,6 +72,7 @@ class PeerCounters:
 
     def add(self, other: PeerCounters) -> None:
         self.conflicts += other.conflicts
+        self.conditional_conflicts += other.conditional_conflicts
         self.skew_rejections += other.skew_rejections
         self.bytes_sent += other.bytes_sent
         self.bytes_received += other.bytes_received
@@ -87,6 +90,7 @@ class PeerCounters:
         errors = document.get("apply_errors")
         return cls(
             conflicts=_count(document.get("conflicts")),
+            conditional_conflicts=_count(document.get("conditional_conflicts")),
             skew_rejections=_count(document.get("skew_rejections")),
             bytes_sent=_count(document.get("bytes_sent")),
             bytes_received=_count(document.get("bytes_received")),
@@ -200,7 +204,11 @@ class CountedApply:
         outcome = self.inner.apply(conn, stamp)
         result = outcome.result
         if isinstance(result, ApplyResult) and (result.conflicts or result.skew_rejected):
-            delta = PeerCounters(conflicts=result.conflicts, skew_rejections=result.skew_rejected)
+            delta = PeerCounters(
+                conflicts=result.conflicts,
+                conditional_conflicts=result.conditional_conflicts,
+                skew_rejections=result.skew_rejected,
+            )
             add_counters(conn, self.inner.peer, delta)
         return outcome
 

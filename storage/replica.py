@@ -22,7 +22,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
-from storage import catalog, config, digest
+from storage import catalog, conditions, config, digest
 from storage.commit import Outcome
 from storage.errors import FormatError, StorageError
 from storage.hlc import LOGICAL_BITS, HybridClock, Timestamp, wall_clock_ms
@@ -50,6 +50,9 @@ class ApplyResult:
     applied: int = 0
     duplicates: int = 0
     conflicts: int = 0
+    # Of those, conflicts where the loser or the winner was written under a write condition
+    # (If-None-Match/If-Match): checked on its own site only, so LWW overrode it here.
+    conditional_conflicts: int = 0
     skew_rejected: int = 0
     rejected: list[Change] = field(default_factory=list)
 
@@ -306,9 +309,23 @@ def apply_changes(
         clock.observe(change.hlc)
         result.applied += 1
         result.conflicts += int(conflict)
+        result.conditional_conflicts += int(conflict and _conditional_conflict(conn, change))
     if missing:
         raise MissingChunks(missing)  # the savepoint rolls the whole batch back
     return result
+
+
+def _conditional_conflict(conn: sqlite3.Connection, lost: Change) -> bool:
+    """Whether a change that lost LWW, or the version it lost to, was written conditionally."""
+    if lost.manifest is not None and conditions.written_conditionally(decode(lost.manifest)):
+        return True
+    if lost.key is None or lost.version_id is None:
+        return False
+    row = conn.execute(
+        "SELECT manifest FROM versions WHERE bucket = ? AND key = ? AND version_id = ?",
+        (lost.bucket, lost.key, lost.version_id),
+    ).fetchone()
+    return row is not None and conditions.written_conditionally(decode(bytes(row[0])))
 
 
 def _already_applied(conn: sqlite3.Connection, change: Change) -> bool:

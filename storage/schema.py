@@ -17,6 +17,9 @@ Tables:
   conflicts     replicated writes that lost LWW, kept for review for a retention period
   version_tombstones  versions deleted for good, so a late replica of them stays deleted
   key_digests, digest_nodes   Merkle leaves and XOR nodes for `repl validate`
+  completed_uploads  multipart uploads completed recently: a repeated CompleteMultipartUpload
+                (a client retrying after a lost answer) gets the same answer. Kept a day;
+                not rebuilt by rebuild-index (a retry after it gets NoSuchUpload, as before)
   access_keys   keys besides the root key: secret, status, limits; read by the node and by
                 `lakenode keys` (which may write while the node runs)
 """
@@ -198,6 +201,19 @@ MIGRATIONS: tuple[str, ...] = (
         prefix  TEXT PRIMARY KEY,   -- hex digits of khash, '' is the root
         xor     BLOB NOT NULL
     ) STRICT, WITHOUT ROWID;
+    """,
+    # 6: recently completed multipart uploads, so that a repeated completion is recognised.
+    """
+    CREATE TABLE completed_uploads (
+        upload_id     TEXT PRIMARY KEY,
+        bucket        TEXT NOT NULL,
+        key           TEXT NOT NULL,
+        completed_ms  INTEGER NOT NULL,
+        upload        TEXT NOT NULL,   -- JSON: the upload as it was (owner, headers, checksum)
+        parts         TEXT NOT NULL,   -- JSON [[number, etag], ...] as the completion listed them
+        result        TEXT NOT NULL    -- JSON: the object's etag, version id, checksum headers
+    ) STRICT;
+    CREATE INDEX completed_uploads_by_age ON completed_uploads (completed_ms);
     """,
 )
 

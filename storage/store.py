@@ -26,6 +26,7 @@ import blake3
 
 from storage import (
     catalog,
+    completions,
     config,
     digest,
     key_journal,
@@ -45,8 +46,17 @@ from storage.cache import LatestCache
 from storage.catalog import BucketInfo
 from storage.chunker import CHUNK_BYTES, Chunker
 from storage.commit import GroupCommitter, Mutation
+from storage.completions import CompletedUpload
+from storage.conditions import WriteCondition
 from storage.database import Database
-from storage.errors import CorruptData, EntityTooLarge, NoSuchBucket, NoSuchKey, StorageError
+from storage.errors import (
+    CorruptData,
+    EntityTooLarge,
+    NoSuchBucket,
+    NoSuchKey,
+    NoSuchUpload,
+    StorageError,
+)
 from storage.hlc import HybridClock
 from storage.inflight import InFlight
 from storage.listing import ListPage, VersionPage
@@ -269,6 +279,17 @@ class Store:
             raise DeleteMarker(manifest)
         return manifest
 
+    async def observe_condition(
+        self, bucket: str, key: str, condition: WriteCondition
+    ) -> WriteCondition:
+        """``condition`` with the key's state now recorded, checked against it: a write whose
+        condition already fails is refused before its body is read (PreconditionFailed,
+        NoSuchKey). The check that counts is the one inside the commit transaction."""
+        latest = await self._latest_manifest(bucket, key)
+        observed = condition.observing(latest)
+        observed.check(latest)
+        return observed
+
     async def _latest_manifest(self, bucket: str, key: str) -> Manifest | None:
         manifest = self._latest.get(bucket, key)
         if manifest is None:
@@ -279,12 +300,16 @@ class Store:
         return manifest
 
     async def delete_object(
-        self, bucket: str, key: str, version_id: str | None = None
+        self,
+        bucket: str,
+        key: str,
+        version_id: str | None = None,
+        condition: WriteCondition | None = None,
     ) -> DeleteResult:
         mutation: Mutation = (
-            DeleteObject(bucket, key)
+            DeleteObject(bucket, key, condition)
             if version_id is None
-            else DeleteVersion(bucket, key, version_id)
+            else DeleteVersion(bucket, key, version_id, condition)
         )
         result: DeleteResult = await self._commit(mutation)
         return result
@@ -296,12 +321,16 @@ class Store:
         key: str,
         headers: tuple[tuple[str, str], ...] | None,
         tags: config.Tags | None = None,
+        condition: WriteCondition | None = None,
     ) -> Manifest:
-        """A new version of bucket/key sharing ``source``'s chunks (headers/tags None: keep)."""
+        """A new version of bucket/key sharing ``source``'s chunks (headers/tags None: keep);
+        ``condition`` applies to the destination key."""
         if tags or (tags is None and self.may_have_tags(source.bucket)):
             self._tagged_buckets.add(bucket)
         result: Manifest = await self._commit(
-            CopyObject(source.bucket, source.key, source.version_id, bucket, key, headers, tags)
+            CopyObject(
+                source.bucket, source.key, source.version_id, bucket, key, headers, tags, condition
+            )
         )
         return result
 
@@ -689,6 +718,17 @@ class Store:
     async def get_upload(self, bucket: str, key: str, upload_id: str) -> UploadInfo:
         return await self._reader_db.run(uploads.get_upload, bucket, key, upload_id)
 
+    async def upload_to_complete(
+        self, bucket: str, key: str, upload_id: str
+    ) -> tuple[UploadInfo, bool]:
+        """The upload in progress, or (True) one completed recently: completing it again with
+        the same parts answers as the first completion did (storage/completions.py)."""
+        try:
+            return await self.get_upload(bucket, key, upload_id), False
+        except NoSuchUpload:
+            upload = await self._reader_db.run(completions.completed_upload, bucket, key, upload_id)
+            return upload, True
+
     async def begin_part(self, upload: UploadInfo, size_max: int) -> ObjectWriter:
         return ObjectWriter(self, upload.bucket, upload.key, size_max)
 
@@ -768,13 +808,15 @@ class Store:
         extra_headers: tuple[tuple[str, str], ...] = (),
         tags: config.Tags = (),
         part_checksums: tuple[tuple[int, str, str], ...] = (),
-    ) -> Manifest:
+        condition: WriteCondition | None = None,
+    ) -> Manifest | CompletedUpload:
         """The object from the listed parts; ``part_checksums`` (number, header, value) are
-        the checksums the client listed, each checked against the part's stored one."""
+        the checksums the client listed, each checked against the part's stored one. A
+        repeated completion (same parts) gets the first one's result, a CompletedUpload."""
         if tags:
             self._tagged_buckets.add(upload.bucket)
-        result: Manifest = await self._commit(
-            CompleteUpload(upload, tuple(parts), extra_headers, tags, part_checksums)
+        result: Manifest | CompletedUpload = await self._commit(
+            CompleteUpload(upload, tuple(parts), extra_headers, tags, part_checksums, condition)
         )
         return result
 
@@ -879,8 +921,14 @@ class ObjectWriter:
     def _assert_finished(self) -> None:
         assert self._in_flight is None and self._chunker.pending_bytes == 0
 
-    async def commit(self, headers: list[tuple[str, str]], tags: config.Tags = ()) -> Manifest:
-        """Make the object durable and visible (the durability barrier); return its manifest."""
+    async def commit(
+        self,
+        headers: list[tuple[str, str]],
+        tags: config.Tags = (),
+        condition: WriteCondition | None = None,
+    ) -> Manifest:
+        """Make the object durable and visible (the durability barrier); return its manifest.
+        ``condition`` (If-None-Match/If-Match) is decided inside the commit transaction."""
         self._assert_finished()
         mutation = PutObject(
             self.bucket,
@@ -890,6 +938,7 @@ class ObjectWriter:
             self._md5.hexdigest(),
             tuple(self._chunks),
             tags,
+            condition,
         )
         if tags:
             self._store._tagged_buckets.add(self.bucket)

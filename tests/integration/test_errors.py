@@ -487,7 +487,6 @@ def test_not_implemented(node: NodeProcess, s3: Any, bucket: str) -> None:
     expect_error(send(node.url, "GET", f"/{bucket}", "website"), 501, "NotImplemented")
     expect_error(send(node.url, "GET", f"/{bucket}/src", "retention"), 501, "NotImplemented")
     expect_error(send(node.url, "POST", f"/{bucket}/src", "restore"), 501, "NotImplemented")
-    expect_error(send(node.url, "GET", f"/{bucket}/src", "partNumber=1"), 501, "NotImplemented")
 
 
 @pytest.mark.parametrize(

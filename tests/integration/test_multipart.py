@@ -693,11 +693,19 @@ def test_upload_part_copy_bad_ranges_and_sources(s3: Any, bucket: str) -> None:
         )
 
     src = {"Bucket": bucket, "Key": "src"}
-    for bad_range in ("bytes=0-10", "bytes=10-10", "bytes=5-2"):
+    for beyond in ("bytes=0-10", "bytes=10-10", "bytes=0-21"):
         with pytest.raises(ClientError) as excinfo:
-            copy_part(src, bad_range)
-        assert error_of(excinfo) == (400, "InvalidArgument"), bad_range
-    for malformed in ("bytes=0-", "0-3", "bytes=-3", "bytes=0-1,2-3"):
+            copy_part(src, beyond)
+        assert error_of(excinfo) == (416, "InvalidRange"), beyond
+    for malformed in (
+        "bytes=0-",
+        "0-3",
+        "bytes=-3",
+        "bytes=0-1,2-3",
+        "bytes=5-2",
+        "bytes=0",
+        "bytes=0-bar",
+    ):
         with pytest.raises(ClientError) as excinfo:
             copy_part(src, malformed)
         assert error_of(excinfo) == (400, "InvalidArgument"), malformed

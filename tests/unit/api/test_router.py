@@ -71,7 +71,6 @@ def test_operations(
         ("PUT", B, None, {"website": ""}, False),
         ("GET", B, None, {"lifecycle": ""}, False),
         ("POST", B, K, {"restore": ""}, False),
-        ("GET", B, K, {"partNumber": "1"}, False),
         ("GET", B, K, {"retention": ""}, False),
     ],
 )

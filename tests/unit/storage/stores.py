@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
+from storage.conditions import WriteCondition
 from storage.config import Tags
 from storage.manifest import Manifest
 from storage.segments import DEFAULT_SEGMENT_BYTES_MAX
@@ -39,14 +40,20 @@ def run_with_store(
 
 
 async def put_object(
-    store: Store, bucket: str, key: str, data: bytes, tags: Tags = (), piece: int = 1000
+    store: Store,
+    bucket: str,
+    key: str,
+    data: bytes,
+    tags: Tags = (),
+    piece: int = 1000,
+    condition: WriteCondition | None = None,
 ) -> Manifest:
     """Write ``data`` in ``piece``-sized writes (so chunk boundaries fall mid-piece) and commit."""
     writer = await store.begin_object(bucket, key, 1 << 40)
     for start in range(0, len(data), piece):
         await writer.write(data[start : start + piece])
     await writer.finish()
-    return await writer.commit([("content-type", "x/y")], tags)
+    return await writer.commit([("content-type", "x/y")], tags, condition)
 
 
 async def put_part(store: Store, bucket: str, key: str, data: bytes) -> UploadInfo:

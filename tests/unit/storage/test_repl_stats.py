@@ -9,11 +9,24 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from storage.conditions import WriteCondition
+from storage.conflicts import list_conflicts
 from storage.hlc import LOGICAL_BITS
 from storage.manifest import decode
 from storage.repl_stats import PeerCounters
+from storage.replica import Change
 from storage.store import Store, StoreConfig
 from tests.unit.storage.stores import put_object
+
+
+async def copy_chunks(source: Store, target: Store, changes: list[Change]) -> None:
+    """Give ``target`` the chunks of ``changes`` (as replication sends them first)."""
+    for change in changes:
+        if change.manifest is not None:
+            for chunk in decode(change.manifest).chunks:
+                data = await source.read_chunk_by_hash(chunk.blake3)
+                assert data is not None
+                await target.store_chunk(data)
 
 
 def test_backlog_counts_changes_after_a_seq_without_one_origin(tmp_path: Path) -> None:
@@ -49,14 +62,9 @@ def test_conflicts_are_counted_with_the_apply_and_counters_survive_reopening(
             changes = await a.changes_after(0, 100, None)
             await b.create_bucket("bkt", "owner")
             await put_object(b, "bkt", "k", b"newer")  # b's write is later: a's loses here
-            for change in changes:
-                if change.manifest is not None:
-                    for chunk in decode(change.manifest).chunks:
-                        data = await a.read_chunk_by_hash(chunk.blake3)
-                        assert data is not None
-                        await b.store_chunk(data)
+            await copy_chunks(a, b, changes)
             result = await b.apply_remote("node-a", changes, await a.last_seq(), 1000)
-            assert result.conflicts == 1
+            assert result.conflicts == 1 and result.conditional_conflicts == 0
             await b.add_repl_counters("node-a", PeerCounters(bytes_received=123))
             await b.add_repl_counters("node-a", PeerCounters(apply_errors={"protocol": 2}))
             await b.add_repl_counters("node-a", PeerCounters())  # nothing: no commit
@@ -72,5 +80,34 @@ def test_conflicts_are_counted_with_the_apply_and_counters_survive_reopening(
             assert ("node-a", "pull") in rows
         finally:
             await reopened.close()
+
+    asyncio.run(main())
+
+
+def test_conflicts_with_a_conditional_write_are_counted_apart(tmp_path: Path) -> None:
+    """Both sites create one key with If-None-Match: * (each condition holds locally); LWW
+    keeps the later write, and the conflict is counted as involving a conditional write."""
+
+    async def main() -> None:
+        a = await Store.open(StoreConfig(tmp_path / "a", node_id="node-a"))
+        b = await Store.open(StoreConfig(tmp_path / "b", node_id="node-b"))
+        try:
+            create_only = WriteCondition(if_none_match_any=True)
+            for store in (a, b):
+                await store.create_bucket("bkt", "owner")
+            for store, body in ((a, b"from a"), (b, b"from b, later")):
+                condition = await store.observe_condition("bkt", "k", create_only)
+                await put_object(store, "bkt", "k", body, condition=condition)
+            changes = await a.changes_after(0, 100, None)
+            await copy_chunks(a, b, changes)
+            result = await b.apply_remote("node-a", changes, await a.last_seq(), 1000)
+            assert (result.conflicts, result.conditional_conflicts) == (1, 1)
+            counters = (await b.repl_counters())["node-a"]
+            assert (counters.conflicts, counters.conditional_conflicts) == (1, 1)
+            records = await b.inspect(list_conflicts, "bkt", 0, 10)
+            assert [(r.key, r.origin, r.conditional) for r in records] == [("k", "node-a", True)]
+        finally:
+            await a.close()
+            await b.close()
 
     asyncio.run(main())
