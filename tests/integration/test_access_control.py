@@ -520,7 +520,7 @@ def test_policy_round_trip(make_key: Callable[..., Key]) -> None:
             {
                 "Statement": [
                     allow(
-                        "*", "s3:GetObject", "*", Condition={"NumericEquals": {"s3:max-keys": "5"}}
+                        "*", "s3:GetObject", "*", Condition={"NumericSortOf": {"s3:max-keys": "5"}}
                     )
                 ]
             }
@@ -531,6 +531,7 @@ def test_policy_round_trip(make_key: Callable[..., Key]) -> None:
                     {
                         "Effect": "Deny",
                         "Principal": "*",
+                        "Action": "s3:PutObject",
                         "NotAction": "s3:GetObject",
                         "Resource": "*",
                     }
@@ -546,7 +547,7 @@ def test_policy_round_trip(make_key: Callable[..., Key]) -> None:
         "non-s3",
         "effect",
         "operator",
-        "notaction",
+        "action-and-notaction",
     ],
 )
 def test_malformed_policy_is_refused(root: Any, policy: str) -> None:
