@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 from api.context import S3Context
 from api.errors import S3Error
@@ -37,6 +37,7 @@ from api.policy import (
     evaluate,
     parse_policy,
 )
+from api.settings import owner_id
 from storage.errors import NoSuchBucket, NoSuchConfiguration, NoSuchKey, NoSuchVersion
 from storage.store import Store
 
@@ -294,6 +295,28 @@ async def _existing_tags(
     except (NoSuchKey, NoSuchVersion, NoSuchBucket):
         return {}  # no such object (yet): it has no tags a condition could read
     return tag_context(EXISTING_TAG, tags)
+
+
+async def check_expected_owner(ctx: S3Context) -> None:
+    """``x-amz-expected-bucket-owner`` (and ``x-amz-source-expected-bucket-owner`` on a copy):
+    AccessDenied unless it names the bucket's owner, by the canonical id lakenode shows as
+    Owner ID (or the owner's access key). CreateBucket and ListBuckets have no bucket owner."""
+    expected = ctx.headers.get("x-amz-expected-bucket-owner")
+    if expected is not None and ctx.bucket is not None and ctx.operation != "CreateBucket":
+        await _owner_is(ctx, ctx.bucket, expected)
+    source_expected = ctx.headers.get("x-amz-source-expected-bucket-owner")
+    copy_source = ctx.headers.get("x-amz-copy-source")
+    if source_expected is not None and copy_source is not None:
+        path = unquote(copy_source.partition("?")[0]).lstrip("/")
+        await _owner_is(ctx, path.partition("/")[0], source_expected)
+
+
+async def _owner_is(ctx: S3Context, bucket: str, expected: str) -> None:
+    access = await ctx.bucket_access.get(bucket)
+    if access is None:
+        return  # no such bucket: the handler answers NoSuchBucket
+    if expected.strip() not in (owner_id(access.owner), access.owner):
+        raise S3Error("AccessDenied", "Access Denied", resource=ctx.resource)
 
 
 def allowed(
