@@ -14,6 +14,13 @@ Decision, as AWS makes it for a bucket policy plus an identity policy:
 
 Anonymous requests only get what a bucket policy grants to Principal ``*``, and only the
 read actions of a public bucket (GET, HEAD, list).
+
+Policies see the request through :func:`request_context`: the global keys (aws:SourceIp,
+aws:SecureTransport, aws:CurrentTime, aws:username...) and S3's own (s3:prefix, s3:delimiter,
+s3:max-keys, s3:VersionId, s3:x-amz-acl, s3:x-amz-grant-*, s3:x-amz-copy-source,
+s3:x-amz-metadata-directive, s3:RequestObjectTag/<key> and the multi-valued
+s3:RequestObjectTagKeys). s3:ExistingObjectTag/<key> costs a catalog read, done only when a
+policy that applies tests such a key.
 """
 
 from __future__ import annotations

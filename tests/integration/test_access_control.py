@@ -1128,3 +1128,31 @@ def test_missing_key_for_anonymous_and_versions_is_403_without_list(
     put_policy(root, public, get_only, allow("*", "s3:ListBucket", f"arn:aws:s3:::{public}"))
     wait_for(lambda: statuses()[0] == 404)
     assert statuses() == [404, 404, 404, 404, 200]
+
+
+def test_missing_key_for_scoped_keys(
+    root: Any, make_key: Callable[..., Key], tmp_path: Path
+) -> None:
+    """Key scopes decide like policies: a key that may list the bucket learns 404."""
+    shared = root_bucket(root, "scoped-probe", {"here": b"h"})
+    reader = make_key("scoped-ro", "--read-only", "--bucket", shared)  # reads and lists
+    policy = tmp_path / "get-only.json"
+    policy.write_text(
+        json.dumps(
+            {
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": "s3:GetObject",
+                        "Resource": f"arn:aws:s3:::{shared}/*",
+                    }
+                ]
+            }
+        )
+    )
+    getter = make_key("scoped-get", "--policy", str(policy))
+    assert outcome(reader.client.get_object, Bucket=shared, Key="missing") == (404, "NoSuchKey")
+    assert outcome(reader.client.head_object, Bucket=shared, Key="missing") == (404, "404")
+    assert outcome(getter.client.get_object, Bucket=shared, Key="missing") == (403, "AccessDenied")
+    assert outcome(getter.client.head_object, Bucket=shared, Key="missing") == (403, "403")
+    assert getter.client.get_object(Bucket=shared, Key="here")["Body"].read() == b"h"
