@@ -7,6 +7,8 @@ ARNs]}``, ``{"CanonicalUser": [owner ids]}``), ``Action`` or ``NotAction`` (``s3
 ``arn:aws:s3:::bucket/prefix*`` with ``*`` and ``?`` wildcards), and ``Condition`` with IAM's
 operators: String*, Numeric*, Date*, Bool, BinaryEquals, IpAddress/NotIpAddress, Arn*, each
 also as ``...IfExists``, the set qualifiers ``ForAnyValue:`` / ``ForAllValues:``, and ``Null``.
+Policy variables (``${aws:username}``, ``${s3:prefix}``, ``${key, 'default'}``, ``${*}``) are
+substituted in resources and in String/Arn condition values of Version 2012-10-17 policies.
 
 Evaluation follows AWS: an explicit Deny wins over any Allow; otherwise an Allow that matches
 grants; otherwise nothing is decided (implicit deny). Within a condition block every operator
@@ -21,6 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import fnmatch
+import functools
 import ipaddress
 import json
 import re
@@ -93,6 +96,7 @@ class Statement:
     not_principal: bool = False  # principals lists who the statement does NOT apply to
     not_action: bool = False
     not_resource: bool = False
+    variables: bool = True  # ${aws:username}... substituted (Version 2012-10-17 only)
 
     def condition_keys(self) -> frozenset[str]:
         return frozenset(c.key for c in self.conditions)
@@ -142,7 +146,8 @@ def parse_policy(text: str, bucket: str | None = None) -> Policy:
     statements = raw if isinstance(raw, list) else [raw]
     if not statements:
         raise malformed("Statement: it is empty")
-    return Policy(tuple(_parse_statement(s, bucket) for s in statements))
+    variables = document.get("Version") == POLICY_VERSIONS[0]
+    return Policy(tuple(_parse_statement(s, bucket, variables) for s in statements))
 
 
 def _strings(value: Any, what: str) -> tuple[str, ...]:
@@ -164,7 +169,7 @@ def _one_of(raw: dict[str, Any], name: str, required: bool) -> tuple[Any, bool]:
     return raw.get(name), False
 
 
-def _parse_statement(raw: Any, bucket: str | None) -> Statement:
+def _parse_statement(raw: Any, bucket: str | None, variables: bool) -> Statement:
     if not isinstance(raw, dict):
         raise malformed("Statement")
     unknown = set(raw) - STATEMENT_ELEMENTS
@@ -196,6 +201,7 @@ def _parse_statement(raw: Any, bucket: str | None) -> Statement:
         not_principal=not_principal,
         not_action=not_action,
         not_resource=not_resource,
+        variables=variables,
     )
 
 
@@ -328,10 +334,11 @@ def _applies(
     named = any(fnmatch.fnmatchcase(action, pattern) for pattern in statement.actions)
     if named is statement.not_action:
         return False
-    named = any(_resource_matches(pattern, request.resource) for pattern in statement.resources)
+    variables = context if statement.variables else None
+    named = any(_like(request.resource, pattern, variables) for pattern in statement.resources)
     if named is statement.not_resource:
         return False
-    return all(_condition_holds(c, context) for c in statement.conditions)
+    return all(_condition_holds(c, context, variables) for c in statement.conditions)
 
 
 def _principal_matches(principals: frozenset[str], principal: str | None) -> bool:
@@ -340,12 +347,11 @@ def _principal_matches(principals: frozenset[str], principal: str | None) -> boo
     return principal is not None and (principal in principals or owner_id(principal) in principals)
 
 
-def _resource_matches(pattern: str, resource: str) -> bool:
-    # fnmatch's [...] classes are not part of the policy language: escape them.
-    return fnmatch.fnmatchcase(resource, pattern.replace("[", "[[]"))
-
-
-def _condition_holds(condition: Condition, context: Mapping[str, ContextValue]) -> bool:
+def _condition_holds(
+    condition: Condition,
+    context: Mapping[str, ContextValue],
+    variables: Mapping[str, ContextValue] | None,
+) -> bool:
     raw = context.get(condition.key)
     actual: tuple[str, ...] = () if raw is None else (raw,) if isinstance(raw, str) else raw
     if condition.operator == NULL_OPERATOR:
@@ -354,26 +360,88 @@ def _condition_holds(condition: Condition, context: Mapping[str, ContextValue]) 
     if not actual and condition.if_exists:
         return True
     if condition.qualifier == "ForAllValues":
-        return all(_holds_for(condition, value) for value in actual)
+        return all(_holds_for(condition, value, variables) for value in actual)
     if condition.qualifier == "ForAnyValue":
-        return any(_holds_for(condition, value) for value in actual)
+        return any(_holds_for(condition, value, variables) for value in actual)
     if not actual:
         return condition.operator in NEGATED_OPERATORS
     if condition.operator in NEGATED_OPERATORS:
-        return all(_holds_for(condition, value) for value in actual)
-    return any(_holds_for(condition, value) for value in actual)
+        return all(_holds_for(condition, value, variables) for value in actual)
+    return any(_holds_for(condition, value, variables) for value in actual)
 
 
-def _holds_for(condition: Condition, actual: str) -> bool:
+def _holds_for(
+    condition: Condition, actual: str, variables: Mapping[str, ContextValue] | None
+) -> bool:
     """One request value against the condition's values (alternatives; negated: none)."""
     positive = NEGATED_OPERATORS.get(condition.operator)
-    if positive is not None:
-        return not any(_value_matches(positive, actual, v) for v in condition.values)
-    return any(_value_matches(condition.operator, actual, v) for v in condition.values)
+    operator = positive or condition.operator
+    matched = any(_value_matches(operator, actual, v, variables) for v in condition.values)
+    return not matched if positive is not None else matched
 
 
-def _like(actual: str, pattern: str) -> bool:
-    return fnmatch.fnmatchcase(actual, pattern.replace("[", "[[]"))
+# ---- wildcards and policy variables ----------------------------------------------------------
+
+_VARIABLE = re.compile(r"\$\{([^}]*)\}")
+_LITERAL_VARIABLES = frozenset({"*", "?", "$"})  # ${*} is a literal "*"
+
+
+def _variable(text: str, context: Mapping[str, ContextValue]) -> str | None:
+    """The value of ``${name}`` or ``${name, 'default'}``; None when it has none."""
+    name, _, default = text.partition(",")
+    name, default = name.strip(), default.strip()
+    if name in _LITERAL_VARIABLES:
+        return name
+    value = context.get(context_key(name))
+    if isinstance(value, str):
+        return value
+    if len(default) >= 2 and default[0] == default[-1] == "'":
+        return default[1:-1]
+    return None
+
+
+def _glob(text: str) -> str:
+    """The policy language's wildcards (only ``*`` and ``?``) as a regular expression."""
+    return "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled(expression: str) -> re.Pattern[str]:
+    return re.compile(expression, re.DOTALL)
+
+
+def _expand(text: str, variables: Mapping[str, ContextValue] | None, pattern: bool) -> str | None:
+    """``text`` with its policy variables substituted (as literals), as a regular expression
+    when ``pattern`` (wildcards) or as an escaped literal; None if a variable has no value."""
+    quote = _glob if pattern else re.escape
+    if variables is None or "${" not in text:
+        return quote(text)
+    parts, position = [], 0
+    for match in _VARIABLE.finditer(text):
+        value = _variable(match.group(1), variables)
+        if value is None:
+            return None  # AWS: an element whose variable has no value matches nothing
+        parts += [quote(text[position : match.start()]), re.escape(value)]
+        position = match.end()
+    parts.append(quote(text[position:]))
+    return "".join(parts)
+
+
+def _like(actual: str, pattern: str, variables: Mapping[str, ContextValue] | None) -> bool:
+    expression = _expand(pattern, variables, pattern=True)
+    return expression is not None and _compiled(expression).fullmatch(actual) is not None
+
+
+def _literal(
+    actual: str, expected: str, variables: Mapping[str, ContextValue] | None, fold: bool = False
+) -> bool:
+    if variables is not None and "${" in expected:
+        expression = _expand(expected, variables, pattern=False)
+        if expression is None:
+            return False
+        flags = re.DOTALL | (re.IGNORECASE if fold else 0)
+        return re.fullmatch(expression, actual, flags) is not None
+    return actual.casefold() == expected.casefold() if fold else actual == expected
 
 
 def _ip_in(actual: str, network: str) -> bool:
@@ -399,14 +467,17 @@ def _compare(parse: Callable[[str], Any], actual: str, expected: str, kind: str)
     )
 
 
-def _value_matches(operator: str, actual: str, expected: str) -> bool:
-    """A positive operator applied to one request value and one policy value."""
+def _value_matches(
+    operator: str, actual: str, expected: str, variables: Mapping[str, ContextValue] | None
+) -> bool:
+    """A positive operator applied to one request value and one policy value (String and
+    Arn operators substitute policy variables in the policy value)."""
     if operator == "StringEquals":
-        return actual == expected
+        return _literal(actual, expected, variables)
     if operator == "StringEqualsIgnoreCase":
-        return actual.casefold() == expected.casefold()
+        return _literal(actual, expected, variables, fold=True)
     if operator in ("StringLike", "ArnLike", "ArnEquals"):  # IAM: ArnEquals takes wildcards too
-        return _like(actual, expected)
+        return _like(actual, expected, variables)
     if operator == "IpAddress":
         return _ip_in(actual, expected)
     if operator == "Bool":

@@ -432,6 +432,57 @@ def test_tag_key_in_a_condition_key_is_case_sensitive() -> None:
     assert not policy.uses_key_prefix("s3:requestobjecttag")
 
 
+# ---- policy variables ----------------------------------------------------------------------
+
+
+def home_policy(version: str, **condition: Any) -> Policy:
+    raw = statement(principal="*", action="s3:*", resource=f"{ARN}/home/${{aws:username}}/*")
+    if condition:
+        raw["Condition"] = condition
+    return parse_policy(json.dumps({"Version": version, "Statement": [raw]}), BUCKET)
+
+
+def test_variable_in_a_resource() -> None:
+    policy = home_policy("2012-10-17")
+    mine = request(resource=f"{ARN}/home/alice/notes", **{"aws:username": "alice"})
+    theirs = request(resource=f"{ARN}/home/bob/notes", **{"aws:username": "alice"})
+    assert evaluate(policy, mine) is Decision.ALLOW
+    assert evaluate(policy, theirs) is None
+    # Without a value the element matches nothing; a value's wildcards are literal.
+    assert evaluate(policy, request(resource=f"{ARN}/home/alice/notes")) is None
+    starred = request(resource=f"{ARN}/home/alice/notes", **{"aws:username": "*"})
+    assert evaluate(policy, starred) is None
+
+
+def test_variables_are_literal_text_in_version_2008() -> None:
+    policy = home_policy("2008-10-17")
+    literal = request(resource=f"{ARN}/home/${{aws:username}}/x", **{"aws:username": "alice"})
+    assert evaluate(policy, literal) is Decision.ALLOW
+    substituted = request(resource=f"{ARN}/home/alice/x", **{"aws:username": "alice"})
+    assert evaluate(policy, substituted) is None
+
+
+@pytest.mark.parametrize(
+    ("operator", "value", "prefix", "holds"),
+    [
+        ("StringLike", "home/${aws:username}/*", "home/alice/docs", True),
+        ("StringLike", "home/${aws:username}/*", "home/bob/docs", False),
+        ("StringEquals", "home/${aws:username}/", "home/alice/", True),
+        ("StringEquals", "home/${aws:username}/", "home/alice/x", False),
+        ("StringEqualsIgnoreCase", "HOME/${aws:username}/", "home/ALICE/", True),
+        ("StringNotLike", "home/${aws:username}/*", "home/bob/x", True),
+        ("StringEquals", "star${*}", "star*", True),
+        ("StringEquals", "star${*}", "stars", False),
+        ("StringLike", "${aws:nothing, 'guest'}/*", "guest/x", True),
+        ("StringLike", "${aws:nothing}/*", "guest/x", False),
+    ],
+)
+def test_variables_in_condition_values(operator: str, value: str, prefix: str, holds: bool) -> None:
+    policy = parse_policy(document(statement(condition={operator: {"s3:prefix": value}})), BUCKET)
+    context = {"s3:prefix": prefix, "aws:username": "alice"}
+    assert evaluate(policy, request(**context)) is (Decision.ALLOW if holds else None)
+
+
 # ---- NotPrincipal, NotAction, NotResource ------------------------------------------------
 
 
