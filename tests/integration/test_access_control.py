@@ -1156,3 +1156,48 @@ def test_missing_key_for_scoped_keys(
     assert outcome(getter.client.get_object, Bucket=shared, Key="missing") == (403, "AccessDenied")
     assert outcome(getter.client.head_object, Bucket=shared, Key="missing") == (403, "403")
     assert getter.client.get_object(Bucket=shared, Key="here")["Body"].read() == b"h"
+
+
+def test_version_id_and_copy_source_conditions(make_key: Callable[..., Key]) -> None:
+    owner, guest = make_key("vid-owner"), make_key("vid-guest")
+    bucket = owned_bucket(owner, "vid-cond")
+    owner.client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    old = owner.client.put_object(Bucket=bucket, Key="src/doc", Body=b"old")["VersionId"]
+    owner.client.put_object(Bucket=bucket, Key="src/doc", Body=b"new")
+    owner.client.put_object(Bucket=bucket, Key="other/doc", Body=b"o")
+    objects = f"arn:aws:s3:::{bucket}/*"
+    put_policy(
+        owner.client,
+        bucket,
+        allow(
+            {"AWS": guest.access_key},
+            "s3:GetObjectVersion",
+            objects,
+            Condition={"StringEquals": {"s3:VersionId": old}},
+        ),
+        allow({"AWS": guest.access_key}, "s3:GetObject", objects),
+        allow(
+            {"AWS": guest.access_key},
+            "s3:PutObject",
+            f"arn:aws:s3:::{bucket}/copies/*",
+            Condition={"StringLike": {"s3:x-amz-copy-source": [f"{bucket}/src/*"]}},
+        ),
+    )
+    got = guest.client.get_object(Bucket=bucket, Key="src/doc", VersionId=old)
+    assert got["Body"].read() == b"old"
+    versions = owner.client.list_object_versions(Bucket=bucket, Prefix="src/")["Versions"]
+    latest = next(v["VersionId"] for v in versions if v["IsLatest"])
+    assert_denied(guest.client.get_object, Bucket=bucket, Key="src/doc", VersionId=latest)
+    assert_ok(
+        guest.client.copy_object,
+        Bucket=bucket,
+        Key="copies/a",
+        CopySource={"Bucket": bucket, "Key": "src/doc"},
+    )
+    assert_denied(
+        guest.client.copy_object,
+        Bucket=bucket,
+        Key="copies/b",
+        CopySource={"Bucket": bucket, "Key": "other/doc"},
+    )
+    assert_denied(guest.client.put_object, Bucket=bucket, Key="copies/c", Body=b"no source")
