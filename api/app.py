@@ -32,9 +32,10 @@ from api import (
     post_object,
     tagging,
 )
-from api.access import BucketAccessCache, action_for, authorize
+from api.access import BucketAccessCache, action_for, authorize, check_expected_owner
 from api.context import S3Context
 from api.errors import S3Error, from_storage_error, render_error_xml
+from api.header_limits import check_header_section
 from api.keyring import ANONYMOUS, Identity, KeyRing
 from api.observe import UNKNOWN_OPERATION, NoObserver, RequestObserver
 from api.router import PREFLIGHT, resolve, split_target
@@ -190,11 +191,13 @@ async def handle_s3_request(
     if request.method == "OPTIONS":  # a CORS preflight: browsers never sign one
         return await _preflight(request, request_id, settings, runtime.store)
     try:
+        check_header_section(request.scope["headers"])
         ctx = _build_context(request, request_id, settings, runtime)
         resource = ctx.resource
         request.scope["state"]["access_key"] = ctx.identity.access_key
         request.scope["state"]["operation"] = ctx.operation
         await authorize(ctx, action_for(ctx.operation, ctx.query), ctx.bucket, ctx.key)
+        await check_expected_owner(ctx)
         with _write_slot(request.method, runtime.write_gate):
             response = await HANDLERS[ctx.operation](ctx)
     except Exception as exc:

@@ -12,13 +12,18 @@ from api.access import authorize
 from api.body import Body
 from api.context import S3Context
 from api.errors import S3Error
+from api.listing import decode_token, encode_token
 from api.settings import owner_id
+from storage.catalog import BucketInfo
 from storage.errors import BucketAlreadyExists
 
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
 _RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
 CREATE_BODY_BYTES_MAX = 64 * 1024
+MAX_BUCKETS_LIMIT = 10_000
+# The region where CreateBucket of a bucket its owner already has succeeds (AWS's legacy).
+LEGACY_REGION = "us-east-1"
 
 
 def validate_bucket_name(name: str) -> None:
@@ -51,21 +56,67 @@ def _xml_response(body: bytes, status: int = 200) -> Response:
 
 
 async def list_buckets(ctx: S3Context) -> Response:
-    buckets = [b for b in await ctx.store.list_buckets() if await _visible(ctx, b.name)]
+    """ListBuckets, paginated as AWS does since 2024: max-buckets (1..10000),
+    continuation-token (opaque: the last name sent), prefix and bucket-region filters."""
+    page_size = _max_buckets(ctx.query)
+    prefix = ctx.query.get("prefix", "")
+    token = ctx.query.get("continuation-token")
+    after = decode_token(token) if token else ""
+    region = ctx.query.get("bucket-region")
+    selected: list[BucketInfo] = []
+    truncated = False
+    if region is None or region == ctx.settings.region:
+        for info in sorted(await ctx.store.list_buckets(), key=lambda b: b.name):
+            if info.name <= after or not info.name.startswith(prefix):
+                continue
+            if not await _visible(ctx, info.name):
+                continue
+            if page_size is not None and len(selected) == page_size:
+                truncated = True
+                break
+            selected.append(info)
     owner = ctx.access_key
     entries = [
-        ("Bucket", [("Name", b.name), ("CreationDate", xml.iso8601_ms(b.created_ms))])
-        for b in buckets
+        (
+            "Bucket",
+            [
+                ("Name", b.name),
+                ("CreationDate", xml.iso8601_ms(b.created_ms)),
+                ("BucketRegion", ctx.settings.region),
+            ],
+        )
+        for b in selected
     ]
     return _xml_response(
         xml.render(
             "ListAllMyBucketsResult",
             [
-                ("Owner", [("ID", owner_id(owner)), ("DisplayName", owner)]),
                 ("Buckets", entries),
+                ("Owner", [("ID", owner_id(owner)), ("DisplayName", owner)]),
+                ("ContinuationToken", encode_token(selected[-1].name) if truncated else None),
+                ("Prefix", prefix if "prefix" in ctx.query else None),
             ],
         )
     )
+
+
+def _max_buckets(query: dict[str, str]) -> int | None:
+    """The page size: max-buckets, else 10000 when another pagination parameter is given
+    (AWS's default), else None (every bucket, the legacy answer)."""
+    raw = query.get("max-buckets")
+    if raw is None:
+        paginated = any(n in query for n in ("continuation-token", "prefix", "bucket-region"))
+        return MAX_BUCKETS_LIMIT if paginated else None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_BUCKETS_LIMIT:
+        raise S3Error(
+            "InvalidArgument",
+            f"Argument max-buckets must be an integer between 1 and {MAX_BUCKETS_LIMIT}",
+        )
+    return value
 
 
 async def _visible(ctx: S3Context, bucket: str) -> bool:
@@ -94,6 +145,10 @@ async def create_bucket(ctx: S3Context) -> Response:
     except BucketAlreadyExists as exists:
         owner = (await ctx.store.get_bucket(ctx.bucket_name)).owner
         if owner == ctx.access_key or ctx.identity.root:
+            if ctx.settings.region == LEGACY_REGION:
+                # AWS's us-east-1 answers 200 to its owner again; tools (awscli's `s3 mb`,
+                # minio's make_bucket, Terraform) rely on it.
+                return _created(ctx)
             raise S3Error(
                 "BucketAlreadyOwnedByYou",
                 "Your previous request to create the named "
@@ -108,6 +163,10 @@ async def create_bucket(ctx: S3Context) -> Response:
             resource=ctx.resource,
         ) from exists
     ctx.bucket_access.invalidate(ctx.bucket_name)
+    return _created(ctx)
+
+
+def _created(ctx: S3Context) -> Response:
     return Response(status_code=200, headers={"Location": f"/{ctx.bucket_name}"})
 
 

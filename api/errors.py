@@ -62,6 +62,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "NotImplemented": 501,
     "NotModified": 304,
     "PreconditionFailed": 412,
+    "RequestHeaderSectionTooLarge": 400,
     "RequestTimeTooSkewed": 403,
     "ServiceUnavailable": 503,
     "SignatureDoesNotMatch": 403,

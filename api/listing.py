@@ -12,7 +12,7 @@ from api import xml
 from api.context import S3Context
 from api.errors import S3Error
 from api.settings import owner_id
-from storage.listing import ListPage
+from storage.listing import ListPage, VersionPage
 
 MAX_KEYS_LIMIT = 1000
 
@@ -80,6 +80,14 @@ def _contents(
     return nodes
 
 
+async def _latest_page(
+    ctx: S3Context, prefix: str, delimiter: str, marker: str, max_keys: int
+) -> ListPage:
+    if max_keys == 0:  # AWS answers an empty listing that is not truncated
+        return ListPage([], [], False, None)
+    return await ctx.store.list_objects(ctx.bucket_name, prefix, delimiter, marker, max_keys)
+
+
 async def list_objects_v1(ctx: S3Context) -> Response:
     prefix = ctx.query.get("prefix", "")
     delimiter = ctx.query.get("delimiter", "")
@@ -87,7 +95,7 @@ async def list_objects_v1(ctx: S3Context) -> Response:
     max_keys = max_keys_param(ctx)
     encoding = _encoding_type(ctx)
     bucket = await ctx.store.get_bucket(ctx.bucket_name)
-    page = await ctx.store.list_objects(ctx.bucket_name, prefix, delimiter, marker, max_keys)
+    page = await _latest_page(ctx, prefix, delimiter, marker, max_keys)
     next_marker = None
     if page.is_truncated and page.last_returned is not None:
         # AWS sends NextMarker only with a delimiter; clients use the last Key otherwise.
@@ -119,7 +127,7 @@ async def list_objects_v2(ctx: S3Context) -> Response:
     fetch_owner = ctx.query.get("fetch-owner", "").lower() == "true"
     marker = decode_token(token) if token is not None else start_after
     bucket = await ctx.store.get_bucket(ctx.bucket_name)
-    page = await ctx.store.list_objects(ctx.bucket_name, prefix, delimiter, marker, max_keys)
+    page = await _latest_page(ctx, prefix, delimiter, marker, max_keys)
     next_token = (
         encode_token(page.last_returned)
         if page.is_truncated and page.last_returned is not None
@@ -156,8 +164,12 @@ async def list_object_versions(ctx: S3Context) -> Response:
     max_keys = max_keys_param(ctx)
     encoding = _encoding_type(ctx)
     bucket = await ctx.store.get_bucket(ctx.bucket_name)
-    page = await ctx.store.list_versions(
-        ctx.bucket_name, prefix, delimiter, key_marker, version_marker, max_keys
+    page = (
+        VersionPage([], [], False, None, None)  # max-keys=0: AWS answers empty, not truncated
+        if max_keys == 0
+        else await ctx.store.list_versions(
+            ctx.bucket_name, prefix, delimiter, key_marker, version_marker, max_keys
+        )
     )
     owner = [("ID", owner_id(bucket.owner)), ("DisplayName", bucket.owner)]
     nodes: list[xml.Node] = [

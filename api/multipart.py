@@ -31,7 +31,7 @@ from api.upload import check_declared_length, object_headers, receive, validate_
 from api.write_conditions import observe_write_condition
 from storage.manifest import Manifest
 from storage.store import DeleteMarker
-from storage.uploads import UploadInfo
+from storage.uploads import UploadInfo, UploadPage
 
 PART_BYTES_MAX = 5 << 30
 COMPLETE_BODY_BYTES_MAX = 4 * 1024 * 1024
@@ -239,7 +239,11 @@ async def list_parts(ctx: S3Context) -> Response:
     upload = await _upload(ctx)
     marker = _int_param(ctx, "part-number-marker", 0)
     max_parts = min(_int_param(ctx, "max-parts", PARTS_PER_LISTING_MAX), PARTS_PER_LISTING_MAX)
-    parts, truncated = await ctx.store.list_parts(upload, marker, max_parts)
+    parts, truncated = (
+        ([], False)  # max-parts=0: an empty listing that is not truncated, as AWS answers
+        if max_parts == 0
+        else await ctx.store.list_parts(upload, marker, max_parts)
+    )
     owner = [("ID", owner_id(upload.owner)), ("DisplayName", upload.owner)]
     nodes: list[xml.Node] = [
         ("Bucket", ctx.bucket_name),
@@ -278,8 +282,12 @@ async def list_multipart_uploads(ctx: S3Context) -> Response:
     encoding = ctx.query.get("encoding-type")
     if encoding is not None and encoding != "url":
         raise S3Error("InvalidArgument", "Invalid Encoding Method specified in Request")
-    page = await ctx.store.list_uploads(
-        ctx.bucket_name, prefix, delimiter, key_marker, upload_id_marker, max_uploads
+    page = (
+        UploadPage([], [], False, None, None)  # max-uploads=0: empty, not truncated
+        if max_uploads == 0
+        else await ctx.store.list_uploads(
+            ctx.bucket_name, prefix, delimiter, key_marker, upload_id_marker, max_uploads
+        )
     )
     nodes: list[xml.Node] = [
         ("Bucket", ctx.bucket_name),

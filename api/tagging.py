@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, urlencode
 from starlette.responses import Response
 
 from api import xml
+from api.access import action_for, authorize
 from api.body import read_small_body
 from api.context import S3Context
 from api.errors import S3Error
@@ -137,7 +138,15 @@ def _version_headers(version_id: str) -> dict[str, str]:
 
 
 async def put_object_tagging(ctx: S3Context) -> Response:
-    tags = await _read_tagging(ctx, OBJECT_TAGS_MAX)
+    # Authorized here, not before the handler: s3:RequestObjectTag/* come from the body (a
+    # body that does not parse is authorized with no tags, so AccessDenied still comes first).
+    action = action_for(ctx.operation, ctx.query)
+    try:
+        tags = await _read_tagging(ctx, OBJECT_TAGS_MAX)
+    except S3Error:
+        await authorize(ctx, action, ctx.bucket_name, ctx.object_key, request_tags=())
+        raise
+    await authorize(ctx, action, ctx.bucket_name, ctx.object_key, request_tags=tags)
     version_id = await ctx.store.put_tags(
         ctx.bucket_name, ctx.object_key, ctx.query.get("versionId"), tags
     )

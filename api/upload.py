@@ -62,10 +62,7 @@ def object_headers(headers: Mapping[str, str]) -> list[tuple[str, str]]:
     for name, value in headers.items():
         lowered = name.lower()
         if lowered == "content-encoding":
-            # aws-chunked is transport framing, not a property of the object.
-            value = ",".join(
-                p.strip() for p in value.split(",") if p.strip() and p.strip() != "aws-chunked"
-            )
+            value = without_aws_chunked(value)
             if not value:
                 continue
         if lowered in STORED_HEADERS:
@@ -82,6 +79,17 @@ def object_headers(headers: Mapping[str, str]) -> list[tuple[str, str]]:
     if not any(name == "content-type" for name, _ in kept):
         kept.append(("content-type", DEFAULT_CONTENT_TYPE))
     return kept
+
+
+def without_aws_chunked(value: str) -> str:
+    """Content-Encoding as the client sent it, byte for byte (``deflate, gzip`` reads back
+    as ``deflate, gzip``), less the aws-chunked token: that is transport framing, not a
+    property of the object."""
+    tokens = value.split(",")
+    kept = [token for token in tokens if token.strip().lower() != "aws-chunked"]
+    if len(kept) == len(tokens):
+        return value
+    return ",".join(kept).strip()
 
 
 def check_declared_length(ctx: S3Context, body: Body, limit: int) -> None:

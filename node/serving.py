@@ -20,6 +20,9 @@ import uvloop
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from api.app import new_request_id
+from api.errors import render_error_xml
+from api.header_limits import HEADER_SECTION_CODE, HEADER_SECTION_MESSAGE
 from node.app import NodeApps
 from node.config import ServeConfig
 
@@ -30,6 +33,48 @@ log = logging.getLogger("lakenode")
 # awscli) sends only when it next reads: up to 30 s per stop. Idle TLS connections still open
 # this long after shutdown began are aborted instead; requests in progress are not touched.
 TLS_CLOSE_GRACE_S = 1.0
+
+
+# What the HTTP parser may buffer of one request's head (request line and headers) before the
+# request reaches the application, which refuses more than 8 KiB of headers itself
+# (api/header_limits.py): a bound on memory, set above any valid request's head.
+REQUEST_HEAD_BYTES_MAX = 64 * 1024
+
+
+class _BoundedHeadProtocol(HttpToolsProtocol):
+    """httptools buffers a request's head without limit: count what arrives until the
+    headers are complete and answer S3's 400 RequestHeaderSectionTooLarge past the bound."""
+
+    _head_bytes = 0
+    _in_body = False
+
+    def data_received(self, data: bytes) -> None:
+        if not self._in_body:
+            self._head_bytes += len(data)
+        super().data_received(data)
+        if not self._in_body and self._head_bytes > REQUEST_HEAD_BYTES_MAX:
+            self._refuse_head()
+
+    def on_headers_complete(self) -> None:
+        self._in_body, self._head_bytes = True, 0
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._in_body = False
+        super().on_message_complete()
+
+    def _refuse_head(self) -> None:
+        if self.transport.is_closing():
+            return
+        request_id = new_request_id()
+        body = render_error_xml(HEADER_SECTION_CODE, HEADER_SECTION_MESSAGE, "", request_id)
+        head = (
+            "HTTP/1.1 400 Bad Request\r\ncontent-type: application/xml\r\n"
+            f"content-length: {len(body)}\r\nx-amz-request-id: {request_id}\r\n"
+            "connection: close\r\n\r\n"
+        )
+        self.transport.write(head.encode() + body)
+        self.transport.close()
 
 
 class _NodeServer(uvicorn.Server):
@@ -62,7 +107,7 @@ def _uvicorn_config(app: ASGIApp, config: ServeConfig, *, main: bool) -> uvicorn
         host=config.host,
         port=config.port,
         loop="uvloop",
-        http="httptools",
+        http=_BoundedHeadProtocol,
         lifespan="on" if main else "off",
         access_log=False,
         log_level="warning",

@@ -88,6 +88,38 @@ PUBLIC_BUT_K = bucket(
     grant("*", "s3:GetObject", "arn:aws:s3:::b/*"),
     grant("*", "s3:GetObject", "arn:aws:s3:::b/k", "Deny"),
 )
+TAGGED_READ = bucket(
+    ROOT,
+    grant("*", "s3:GetObject", "arn:aws:s3:::b/*")
+    | {"Condition": {"StringEquals": {"s3:ExistingObjectTag/share": "yes"}}},
+)
+UPLOADS_MUST_BE_TAGGED = bucket(
+    "alice",
+    grant("*", "s3:PutObject", "arn:aws:s3:::b/*", "Deny")
+    | {"Condition": {"ForAnyValue:StringNotEquals": {"s3:RequestObjectTagKeys": ["team"]}}},
+    grant("*", "s3:PutObject", "arn:aws:s3:::b/*", "Deny")
+    | {"Condition": {"Null": {"s3:RequestObjectTagKeys": "true"}}},
+)
+ONLY_ALICE = bucket(
+    "alice",
+    {
+        "Effect": "Deny",
+        "NotPrincipal": {"AWS": "alice"},
+        "Action": "s3:*",
+        "Resource": ["arn:aws:s3:::b", "arn:aws:s3:::b/*"],
+    },
+    grant("*", "s3:GetObject", "arn:aws:s3:::b/*"),
+)
+PRIVATE_UPLOADS_ONLY = bucket(
+    "alice",
+    grant("*", "s3:PutObject", "arn:aws:s3:::b/*", "Deny")
+    | {"Condition": {"StringNotEqualsIfExists": {"s3:x-amz-acl": "private"}}},
+)
+LIST_AT_MOST_10 = bucket(
+    ROOT,
+    grant("*", "s3:ListBucket", "arn:aws:s3:::b")
+    | {"Condition": {"NumericLessThanEquals": {"s3:max-keys": "10"}}},
+)
 LIMITED_B = key("lim-b", buckets=("b",))
 CAROL = key("carol")
 
@@ -100,7 +132,7 @@ class Case:
     key: str | None
     access: BucketAccess | None
     expected: bool
-    context: tuple[tuple[str, str], ...] = ()
+    context: tuple[tuple[str, str | tuple[str, ...]], ...] = ()
 
 
 CASES = {
@@ -234,6 +266,63 @@ CASES = {
     "bucket grant with a holding condition": Case(
         CAROL, "s3:GetObject", "b", "k", FROM_TEN_NET, True, (("aws:SourceIp", "10.1.1.1"),)
     ),
+    # condition keys of the S3 request
+    "existing tag grants": Case(
+        CAROL, "s3:GetObject", "b", "k", TAGGED_READ, True, (("s3:ExistingObjectTag/share", "yes"),)
+    ),
+    "existing tag of another value": Case(
+        CAROL, "s3:GetObject", "b", "k", TAGGED_READ, False, (("s3:ExistingObjectTag/share", "no"),)
+    ),
+    "no existing tags": Case(CAROL, "s3:GetObject", "b", "k", TAGGED_READ, False),
+    "request tags include the required key": Case(
+        ALICE,
+        "s3:PutObject",
+        "b",
+        "k",
+        UPLOADS_MUST_BE_TAGGED,
+        True,
+        (("s3:RequestObjectTagKeys", ("team",)), ("s3:RequestObjectTag/team", "blue")),
+    ),
+    "request tags with another key are denied": Case(
+        ALICE,
+        "s3:PutObject",
+        "b",
+        "k",
+        UPLOADS_MUST_BE_TAGGED,
+        False,
+        (("s3:RequestObjectTagKeys", ("team", "cost")),),
+    ),
+    "request without tags is denied": Case(
+        ALICE, "s3:PutObject", "b", "k", UPLOADS_MUST_BE_TAGGED, False
+    ),
+    "NotPrincipal deny spares the named key": Case(
+        ALICE, "s3:PutObject", "b", "k", ONLY_ALICE, True
+    ),
+    "NotPrincipal deny hits other keys": Case(CAROL, "s3:GetObject", "b", "k", ONLY_ALICE, False),
+    "NotPrincipal deny hits anonymous": Case(
+        ANONYMOUS, "s3:GetObject", "b", "k", ONLY_ALICE, False
+    ),
+    # ...IfExists makes the condition true when the key is absent: this Deny applies then too
+    "IfExists: no acl header": Case(ALICE, "s3:PutObject", "b", "k", PRIVATE_UPLOADS_ONLY, False),
+    "IfExists: private acl": Case(
+        ALICE, "s3:PutObject", "b", "k", PRIVATE_UPLOADS_ONLY, True, (("s3:x-amz-acl", "private"),)
+    ),
+    "IfExists: public acl": Case(
+        ALICE,
+        "s3:PutObject",
+        "b",
+        "k",
+        PRIVATE_UPLOADS_ONLY,
+        False,
+        (("s3:x-amz-acl", "public-read"),),
+    ),
+    "max-keys within the limit": Case(
+        CAROL, "s3:ListBucket", "b", None, LIST_AT_MOST_10, True, (("s3:max-keys", "10"),)
+    ),
+    "max-keys over the limit": Case(
+        CAROL, "s3:ListBucket", "b", None, LIST_AT_MOST_10, False, (("s3:max-keys", "11"),)
+    ),
+    "max-keys absent": Case(CAROL, "s3:ListBucket", "b", None, LIST_AT_MOST_10, False),
     # anonymous
     "anonymous without a policy": Case(ANONYMOUS, "s3:GetObject", "b", "k", ROOT_BUCKET, False),
     "anonymous list without a policy": Case(

@@ -67,10 +67,21 @@ MALFORMED_BUCKET_POLICIES = {
     "Resource not an ARN": document(statement(resource=f"{BUCKET}/*")),
     "Resource with an empty ARN": document(statement(resource="arn:aws:s3:::")),
     "unknown condition operator": document(
-        statement(condition={"NumericLessThan": {"s3:max-keys": "10"}})
+        statement(condition={"StringSortOf": {"s3:prefix": "a"}})
     ),
-    "IfExists operator": document(
-        statement(condition={"StringEqualsIfExists": {"s3:prefix": "a"}})
+    "unknown set qualifier": document(
+        statement(condition={"ForSomeValues:StringEquals": {"s3:prefix": "a"}})
+    ),
+    "Null with IfExists": document(statement(condition={"NullIfExists": {"s3:prefix": "true"}})),
+    "Null with a qualifier": document(
+        statement(condition={"ForAnyValue:Null": {"s3:prefix": "true"}})
+    ),
+    "Null value not a boolean": document(statement(condition={"Null": {"s3:prefix": "maybe"}})),
+    "bad number in NumericLessThan": document(
+        statement(condition={"NumericLessThan": {"s3:max-keys": "ten"}})
+    ),
+    "bad base64 in BinaryEquals": document(
+        statement(condition={"BinaryEquals": {"s3:prefix": "not base64!"}})
     ),
     "empty condition block": document(statement(condition={"StringEquals": {}})),
     "bad IP in IpAddress": document(
@@ -82,11 +93,10 @@ MALFORMED_BUCKET_POLICIES = {
     "missing Principal": document(statement(principal=None)),
     "Service principal": document(statement(principal={"Service": "s3.amazonaws.com"})),
     "empty principal list": document(statement(principal={"AWS": []})),
-    "NotAction": document(
-        {"Effect": "Allow", "Principal": "*", "NotAction": "s3:DeleteObject", "Resource": "*"}
-    ),
-    "NotPrincipal": document({**statement(), "NotPrincipal": {"AWS": "bob"}}),
-    "NotResource": document({**statement(), "NotResource": f"{ARN}/private/*"}),
+    "Action and NotAction": document({**statement(), "NotAction": "s3:DeleteObject"}),
+    "Principal and NotPrincipal": document({**statement(), "NotPrincipal": {"AWS": "bob"}}),
+    "Resource and NotResource": document({**statement(), "NotResource": f"{ARN}/private/*"}),
+    "unknown statement element": document({**statement(), "NotCondition": {}}),
 }
 
 
@@ -313,6 +323,210 @@ def test_several_keys_and_operators_must_all_hold() -> None:
         assert evaluate(policy, request(**{**full, key: wrong})) is None, key
         partial = {k: v for k, v in full.items() if k != key}
         assert evaluate(policy, request(**partial)) is None, key
+
+
+MORE_CONDITION_CASES = [
+    ("StringEqualsIgnoreCase", "s3:prefix", "Docs/", "dOCS/", True),
+    ("StringEqualsIgnoreCase", "s3:prefix", "docs/", "img/", False),
+    ("StringNotEqualsIgnoreCase", "s3:prefix", "docs/", "DOCS/", False),
+    ("StringNotEqualsIgnoreCase", "s3:prefix", "docs/", ABSENT, True),
+    ("NumericEquals", "s3:max-keys", 10, "10", True),
+    ("NumericEquals", "s3:max-keys", "10", "10.0", True),
+    ("NumericEquals", "s3:max-keys", 10, "11", False),
+    ("NumericEquals", "s3:max-keys", 10, "ten", False),  # not a number: matches nothing
+    ("NumericNotEquals", "s3:max-keys", 10, "11", True),
+    ("NumericNotEquals", "s3:max-keys", 10, "10", False),
+    ("NumericLessThan", "s3:max-keys", 100, "99", True),
+    ("NumericLessThan", "s3:max-keys", 100, "100", False),
+    ("NumericLessThan", "s3:max-keys", 100, ABSENT, False),
+    ("NumericLessThanEquals", "s3:max-keys", 100, "100", True),
+    ("NumericGreaterThan", "s3:max-keys", 100, "101", True),
+    ("NumericGreaterThan", "s3:max-keys", 100, "100", False),
+    ("NumericGreaterThanEquals", "s3:max-keys", 100, "100", True),
+    ("NumericGreaterThanEquals", "s3:max-keys", 100, "-1", False),
+    ("DateEquals", "aws:CurrentTime", T2030, "2030-01-01T00:00:00+00:00", True),
+    ("DateEquals", "aws:CurrentTime", "1893456000", T2030, True),  # epoch seconds
+    ("DateNotEquals", "aws:CurrentTime", T2030, "2031-01-01T00:00:00Z", True),
+    ("DateNotEquals", "aws:CurrentTime", T2030, ABSENT, True),
+    ("BinaryEquals", "s3:prefix", "ZG9jcy8=", "ZG9jcy8=", True),
+    ("BinaryEquals", "s3:prefix", "ZG9jcy8=", "aW1nLw==", False),
+    ("ArnLike", "aws:SourceArn", "arn:aws:s3:::b*", "arn:aws:s3:::bucket", True),
+    ("ArnLike", "aws:SourceArn", "arn:aws:s3:::b*", "arn:aws:s3:::other", False),
+    ("ArnEquals", "aws:SourceArn", "arn:aws:s3:::bucket", "arn:aws:s3:::bucket", True),
+    ("ArnNotEquals", "aws:SourceArn", "arn:aws:s3:::bucket", "arn:aws:s3:::other", True),
+    ("ArnNotLike", "aws:SourceArn", "arn:aws:s3:::b*", "arn:aws:s3:::bucket", False),
+    ("ArnNotLike", "aws:SourceArn", "arn:aws:s3:::b*", ABSENT, True),
+    # ...IfExists: an absent key makes the condition true, a present one is tested as usual
+    ("StringEqualsIfExists", "s3:x-amz-acl", "private", ABSENT, True),
+    ("StringEqualsIfExists", "s3:x-amz-acl", "private", "private", True),
+    ("StringEqualsIfExists", "s3:x-amz-acl", "private", "public-read", False),
+    ("StringLikeIfExists", "s3:prefix", "docs/*", ABSENT, True),
+    ("StringLikeIfExists", "s3:prefix", "docs/*", "img/", False),
+    ("NumericLessThanEqualsIfExists", "s3:max-keys", 10, ABSENT, True),
+    ("NumericLessThanEqualsIfExists", "s3:max-keys", 10, "11", False),
+    ("IpAddressIfExists", "aws:SourceIp", "10.0.0.0/8", ABSENT, True),
+    ("IpAddressIfExists", "aws:SourceIp", "10.0.0.0/8", "127.0.0.1", False),
+    ("BoolIfExists", "aws:SecureTransport", "true", ABSENT, True),
+    ("BoolIfExists", "aws:SecureTransport", "true", "false", False),
+    ("DateGreaterThanIfExists", "aws:CurrentTime", T2030, ABSENT, True),
+    ("StringNotEqualsIfExists", "s3:x-amz-acl", "public-read", "public-read", False),
+    # Null: "true" holds when the key is absent, "false" when it is present
+    ("Null", "s3:x-amz-acl", "true", ABSENT, True),
+    ("Null", "s3:x-amz-acl", "true", "private", False),
+    ("Null", "s3:x-amz-acl", "false", "private", True),
+    ("Null", "s3:x-amz-acl", False, ABSENT, False),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("operator", "key", "value", "actual", "holds"), MORE_CONDITION_CASES)
+def test_more_condition_operators(
+    operator: str, key: str, value: Any, actual: str | None, holds: bool
+) -> None:
+    test_condition_operator(operator, key, value, actual, holds)
+
+
+TAG_KEYS = "s3:RequestObjectTagKeys"
+# (operator, policy values, request values or None for absent, holds)
+SET_CASES = [
+    ("ForAnyValue:StringEquals", ["team", "project"], ("team", "cost"), True),
+    ("ForAnyValue:StringEquals", ["team", "project"], ("cost",), False),
+    ("ForAnyValue:StringEquals", ["team"], None, False),  # an empty set has no value
+    ("ForAnyValue:StringEquals", ["team"], (), False),
+    ("ForAnyValue:StringLike", ["t*"], ("cost", "team"), True),
+    ("ForAnyValue:StringNotEquals", ["team"], ("team", "cost"), True),  # cost differs
+    ("ForAnyValue:StringNotEquals", ["team"], ("team",), False),
+    ("ForAnyValue:StringEqualsIfExists", ["team"], None, True),
+    ("ForAllValues:StringEquals", ["team", "project"], ("team", "project"), True),
+    ("ForAllValues:StringEquals", ["team", "project"], ("team",), True),
+    ("ForAllValues:StringEquals", ["team", "project"], ("team", "cost"), False),
+    ("ForAllValues:StringEquals", ["team"], None, True),  # vacuously true on an empty set
+    ("ForAllValues:StringEquals", ["team"], (), True),
+    ("ForAllValues:StringLike", ["t*", "p*"], ("team", "project"), True),
+    ("ForAllValues:StringNotEquals", ["secret"], ("team", "project"), True),
+    ("ForAllValues:StringNotEquals", ["secret"], ("team", "secret"), False),
+    # without a qualifier a multi-valued key matches when any of its values does
+    ("StringEquals", ["team"], ("cost", "team"), True),
+    ("StringEquals", ["team"], ("cost",), False),
+    ("StringNotEquals", ["team"], ("cost", "team"), False),
+    ("Null", ["false"], ("team",), True),
+    ("Null", ["true"], (), True),
+]
+
+
+@pytest.mark.parametrize(("operator", "values", "actual", "holds"), SET_CASES)
+def test_set_qualifiers_on_multi_valued_keys(
+    operator: str, values: list[str], actual: tuple[str, ...] | None, holds: bool
+) -> None:
+    policy = bucket_policy(statement(condition={operator: {TAG_KEYS: values}}))
+    context = {} if actual is None else {TAG_KEYS: actual}
+    outcome = evaluate(policy, PolicyRequest("alice", "s3:GetObject", f"{ARN}/key", context))
+    assert outcome is (Decision.ALLOW if holds else None)
+
+
+def test_tag_key_in_a_condition_key_is_case_sensitive() -> None:
+    condition = {"StringEquals": {"S3:ExistingObjectTag/Team": "blue"}}
+    policy = bucket_policy(statement(condition=condition))
+    assert evaluate(policy, request(**{"s3:existingobjecttag/Team": "blue"})) is Decision.ALLOW
+    assert evaluate(policy, request(**{"s3:ExistingObjectTag/team": "blue"})) is None
+    assert policy.uses_key_prefix("s3:existingobjecttag/")
+    assert not policy.uses_key_prefix("s3:requestobjecttag")
+
+
+# ---- policy variables ----------------------------------------------------------------------
+
+
+def home_policy(version: str, **condition: Any) -> Policy:
+    raw = statement(principal="*", action="s3:*", resource=f"{ARN}/home/${{aws:username}}/*")
+    if condition:
+        raw["Condition"] = condition
+    return parse_policy(json.dumps({"Version": version, "Statement": [raw]}), BUCKET)
+
+
+def test_variable_in_a_resource() -> None:
+    policy = home_policy("2012-10-17")
+    mine = request(resource=f"{ARN}/home/alice/notes", **{"aws:username": "alice"})
+    theirs = request(resource=f"{ARN}/home/bob/notes", **{"aws:username": "alice"})
+    assert evaluate(policy, mine) is Decision.ALLOW
+    assert evaluate(policy, theirs) is None
+    # Without a value the element matches nothing; a value's wildcards are literal.
+    assert evaluate(policy, request(resource=f"{ARN}/home/alice/notes")) is None
+    starred = request(resource=f"{ARN}/home/alice/notes", **{"aws:username": "*"})
+    assert evaluate(policy, starred) is None
+
+
+def test_variables_are_literal_text_in_version_2008() -> None:
+    policy = home_policy("2008-10-17")
+    literal = request(resource=f"{ARN}/home/${{aws:username}}/x", **{"aws:username": "alice"})
+    assert evaluate(policy, literal) is Decision.ALLOW
+    substituted = request(resource=f"{ARN}/home/alice/x", **{"aws:username": "alice"})
+    assert evaluate(policy, substituted) is None
+
+
+@pytest.mark.parametrize(
+    ("operator", "value", "prefix", "holds"),
+    [
+        ("StringLike", "home/${aws:username}/*", "home/alice/docs", True),
+        ("StringLike", "home/${aws:username}/*", "home/bob/docs", False),
+        ("StringEquals", "home/${aws:username}/", "home/alice/", True),
+        ("StringEquals", "home/${aws:username}/", "home/alice/x", False),
+        ("StringEqualsIgnoreCase", "HOME/${aws:username}/", "home/ALICE/", True),
+        ("StringNotLike", "home/${aws:username}/*", "home/bob/x", True),
+        ("StringEquals", "star${*}", "star*", True),
+        ("StringEquals", "star${*}", "stars", False),
+        ("StringLike", "${aws:nothing, 'guest'}/*", "guest/x", True),
+        ("StringLike", "${aws:nothing}/*", "guest/x", False),
+    ],
+)
+def test_variables_in_condition_values(operator: str, value: str, prefix: str, holds: bool) -> None:
+    policy = parse_policy(document(statement(condition={operator: {"s3:prefix": value}})), BUCKET)
+    context = {"s3:prefix": prefix, "aws:username": "alice"}
+    assert evaluate(policy, request(**context)) is (Decision.ALLOW if holds else None)
+
+
+# ---- NotPrincipal, NotAction, NotResource ------------------------------------------------
+
+
+def test_not_principal_applies_to_everyone_else() -> None:
+    deny = {**statement(effect="Deny", principal=None), "NotPrincipal": {"AWS": ["alice"]}}
+    policy = bucket_policy(statement(), deny)
+    assert evaluate(policy, request(principal="alice")) is Decision.ALLOW
+    assert evaluate(policy, request(principal="bob")) is Decision.DENY
+    assert evaluate(policy, request(principal=None)) is Decision.DENY  # anonymous too
+
+
+def test_not_principal_by_iam_arn_and_canonical_id() -> None:
+    from api.settings import owner_id
+
+    not_them = {"AWS": "arn:aws:iam::123456789012:user/alice", "CanonicalUser": owner_id("bob")}
+    deny = {**statement(effect="Deny", principal=None), "NotPrincipal": not_them}
+    policy = bucket_policy(statement(), deny)
+    assert evaluate(policy, request(principal="alice")) is Decision.ALLOW
+    assert evaluate(policy, request(principal="bob")) is Decision.ALLOW
+    assert evaluate(policy, request(principal="carol")) is Decision.DENY
+
+
+def test_not_action() -> None:
+    raw = {**statement(action=None), "NotAction": ["s3:Delete*", "s3:PutBucketPolicy"]}
+    del raw["Action"]
+    policy = bucket_policy(raw)
+    assert evaluate(policy, request("s3:GetObject")) is Decision.ALLOW
+    assert evaluate(policy, request("s3:PutObject")) is Decision.ALLOW
+    assert evaluate(policy, request("s3:DeleteObject")) is None
+    assert evaluate(policy, request("s3:PutBucketPolicy", ARN)) is None
+
+
+def test_not_resource() -> None:
+    raw = {**statement(effect="Deny"), "NotResource": [f"{ARN}/public/*"]}
+    del raw["Resource"]
+    policy = bucket_policy(statement(resource=f"{ARN}/*"), raw)
+    assert evaluate(policy, request(resource=f"{ARN}/public/a")) is Decision.ALLOW
+    assert evaluate(policy, request(resource=f"{ARN}/private/a")) is Decision.DENY
+
+
+def test_not_resource_may_name_other_buckets() -> None:
+    raw = {**statement(effect="Deny"), "NotResource": "arn:aws:s3:::elsewhere/*"}
+    del raw["Resource"]
+    assert evaluate(bucket_policy(raw), request()) is Decision.DENY
 
 
 # ---- combining statements ------------------------------------------------------------------
