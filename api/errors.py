@@ -144,6 +144,7 @@ _CODE_BY_STORAGE_ERROR: dict[type[storage_errors.StorageError], str] = {
     storage_errors.InvalidPart: "InvalidPart",
     storage_errors.InvalidPartOrder: "InvalidPartOrder",
     storage_errors.EntityTooSmall: "EntityTooSmall",
+    storage_errors.BadDigest: "BadDigest",
 }
 
 

@@ -11,6 +11,7 @@ StorageError
  +-- InvalidPart           a completion names a part that was not uploaded, or a wrong ETag
  +-- InvalidPartOrder      a completion lists parts out of ascending order
  +-- EntityTooSmall        a part other than the last is smaller than the minimum
+ +-- BadDigest             a completion's whole-object checksum differs from the parts'
  +-- NoSuchConfiguration   a bucket has no document of that kind (policy, CORS, tagging)
  +-- ReadOnly              writes are refused (store closing or in maintenance)
  +-- CorruptData           bytes on disk do not match their BLAKE3 hash
@@ -59,6 +60,10 @@ class InvalidPartOrder(StorageError):
 
 
 class EntityTooSmall(StorageError):
+    pass
+
+
+class BadDigest(StorageError):
     pass
 
 

@@ -276,13 +276,21 @@ class CompleteUpload:
     tags: config.Tags = ()
     # (part number, x-amz-checksum-* header, value) the client listed: each must match.
     part_checksums: tuple[tuple[int, str, str], ...] = ()
+    # (x-amz-checksum-* header, value): the whole object's checksum sent with the completion.
+    expected_checksum: tuple[str, str] | None = None
 
     def touched(self) -> tuple[str, str | None]:
         return self.upload.bucket, self.upload.key
 
     def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
         manifest = uploads.apply_complete(
-            conn, stamp, self.upload, list(self.parts), self.extra_headers, self.part_checksums
+            conn,
+            stamp,
+            self.upload,
+            list(self.parts),
+            self.extra_headers,
+            self.part_checksums,
+            self.expected_checksum,
         )
         done = journal.upload_done(stamp, self.upload.upload_id)
         return _tag(conn, stamp, Outcome(manifest, journal=(done,)), self.tags)

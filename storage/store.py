@@ -768,13 +768,18 @@ class Store:
         extra_headers: tuple[tuple[str, str], ...] = (),
         tags: config.Tags = (),
         part_checksums: tuple[tuple[int, str, str], ...] = (),
+        expected_checksum: tuple[str, str] | None = None,
     ) -> Manifest:
         """The object from the listed parts; ``part_checksums`` (number, header, value) are
-        the checksums the client listed, each checked against the part's stored one."""
+        the checksums the client listed, each checked against the part's stored one;
+        ``expected_checksum`` (header, value) the whole object's, checked against the one
+        built from the parts."""
         if tags:
             self._tagged_buckets.add(upload.bucket)
         result: Manifest = await self._commit(
-            CompleteUpload(upload, tuple(parts), extra_headers, tags, part_checksums)
+            CompleteUpload(
+                upload, tuple(parts), extra_headers, tags, part_checksums, expected_checksum
+            )
         )
         return result
 
