@@ -1,42 +1,20 @@
 """Additional checksums end to end (boto3 against a real node): PutObject, multipart uploads
 with composite checksums, and GetObjectAttributes. Expected values are computed here
-independently (zlib, crc32c, hashlib), never taken from the node."""
+independently (tests/checksum_reference.py), never taken from the node."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
-import zlib
-from collections.abc import Callable
 from typing import Any
 
-import crc32c
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.checksum_reference import b64, composite
+from tests.integration.s3util import error_of
+
 MiB = 1 << 20
-
-RAW_DIGESTS: dict[str, Callable[[bytes], bytes]] = {
-    "CRC32": lambda data: zlib.crc32(data).to_bytes(4, "big"),
-    "CRC32C": lambda data: crc32c.crc32c(data).to_bytes(4, "big"),
-    "SHA1": lambda data: hashlib.sha1(data).digest(),
-    "SHA256": lambda data: hashlib.sha256(data).digest(),
-}
-
-
-def b64(algorithm: str, data: bytes) -> str:
-    return base64.b64encode(RAW_DIGESTS[algorithm](data)).decode()
-
-
-def composite(algorithm: str, parts: list[bytes]) -> str:
-    raw = b"".join(RAW_DIGESTS[algorithm](part) for part in parts)
-    return f"{b64(algorithm, raw)}-{len(parts)}"
-
-
-def error_of(excinfo: pytest.ExceptionInfo[ClientError]) -> tuple[int, str]:
-    response = excinfo.value.response
-    return int(response["ResponseMetadata"]["HTTPStatusCode"]), str(response["Error"]["Code"])
 
 
 # ---- PutObject --------------------------------------------------------------------------------

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import random
-import zlib
-from collections.abc import Callable
 
-import crc32c
 import pytest
 
 from api.checksums import (
@@ -21,6 +17,8 @@ from api.checksums import (
 )
 from api.errors import S3Error
 from storage.checksums import COMPOSITE, FULL_OBJECT, ChecksumMismatch, multipart_checksum
+from tests.checksum_reference import RAW_DIGESTS, crc64nvme, crc64nvme_bitwise
+from tests.checksum_reference import b64 as ref_b64
 
 
 def _b64(algorithm: str, data: bytes) -> str:
@@ -89,19 +87,6 @@ def test_unknown_algorithm_is_reported_not_ignored() -> None:
 
 # ---- CRC64NVME against an independent reference ---------------------------------------------
 
-_CRC64NVME_POLY_REFLECTED = 0x9A6C9329AC4BC9B5  # 0xAD93D23594C93659, bit-reversed
-
-
-def _crc64nvme_bitwise(data: bytes, crc: int = 0) -> int:
-    """CRC-64/NVME bit by bit: reflected, init and xorout all ones (the textbook definition,
-    shared with nothing in the node). Pass a previous result to continue it."""
-    crc ^= 0xFFFF_FFFF_FFFF_FFFF
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ (_CRC64NVME_POLY_REFLECTED if crc & 1 else 0)
-    return crc ^ 0xFFFF_FFFF_FFFF_FFFF
-
 
 def _crc64_b64(value: int) -> str:
     return base64.b64encode(value.to_bytes(8, "big")).decode()
@@ -109,15 +94,17 @@ def _crc64_b64(value: int) -> str:
 
 def test_crc64nvme_reference_has_the_published_check_value() -> None:
     # The reference itself is right: the catalogued check value of CRC-64/NVME.
-    assert _crc64nvme_bitwise(b"123456789") == 0xAE8B14860A799888
-    assert bin(_CRC64NVME_POLY_REFLECTED)[2:].zfill(64)[::-1] == bin(0xAD93D23594C93659)[2:]
+    assert crc64nvme_bitwise(b"123456789") == 0xAE8B14860A799888
+    assert crc64nvme(b"123456789") == 0xAE8B14860A799888
+    data = random.Random(1).randbytes(3000)
+    assert crc64nvme(data) == crc64nvme_bitwise(data)
 
 
 @pytest.mark.parametrize(
     "data", [b"", b"123456789", b"a", bytes(range(256)) * 5, b"\xff" * 1000, b"x" * 4097]
 )
 def test_crc64nvme_matches_the_bitwise_reference(data: bytes) -> None:
-    assert _b64("CRC64NVME", data) == _crc64_b64(_crc64nvme_bitwise(data))
+    assert _b64("CRC64NVME", data) == _crc64_b64(crc64nvme_bitwise(data))
 
 
 def test_crc64nvme_check_value_and_wire_format() -> None:
@@ -131,15 +118,15 @@ def test_crc64nvme_random_data_against_reference() -> None:
     rng = random.Random(64)
     for size in (1, 7, 8, 9, 63, 64, 65, 1000, 3001):
         data = rng.randbytes(size)
-        assert _b64("CRC64NVME", data) == _crc64_b64(_crc64nvme_bitwise(data))
+        assert _b64("CRC64NVME", data) == _crc64_b64(crc64nvme_bitwise(data))
 
 
 def test_crc64nvme_verify_bad_digest_and_malformed() -> None:
     checksum = new_checksum("CRC64NVME")
     checksum.update(b"data")
-    verify_checksum(checksum, _crc64_b64(_crc64nvme_bitwise(b"data")))
+    verify_checksum(checksum, _crc64_b64(crc64nvme_bitwise(b"data")))
     with pytest.raises(S3Error) as caught:
-        verify_checksum(checksum, _crc64_b64(_crc64nvme_bitwise(b"other")))
+        verify_checksum(checksum, _crc64_b64(crc64nvme_bitwise(b"other")))
     assert caught.value.code == "BadDigest"
     for malformed in ("AAAAAA==", "not base64!", ""):  # a 4-byte value is not a CRC64
         with pytest.raises(S3Error) as caught:
@@ -149,27 +136,15 @@ def test_crc64nvme_verify_bad_digest_and_malformed() -> None:
 
 # ---- multipart checksums: full object and composite -------------------------------------------
 
-_REFERENCE_CRC: dict[str, Callable[[bytes], bytes]] = {
-    "CRC32": lambda data: zlib.crc32(data).to_bytes(4, "big"),
-    "CRC32C": lambda data: crc32c.crc32c(data).to_bytes(4, "big"),
-    "CRC64NVME": lambda data: _crc64nvme_bitwise(data).to_bytes(8, "big"),
-    "SHA1": lambda data: hashlib.sha1(data).digest(),
-    "SHA256": lambda data: hashlib.sha256(data).digest(),
-}
-
-
-def _ref_b64(algorithm: str, data: bytes) -> str:
-    return base64.b64encode(_REFERENCE_CRC[algorithm](data)).decode()
-
 
 @pytest.mark.parametrize("algorithm", ["CRC32", "CRC32C", "CRC64NVME"])
 def test_full_object_checksum_is_the_crc_of_the_whole_object(algorithm: str) -> None:
     rng = random.Random(algorithm)
     parts = [rng.randbytes(n) for n in (5000, 1, 0, 777, 4096)]
-    listed = [(_ref_b64(algorithm, part), len(part)) for part in parts]
+    listed = [(ref_b64(algorithm, part), len(part)) for part in parts]
     combined = multipart_checksum(algorithm, FULL_OBJECT, listed)
     # Computed independently: the reference CRC of the concatenated bytes.
-    assert combined == _ref_b64(algorithm, b"".join(parts))
+    assert combined == ref_b64(algorithm, b"".join(parts))
     assert multipart_checksum(algorithm, FULL_OBJECT, listed[:1]) == listed[0][0]
     assert combined != multipart_checksum(algorithm, FULL_OBJECT, listed[::-1])
 
@@ -177,9 +152,9 @@ def test_full_object_checksum_is_the_crc_of_the_whole_object(algorithm: str) -> 
 @pytest.mark.parametrize("algorithm", ["CRC32", "CRC32C", "SHA1", "SHA256"])
 def test_composite_checksum_is_the_checksum_of_the_part_checksums(algorithm: str) -> None:
     parts = [b"first part", b"second", b"3"]
-    listed = [(_ref_b64(algorithm, part), len(part)) for part in parts]
-    raw = b"".join(_REFERENCE_CRC[algorithm](part) for part in parts)
-    expected = f"{_ref_b64(algorithm, raw)}-3"
+    listed = [(ref_b64(algorithm, part), len(part)) for part in parts]
+    raw = b"".join(RAW_DIGESTS[algorithm](part) for part in parts)
+    expected = f"{ref_b64(algorithm, raw)}-3"
     assert multipart_checksum(algorithm, COMPOSITE, listed) == expected
 
 
