@@ -31,7 +31,7 @@ from api.listing import encode_key, max_keys_param
 from api.settings import owner_id
 from api.tagging import pop_upload_tags, upload_tagging_headers
 from api.upload import check_declared_length, object_headers, receive, validate_key
-from storage.checksums import decode_value
+from storage.checksums import CRC_ALGORITHMS, decode_value
 from storage.manifest import Manifest
 from storage.store import DeleteMarker
 from storage.uploads import PART_NUMBER_MAX, UploadInfo, upload_checksum_type
@@ -247,11 +247,14 @@ def _expected_object_checksum(ctx: S3Context, upload: UploadInfo) -> tuple[str, 
         )
     name, value = sent[0]
     algorithm = normalize_algorithm(algorithm_from_header(name) or "", name)
-    if upload.checksum and algorithm != upload.checksum:
+    # Without an algorithm at creation only a full-object CRC can be formed (see storage).
+    if algorithm != (upload.checksum or algorithm) or (
+        not upload.checksum and algorithm not in CRC_ALGORITHMS
+    ):
         raise S3Error(
             "InvalidRequest",
             f"Checksum Type mismatch occurred, expected checksum Type: "
-            f"{upload.checksum.lower()}, actual checksum Type: {algorithm.lower()}",
+            f"{(upload.checksum or 'null').lower()}, actual checksum Type: {algorithm.lower()}",
         )
     digest, dash, count = value.strip().partition("-")
     composite = upload_checksum_type(upload) == COMPOSITE

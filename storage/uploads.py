@@ -244,37 +244,36 @@ def upload_checksum_type(upload: UploadInfo) -> str:
 def _object_checksum(
     upload: UploadInfo, parts: list[Manifest], expected: tuple[str, str] | None
 ) -> tuple[tuple[str, str], ...]:
-    """The object's checksum headers for an upload created with x-amz-checksum-algorithm,
-    built from the parts' stored checksums (no data is read): FULL_OBJECT combines the part
-    CRCs, COMPOSITE digests their concatenation (see storage/checksums.py)."""
-    if not upload.checksum:
-        if expected is not None:
+    """The object's checksum headers, built from the parts' stored checksums (no data is
+    read): FULL_OBJECT combines the part CRCs, COMPOSITE digests their concatenation (see
+    storage/checksums.py). For an upload created with x-amz-checksum-algorithm; or, created
+    without one, when the completion sends a whole-object CRC and every part carries that
+    CRC (as AWS, which gives such uploads a full-object CRC by default)."""
+    algorithm, checksum_type = upload.checksum, upload_checksum_type(upload)
+    if not algorithm:
+        if expected is None:
+            return ()
+        algorithm = expected[0].removeprefix(CHECKSUM_HEADER_PREFIX).upper()
+        checksum_type = checksums.FULL_OBJECT
+        if algorithm not in checksums.CRC_ALGORITHMS:
             raise BadDigest(f"The upload was created without a checksum; {expected[0]} was sent.")
-        return ()
-    name = CHECKSUM_HEADER_PREFIX + upload.checksum.lower()
-    values = []
+    name = CHECKSUM_HEADER_PREFIX + algorithm.lower()
+    listed = []
     for part in parts:
         value = dict(part.headers).get(name)
         if value is None:
-            raise InvalidPart(f"part {part.version_id} has no {upload.checksum} checksum")
-        values.append(value)
-    checksum_type = upload_checksum_type(upload)
+            raise InvalidPart(f"part {part.version_id} has no {algorithm} checksum")
+        listed.append((value, part.size))
     try:
-        value = checksums.multipart_checksum(
-            upload.checksum,
-            checksum_type,
-            [(v, p.size) for v, p in zip(values, parts, strict=True)],
-        )
+        value = checksums.multipart_checksum(algorithm, checksum_type, listed)
     except checksums.ChecksumMismatch as error:
         raise InvalidPart(str(error)) from error
     if expected is not None and expected != (name, value):
-        raise BadDigest(
-            f"The {upload.checksum} you specified did not match the calculated checksum."
-        )
+        raise BadDigest(f"The {algorithm} you specified did not match the calculated checksum.")
     return (
         (name, value),
         (CHECKSUM_TYPE_HEADER, checksum_type),
-        (PART_CHECKSUMS_HEADER, ",".join(values)),
+        (PART_CHECKSUMS_HEADER, ",".join(v for v, _size in listed)),
     )
 
 

@@ -234,6 +234,29 @@ def test_crc32_composite_multipart(s3: Any, bucket: str) -> None:
     assert (head["ChecksumCRC32"], head["ChecksumType"]) == (expected, "COMPOSITE")
 
 
+def test_upload_without_algorithm_checks_a_whole_object_crc(s3: Any, bucket: str) -> None:
+    """Created without an algorithm (as pyarrow does) with CRC64NVME parts: a whole-object
+    CRC64NVME sent with the completion is checked and kept, as AWS's default checksum."""
+    parts = [os.urandom(5 * MiB), os.urandom(2000)]
+    upload_id = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]
+    listed = _upload_parts(s3, bucket, "mp", upload_id, "CRC64NVME", parts)
+    expected = full_object("CRC64NVME", parts)
+    with pytest.raises(ClientError) as excinfo:
+        _complete(s3, bucket, "mp", upload_id, listed, ChecksumCRC64NVME=b64("CRC64NVME", b"x"))
+    assert error_of(excinfo) == (400, "BadDigest")
+    with pytest.raises(ClientError) as excinfo:
+        _complete(s3, bucket, "mp", upload_id, listed, ChecksumSHA256=b64("SHA256", b"x"))
+    assert error_of(excinfo) == (400, "InvalidRequest")
+    with pytest.raises(ClientError) as excinfo:  # the parts carry no CRC32
+        _complete(s3, bucket, "mp", upload_id, listed, ChecksumCRC32=b64("CRC32", b"x"))
+    assert error_of(excinfo) == (400, "InvalidPart")
+    done = _complete(s3, bucket, "mp", upload_id, listed, ChecksumCRC64NVME=expected)
+    assert (done["ChecksumCRC64NVME"], done["ChecksumType"]) == (expected, "FULL_OBJECT")
+    got = s3.get_object(Bucket=bucket, Key="mp", ChecksumMode="ENABLED")
+    assert got["Body"].read() == b"".join(parts)
+    assert got["ChecksumCRC64NVME"] == expected
+
+
 def test_part_without_checksum_gets_the_uploads_algorithm(node: NodeProcess, bucket: str) -> None:
     """A client that sends no part checksum (here boto3 told to send only required ones):
     the node computes the upload's CRC for the part, so the full-object CRC still forms."""
@@ -311,9 +334,7 @@ def test_complete_whole_object_checksum_errors(s3: Any, bucket: str) -> None:
     assert done["ChecksumCRC32"] == expected
 
 
-def test_composite_complete_with_wrong_object_checksum_is_bad_digest(
-    s3: Any, bucket: str
-) -> None:
+def test_composite_complete_with_wrong_object_checksum_is_bad_digest(s3: Any, bucket: str) -> None:
     parts = [os.urandom(5 * MiB), os.urandom(10)]
     upload_id = _create(s3, bucket, "mp", "SHA256", None)
     listed = _upload_parts(s3, bucket, "mp", upload_id, "SHA256", parts)
