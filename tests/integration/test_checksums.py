@@ -12,7 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.checksum_reference import b64, composite
-from tests.integration.s3util import error_of
+from tests.integration.s3util import error_of, upload_checksummed_parts
 
 MiB = 1 << 20
 
@@ -57,24 +57,7 @@ def _multipart(
     upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key, ChecksumAlgorithm=algorithm)[
         "UploadId"
     ]
-    listed = []
-    for number, data in enumerate(parts, start=1):
-        part = s3.upload_part(
-            Bucket=bucket,
-            Key=key,
-            UploadId=upload_id,
-            PartNumber=number,
-            Body=data,
-            ChecksumAlgorithm=algorithm,
-        )
-        assert part[f"Checksum{algorithm}"] == b64(algorithm, data)
-        listed.append(
-            {
-                "PartNumber": number,
-                "ETag": part["ETag"],
-                f"Checksum{algorithm}": part[f"Checksum{algorithm}"],
-            }
-        )
+    listed = upload_checksummed_parts(s3, bucket, key, upload_id, algorithm, parts)
     return upload_id, listed
 
 

@@ -17,7 +17,13 @@ from api.sigv4 import presign_url
 from tests.checksum_reference import b64, composite, full_object
 from tests.integration.conftest import make_client
 from tests.integration.nodeproc import ACCESS_KEY, REGION, SECRET_KEY, NodeProcess
-from tests.integration.s3util import error_of, headers_of, send, xml_code
+from tests.integration.s3util import (
+    error_of,
+    headers_of,
+    send,
+    upload_checksummed_parts,
+    xml_code,
+)
 from tests.integration.test_awscli import api_json, make_aws
 
 MiB = 1 << 20
@@ -151,25 +157,6 @@ def _create(s3: Any, bucket: str, key: str, algorithm: str, checksum_type: str |
     return upload_id
 
 
-def _upload_parts(
-    s3: Any, bucket: str, key: str, upload_id: str, algorithm: str, parts: list[bytes]
-) -> list[dict[str, Any]]:
-    listed = []
-    for number, data in enumerate(parts, start=1):
-        part = s3.upload_part(
-            Bucket=bucket,
-            Key=key,
-            UploadId=upload_id,
-            PartNumber=number,
-            Body=data,
-            ChecksumAlgorithm=algorithm,
-        )
-        assert part[f"Checksum{algorithm}"] == b64(algorithm, data)
-        listed.append({"PartNumber": number, "ETag": part["ETag"]})
-        listed[-1][f"Checksum{algorithm}"] = part[f"Checksum{algorithm}"]
-    return listed
-
-
 def _complete(s3: Any, bucket: str, key: str, upload_id: str, listed: Any, **extra: Any) -> Any:
     return s3.complete_multipart_upload(
         Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": listed}, **extra
@@ -180,7 +167,7 @@ def test_crc64nvme_multipart_is_full_object(s3: Any, bucket: str) -> None:
     parts = [os.urandom(5 * MiB), os.urandom(1000)]
     expected = full_object("CRC64NVME", parts)
     upload_id = _create(s3, bucket, "mp", "CRC64NVME", None)  # FULL_OBJECT by default
-    listed = _upload_parts(s3, bucket, "mp", upload_id, "CRC64NVME", parts)
+    listed = upload_checksummed_parts(s3, bucket, "mp", upload_id, "CRC64NVME", parts)
     shown = s3.list_parts(Bucket=bucket, Key="mp", UploadId=upload_id)
     assert (shown["ChecksumAlgorithm"], shown["ChecksumType"]) == ("CRC64NVME", "FULL_OBJECT")
     assert [p["ChecksumCRC64NVME"] for p in shown["Parts"]] == [b64("CRC64NVME", p) for p in parts]
@@ -211,7 +198,7 @@ def test_crc64nvme_multipart_is_full_object(s3: Any, bucket: str) -> None:
 def test_crc32_full_object_parts_need_not_be_listed(s3: Any, bucket: str) -> None:
     parts = [os.urandom(5 * MiB), os.urandom(5 * MiB + 7), os.urandom(10)]
     upload_id = _create(s3, bucket, "mp", "CRC32", "FULL_OBJECT")
-    listed = _upload_parts(s3, bucket, "mp", upload_id, "CRC32", parts)
+    listed = upload_checksummed_parts(s3, bucket, "mp", upload_id, "CRC32", parts)
     bare = [{"PartNumber": p["PartNumber"], "ETag": p["ETag"]} for p in listed]
     done = _complete(s3, bucket, "mp", upload_id, bare)
     assert (done["ChecksumCRC32"], done["ChecksumType"]) == (
@@ -226,7 +213,7 @@ def test_crc32_full_object_parts_need_not_be_listed(s3: Any, bucket: str) -> Non
 def test_crc32_composite_multipart(s3: Any, bucket: str) -> None:
     parts = [os.urandom(5 * MiB), os.urandom(4321)]
     upload_id = _create(s3, bucket, "mp", "CRC32", "COMPOSITE")
-    listed = _upload_parts(s3, bucket, "mp", upload_id, "CRC32", parts)
+    listed = upload_checksummed_parts(s3, bucket, "mp", upload_id, "CRC32", parts)
     expected = composite("CRC32", parts)
     done = _complete(s3, bucket, "mp", upload_id, listed, ChecksumCRC32=expected)
     assert (done["ChecksumCRC32"], done["ChecksumType"]) == (expected, "COMPOSITE")
@@ -239,7 +226,7 @@ def test_upload_without_algorithm_checks_a_whole_object_crc(s3: Any, bucket: str
     CRC64NVME sent with the completion is checked and kept, as AWS's default checksum."""
     parts = [os.urandom(5 * MiB), os.urandom(2000)]
     upload_id = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]
-    listed = _upload_parts(s3, bucket, "mp", upload_id, "CRC64NVME", parts)
+    listed = upload_checksummed_parts(s3, bucket, "mp", upload_id, "CRC64NVME", parts)
     expected = full_object("CRC64NVME", parts)
     with pytest.raises(ClientError) as excinfo:
         _complete(s3, bucket, "mp", upload_id, listed, ChecksumCRC64NVME=b64("CRC64NVME", b"x"))
@@ -312,7 +299,7 @@ def test_create_refuses_a_type_without_an_algorithm(node: NodeProcess, bucket: s
 def test_complete_whole_object_checksum_errors(s3: Any, bucket: str) -> None:
     parts = [os.urandom(5 * MiB), os.urandom(10)]
     upload_id = _create(s3, bucket, "mp", "CRC32", "FULL_OBJECT")
-    listed = _upload_parts(s3, bucket, "mp", upload_id, "CRC32", parts)
+    listed = upload_checksummed_parts(s3, bucket, "mp", upload_id, "CRC32", parts)
     expected = full_object("CRC32", parts)
     refusals = [
         ({"ChecksumCRC32": b64("CRC32", b"other bytes")}, (400, "BadDigest")),
@@ -337,7 +324,7 @@ def test_complete_whole_object_checksum_errors(s3: Any, bucket: str) -> None:
 def test_composite_complete_with_wrong_object_checksum_is_bad_digest(s3: Any, bucket: str) -> None:
     parts = [os.urandom(5 * MiB), os.urandom(10)]
     upload_id = _create(s3, bucket, "mp", "SHA256", None)
-    listed = _upload_parts(s3, bucket, "mp", upload_id, "SHA256", parts)
+    listed = upload_checksummed_parts(s3, bucket, "mp", upload_id, "SHA256", parts)
     wrong = composite("SHA256", [parts[1], parts[0]])
     with pytest.raises(ClientError) as excinfo:
         _complete(s3, bucket, "mp", upload_id, listed, ChecksumSHA256=wrong)
