@@ -10,6 +10,7 @@ from api.body import Body, checksum_fields
 from api.checksums import (
     ALGORITHMS,
     COMPOSITE,
+    FULL_OBJECT,
     TYPE_HEADER,
     algorithm_from_header,
     checksum_elements,
@@ -220,12 +221,15 @@ def _check_listed_checksums(
             )
 
 
-def _check_complete_type(ctx: S3Context, upload: UploadInfo) -> None:
-    """x-amz-checksum-type on the completion must repeat the upload's type (AWS)."""
+def _check_complete_type(
+    ctx: S3Context, upload: UploadInfo, expected: tuple[str, str] | None
+) -> None:
+    """x-amz-checksum-type on the completion must repeat the upload's type (AWS); an upload
+    created without an algorithm is FULL_OBJECT when a whole-object CRC comes with it."""
     requested = ctx.headers.get(TYPE_HEADER)
     if requested is None:
         return
-    actual = upload_checksum_type(upload)
+    actual = upload_checksum_type(upload) or (FULL_OBJECT if expected is not None else "")
     if requested.strip().upper() != actual:
         raise S3Error(
             "InvalidRequest",
@@ -265,8 +269,8 @@ def _expected_object_checksum(ctx: S3Context, upload: UploadInfo) -> tuple[str, 
 
 async def complete_multipart_upload(ctx: S3Context) -> Response:
     upload = await _upload(ctx)
-    _check_complete_type(ctx, upload)
     expected = _expected_object_checksum(ctx, upload)
+    _check_complete_type(ctx, upload, expected)
     # The x-amz-checksum-* headers here are the object's checksum, not the XML body's.
     body = await Body(ctx.request, ctx.auth, header_checksums=False).read_all(
         COMPLETE_BODY_BYTES_MAX

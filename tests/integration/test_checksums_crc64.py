@@ -237,7 +237,12 @@ def test_upload_without_algorithm_checks_a_whole_object_crc(s3: Any, bucket: str
     with pytest.raises(ClientError) as excinfo:  # the parts carry no CRC32
         _complete(s3, bucket, "mp", upload_id, listed, ChecksumCRC32=b64("CRC32", b"x"))
     assert error_of(excinfo) == (400, "InvalidPart")
-    done = _complete(s3, bucket, "mp", upload_id, listed, ChecksumCRC64NVME=expected)
+    with pytest.raises(ClientError) as excinfo:
+        _complete(s3, bucket, "mp", upload_id, listed, ChecksumType="FULL_OBJECT")
+    assert error_of(excinfo) == (400, "InvalidRequest")  # no algorithm and no CRC: no type
+    done = _complete(
+        s3, bucket, "mp", upload_id, listed, ChecksumCRC64NVME=expected, ChecksumType="FULL_OBJECT"
+    )
     assert (done["ChecksumCRC64NVME"], done["ChecksumType"]) == (expected, "FULL_OBJECT")
     got = s3.get_object(Bucket=bucket, Key="mp", ChecksumMode="ENABLED")
     assert got["Body"].read() == b"".join(parts)
