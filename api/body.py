@@ -4,6 +4,10 @@ One pipeline for every body: aws-chunked framing is decoded (chunk signatures an
 checksums checked by api/chunked.py), a signed payload's SHA-256 is checked, and any
 ``x-amz-checksum-*`` header is checked. Checks that need the whole body run in
 :meth:`Body.verify`, which the caller runs after the last byte and before committing.
+
+Checksum values and ``x-amz-sdk-checksum-algorithm`` count the same whether they come as
+headers or as query parameters of a presigned URL (:func:`checksum_fields`): a value that
+was signed into a URL is verified, never ignored.
 """
 
 from __future__ import annotations
@@ -15,16 +19,35 @@ from collections.abc import AsyncIterator, Mapping
 
 from starlette.requests import ClientDisconnect, Request
 
-from api.checksums import Checksum, algorithm_from_header, new_checksum, verify_checksum
+from api.checksums import (
+    Checksum,
+    algorithm_from_header,
+    header_name,
+    new_checksum,
+    normalize_algorithm,
+    verify_checksum,
+)
 from api.chunked import ChunkedDecoder
 from api.errors import S3Error
 from api.sigv4 import AuthContext, PayloadHasher, is_sha256_hex, payload_sha256_verifier
 
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+SDK_ALGORITHM = "x-amz-sdk-checksum-algorithm"
 
 
 class Body:
-    def __init__(self, request: Request, auth: AuthContext | None) -> None:
+    """One request body. ``compute`` names an algorithm to compute even when the client
+    sent no value for it (a part of an upload created with that algorithm). With
+    ``header_checksums=False`` the x-amz-checksum-* headers are not about this body
+    (CompleteMultipartUpload: they are the whole object's checksum) and are left alone."""
+
+    def __init__(
+        self,
+        request: Request,
+        auth: AuthContext | None,
+        compute: str | None = None,
+        header_checksums: bool = True,
+    ) -> None:
         headers = request.headers
         self.payload_hash = (
             auth.payload_hash if auth else headers.get("x-amz-content-sha256", UNSIGNED_PAYLOAD)
@@ -43,8 +66,18 @@ class Body:
             if not self.streaming and is_sha256_hex(self.payload_hash)
             else None
         )
-        self._header_checksums = _header_checksums(headers)
+        fields = checksum_fields(request) if header_checksums else {}
+        self._header_checksums = _header_checksums(fields)
+        declared = set(self._header_checksums) | {t.strip().lower() for t in self._trailers()}
+        _check_declared_checksums(fields, declared)
+        self._computed: Checksum | None = None
+        if compute is not None and header_name(compute) not in declared:
+            self._computed = new_checksum(compute)
         self.received = 0
+
+    def _trailers(self) -> list[str]:
+        raw = self._request.headers.get("x-amz-trailer", "")
+        return [t for t in raw.split(",") if algorithm_from_header(t) is not None]
 
     @property
     def trailers(self) -> dict[str, str]:
@@ -56,6 +89,8 @@ class Body:
         values.update(
             {k: v for k, v in self.trailers.items() if algorithm_from_header(k) is not None}
         )
+        if self._computed is not None:
+            values[header_name(self._computed.algorithm)] = self._computed.b64digest()
         return values
 
     async def stream(self) -> AsyncIterator[bytes]:
@@ -65,6 +100,8 @@ class Body:
         async for piece in source:
             for checksum, _value in self._header_checksums.values():
                 checksum.update(piece)
+            if self._computed is not None:
+                self._computed.update(piece)
             self.received += len(piece)
             yield piece
 
@@ -118,13 +155,50 @@ def _declared_length(headers: Mapping[str, str], streaming: bool) -> int | None:
     return value
 
 
-def _header_checksums(headers: Mapping[str, str]) -> dict[str, tuple[Checksum, str]]:
+def checksum_fields(request: Request) -> dict[str, str]:
+    """``x-amz-checksum-*`` and ``x-amz-sdk-checksum-algorithm`` from the headers and from
+    the query string (presigned URLs carry them there), names lower-cased."""
+    fields = {
+        name.lower(): value
+        for name, value in request.query_params.items()
+        if name.lower() == SDK_ALGORITHM or algorithm_from_header(name) is not None
+    }
+    for name, value in request.headers.items():
+        if name.lower() == SDK_ALGORITHM or algorithm_from_header(name) is not None:
+            fields[name.lower()] = value
+    return fields
+
+
+def _header_checksums(fields: Mapping[str, str]) -> dict[str, tuple[Checksum, str]]:
     checksums: dict[str, tuple[Checksum, str]] = {}
-    for name, value in headers.items():
-        algorithm = algorithm_from_header(name.lower())
+    for name, value in fields.items():
+        algorithm = algorithm_from_header(name)
         if algorithm is not None:
-            checksums[name.lower()] = (new_checksum(algorithm), value)
+            checksums[name] = (new_checksum(algorithm), value)
     return checksums
+
+
+def _check_declared_checksums(fields: Mapping[str, str], declared: set[str]) -> None:
+    """AWS's rules for the checksums a request announces (headers, query or x-amz-trailer):
+    at most one; ``x-amz-sdk-checksum-algorithm`` must name a supported algorithm whose
+    value is actually sent, as a header or a trailer."""
+    if len(declared) > 1:
+        raise S3Error(
+            "InvalidRequest",
+            "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.",
+        )
+    requested = fields.get(SDK_ALGORITHM)
+    if requested is None:
+        return
+    algorithm = normalize_algorithm(requested, SDK_ALGORITHM)
+    if not declared:
+        raise S3Error(
+            "InvalidRequest",
+            f"{SDK_ALGORITHM} specified, but no corresponding x-amz-checksum-* or "
+            "x-amz-trailer headers were found.",
+        )
+    if header_name(algorithm) not in declared:
+        raise S3Error("InvalidRequest", f"Value for {SDK_ALGORITHM} header is invalid.")
 
 
 def content_md5(headers: Mapping[str, str]) -> bytes | None:

@@ -157,6 +157,7 @@ _CODE_BY_STORAGE_ERROR: dict[type[storage_errors.StorageError], str] = {
     storage_errors.EntityTooSmall: "EntityTooSmall",
     storage_errors.PreconditionFailed: "PreconditionFailed",
     storage_errors.ConditionalConflict: "ConditionalRequestConflict",
+    storage_errors.BadDigest: "BadDigest",
 }
 
 

@@ -6,14 +6,19 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from api import xml
-from api.body import Body
+from api.body import Body, checksum_fields
 from api.checksums import (
     ALGORITHMS,
+    COMPOSITE,
+    FULL_OBJECT,
+    TYPE_HEADER,
     algorithm_from_header,
     checksum_elements,
     header_name,
+    multipart_checksum_type,
     new_checksum,
     normalize_algorithm,
+    stored_checksum_type,
 )
 from api.context import S3Context
 from api.copy import (
@@ -29,9 +34,10 @@ from api.settings import owner_id
 from api.tagging import pop_upload_tags, upload_tagging_headers
 from api.upload import check_declared_length, object_headers, receive, validate_key
 from api.write_conditions import observe_write_condition
+from storage.checksums import CRC_ALGORITHMS, decode_value
 from storage.manifest import Manifest
 from storage.store import DeleteMarker
-from storage.uploads import UploadInfo, UploadPage
+from storage.uploads import UploadInfo, UploadPage, upload_checksum_type
 
 PART_BYTES_MAX = 5 << 30
 COMPLETE_BODY_BYTES_MAX = 4 * 1024 * 1024
@@ -54,8 +60,9 @@ async def _upload(ctx: S3Context) -> UploadInfo:
 async def create_multipart_upload(ctx: S3Context) -> Response:
     validate_key(ctx.object_key)
     headers = tuple(object_headers(ctx.headers)) + upload_tagging_headers(ctx)
-    requested_algorithm = ctx.headers.get("x-amz-checksum-algorithm")
-    algorithm = normalize_algorithm(requested_algorithm) if requested_algorithm else ""
+    algorithm, checksum_type = _upload_checksum(ctx)
+    if checksum_type:
+        headers += ((TYPE_HEADER, checksum_type),)
     upload = await ctx.store.create_upload(
         ctx.bucket_name, ctx.object_key, headers, ctx.access_key, algorithm
     )
@@ -71,15 +78,34 @@ async def create_multipart_upload(ctx: S3Context) -> Response:
     )
     if algorithm:
         response.headers["x-amz-checksum-algorithm"] = algorithm
+        response.headers[TYPE_HEADER] = checksum_type
     return response
+
+
+def _upload_checksum(ctx: S3Context) -> tuple[str, str]:
+    """(algorithm, checksum type) of a new upload, both '' without x-amz-checksum-algorithm."""
+    requested_algorithm = ctx.headers.get("x-amz-checksum-algorithm")
+    requested_type = ctx.headers.get(TYPE_HEADER)
+    if not requested_algorithm:
+        if requested_type is not None:
+            raise S3Error(
+                "InvalidRequest",
+                f"The {TYPE_HEADER} header can only be used with the "
+                "x-amz-checksum-algorithm header.",
+            )
+        return "", ""
+    algorithm = normalize_algorithm(requested_algorithm)
+    return algorithm, multipart_checksum_type(algorithm, requested_type)
 
 
 async def upload_part(ctx: S3Context) -> Response:
     number = _part_number(ctx)
-    body = Body(ctx.request, ctx.auth)
-    check_declared_length(ctx, body, min(PART_BYTES_MAX, ctx.settings.max_object_size))
     upload = await _upload(ctx)
     _check_part_algorithm(ctx, upload)
+    # A part of an upload with an algorithm always gets that checksum: computed here when
+    # the client sent none, so that the object's checksum can be built at completion.
+    body = Body(ctx.request, ctx.auth, compute=upload.checksum or None)
+    check_declared_length(ctx, body, min(PART_BYTES_MAX, ctx.settings.max_object_size))
     writer = await ctx.store.begin_part(upload, min(PART_BYTES_MAX, ctx.settings.max_object_size))
     await receive(ctx, writer, body)
     part = await writer.commit_part(upload, number, tuple(sorted(body.checksum_values().items())))
@@ -89,14 +115,15 @@ async def upload_part(ctx: S3Context) -> Response:
 
 
 def _check_part_algorithm(ctx: S3Context, upload: UploadInfo) -> None:
-    """An upload created with x-amz-checksum-algorithm takes parts with that checksum only
-    (as a header or a declared trailer), so that its composite checksum can be built."""
+    """An upload created with x-amz-checksum-algorithm takes no part checksum of another
+    algorithm (as a header, query parameter or declared trailer): the object's checksum is
+    built from the parts' checksums of the upload's algorithm."""
     if not upload.checksum:
         return
-    declared = [n for n in ctx.headers if algorithm_from_header(n) is not None]
+    declared = [n for n in checksum_fields(ctx.request) if algorithm_from_header(n) is not None]
     declared += [t.strip().lower() for t in ctx.headers.get("x-amz-trailer", "").split(",")]
-    if header_name(upload.checksum) not in declared:
-        sent = next((algorithm_from_header(n) for n in declared if algorithm_from_header(n)), None)
+    sent = next((algorithm_from_header(n) for n in declared if algorithm_from_header(n)), None)
+    if sent is not None and header_name(upload.checksum) not in declared:
         raise S3Error(
             "InvalidRequest",
             f"Checksum Type mismatch occurred, expected checksum Type: "
@@ -174,8 +201,9 @@ def _parse_complete(body: bytes) -> tuple[list[tuple[int, str]], list[tuple[int,
 def _check_listed_checksums(
     upload: UploadInfo, parts: list[tuple[int, str]], listed: list[tuple[int, str, str]]
 ) -> None:
-    """An upload with a checksum algorithm must list that checksum for every part (AWS)."""
-    if not upload.checksum:
+    """An upload with a COMPOSITE checksum must list that checksum for every part (AWS); a
+    FULL_OBJECT upload may omit them (its checksum is the object's, not the parts')."""
+    if upload_checksum_type(upload) != COMPOSITE:
         return
     name = header_name(upload.checksum)
     have = {number for number, header, _value in listed if header == name}
@@ -189,18 +217,74 @@ def _check_listed_checksums(
             )
 
 
+def _check_complete_type(
+    ctx: S3Context, upload: UploadInfo, expected: tuple[str, str] | None
+) -> None:
+    """x-amz-checksum-type on the completion must repeat the upload's type (AWS); an upload
+    created without an algorithm is FULL_OBJECT when a whole-object CRC comes with it."""
+    requested = ctx.headers.get(TYPE_HEADER)
+    if requested is None:
+        return
+    actual = upload_checksum_type(upload) or (FULL_OBJECT if expected is not None else "")
+    if requested.strip().upper() != actual:
+        raise S3Error(
+            "InvalidRequest",
+            f"The upload was created using the {actual or 'null'} checksum mode. The "
+            "complete request must use the same checksum mode.",
+        )
+
+
+def _expected_object_checksum(ctx: S3Context, upload: UploadInfo) -> tuple[str, str] | None:
+    """The whole object's x-amz-checksum-* value sent with the completion (header or query),
+    checked for form here; storage compares it with the one it builds from the parts."""
+    sent = [(n, v) for n, v in checksum_fields(ctx.request).items() if algorithm_from_header(n)]
+    if not sent:
+        return None
+    if len(sent) > 1:
+        raise S3Error(
+            "InvalidRequest",
+            "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.",
+        )
+    name, value = sent[0]
+    algorithm = normalize_algorithm(algorithm_from_header(name) or "", name)
+    # Without an algorithm at creation only a full-object CRC can be formed (see storage).
+    if algorithm != (upload.checksum or algorithm) or (
+        not upload.checksum and algorithm not in CRC_ALGORITHMS
+    ):
+        raise S3Error(
+            "InvalidRequest",
+            f"Checksum Type mismatch occurred, expected checksum Type: "
+            f"{(upload.checksum or 'null').lower()}, actual checksum Type: {algorithm.lower()}",
+        )
+    digest, dash, count = value.strip().partition("-")
+    composite = upload_checksum_type(upload) == COMPOSITE
+    if decode_value(algorithm, digest) is None or (dash and not (composite and count.isdigit())):
+        raise S3Error("InvalidRequest", f"Value for {name} header is invalid.")
+    return name, value.strip()
+
+
 async def complete_multipart_upload(ctx: S3Context) -> Response:
     upload, repeated = await ctx.store.upload_to_complete(
         ctx.bucket_name, ctx.object_key, ctx.query["uploadId"]
     )
-    body = await Body(ctx.request, ctx.auth).read_all(COMPLETE_BODY_BYTES_MAX)
+    expected = _expected_object_checksum(ctx, upload)
+    _check_complete_type(ctx, upload, expected)
+    # The x-amz-checksum-* headers here are the object's checksum, not the XML body's.
+    body = await Body(ctx.request, ctx.auth, header_checksums=False).read_all(
+        COMPLETE_BODY_BYTES_MAX
+    )
     parts, listed = _parse_complete(body)
     _check_listed_checksums(upload, parts, listed)
     tags, upload = pop_upload_tags(upload)
     # A repeated completion is answered as the first was, whatever the key holds now.
     condition = None if repeated else await observe_write_condition(ctx)
     manifest = await ctx.store.complete_upload(
-        upload, parts, tags=tags, part_checksums=tuple(listed), condition=condition
+        upload,
+        parts,
+        tags=tags,
+        part_checksums=tuple(listed),
+        expected_checksum=expected,
+        condition=condition,
     )
     checksums = checksum_elements(manifest.headers)
     response = _xml(
@@ -212,7 +296,7 @@ async def complete_multipart_upload(ctx: S3Context) -> Response:
                 ("Key", ctx.object_key),
                 ("ETag", f'"{manifest.etag}"'),
                 *checksums,
-                ("ChecksumType", "COMPOSITE" if checksums else None),
+                ("ChecksumType", stored_checksum_type(manifest.headers)),
             ],
         )
     )
@@ -256,6 +340,8 @@ async def list_parts(ctx: S3Context) -> Response:
         ("NextPartNumberMarker", parts[-1].part_number if parts else marker),
         ("MaxParts", max_parts),
         ("IsTruncated", truncated),
+        ("ChecksumAlgorithm", upload.checksum or None),
+        ("ChecksumType", upload_checksum_type(upload) or None),
     ]
     nodes.extend(
         (
@@ -318,6 +404,8 @@ async def list_multipart_uploads(ctx: S3Context) -> Response:
                     ("Owner", owner),
                     ("StorageClass", "STANDARD"),
                     ("Initiated", xml.iso8601_ms(upload.initiated_ms)),
+                    ("ChecksumAlgorithm", upload.checksum or None),
+                    ("ChecksumType", upload_checksum_type(upload) or None),
                 ],
             )
         )

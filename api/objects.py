@@ -12,6 +12,14 @@ from starlette.responses import Response, StreamingResponse
 from api import xml
 from api.access import authorize
 from api.body import Body
+from api.checksums import (
+    TYPE_HEADER,
+    checksum_elements,
+    header_name,
+    new_checksum,
+    normalize_algorithm,
+    stored_checksum_type,
+)
 from api.conditionals import check_preconditions
 from api.context import S3Context
 from api.copy import authorize_copy_source, check_copy_preconditions, parse_copy_source
@@ -31,6 +39,7 @@ from storage.catalog import NULL_VERSION
 from storage.errors import NoSuchKey, NoSuchVersion, StorageError
 from storage.manifest import Manifest
 from storage.store import DeleteMarker
+from storage.uploads import PART_CHECKSUMS_HEADER
 
 log = logging.getLogger("lakenode.api")
 
@@ -72,6 +81,8 @@ async def put_object(ctx: S3Context) -> Response:
     )
     response_headers = {"ETag": _etag(manifest), **_version_headers(manifest)}
     response_headers.update(body.checksum_values())
+    if body.checksum_values():
+        response_headers[TYPE_HEADER] = "FULL_OBJECT"  # always, for a single PUT (AWS)
     return Response(status_code=200, headers=response_headers)
 
 
@@ -92,9 +103,14 @@ async def copy_object(ctx: S3Context) -> Response:
     if directive not in ("COPY", "REPLACE"):
         raise S3Error("InvalidArgument", "Unknown metadata directive.")
     headers: tuple[tuple[str, str], ...] | None = None
+    fresh_checksum = await _copy_checksum(ctx, source)
     if directive == "REPLACE":
-        checksums = tuple((n, v) for n, v in source.headers if n.startswith("x-amz-checksum-"))
+        checksums = fresh_checksum or tuple(
+            (n, v) for n, v in source.headers if n.startswith("x-amz-checksum-")
+        )
         headers = tuple(object_headers(ctx.headers)) + checksums
+    elif fresh_checksum:
+        headers = _without_checksums(source.headers) + fresh_checksum
     elif (bucket, key) == (ctx.bucket_name, ctx.object_key) and version_id is None:
         raise S3Error(
             "InvalidRequest",
@@ -112,6 +128,8 @@ async def copy_object(ctx: S3Context) -> Response:
             [
                 ("LastModified", xml.iso8601_ms(manifest.last_modified_ms)),
                 ("ETag", _etag(manifest)),
+                *checksum_elements(manifest.headers),
+                ("ChecksumType", stored_checksum_type(manifest.headers)),
             ],
         ),
         media_type="application/xml",
@@ -120,6 +138,31 @@ async def copy_object(ctx: S3Context) -> Response:
     if source.version_id != NULL_VERSION:
         response.headers["x-amz-copy-source-version-id"] = source.version_id
     return response
+
+
+async def _copy_checksum(ctx: S3Context, source: Manifest) -> tuple[tuple[str, str], ...]:
+    """CopyObject with x-amz-checksum-algorithm: a new checksum of the copied data (the
+    source read once more, chunk by chunk, BLAKE3-verified) for the copy; () without it."""
+    requested = ctx.headers.get("x-amz-checksum-algorithm")
+    if not requested:
+        return ()
+    checksum = new_checksum(normalize_algorithm(requested))
+    if source.size:
+        async for piece in ctx.store.read(source, 0, source.size - 1):
+            checksum.update(piece)
+    return (
+        (header_name(checksum.algorithm), checksum.b64digest()),
+        (TYPE_HEADER, "FULL_OBJECT"),
+    )
+
+
+def _without_checksums(headers: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """A source's headers without its checksums (and the part checksums behind them)."""
+    return tuple(
+        (n, v)
+        for n, v in headers
+        if not n.startswith("x-amz-checksum-") and n != PART_CHECKSUMS_HEADER
+    )
 
 
 async def _source_version(
@@ -154,6 +197,9 @@ def _object_headers(ctx: S3Context, manifest: Manifest, ranged: bool) -> dict[st
         if name.startswith("x-amz-checksum-") and not checksum_mode:
             continue
         headers[name] = value
+    checksum_type = stored_checksum_type(manifest.headers)
+    if checksum_mode and checksum_type is not None:
+        headers[TYPE_HEADER] = checksum_type
     for parameter, header in RESPONSE_OVERRIDES.items():
         if parameter in ctx.query:
             value = ctx.query[parameter]

@@ -13,6 +13,7 @@ StorageError
  +-- EntityTooSmall        a part other than the last is smaller than the minimum
  +-- PreconditionFailed    a write condition (If-Match, If-None-Match) did not hold
  +-- ConditionalConflict   a write condition failed because another write committed meanwhile
+ +-- BadDigest             a completion's whole-object checksum differs from the parts'
  +-- NoSuchConfiguration   a bucket has no document of that kind (policy, CORS, tagging)
  +-- ReadOnly              writes are refused (store closing or in maintenance)
  +-- CorruptData           bytes on disk do not match their BLAKE3 hash
@@ -69,6 +70,10 @@ class PreconditionFailed(StorageError):
 
 
 class ConditionalConflict(StorageError):
+    pass
+
+
+class BadDigest(StorageError):
     pass
 
 

@@ -287,6 +287,8 @@ class CompleteUpload:
     tags: config.Tags = ()
     # (part number, x-amz-checksum-* header, value) the client listed: each must match.
     part_checksums: tuple[tuple[int, str, str], ...] = ()
+    # (x-amz-checksum-* header, value): the whole object's checksum sent with the completion.
+    expected_checksum: tuple[str, str] | None = None
     condition: WriteCondition | None = None
 
     def touched(self) -> tuple[str, str | None]:
@@ -301,7 +303,13 @@ class CompleteUpload:
         conditions.enforce(conn, self.condition, self.upload.bucket, self.upload.key)
         headers = conditions.mark(self.extra_headers, self.condition)
         manifest = uploads.apply_complete(
-            conn, stamp, self.upload, list(self.parts), headers, self.part_checksums
+            conn,
+            stamp,
+            self.upload,
+            list(self.parts),
+            headers,
+            self.part_checksums,
+            self.expected_checksum,
         )
         completions.record(conn, stamp, self.upload, self.parts, manifest)
         done = journal.upload_done(stamp, self.upload.upload_id)

@@ -808,15 +808,26 @@ class Store:
         extra_headers: tuple[tuple[str, str], ...] = (),
         tags: config.Tags = (),
         part_checksums: tuple[tuple[int, str, str], ...] = (),
+        expected_checksum: tuple[str, str] | None = None,
         condition: WriteCondition | None = None,
     ) -> Manifest | CompletedUpload:
         """The object from the listed parts; ``part_checksums`` (number, header, value) are
-        the checksums the client listed, each checked against the part's stored one. A
-        repeated completion (same parts) gets the first one's result, a CompletedUpload."""
+        the checksums the client listed, each checked against the part's stored one;
+        ``expected_checksum`` (header, value) the whole object's, checked against the one
+        built from the parts. A repeated completion (same parts) gets the first one's
+        result, a CompletedUpload."""
         if tags:
             self._tagged_buckets.add(upload.bucket)
         result: Manifest | CompletedUpload = await self._commit(
-            CompleteUpload(upload, tuple(parts), extra_headers, tags, part_checksums, condition)
+            CompleteUpload(
+                upload,
+                tuple(parts),
+                extra_headers,
+                tags,
+                part_checksums,
+                expected_checksum,
+                condition,
+            )
         )
         return result
 

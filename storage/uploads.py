@@ -8,20 +8,22 @@ written (with its change-log row) exactly as PutObject writes one.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import itertools
 import json
 import secrets
 import sqlite3
-import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 
-import crc32c
-
+from storage import checksums
 from storage.catalog import apply_put_version, get_bucket, version_id_for_write
-from storage.errors import EntityTooSmall, InvalidPart, InvalidPartOrder, NoSuchUpload
+from storage.errors import (
+    BadDigest,
+    EntityTooSmall,
+    InvalidPart,
+    InvalidPartOrder,
+    NoSuchUpload,
+)
 from storage.hlc import Timestamp
 from storage.listing import after, common_prefix
 from storage.manifest import ChunkRef, Kind, Manifest, decode
@@ -30,17 +32,12 @@ PART_NUMBER_MAX = 10_000
 PART_BYTES_MIN = 5 * 1024 * 1024
 PAGE_ROWS = 1000
 CHECKSUM_HEADER_PREFIX = "x-amz-checksum-"
-# Internal object header: the parts' checksums (base64, in part order) of a composite checksum.
+# The upload's checksum type (COMPOSITE / FULL_OBJECT), kept with the upload's headers and,
+# after completion, with the object's.
+CHECKSUM_TYPE_HEADER = CHECKSUM_HEADER_PREFIX + "type"
+# Internal object header: the parts' checksums (base64, in part order) of a checksummed upload.
 PART_CHECKSUMS_HEADER = "x-lakenode-part-checksums"
 PART_SIZES_HEADER = "x-lakenode-parts"
-# Raw digests for composing a multipart checksum (the API verifies part bodies; storage only
-# hashes the concatenated part checksums, inside the completing transaction).
-_DIGESTS: dict[str, Callable[[bytes], bytes]] = {
-    "CRC32": lambda data: zlib.crc32(data).to_bytes(4, "big"),
-    "CRC32C": lambda data: crc32c.crc32c(data).to_bytes(4, "big"),
-    "SHA1": lambda data: hashlib.sha1(data).digest(),
-    "SHA256": lambda data: hashlib.sha256(data).digest(),
-}
 
 
 @dataclass(frozen=True)
@@ -176,8 +173,12 @@ def apply_complete(
     requested: list[tuple[int, str]],
     extra_headers: tuple[tuple[str, str], ...],
     part_checksums: tuple[tuple[int, str, str], ...] = (),
+    expected_checksum: tuple[str, str] | None = None,
 ) -> Manifest:
-    """Validate the part list, build the object's manifest from the parts, and commit it."""
+    """Validate the part list, build the object's manifest from the parts, and commit it.
+
+    ``expected_checksum`` (header, value): the whole object's checksum the client sent with
+    the completion; it must equal the one built from the parts (BadDigest otherwise)."""
     bucket = get_bucket(conn, upload.bucket)
     get_upload(conn, upload.bucket, upload.key, upload.upload_id)
     stored = {
@@ -210,9 +211,9 @@ def apply_complete(
         sum(c.length for c in chunks),
         multipart_etag(etags),
         stamp.wall_ms,
-        upload.headers
+        tuple(h for h in upload.headers if h[0] != CHECKSUM_TYPE_HEADER)
         + extra_headers
-        + _composite_checksum(upload.checksum, [parts[n] for n in numbers])
+        + _object_checksum(upload, [parts[n] for n in numbers], expected_checksum)
         + ((PART_SIZES_HEADER, _part_sizes([stored[n][0] for n, _ in requested])),),
         tuple(chunks),
     )
@@ -232,24 +233,47 @@ def _check_part_checksums(
             raise InvalidPart(f"part {number}: {name} {value} does not match the part's")
 
 
-def _composite_checksum(algorithm: str, parts: list[Manifest]) -> tuple[tuple[str, str], ...]:
-    """S3's composite checksum for an upload created with x-amz-checksum-algorithm:
-    base64(digest(concatenated raw part checksums)) + "-" + part count."""
+def upload_checksum_type(upload: UploadInfo) -> str:
+    """COMPOSITE or FULL_OBJECT for an upload with an algorithm ('' without one); uploads
+    created before checksum types existed were all COMPOSITE."""
+    if not upload.checksum:
+        return ""
+    return dict(upload.headers).get(CHECKSUM_TYPE_HEADER, checksums.COMPOSITE)
+
+
+def _object_checksum(
+    upload: UploadInfo, parts: list[Manifest], expected: tuple[str, str] | None
+) -> tuple[tuple[str, str], ...]:
+    """The object's checksum headers, built from the parts' stored checksums (no data is
+    read): FULL_OBJECT combines the part CRCs, COMPOSITE digests their concatenation (see
+    storage/checksums.py). For an upload created with x-amz-checksum-algorithm; or, created
+    without one, when the completion sends a whole-object CRC and every part carries that
+    CRC (as AWS, which gives such uploads a full-object CRC by default)."""
+    algorithm, checksum_type = upload.checksum, upload_checksum_type(upload)
     if not algorithm:
-        return ()
+        if expected is None:
+            return ()
+        algorithm = expected[0].removeprefix(CHECKSUM_HEADER_PREFIX).upper()
+        checksum_type = checksums.FULL_OBJECT
+        if algorithm not in checksums.CRC_ALGORITHMS:
+            raise BadDigest(f"The upload was created without a checksum; {expected[0]} was sent.")
     name = CHECKSUM_HEADER_PREFIX + algorithm.lower()
-    values = []
+    listed = []
     for part in parts:
         value = dict(part.headers).get(name)
         if value is None:
             raise InvalidPart(f"part {part.version_id} has no {algorithm} checksum")
-        values.append(value)
-    raw = b"".join(base64.b64decode(v) for v in values)
-    composite = base64.b64encode(_DIGESTS[algorithm](raw)).decode("ascii")
+        listed.append((value, part.size))
+    try:
+        value = checksums.multipart_checksum(algorithm, checksum_type, listed)
+    except checksums.ChecksumMismatch as error:
+        raise InvalidPart(str(error)) from error
+    if expected is not None and expected != (name, value):
+        raise BadDigest(f"The {algorithm} you specified did not match the calculated checksum.")
     return (
-        (name, f"{composite}-{len(parts)}"),
-        (CHECKSUM_HEADER_PREFIX + "type", "COMPOSITE"),
-        (PART_CHECKSUMS_HEADER, ",".join(values)),
+        (name, value),
+        (CHECKSUM_TYPE_HEADER, checksum_type),
+        (PART_CHECKSUMS_HEADER, ",".join(v for v, _size in listed)),
     )
 
 

@@ -11,6 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from api.sigv4 import sign_headers
+from tests.checksum_reference import b64
 from tests.integration.nodeproc import ACCESS_KEY, REGION, SECRET_KEY
 
 MiB = 1 << 20
@@ -41,6 +42,27 @@ def multipart_etag(parts: Sequence[bytes]) -> str:
     """S3's multipart ETag, computed here independently of the server."""
     digests = b"".join(hashlib.md5(part).digest() for part in parts)
     return f'"{hashlib.md5(digests).hexdigest()}-{len(parts)}"'
+
+
+def upload_checksummed_parts(
+    s3: Any, bucket: str, key: str, upload_id: str, algorithm: str, parts: Sequence[bytes]
+) -> list[dict[str, Any]]:
+    """Upload ``parts`` with boto3 computing ``algorithm``; check each returned checksum
+    against the reference and return the CompleteMultipartUpload part list with them."""
+    listed: list[dict[str, Any]] = []
+    for number, data in enumerate(parts, start=1):
+        part = s3.upload_part(
+            Bucket=bucket,
+            Key=key,
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=data,
+            ChecksumAlgorithm=algorithm,
+        )
+        value = part[f"Checksum{algorithm}"]
+        assert value == b64(algorithm, data)
+        listed.append({"PartNumber": number, "ETag": part["ETag"], f"Checksum{algorithm}": value})
+    return listed
 
 
 def send(

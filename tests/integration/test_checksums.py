@@ -1,42 +1,20 @@
 """Additional checksums end to end (boto3 against a real node): PutObject, multipart uploads
 with composite checksums, and GetObjectAttributes. Expected values are computed here
-independently (zlib, crc32c, hashlib), never taken from the node."""
+independently (tests/checksum_reference.py), never taken from the node."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
-import zlib
-from collections.abc import Callable
 from typing import Any
 
-import crc32c
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.checksum_reference import b64, composite
+from tests.integration.s3util import error_of, upload_checksummed_parts
+
 MiB = 1 << 20
-
-RAW_DIGESTS: dict[str, Callable[[bytes], bytes]] = {
-    "CRC32": lambda data: zlib.crc32(data).to_bytes(4, "big"),
-    "CRC32C": lambda data: crc32c.crc32c(data).to_bytes(4, "big"),
-    "SHA1": lambda data: hashlib.sha1(data).digest(),
-    "SHA256": lambda data: hashlib.sha256(data).digest(),
-}
-
-
-def b64(algorithm: str, data: bytes) -> str:
-    return base64.b64encode(RAW_DIGESTS[algorithm](data)).decode()
-
-
-def composite(algorithm: str, parts: list[bytes]) -> str:
-    raw = b"".join(RAW_DIGESTS[algorithm](part) for part in parts)
-    return f"{b64(algorithm, raw)}-{len(parts)}"
-
-
-def error_of(excinfo: pytest.ExceptionInfo[ClientError]) -> tuple[int, str]:
-    response = excinfo.value.response
-    return int(response["ResponseMetadata"]["HTTPStatusCode"]), str(response["Error"]["Code"])
 
 
 # ---- PutObject --------------------------------------------------------------------------------
@@ -79,24 +57,7 @@ def _multipart(
     upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key, ChecksumAlgorithm=algorithm)[
         "UploadId"
     ]
-    listed = []
-    for number, data in enumerate(parts, start=1):
-        part = s3.upload_part(
-            Bucket=bucket,
-            Key=key,
-            UploadId=upload_id,
-            PartNumber=number,
-            Body=data,
-            ChecksumAlgorithm=algorithm,
-        )
-        assert part[f"Checksum{algorithm}"] == b64(algorithm, data)
-        listed.append(
-            {
-                "PartNumber": number,
-                "ETag": part["ETag"],
-                f"Checksum{algorithm}": part[f"Checksum{algorithm}"],
-            }
-        )
+    listed = upload_checksummed_parts(s3, bucket, key, upload_id, algorithm, parts)
     return upload_id, listed
 
 
@@ -171,7 +132,7 @@ def test_part_with_another_algorithm_is_refused(s3: Any, bucket: str) -> None:
 
 def test_unsupported_upload_algorithm_is_refused(s3: Any, bucket: str) -> None:
     with pytest.raises(ClientError) as excinfo:
-        s3.create_multipart_upload(Bucket=bucket, Key="mp", ChecksumAlgorithm="CRC64NVME")
+        s3.create_multipart_upload(Bucket=bucket, Key="mp", ChecksumAlgorithm="CRC16")
     assert error_of(excinfo) == (400, "InvalidRequest")
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.errors import InvalidPart
+from storage.errors import BadDigest, InvalidPart, NoSuchKey
 from storage.store import Store, StoreConfig
 from storage.uploads import PART_BYTES_MIN, PART_CHECKSUMS_HEADER, UploadInfo
 from tests.unit.storage.stores import put_object, run_with_store
@@ -49,8 +49,11 @@ def test_copy_keeps_or_replaces_tags(tmp_path: Path) -> None:
     run_with_store(body, tmp_path)
 
 
-async def _upload_parts(store: Store, parts: list[bytes], with_checksums: bool) -> UploadInfo:
-    upload = await store.create_upload("b", "mp", (), "owner", "CRC32")
+async def _upload_parts(
+    store: Store, parts: list[bytes], with_checksums: bool, checksum_type: str | None = None
+) -> UploadInfo:
+    headers = (("x-amz-checksum-type", checksum_type),) if checksum_type else ()
+    upload = await store.create_upload("b", "mp", headers, "owner", "CRC32")
     for number, data in enumerate(parts, start=1):
         writer = await store.begin_part(upload, 1 << 40)
         await writer.write(data)
@@ -77,6 +80,26 @@ def test_completion_composes_the_part_checksums(tmp_path: Path) -> None:
         assert manifest.header(CRC32) == f"{crc32_b64(raw)}-2"
         assert manifest.header("x-amz-checksum-type") == "COMPOSITE"
         assert manifest.header(PART_CHECKSUMS_HEADER) == ",".join(crc32_b64(p) for p in parts)
+
+    run_with_store(body, tmp_path)
+
+
+def test_full_object_completion_combines_part_crcs(tmp_path: Path) -> None:
+    parts = [os.urandom(PART_BYTES_MIN), os.urandom(PART_BYTES_MIN + 3), os.urandom(1000)]
+    whole = crc32_b64(b"".join(parts))  # zlib over the whole object: independent of awscrt
+
+    async def body(store: Store) -> None:
+        upload = await _upload_parts(store, parts, True, "FULL_OBJECT")
+        listed, _truncated = await store.list_parts(upload, 0, 1000)
+        etags = [(p.part_number, p.etag) for p in listed]
+        with pytest.raises(BadDigest):
+            await store.complete_upload(upload, etags, expected_checksum=(CRC32, crc32_b64(b"x")))
+        with pytest.raises(NoSuchKey):  # the refused completion committed nothing
+            await store.head_object("b", "mp")
+        manifest = await store.complete_upload(upload, etags, expected_checksum=(CRC32, whole))
+        assert manifest.header(CRC32) == whole
+        assert manifest.header("x-amz-checksum-type") == "FULL_OBJECT"
+        assert [h for h, _v in manifest.headers].count("x-amz-checksum-type") == 1
 
     run_with_store(body, tmp_path)
 
