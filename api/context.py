@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from starlette.datastructures import Headers
 from starlette.requests import Request
 
-from api.keyring import Identity
+from api.keyring import Identity, KeyRing
 from api.settings import ApiSettings
 from api.sigv4 import AuthContext
 from storage.store import Store
@@ -32,6 +32,7 @@ class S3Context:
     identity: Identity
     bucket_access: BucketAccessCache
     replication_peers: Callable[[], list[str | None]] = list
+    keyring: KeyRing | None = None  # resolves ACL grantees' canonical ids
 
     @property
     def headers(self) -> Headers:

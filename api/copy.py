@@ -23,7 +23,7 @@ async def authorize_copy_source(
 ) -> None:
     """A copy reads its source: the caller needs read permission there too."""
     query = {"versionId": version_id} if version_id is not None else {}
-    await authorize(ctx, action_for("GetObject", query), bucket, key)
+    await authorize(ctx, action_for("GetObject", query), bucket, key, version_id=version_id)
 
 
 def parse_copy_source(header: str) -> tuple[str, str, str | None]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from api import xml
+from api.acl_handlers import object_acl_headers
 from api.body import Body
 from api.checksums import (
     ALGORITHMS,
@@ -58,6 +59,7 @@ async def _upload(ctx: S3Context) -> UploadInfo:
 async def create_multipart_upload(ctx: S3Context) -> Response:
     validate_key(ctx.object_key)
     headers = tuple(object_headers(ctx.headers)) + upload_tagging_headers(ctx)
+    headers += await object_acl_headers(ctx)  # applied at completion, with the headers
     requested_algorithm = ctx.headers.get("x-amz-checksum-algorithm")
     algorithm = normalize_algorithm(requested_algorithm) if requested_algorithm else ""
     upload = await ctx.store.create_upload(
