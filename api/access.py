@@ -45,8 +45,10 @@ from api.acl import (
 from api.context import S3Context
 from api.errors import S3Error
 from api.keyring import Identity
+from api.ownership import DOCUMENT as OWNERSHIP_DOCUMENT
 from api.ownership import ENFORCED
 from api.policy import ARN_PREFIX, Decision, Policy, PolicyRequest, evaluate, parse_policy
+from api.public_access import DOCUMENT as PUBLIC_ACCESS_DOCUMENT
 from api.public_access import NO_BLOCK, PublicAccessBlock, policy_is_public
 from api.settings import owner_id
 from storage.errors import NoSuchBucket, NoSuchConfiguration, NoSuchKey, NoSuchVersion
@@ -184,7 +186,7 @@ class BucketAccessCache:
             return None
         policy, acl, ownership, block = [
             await self._document(bucket, name)
-            for name in ("policy", "acl", "ownership", "publicAccessBlock")
+            for name in ("policy", "acl", OWNERSHIP_DOCUMENT, PUBLIC_ACCESS_DOCUMENT)
         ]
         return BucketAccess(
             info.owner,

@@ -1,7 +1,7 @@
 """Block Public Access: Put/Get/DeletePublicAccessBlock, GetBucketPolicyStatus, and AWS's
 rule of what makes a bucket policy public.
 
-The configuration is kept as the bucket document ``publicAccessBlock`` (compact JSON of the
+The configuration is kept as the bucket document ``public-access-block`` (compact JSON of the
 four settings). api/access.py enforces IgnorePublicAcls and RestrictPublicBuckets when it
 decides; BlockPublicAcls is enforced where an ACL is set (api/acl_handlers.py) and
 BlockPublicPolicy by PutBucketPolicy (api/bucket_policy.py).
@@ -21,7 +21,7 @@ from api.errors import S3Error
 from api.policy import Condition, Decision, Policy, parse_policy
 from storage.errors import NoSuchConfiguration
 
-DOCUMENT = "publicAccessBlock"
+DOCUMENT = "public-access-block"
 BODY_BYTES_MAX = 16 * 1024
 # XML element -> field, in AWS's order.
 _ELEMENTS = {

@@ -18,7 +18,7 @@ from storage.errors import NoSuchConfiguration, NoSuchKey
 from storage.hlc import Timestamp
 from storage.manifest import Kind, Manifest, decode
 
-BUCKET_DOCUMENTS = ("policy", "cors", "tagging", "acl", "ownership", "publicAccessBlock")
+BUCKET_DOCUMENTS = ("policy", "cors", "tagging", "acl", "ownership", "public-access-block")
 Tags = tuple[tuple[str, str], ...]
 
 

@@ -501,7 +501,7 @@ def _apply_bucket_delete(conn: sqlite3.Connection, change: Change) -> bool:
 
 def _apply_document(conn: sqlite3.Connection, change: Change) -> bool:
     """bucket.versioning / .policy / .cors / .tagging / .acl / .ownership /
-    .publicAccessBlock: LWW per (bucket, document)."""
+    .public-access-block: LWW per (bucket, document)."""
     name = change.op.split(".", 1)[1]
     catalog.get_bucket(conn, change.bucket)
     row = conn.execute(
@@ -569,7 +569,7 @@ _HANDLERS = {
     "bucket.tagging": _apply_document,
     "bucket.acl": _apply_document,
     "bucket.ownership": _apply_document,
-    "bucket.publicAccessBlock": _apply_document,
+    "bucket.public-access-block": _apply_document,
     "object.tags": _apply_tags,
     "object.acl": _apply_object_acl,
 }

@@ -11,9 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
+from botocore.exceptions import ClientError
 
 from api.settings import owner_id
-from tests.integration.nodeproc import ACCESS_KEY, NodeProcess
+from tests.integration.conftest import make_client
+from tests.integration.nodeproc import ACCESS_KEY, NodeProcess, two_way_pair
 from tests.integration.s3util import send, xml_code
 from tests.integration.test_access_control import (  # noqa: F401 - fixtures used by name
     Key,
@@ -26,6 +28,7 @@ from tests.integration.test_access_control import (  # noqa: F401 - fixtures use
     root_bucket,
     unique,
 )
+from tests.integration.test_replication_pull import converge
 
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 AUTHENTICATED = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers"
@@ -498,3 +501,58 @@ def test_bad_object_ownership_header(node: NodeProcess) -> None:
     response = send(node.url, "PUT", f"/{name}", "", {"x-amz-object-ownership": "Everyone"})
     assert (response.status_code, xml_code(response)) == (400, "InvalidArgument")
     assert send(node.url, "HEAD", f"/{name}").status_code == 404
+
+
+# ---- two sites ----------------------------------------------------------------------------
+
+
+def replicated_state(client: Any, node: NodeProcess, bucket: str) -> Any:
+    """What a site shows and enforces of a bucket's ACLs, controls and blocks."""
+    try:
+        return (
+            grants_of(client.get_bucket_acl(Bucket=bucket)),
+            grants_of(client.get_object_acl(Bucket=bucket, Key="written")),
+            grants_of(client.get_object_acl(Bucket=bucket, Key="later")),
+            client.get_bucket_ownership_controls(Bucket=bucket)["OwnershipControls"],
+            outcome(client.get_public_access_block, Bucket=bucket),
+            anonymous_get(node, f"/{bucket}/written"),
+            anonymous_get(node, f"/{bucket}/later"),
+            anonymous_get(node, f"/{bucket}?list-type=2"),
+        )
+    except ClientError as exc:
+        return exc.response["Error"]["Code"]
+
+
+@pytest.mark.slow
+def test_acls_controls_and_blocks_replicate_and_apply_on_the_other_site(tmp_path: Any) -> None:
+    a, b = two_way_pair(tmp_path)
+    try:
+        s3a, s3b = make_client(a.url), make_client(b.url)
+        name = unique("repl-acl")
+        s3a.create_bucket(Bucket=name, ACL="public-read", ObjectOwnership="ObjectWriter")
+        s3a.put_object(Bucket=name, Key="written", Body=b"w", ACL="public-read")
+        s3a.put_object(Bucket=name, Key="later", Body=b"l")
+        s3a.put_object_acl(Bucket=name, Key="later", ACL="authenticated-read")
+        s3a.put_object_acl(Bucket=name, Key="later", ACL="public-read")  # the last one wins
+        expected = replicated_state(s3a, a, name)
+        assert expected[3] == {"Rules": [{"ObjectOwnership": "ObjectWriter"}]}
+        assert expected[5:] == (200, 200, 200)
+        converge(lambda: replicated_state(s3b, b, name), expected)
+
+        # A public access block set on B stops anonymous reads on A.
+        block(s3b, name, IgnorePublicAcls=True)
+        converge(lambda: anonymous_get(a, f"/{name}/written"), 403)
+        assert s3a.get_public_access_block(Bucket=name)["PublicAccessBlockConfiguration"] == {
+            n: n == "IgnorePublicAcls" for n in PUBLIC_BLOCKS
+        }
+        s3b.delete_public_access_block(Bucket=name)
+        s3b.put_object_acl(Bucket=name, Key="written", ACL="private")
+        s3b.put_bucket_acl(Bucket=name, ACL="private")
+        s3b.put_bucket_ownership_controls(
+            Bucket=name, OwnershipControls={"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+        )
+        converge(lambda: replicated_state(s3a, a, name), replicated_state(s3b, b, name))
+        assert replicated_state(s3a, a, name)[5:] == (403, 403, 403)
+    finally:
+        b.stop()
+        a.stop()
