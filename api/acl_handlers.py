@@ -90,8 +90,7 @@ def _check_settable(access: BucketAccess, acl: Acl | None) -> None:
 async def _access(ctx: S3Context) -> BucketAccess:
     access = await ctx.bucket_access.get(ctx.bucket_name)
     if access is None:
-        await ctx.store.get_bucket(ctx.bucket_name)  # raises NoSuchBucket
-        raise AssertionError("unreachable: the bucket exists")
+        raise S3Error("NoSuchBucket", "The specified bucket does not exist", resource=ctx.resource)
     return access
 
 

@@ -496,6 +496,24 @@ def test_refused_configurations(
     assert send(node.url, "GET", f"/{name}", query).status_code == 404
 
 
+def test_acls_of_missing_buckets_and_keys(s3: Any) -> None:
+    missing = unique("no-such-bucket")
+    for call, kwargs in [
+        (s3.get_bucket_acl, {}),
+        (s3.put_bucket_acl, {"ACL": "private"}),
+        (s3.get_public_access_block, {}),
+        (s3.get_bucket_ownership_controls, {}),
+        (s3.get_bucket_policy_status, {}),
+    ]:
+        assert outcome(call, Bucket=missing, **kwargs) == (404, "NoSuchBucket"), call
+    name = root_bucket(s3, "missing-keys", {})
+    assert outcome(s3.get_object_acl, Bucket=name, Key="nope") == (404, "NoSuchKey")
+    assert outcome(s3.put_object_acl, Bucket=name, Key="nope", ACL="private") == (
+        404,
+        "NoSuchKey",
+    )
+
+
 def test_bad_object_ownership_header(node: NodeProcess) -> None:
     name = unique("bad-ownership")
     response = send(node.url, "PUT", f"/{name}", "", {"x-amz-object-ownership": "Everyone"})
