@@ -17,18 +17,21 @@ from api.settings import owner_id
 from tests.integration.conftest import make_client
 from tests.integration.nodeproc import ACCESS_KEY, NodeProcess, two_way_pair
 from tests.integration.s3util import send, xml_code
-from tests.integration.test_access_control import (  # noqa: F401 - fixtures used by name
+from tests.integration.test_access_control import (
     Key,
     allow,
     assert_denied,
     assert_ok,
-    make_key,
     outcome,
     put_policy,
     root_bucket,
     unique,
 )
+from tests.integration.test_access_control import make_key as make_key  # the fixture
+from tests.integration.test_awscli import api_json, make_aws
 from tests.integration.test_replication_pull import converge
+from tests.integration.test_s3cmd import S3cmd
+from tests.integration.test_s3cmd import s3cmd as s3cmd  # the fixture, used by name
 
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 AUTHENTICATED = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers"
@@ -112,7 +115,7 @@ def test_canned_acl_on_bucket_and_object(s3: Any, canned: str) -> None:
 
 def test_grant_headers_and_policy_body_round_trip(
     s3: Any,
-    make_key: Callable[..., Key],  # noqa: F811 - the imported fixture
+    make_key: Callable[..., Key],
 ) -> None:
     other = make_key("grantee")
     other_id = owner_id(other.access_key)
@@ -246,7 +249,7 @@ def test_public_read_write_lets_anonymous_write(s3: Any, node: NodeProcess) -> N
 
 
 def test_grants_let_another_key_in_and_a_deny_policy_still_wins(
-    make_key: Callable[..., Key],  # noqa: F811 - the imported fixture
+    make_key: Callable[..., Key],
 ) -> None:
     owner, other, stranger = make_key("acl-owner"), make_key("acl-other"), make_key("acl-none")
     other_id = owner_id(other.access_key)
@@ -290,7 +293,7 @@ def test_grants_let_another_key_in_and_a_deny_policy_still_wins(
 def test_authenticated_read_is_for_keys_not_anonymous(
     s3: Any,
     node: NodeProcess,
-    make_key: Callable[..., Key],  # noqa: F811 - the imported fixture
+    make_key: Callable[..., Key],
 ) -> None:
     reader = make_key("auth-reader")
     read_only = make_key("auth-read-only", "--read-only", "--bucket", "elsewhere")
@@ -302,6 +305,41 @@ def test_authenticated_read_is_for_keys_not_anonymous(
     assert anonymous_get(node, f"/{name}/obj") == 403
     # A key's --bucket scope still restricts what a grant gives it.
     assert_denied(read_only.client.get_object, Bucket=name, Key="obj")
+
+
+# ---- real clients -------------------------------------------------------------------------
+
+
+def test_acls_through_awscli(node: NodeProcess, bucket: str, tmp_path: Any) -> None:
+    aws = make_aws(node, tmp_path / "aws-home")
+    source = tmp_path / "page.html"
+    source.write_bytes(b"<p>public</p>")
+    aws("s3", "cp", str(source), f"s3://{bucket}/page.html", "--acl", "public-read")
+    aws("s3", "cp", str(source), f"s3://{bucket}/closed.html")
+    assert httpx.get(f"{node.url}/{bucket}/page.html").content == b"<p>public</p>"
+    assert anonymous_get(node, f"/{bucket}/closed.html") == 403
+    aws("s3api", "put-bucket-acl", "--bucket", bucket, "--acl", "public-read")
+    assert anonymous_get(node, f"/{bucket}?list-type=2") == 200
+    acl = api_json(aws, "get-bucket-acl", "--bucket", bucket)
+    assert {"Grantee": {"Type": "Group", "URI": ALL_USERS}, "Permission": "READ"} in acl["Grants"]
+    aws("s3api", "put-object-acl", "--bucket", bucket, "--key", "page.html", "--acl", "private")
+    assert anonymous_get(node, f"/{bucket}/page.html") == 403
+
+
+def test_acls_through_s3cmd(
+    s3cmd: S3cmd,
+    node: NodeProcess,
+    bucket: str,
+    tmp_path: Any,
+) -> None:
+    source = tmp_path / "file.txt"
+    source.write_bytes(b"shared")
+    s3cmd("put", "--acl-public", str(source), f"s3://{bucket}/file.txt")
+    assert anonymous_get(node, f"/{bucket}/file.txt") == 200
+    s3cmd("setacl", "--acl-private", f"s3://{bucket}/file.txt")
+    assert anonymous_get(node, f"/{bucket}/file.txt") == 403
+    info = s3cmd("info", f"s3://{bucket}/file.txt").stdout
+    assert "FULL_CONTROL" in info
 
 
 # ---- ownership controls -------------------------------------------------------------------
@@ -353,7 +391,7 @@ def test_ownership_controls(s3: Any, node: NodeProcess) -> None:
 
 
 def test_bucket_owner_preferred_takes_objects_written_with_full_control(
-    make_key: Callable[..., Key],  # noqa: F811 - the imported fixture
+    make_key: Callable[..., Key],
 ) -> None:
     owner, writer = make_key("preferred-owner"), make_key("preferred-writer")
     name = unique("preferred")
