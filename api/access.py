@@ -301,8 +301,12 @@ def policy_decision(
     request = PolicyRequest(identity.access_key, action, resource_for(bucket, key), context)
     bucket_decision = evaluate(access.policy, request) if access and access.policy else None
     if identity.anonymous:
-        restricted = access is not None and access.public_access.restrict_public_buckets
-        if bucket_decision is Decision.ALLOW and restricted and access and access.policy_public:
+        restricted = (
+            access is not None
+            and access.public_access.restrict_public_buckets
+            and access.policy_public
+        )
+        if bucket_decision is Decision.ALLOW and restricted:
             return None  # RestrictPublicBuckets: a public policy grants no anonymous access
         if bucket_decision is Decision.ALLOW and action.lower() not in ANONYMOUS_ACTIONS:
             return None
