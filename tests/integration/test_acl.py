@@ -484,6 +484,11 @@ REFUSED_ACL_REQUESTS: list[tuple[str, dict[str, str], bytes, int, str]] = [
      "MalformedACLError"),
     ("email in body", {}, _acl_body(ROOT_ID, _EMAIL), 400, "UnresolvableGrantByEmailAddress"),
     ("other owner", {}, _acl_body("0" * 64, _ALL), 403, "AccessDenied"),
+    ("entities", {}, b'<!DOCTYPE a [<!ENTITY e "x">]><AccessControlPolicy>&e;'
+     b"</AccessControlPolicy>", 400, "MalformedXML"),
+    ("too large", {}, b"<AccessControlPolicy>" + b" " * 70_000, 400, "MalformedXML"),
+    ("not utf-8", {}, b"<AccessControlPolicy>\xff\xfe</AccessControlPolicy>", 400,
+     "MalformedXML"),
 ]  # fmt: skip
 
 
