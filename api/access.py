@@ -21,6 +21,15 @@ s3:max-keys, s3:VersionId, s3:x-amz-acl, s3:x-amz-grant-*, s3:x-amz-copy-source,
 s3:x-amz-metadata-directive, s3:RequestObjectTag/<key> and the multi-valued
 s3:RequestObjectTagKeys). s3:ExistingObjectTag/<key> costs a catalog read, done only when a
 policy that applies tests such a key.
+
+Where neither policies nor the key's scope decide (no Deny, no Allow), ACL grants decide
+(api/acl.py): the bucket's ACL for bucket actions and object writes, the object version's ACL
+for object reads and its ACL calls; a grant to the key's canonical id, to AuthenticatedUsers
+or to AllUsers (anonymous requests: AllUsers only). An explicit Deny still wins, and a key's
+``--read-only`` and ``--bucket`` scope still restrict what a grant gives it. ACLs are not
+evaluated in a bucket whose ownership controls are BucketOwnerEnforced; a public access block
+ignores public grants (IgnorePublicAcls) and keeps a public bucket policy from granting to
+anonymous requests (RestrictPublicBuckets).
 """
 
 from __future__ import annotations
@@ -32,9 +41,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl, unquote
 
+from api.acl import (
+    ACL_HEADER,
+    ALL_USERS,
+    AUTHENTICATED_USERS,
+    BUCKET_ACL_ACTIONS,
+    OBJECT_ACL_ACTIONS,
+    Acl,
+    permits,
+    private,
+)
 from api.context import S3Context
 from api.errors import S3Error
 from api.keyring import Identity
+from api.ownership import DOCUMENT as OWNERSHIP_DOCUMENT
+from api.ownership import ENFORCED
 from api.policy import (
     ARN_PREFIX,
     ContextValue,
@@ -44,8 +65,11 @@ from api.policy import (
     evaluate,
     parse_policy,
 )
+from api.public_access import DOCUMENT as PUBLIC_ACCESS_DOCUMENT
+from api.public_access import NO_BLOCK, PublicAccessBlock, policy_is_public
 from api.settings import owner_id
 from storage.errors import NoSuchBucket, NoSuchConfiguration, NoSuchKey, NoSuchVersion
+from storage.manifest import Manifest
 from storage.store import Store
 
 # The IAM action each operation needs (variants for versionId are chosen in action_for).
@@ -91,6 +115,13 @@ ACTION_BY_OPERATION = {
     "GetObjectAcl": "s3:GetObjectAcl",
     "PutObjectAcl": "s3:PutObjectAcl",
     "PostObject": "s3:PostObject",  # FORM_UPLOAD: api/post_object.py authorizes
+    "GetBucketOwnershipControls": "s3:GetBucketOwnershipControls",
+    "PutBucketOwnershipControls": "s3:PutBucketOwnershipControls",
+    "DeleteBucketOwnershipControls": "s3:PutBucketOwnershipControls",
+    "GetPublicAccessBlock": "s3:GetBucketPublicAccessBlock",
+    "PutPublicAccessBlock": "s3:PutBucketPublicAccessBlock",
+    "DeletePublicAccessBlock": "s3:PutBucketPublicAccessBlock",
+    "GetBucketPolicyStatus": "s3:GetBucketPolicyStatus",
 }
 _VERSIONED_ACTIONS = {
     "s3:GetObject": "s3:GetObjectVersion",
@@ -98,6 +129,8 @@ _VERSIONED_ACTIONS = {
     "s3:GetObjectTagging": "s3:GetObjectVersionTagging",
     "s3:PutObjectTagging": "s3:PutObjectVersionTagging",
     "s3:DeleteObjectTagging": "s3:DeleteObjectVersionTagging",
+    "s3:GetObjectAcl": "s3:GetObjectVersionAcl",
+    "s3:PutObjectAcl": "s3:PutObjectVersionAcl",
 }
 # Not an IAM action: AWS authorizes a multi-object delete key by key (s3:DeleteObject on
 # each), answering per-key AccessDenied errors, so a grant on a prefix works there too.
@@ -133,11 +166,27 @@ def resource_for(bucket: str | None, key: str | None) -> str:
 class BucketAccess:
     owner: str
     policy: Policy | None
+    acl: Acl | None = None  # None: the default, the owner's FULL_CONTROL
+    ownership: str | None = None  # the ObjectOwnership rule, None without ownership controls
+    public_access: PublicAccessBlock = NO_BLOCK
+
+    @property
+    def acls_enabled(self) -> bool:
+        return self.ownership != ENFORCED
+
+    @property
+    def bucket_acl(self) -> Acl:
+        return self.acl or private(owner_id(self.owner))
+
+    @property
+    def policy_public(self) -> bool:
+        return self.policy is not None and policy_is_public(self.policy)
 
 
 class BucketAccessCache:
-    """Owner and parsed policy per bucket, kept for a second (a remote change shows up within
-    that time; this node's own policy and bucket changes invalidate at once)."""
+    """Owner, parsed policy, ACL, ownership rule and public access block per bucket, kept
+    for a second (a remote change shows up within that time; this node's own changes to them
+    invalidate at once)."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -160,11 +209,23 @@ class BucketAccessCache:
             info = await self._store.get_bucket(bucket)
         except NoSuchBucket:
             return None
+        policy, acl, ownership, block = [
+            await self._document(bucket, name)
+            for name in ("policy", "acl", OWNERSHIP_DOCUMENT, PUBLIC_ACCESS_DOCUMENT)
+        ]
+        return BucketAccess(
+            info.owner,
+            parse_policy(policy, bucket) if policy else None,
+            Acl.from_json(acl) if acl else None,
+            ownership,
+            PublicAccessBlock.from_json(block) if block else NO_BLOCK,
+        )
+
+    async def _document(self, bucket: str, name: str) -> str | None:
         try:
-            text = await self._store.get_bucket_document(bucket, "policy")
+            return await self._store.get_bucket_document(bucket, name)
         except NoSuchConfiguration:
-            return BucketAccess(info.owner, None)
-        return BucketAccess(info.owner, parse_policy(text, bucket))
+            return None
 
 
 # Request headers that S3 exposes as condition keys of the same name ("s3:x-amz-acl"...).
@@ -260,13 +321,15 @@ async def authorize(
     form_upload: bool = False,
     version_id: str | None = None,
     request_tags: Iterable[tuple[str, str]] | None = None,
+    acls: bool = True,
 ) -> None:
     """Raise AccessDenied unless ``ctx.identity`` may do ``action`` on bucket/key.
 
     ``form_upload``: for a browser upload, which anonymous users may make too. ``version_id``
-    is the version whose tags s3:ExistingObjectTag reads (default: the request's own
-    ?versionId when bucket/key is the request's object); ``request_tags`` the tag set a
-    PutObjectTagging body carries, which api/tagging.py passes once it has it.
+    is the version whose tags s3:ExistingObjectTag and whose object ACL are read (default:
+    the request's own ?versionId when bucket/key is the request's object); ``request_tags``
+    the tag set a PutObjectTagging body carries, which api/tagging.py passes once it has it;
+    ``acls=False`` leaves ACL grants out.
     """
     identity = ctx.identity
     if identity.root:
@@ -289,8 +352,18 @@ async def authorize(
         if version_id is None and (bucket, key) == (ctx.bucket, ctx.key):
             version_id = ctx.query.get("versionId")
         context.update(await _existing_tags(ctx, identity, access, bucket, key, version_id))
-    if not allowed(identity, action, bucket, key, access, context, form_upload=form_upload):
-        raise S3Error("AccessDenied", "Access Denied", resource=ctx.resource)
+    decision = policy_decision(
+        identity, action, bucket, key, access, context, form_upload=form_upload
+    )
+    if decision is Decision.ALLOW:
+        return
+    if decision is None and acls and access is not None and bucket is not None:
+        object_acl = None
+        if key is not None and action.lower() in OBJECT_ACL_ACTIONS and access.acls_enabled:
+            object_acl = await _object_acl(ctx.store, bucket, key, version_id, access)
+        if acl_allows(identity, action, bucket, access, object_acl):
+            return
+    raise S3Error("AccessDenied", "Access Denied", resource=ctx.resource)
 
 
 async def _existing_tags(
@@ -338,7 +411,47 @@ async def _owner_is(ctx: S3Context, bucket: str, expected: str) -> None:
         raise S3Error("AccessDenied", "Access Denied", resource=ctx.resource)
 
 
+async def _object_acl(
+    store: Store, bucket: str, key: str, version_id: str | None, access: BucketAccess
+) -> Acl | None:
+    """The ACL of an object version (None when there is no such object version)."""
+    try:
+        manifest, later = await store.get_object_acl(bucket, key, version_id)
+    except (NoSuchKey, NoSuchVersion):
+        return None
+    return object_acl(manifest, later, access)
+
+
+def object_acl(manifest: Manifest, later: str | None, access: BucketAccess) -> Acl:
+    """An object version's ACL: set later (PutObjectAcl), else written with the version,
+    else the default (the bucket owner owns it with FULL_CONTROL)."""
+    if later:
+        return Acl.from_json(later)
+    written = dict(manifest.headers).get(ACL_HEADER)
+    return Acl.from_json(written) if written else private(owner_id(access.owner))
+
+
 def allowed(
+    identity: Identity,
+    action: str,
+    bucket: str | None,
+    key: str | None,
+    access: BucketAccess | None,
+    context: Mapping[str, ContextValue],
+    object_acl: Acl | None = None,
+    *,
+    form_upload: bool = False,
+) -> bool:
+    """The decision described in the module docstring (pure)."""
+    decision = policy_decision(
+        identity, action, bucket, key, access, context, form_upload=form_upload
+    )
+    if decision is not None:
+        return decision is Decision.ALLOW
+    return bucket is not None and acl_allows(identity, action, bucket, access, object_acl)
+
+
+def policy_decision(
     identity: Identity,
     action: str,
     bucket: str | None,
@@ -347,19 +460,56 @@ def allowed(
     context: Mapping[str, ContextValue],
     *,
     form_upload: bool = False,
-) -> bool:
-    """The decision described in the module docstring (pure)."""
+) -> Decision | None:
+    """Policies and key scopes: Deny, Allow, or None when they decide nothing."""
     if identity.root:
-        return True
+        return Decision.ALLOW
     request = PolicyRequest(identity.access_key, action, resource_for(bucket, key), context)
     bucket_decision = evaluate(access.policy, request) if access and access.policy else None
     if identity.anonymous:
+        restricted = (
+            access is not None
+            and access.public_access.restrict_public_buckets
+            and access.policy_public
+        )
+        if bucket_decision is Decision.ALLOW and restricted:
+            return None  # RestrictPublicBuckets: a public policy grants no anonymous access
         permitted = ANONYMOUS_UPLOAD_ACTIONS if form_upload else ANONYMOUS_ACTIONS
-        return bucket_decision is Decision.ALLOW and action.lower() in permitted
+        if bucket_decision is Decision.ALLOW and action.lower() not in permitted:
+            return None
+        return bucket_decision
     identity_decision = _identity_decision(identity, request, bucket, access)
     if Decision.DENY in (bucket_decision, identity_decision):
+        return Decision.DENY
+    return Decision.ALLOW if Decision.ALLOW in (bucket_decision, identity_decision) else None
+
+
+def acl_allows(
+    identity: Identity,
+    action: str,
+    bucket: str,
+    access: BucketAccess | None,
+    object_acl: Acl | None,
+) -> bool:
+    """Whether an ACL grant allows ``action``: the object's ACL for object reads and object
+    ACL calls, the bucket's for the rest; within the key's scope."""
+    if access is None or not access.acls_enabled or identity.access_key == access.owner:
+        return False  # the bucket owner's rights come from its key's scope or policy
+    lowered = action.lower()
+    on_object = lowered in OBJECT_ACL_ACTIONS
+    acl = object_acl if on_object else access.bucket_acl
+    if acl is None or not (on_object or lowered in BUCKET_ACL_ACTIONS):
         return False
-    return Decision.ALLOW in (bucket_decision, identity_decision)
+    key = identity.key
+    if key is not None:
+        if key.read_only and not lowered.startswith(READ_ACTION_PREFIXES):
+            return False
+        if key.buckets and bucket not in key.buckets:
+            return False
+    principals = frozenset({ALL_USERS})
+    if identity.access_key is not None:
+        principals |= {AUTHENTICATED_USERS, owner_id(identity.access_key)}
+    return permits(acl, lowered, on_object, principals, access.public_access.ignore_public_acls)
 
 
 @functools.lru_cache(maxsize=256)

@@ -21,6 +21,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import (
+    acl_handlers,
     attributes,
     bucket_policy,
     buckets,
@@ -29,7 +30,9 @@ from api import (
     multidelete,
     multipart,
     objects,
+    ownership,
     post_object,
+    public_access,
     tagging,
 )
 from api.access import BucketAccessCache, action_for, authorize, check_expected_owner
@@ -75,10 +78,17 @@ HANDLERS: dict[str, Handler] = {
     "GetBucketPolicy": bucket_policy.get_bucket_policy,
     "PutBucketPolicy": bucket_policy.put_bucket_policy,
     "DeleteBucketPolicy": bucket_policy.delete_bucket_policy,
-    "GetBucketAcl": bucket_policy.get_bucket_acl,
-    "PutBucketAcl": bucket_policy.put_acl,
-    "GetObjectAcl": bucket_policy.get_object_acl,
-    "PutObjectAcl": bucket_policy.put_acl,
+    "GetBucketAcl": acl_handlers.get_bucket_acl,
+    "PutBucketAcl": acl_handlers.put_bucket_acl,
+    "GetObjectAcl": acl_handlers.get_object_acl,
+    "PutObjectAcl": acl_handlers.put_object_acl,
+    "GetBucketOwnershipControls": ownership.get_bucket_ownership_controls,
+    "PutBucketOwnershipControls": ownership.put_bucket_ownership_controls,
+    "DeleteBucketOwnershipControls": ownership.delete_bucket_ownership_controls,
+    "GetPublicAccessBlock": public_access.get_public_access_block,
+    "PutPublicAccessBlock": public_access.put_public_access_block,
+    "DeletePublicAccessBlock": public_access.delete_public_access_block,
+    "GetBucketPolicyStatus": public_access.get_bucket_policy_status,
     "GetObjectTagging": tagging.get_object_tagging,
     "PutObjectTagging": tagging.put_object_tagging,
     "DeleteObjectTagging": tagging.delete_object_tagging,
@@ -196,7 +206,13 @@ async def handle_s3_request(
         resource = ctx.resource
         request.scope["state"]["access_key"] = ctx.identity.access_key
         request.scope["state"]["operation"] = ctx.operation
-        await authorize(ctx, action_for(ctx.operation, ctx.query), ctx.bucket, ctx.key)
+        await authorize(
+            ctx,
+            action_for(ctx.operation, ctx.query),
+            ctx.bucket,
+            ctx.key,
+            version_id=ctx.query.get("versionId"),
+        )
         await check_expected_owner(ctx)
         with _write_slot(request.method, runtime.write_gate):
             response = await HANDLERS[ctx.operation](ctx)

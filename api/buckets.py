@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from api import xml
 from api.access import authorize
+from api.acl_handlers import apply_bucket_creation_acl, bucket_creation_acl
 from api.body import Body
 from api.context import S3Context
 from api.errors import S3Error
@@ -122,7 +123,7 @@ def _max_buckets(query: dict[str, str]) -> int | None:
 async def _visible(ctx: S3Context, bucket: str) -> bool:
     """A bucket is listed to a key that owns it or may list its contents."""
     try:
-        await authorize(ctx, "s3:ListBucket", bucket)
+        await authorize(ctx, "s3:ListBucket", bucket, acls=False)
     except S3Error:
         return False
     return True
@@ -140,6 +141,7 @@ async def create_bucket(ctx: S3Context) -> Response:
                 f"The {location} location constraint is incompatible for the region specific "
                 f"endpoint this request was sent to ({ctx.settings.region}).",
             )
+    acl, ownership = bucket_creation_acl(ctx)
     try:
         await ctx.store.create_bucket(ctx.bucket_name, ctx.access_key)
     except BucketAlreadyExists as exists:
@@ -162,6 +164,7 @@ async def create_bucket(ctx: S3Context) -> Response:
             "different name and try again.",
             resource=ctx.resource,
         ) from exists
+    await apply_bucket_creation_acl(ctx, acl, ownership)
     ctx.bucket_access.invalidate(ctx.bucket_name)
     return _created(ctx)
 

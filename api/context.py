@@ -32,7 +32,7 @@ class S3Context:
     identity: Identity
     bucket_access: BucketAccessCache
     replication_peers: Callable[[], list[str | None]] = list
-    # Who may sign: POST Object verifies the signature in its form, not in the request.
+    # Resolves ACL grantees' canonical ids; POST Object verifies its form's signature with it.
     keyring: KeyRing | None = None
 
     @property

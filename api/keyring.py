@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from api.errors import S3Error
+from api.settings import owner_id
 from storage.keys import AccessKey
 
 
@@ -35,12 +36,18 @@ class KeyRing:
         self.root_access_key = root_access_key
         self._root_secret = root_secret_key
         self._keys: dict[str, AccessKey] = {}
+        self._by_owner_id = {owner_id(root_access_key): root_access_key}
         self.generation = -1
 
     def replace(self, keys: list[AccessKey], generation: int) -> None:
         # The root key cannot be shadowed by a stored key of the same name.
         self._keys = {k.access_key: k for k in keys if k.access_key != self.root_access_key}
+        self._by_owner_id = {owner_id(name): name for name in [*self._keys, self.root_access_key]}
         self.generation = generation
+
+    def access_key_of(self, canonical_id: str) -> str | None:
+        """The access key whose canonical user id this is (ACL grantees), None if unknown."""
+        return self._by_owner_id.get(canonical_id)
 
     def secret_for(self, access_key: str) -> str | None:
         if access_key == self.root_access_key:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from api import xml
+from api.acl_handlers import object_acl_headers
 from api.body import Body, checksum_fields
 from api.checksums import (
     ALGORITHMS,
@@ -60,6 +61,7 @@ async def _upload(ctx: S3Context) -> UploadInfo:
 async def create_multipart_upload(ctx: S3Context) -> Response:
     validate_key(ctx.object_key)
     headers = tuple(object_headers(ctx.headers)) + upload_tagging_headers(ctx)
+    headers += await object_acl_headers(ctx)  # applied at completion, with the headers
     algorithm, checksum_type = _upload_checksum(ctx)
     if checksum_type:
         headers += ((TYPE_HEADER, checksum_type),)

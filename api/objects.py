@@ -11,6 +11,7 @@ from starlette.responses import Response, StreamingResponse
 
 from api import xml
 from api.access import authorize
+from api.acl_handlers import object_acl_headers, with_acl
 from api.body import Body
 from api.checksums import (
     TYPE_HEADER,
@@ -70,6 +71,7 @@ async def put_object(ctx: S3Context) -> Response:
     body = Body(ctx.request, ctx.auth)
     check_declared_length(ctx, body, ctx.settings.max_object_size)
     headers = object_headers(ctx.headers)  # validates metadata before the body is read
+    headers += await object_acl_headers(ctx)
     tags = header_tags(ctx)
     condition = await observe_write_condition(ctx)  # 412 now if it already fails
     writer = await ctx.store.begin_object(
@@ -102,15 +104,15 @@ async def copy_object(ctx: S3Context) -> Response:
     directive = ctx.headers.get("x-amz-metadata-directive", "COPY").upper()
     if directive not in ("COPY", "REPLACE"):
         raise S3Error("InvalidArgument", "Unknown metadata directive.")
-    headers: tuple[tuple[str, str], ...] | None = None
     fresh_checksum = await _copy_checksum(ctx, source)
+    acl_headers = await object_acl_headers(ctx)
     if directive == "REPLACE":
         checksums = fresh_checksum or tuple(
             (n, v) for n, v in source.headers if n.startswith("x-amz-checksum-")
         )
-        headers = tuple(object_headers(ctx.headers)) + checksums
+        headers = tuple(object_headers(ctx.headers)) + checksums + acl_headers
     elif fresh_checksum:
-        headers = _without_checksums(source.headers) + fresh_checksum
+        headers = with_acl(_without_checksums(source.headers) + fresh_checksum, acl_headers)
     elif (bucket, key) == (ctx.bucket_name, ctx.object_key) and version_id is None:
         raise S3Error(
             "InvalidRequest",
@@ -118,6 +120,8 @@ async def copy_object(ctx: S3Context) -> Response:
             "copy an object to itself without changing the object's metadata, storage "
             "class, website redirect location or encryption attributes.",
         )
+    else:
+        headers = with_acl(source.headers, acl_headers)
     condition = await observe_write_condition(ctx)  # on the destination key
     manifest = await ctx.store.copy_object(
         source, ctx.bucket_name, ctx.object_key, headers, copy_tags(ctx), condition

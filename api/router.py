@@ -27,9 +27,6 @@ _BUCKET_SUBRESOURCES = frozenset(
         "metrics",
         "notification",
         "object-lock",
-        "ownershipControls",
-        "policyStatus",
-        "publicAccessBlock",
         "replication",
         "requestPayment",
         "website",
@@ -60,6 +57,13 @@ BUCKET_SUBRESOURCE_OPERATIONS = {
     ("cors", "GET"): "GetBucketCors",
     ("cors", "PUT"): "PutBucketCors",
     ("cors", "DELETE"): "DeleteBucketCors",
+    ("ownershipControls", "GET"): "GetBucketOwnershipControls",
+    ("ownershipControls", "PUT"): "PutBucketOwnershipControls",
+    ("ownershipControls", "DELETE"): "DeleteBucketOwnershipControls",
+    ("publicAccessBlock", "GET"): "GetPublicAccessBlock",
+    ("publicAccessBlock", "PUT"): "PutPublicAccessBlock",
+    ("publicAccessBlock", "DELETE"): "DeletePublicAccessBlock",
+    ("policyStatus", "GET"): "GetBucketPolicyStatus",
 }
 OBJECT_SUBRESOURCE_OPERATIONS = {
     ("acl", "GET"): "GetObjectAcl",

@@ -155,7 +155,7 @@ def apply_delete_bucket(conn: sqlite3.Connection, stamp: Timestamp, name: str) -
     ).fetchone()
     if busy:
         raise BucketNotEmpty(name)
-    for table in ("versions", "object_tags", "bucket_config"):
+    for table in ("versions", "object_tags", "object_acls", "bucket_config"):
         conn.execute(f"DELETE FROM {table} WHERE bucket = ?", (name,))
     digest.drop_bucket(conn, name)
     conn.execute("DELETE FROM buckets WHERE name = ?", (name,))
@@ -205,7 +205,7 @@ def insert_version(conn: sqlite3.Connection, manifest: Manifest, manifest_bytes:
 
 
 def delete_version_row(conn: sqlite3.Connection, bucket: str, key: str, version_id: str) -> None:
-    for table in ("versions", "object_tags"):
+    for table in ("versions", "object_tags", "object_acls"):
         conn.execute(
             f"DELETE FROM {table} WHERE bucket = ? AND key = ? AND version_id = ?",
             (bucket, key, version_id),

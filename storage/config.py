@@ -1,6 +1,7 @@
-"""Bucket configuration documents (policy, CORS, tagging) and object tags.
+"""Bucket configuration documents (policy, CORS, tagging, ACL, ownership controls, public
+access block), object tags and object ACLs set after the version was written.
 
-Both are small documents stored as the client sent them (validated by the API first),
+All are small documents stored as the client sent them (validated by the API first),
 stamped with the HLC of the change and written to the change log, so replication can apply
 them with last-writer-wins like any other mutation.
 """
@@ -15,9 +16,9 @@ from storage.catalog import get_bucket, get_version, log_change
 from storage.commit import Outcome
 from storage.errors import NoSuchConfiguration, NoSuchKey
 from storage.hlc import Timestamp
-from storage.manifest import Kind
+from storage.manifest import Kind, Manifest, decode
 
-BUCKET_DOCUMENTS = ("policy", "cors", "tagging")
+BUCKET_DOCUMENTS = ("policy", "cors", "tagging", "acl", "ownership", "public-access-block")
 Tags = tuple[tuple[str, str], ...]
 
 
@@ -74,6 +75,39 @@ def _resolve_version(
     if manifest.kind != Kind.OBJECT:
         raise NoSuchKey(key)
     return manifest.version_id
+
+
+def _object_version(
+    conn: sqlite3.Connection, bucket: str, key: str, version_id: str | None
+) -> Manifest:
+    """The object version an ACL call applies to (the latest object when none is given)."""
+    if version_id is not None:
+        manifest = get_version(conn, bucket, key, version_id)
+    else:
+        get_bucket(conn, bucket)
+        row = conn.execute(
+            "SELECT manifest FROM versions WHERE bucket = ? AND key = ? AND is_latest = 1",
+            (bucket, key),
+        ).fetchone()
+        if row is None:
+            raise NoSuchKey(key)
+        manifest = decode(row[0])
+    if manifest.kind != Kind.OBJECT:
+        raise NoSuchKey(key)
+    return manifest
+
+
+def get_object_acl(
+    conn: sqlite3.Connection, bucket: str, key: str, version_id: str | None
+) -> tuple[Manifest, str | None]:
+    """An object version and the ACL document set on it after it was written (None: the
+    version keeps the ACL it was written with, which is in its manifest headers)."""
+    manifest = _object_version(conn, bucket, key, version_id)
+    row = conn.execute(
+        "SELECT acl FROM object_acls WHERE bucket = ? AND key = ? AND version_id = ?",
+        (bucket, key, manifest.version_id),
+    ).fetchone()
+    return manifest, None if row is None else str(row[0])
 
 
 def get_tags(
@@ -169,4 +203,43 @@ def write_tags(
         " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (bucket, key, version_id) DO UPDATE SET"
         " tags = excluded.tags, hlc = excluded.hlc, origin = excluded.origin",
         (bucket, key, version_id, json.dumps(list(tags or ())), stamp.pack(), stamp.node_id),
+    )
+
+
+@dataclass(frozen=True)
+class PutObjectAcl:
+    """PutObjectAcl on an existing version: LWW-stamped and logged as ``object.acl``."""
+
+    bucket: str
+    key: str
+    version_id: str | None
+    acl: str  # the ACL document (api/acl.py's JSON form)
+
+    def touched(self) -> tuple[str, str | None]:
+        return self.bucket, self.key
+
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+        manifest = _object_version(conn, self.bucket, self.key, self.version_id)
+        write_object_acl(conn, stamp, self.bucket, self.key, manifest.version_id, self.acl)
+        log_change(
+            conn,
+            stamp,
+            "object.acl",
+            self.bucket,
+            payload={"acl": self.acl},
+            key=self.key,
+            version_id=manifest.version_id,
+        )
+        return Outcome(manifest.version_id)
+
+
+def write_object_acl(
+    conn: sqlite3.Connection, stamp: Timestamp, bucket: str, key: str, version_id: str, acl: str
+) -> None:
+    """Set a version's ACL (replacing the one it was written with) without logging it."""
+    conn.execute(
+        "INSERT INTO object_acls (bucket, key, version_id, acl, hlc, origin)"
+        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (bucket, key, version_id) DO UPDATE SET"
+        " acl = excluded.acl, hlc = excluded.hlc, origin = excluded.origin",
+        (bucket, key, version_id, acl, stamp.pack(), stamp.node_id),
     )

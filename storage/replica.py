@@ -508,7 +508,7 @@ def _apply_bucket_delete(conn: sqlite3.Connection, change: Change) -> bool:
     ).fetchone()
     if busy or not wins(_stamp(change), Stamp(int(row[0]), str(row[1]))):
         return True  # written to (or re-created) meanwhile here: the bucket stays
-    for table in ("versions", "object_tags", "bucket_config"):
+    for table in ("versions", "object_tags", "object_acls", "bucket_config"):
         conn.execute(f"DELETE FROM {table} WHERE bucket = ?", (change.bucket,))
     digest.drop_bucket(conn, change.bucket)
     conn.execute("DELETE FROM uploads WHERE bucket = ?", (change.bucket,))
@@ -517,7 +517,8 @@ def _apply_bucket_delete(conn: sqlite3.Connection, change: Change) -> bool:
 
 
 def _apply_document(conn: sqlite3.Connection, change: Change) -> bool:
-    """bucket.versioning / .policy / .cors / .tagging: LWW per (bucket, document)."""
+    """bucket.versioning / .policy / .cors / .tagging / .acl / .ownership /
+    .public-access-block: LWW per (bucket, document)."""
     name = change.op.split(".", 1)[1]
     catalog.get_bucket(conn, change.bucket)
     row = conn.execute(
@@ -554,6 +555,26 @@ def _apply_tags(conn: sqlite3.Connection, change: Change) -> bool:
     return False
 
 
+def _apply_object_acl(conn: sqlite3.Connection, change: Change) -> bool:
+    """object.acl: LWW per version, like a tag set."""
+    assert change.key is not None and change.version_id is not None
+    row = conn.execute(
+        "SELECT hlc, origin FROM object_acls WHERE bucket = ? AND key = ? AND version_id = ?",
+        (change.bucket, change.key, change.version_id),
+    ).fetchone()
+    if row is not None and not wins(_stamp(change), Stamp(int(row[0]), str(row[1]))):
+        return True
+    config.write_object_acl(
+        conn,
+        Timestamp.unpack(change.hlc, change.origin),
+        change.bucket,
+        change.key,
+        change.version_id,
+        str((change.payload or {}).get("acl", "")),
+    )
+    return False
+
+
 VERSION_OPS = frozenset({"object.put", "object.delete"})
 _HANDLERS = {
     "version.delete": _apply_version_delete,
@@ -563,5 +584,9 @@ _HANDLERS = {
     "bucket.policy": _apply_document,
     "bucket.cors": _apply_document,
     "bucket.tagging": _apply_document,
+    "bucket.acl": _apply_document,
+    "bucket.ownership": _apply_document,
+    "bucket.public-access-block": _apply_document,
     "object.tags": _apply_tags,
+    "object.acl": _apply_object_acl,
 }

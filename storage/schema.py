@@ -13,6 +13,8 @@ Tables:
   parts         uploaded parts; completion concatenates their chunk lists, copying no data
   bucket_config per-bucket documents (policy, CORS, tagging), LWW-stamped and change-logged
   object_tags   tags of object versions (mutable without a new version, as on S3)
+  object_acls   ACLs set on object versions after they were written (PutObjectAcl); the ACL
+                a version was written with is in its manifest headers
   chunk_index   BLAKE3 -> where this node holds those bytes (replication fetches by hash)
   conflicts     replicated writes that lost LWW, kept for review for a retention period
   version_tombstones  versions deleted for good, so a late replica of them stays deleted
@@ -214,6 +216,18 @@ MIGRATIONS: tuple[str, ...] = (
         result        TEXT NOT NULL    -- JSON: the object's etag, version id, checksum headers
     ) STRICT;
     CREATE INDEX completed_uploads_by_age ON completed_uploads (completed_ms);
+    """,
+    # 7: ACLs set on existing object versions (PutObjectAcl).
+    """
+    CREATE TABLE object_acls (
+        bucket      TEXT NOT NULL,
+        key         TEXT NOT NULL,
+        version_id  TEXT NOT NULL,
+        acl         TEXT NOT NULL,   -- JSON (api/acl.py)
+        hlc         INTEGER NOT NULL,
+        origin      TEXT NOT NULL,
+        PRIMARY KEY (bucket, key, version_id)
+    ) STRICT;
     """,
 )
 

@@ -12,7 +12,8 @@ order, a page at a time, as :class:`~storage.replica.Change` records that carry 
   (``version.delete``), the version row (``object.put``, or ``object.delete`` for a delete
   marker or an unversioned tombstone, with its manifest; tags written with the version ride
   in its payload as they did in the original change), and tags set later (``object.tags``
-  with the tags' own stamp, an empty set included).
+  with the tags' own stamp, an empty set included), and an ACL set later (``object.acl``
+  with its own stamp).
 
 Applied through :func:`storage.replica.apply_changes` these behave like the changes they
 stand for: LWW decides, ``(origin, hlc)`` deduplicates (a change also pulled from a log later
@@ -65,7 +66,7 @@ def snapshot_page(
     """The entries after ``after`` (None: from the start), about ``limit`` changes; the
     position to continue from, or None when the state has been read to its end.
 
-    A page ends after a whole ``(bucket, key, version_id)`` entry, so it may hold up to two
+    A page ends after a whole ``(bucket, key, version_id)`` entry, so it may hold up to three
     changes more than ``limit``. It is read in one transaction (one consistent view).
     """
     assert limit >= 1
@@ -112,6 +113,8 @@ def _entries_after(
         " UNION SELECT key, version_id FROM version_tombstones"
         " WHERE bucket = ?1 AND (key, version_id) > (?2, ?3)"
         " UNION SELECT key, version_id FROM object_tags"
+        " WHERE bucket = ?1 AND (key, version_id) > (?2, ?3)"
+        " UNION SELECT key, version_id FROM object_acls"
         " WHERE bucket = ?1 AND (key, version_id) > (?2, ?3)"
         " ORDER BY 1, 2 LIMIT ?4",
         (bucket, start[0], start[1], max(count, 1)),
@@ -199,6 +202,7 @@ def _entry_changes(
         where,
     ).fetchone()
     tag_list = json.loads(tags[0]) if tags is not None else None
+    with_version = False
     if version is not None:
         kind, hlc, origin, size, etag, manifest = version
         stamp = (int(hlc), str(origin))
@@ -211,12 +215,19 @@ def _entry_changes(
                    bucket, key, version_id, int(size), str(etag), bytes(manifest),
                    {"tags": tag_list} if with_version and tag_list else None)
         )  # fmt: skip
-        if with_version:
-            return changes
-    if tags is not None:
+    if tags is not None and not with_version:
         changes.append(
             Change(0, int(tags[1]), str(tags[2]), "object.tags", bucket, key, version_id,
                    payload={"tags": tag_list})
+        )  # fmt: skip
+    acl = conn.execute(
+        "SELECT acl, hlc, origin FROM object_acls WHERE bucket = ? AND key = ? AND version_id = ?",
+        where,
+    ).fetchone()
+    if acl is not None:
+        changes.append(
+            Change(0, int(acl[1]), str(acl[2]), "object.acl", bucket, key, version_id,
+                   payload={"acl": str(acl[0])})
         )  # fmt: skip
     return changes
 

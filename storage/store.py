@@ -412,6 +412,17 @@ class Store:
         result: str = await self._commit(config.PutObjectTags(bucket, key, version_id, tags))
         return result
 
+    async def get_object_acl(
+        self, bucket: str, key: str, version_id: str | None
+    ) -> tuple[Manifest, str | None]:
+        """An object version and the ACL set on it after it was written (None if none)."""
+        return await self._reader_db.run(config.get_object_acl, bucket, key, version_id)
+
+    async def put_object_acl(self, bucket: str, key: str, version_id: str | None, acl: str) -> str:
+        """Replace a version's ACL; return the version id it applies to."""
+        result: str = await self._commit(config.PutObjectAcl(bucket, key, version_id, acl))
+        return result
+
     def may_have_tags(self, bucket: str) -> bool:
         """False only if no version in ``bucket`` has tags: lets the GET hot path skip the
         tag lookup. Buckets are added before any tag write commits, never removed."""

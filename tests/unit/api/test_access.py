@@ -378,6 +378,11 @@ def test_allowed(case: Case) -> None:
         ("HeadBucket", {}, "s3:ListBucket"),
         ("ListBuckets", {}, "s3:ListAllMyBuckets"),
         ("PutBucketPolicy", {}, "s3:PutBucketPolicy"),
+        ("GetObjectAcl", {"versionId": "v1"}, "s3:GetObjectVersionAcl"),
+        ("PutObjectAcl", {"versionId": "v1"}, "s3:PutObjectVersionAcl"),
+        ("DeletePublicAccessBlock", {}, "s3:PutBucketPublicAccessBlock"),
+        ("DeleteBucketOwnershipControls", {}, "s3:PutBucketOwnershipControls"),
+        ("GetBucketPolicyStatus", {}, "s3:GetBucketPolicyStatus"),
         ("DeleteObjects", {}, MULTI_DELETE),  # then s3:DeleteObject per key
     ],
 )

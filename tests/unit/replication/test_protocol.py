@@ -11,6 +11,7 @@ import pytest
 
 from replication import protocol
 from replication.protocol import ChangesPage, PeerInfo, ProtocolError
+from storage.config import BUCKET_DOCUMENTS
 from storage.manifest import ChunkRef, Kind, Manifest
 from storage.replica import Change
 
@@ -232,3 +233,16 @@ def test_chunk_batch_requests_are_bounded_lists_of_digests() -> None:
     for bad in ({}, {"digests": []}, {"digests": [1]}, {"digests": ["xy"]}, too_many, []):
         with pytest.raises(protocol.ProtocolError):
             protocol.parse_chunk_batch_request(bad)
+
+
+@pytest.mark.parametrize("op", [f"bucket.{name}" for name in BUCKET_DOCUMENTS])
+def test_bucket_configuration_changes_cross_the_wire(op: str) -> None:
+    """Every bucket document's change op must pass the peer's validation (an op the protocol
+    refuses would stop replication from that peer at that change)."""
+    change = Change(1, 2, "node-a", op, "b", payload={"value": "{}"})
+    assert protocol.change_from_json(protocol.change_to_json(change)) == change
+
+
+def test_object_acl_change_crosses_the_wire() -> None:
+    change = Change(1, 2, "node-a", "object.acl", "b", "k", "v1", payload={"acl": "{}"})
+    assert protocol.change_from_json(protocol.change_to_json(change)) == change

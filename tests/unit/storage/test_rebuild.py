@@ -36,6 +36,7 @@ RESTORED = {
     "changes": "seq, hlc, origin, op, bucket, key, version_id, size, etag, manifest, payload",
     "bucket_config": "bucket, name, value, hlc, origin",
     "object_tags": "bucket, key, version_id, tags, hlc, origin",
+    "object_acls": "bucket, key, version_id, acl, hlc, origin",
     "version_tombstones": "bucket, key, version_id, hlc, origin",
     "uploads": "upload_id, bucket, key, initiated_ms, owner, headers, checksum",
     "parts": "upload_id, part_number, size, etag, modified_ms, manifest",
@@ -89,6 +90,8 @@ async def write_history(store: Store) -> dict[tuple[str, str, str], bytes]:
     live[("b", replaced.key, NULL_VERSION)] = b"second"
     await store.put_tags("b", "plain/1", None, (("later", "yes"),))
     await store.put_tags("b", "plain/2", None, None)
+    await store.put_object_acl("b", "plain/1", None, '{"grants": "later"}')
+    await store.put_bucket_document("b", "acl", '{"grants": "bucket"}')
     copy = await store.copy_object(replaced, "b", "copy", None)
     live[("b", copy.key, NULL_VERSION)] = b"second"
     await store.delete_object("b", "plain/2")  # unversioned: a tombstone

@@ -182,3 +182,28 @@ def test_versioned_history_replicates_with_version_ids_and_markers(tmp_path: Pat
         assert (await b.get_bucket("ver")).versioning == "Enabled"
 
     run_with_two_stores(body, tmp_path)
+
+
+def test_object_acls_and_acl_documents_replicate_by_lww(tmp_path: Path) -> None:
+    async def scenario(a: Store, b: Store) -> None:
+        await a.create_bucket("acl", "owner")
+        written = await put_object(a, "acl", "k", b"x")
+        await replicate(a, b)
+        await b.put_object_acl("acl", "k", None, '{"from": "b, first"}')
+        await a.put_object_acl("acl", "k", written.version_id, '{"from": "a, later"}')
+        await b.put_bucket_document("acl", "acl", '{"from": "b, first"}')
+        await a.put_bucket_document("acl", "acl", '{"from": "a, later"}')
+        await a.put_bucket_document("acl", "public-access-block", '{"from": "a"}')
+        await replicate(a, b)
+        await replicate(b, a)
+        for store in (a, b):
+            manifest, acl = await store.get_object_acl("acl", "k", None)
+            assert (manifest.version_id, acl) == (written.version_id, '{"from": "a, later"}')
+            assert await store.get_bucket_document("acl", "acl") == '{"from": "a, later"}'
+            assert await store.get_bucket_document("acl", "public-access-block") == '{"from": "a"}'
+        # A new version of the key starts without the old version's later ACL.
+        await put_object(a, "acl", "k", b"y")
+        await replicate(a, b)
+        assert (await b.get_object_acl("acl", "k", None))[1] is None
+
+    run_with_two_stores(scenario, tmp_path)

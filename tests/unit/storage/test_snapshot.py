@@ -30,6 +30,7 @@ TABLES = {
     " is_latest",
     "version_tombstones": "bucket, key, version_id, hlc, origin",
     "object_tags": "bucket, key, version_id, tags, hlc, origin",
+    "object_acls": "bucket, key, version_id, acl, hlc, origin",
     "bucket_config": "bucket, name, value, hlc, origin",
 }
 
@@ -81,6 +82,7 @@ async def write_state(a: Store, x: Store) -> None:
     await put_object(a, "plain", "over", b"first")
     await put_object(a, "plain", "over", b"second", tags=(("t", "1"),))
     await a.put_tags("plain", "over", None, (("t", "2"),))  # tags changed after the write
+    await a.put_bucket_document("plain", "ownership", "ObjectWriter")
     await put_object(a, "plain", "gone", b"x")
     await a.delete_object("plain", "gone")  # an unversioned tombstone
     await a.put_bucket_document("plain", "policy", '{"Statement": []}')
@@ -96,6 +98,7 @@ async def write_state(a: Store, x: Store) -> None:
     await a.delete_object("ver", "never-here", "0000000000000000deadbeef")  # a lone tombstone
     tagged = await put_object(a, "ver", "untagged", b"u", tags=(("a", "b"),))
     await a.put_tags("ver", "untagged", tagged.version_id, None)  # tags removed
+    await a.put_object_acl("ver", "untagged", tagged.version_id, '{"acl": "set later"}')
     await a.create_bucket("doomed", "owner")
     await a.delete_bucket("doomed")
 
@@ -181,7 +184,8 @@ def test_pages_cover_the_state_exactly_once(tmp_path: Path) -> None:
         assert len(stamps) == len(set(stamps))  # no two changes share a stamp (dedup key)
         assert {c.op for c in whole} == {
             "bucket.create", "bucket.policy", "bucket.cors", "bucket.versioning",
-            "object.put", "object.delete", "version.delete", "object.tags",
+            "object.put", "object.delete", "version.delete", "object.tags", "object.acl",
+            "bucket.ownership",
         }  # fmt: skip
         assert all(c.seq == 0 for c in whole)
         # Every stamp is the original change's: each is in A's log with the same operation.
