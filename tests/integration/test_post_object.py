@@ -483,13 +483,13 @@ def test_a_signed_form_acts_as_its_key_and_is_authorized_like_a_put(
         Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [statement]})
     )
     shared = signer.generate_presigned_post(bucket, "shared/x")
-    wait_for(lambda: post_presigned(shared, b"shared").status_code == 204, limit_s=3)
+    wait_for(lambda: post_presigned(shared, b"shared").status_code == 204, limit_s=10)
     elsewhere = post_presigned(signer.generate_presigned_post(bucket, "private/x"), b"p")
     expect_error(elsewhere, 403, "AccessDenied")
     assert keys_in(s3, bucket) == ["shared/x"]
     keys_ok(node.data_dir, "disable", access)
     disabled = signer.generate_presigned_post(bucket, "shared/y")
-    wait_for(lambda: post_presigned(disabled, b"d").status_code == 403, limit_s=3)
+    wait_for(lambda: post_presigned(disabled, b"d").status_code == 403, limit_s=10)
     assert keys_in(s3, bucket) == ["shared/x"]
 
 
@@ -628,7 +628,7 @@ def test_a_body_cut_short_is_an_error_and_stores_nothing(
     # says what it answered: an S3 error (400), never a success or a 500.
     if answer:
         assert int(answer.split(b" ", 2)[1]) == 400, answer[:300]
-    wait_for(lambda: _logged_statuses(node, f"/{bucket}", "PostObject") == [400], limit_s=3)
+    wait_for(lambda: _logged_statuses(node, f"/{bucket}", "PostObject") == [400], limit_s=10)
     assert keys_in(s3, bucket) == []
 
 
