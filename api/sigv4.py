@@ -70,6 +70,13 @@ _PRESIGN_PARAMS: Final = (
 )
 # Headers a client must not sign: proxies and the HTTP stack rewrite them (botocore's list).
 _UNSIGNABLE_HEADERS: Final = frozenset({"authorization", "expect", "user-agent", "x-amzn-trace-id"})
+ONE_MECHANISM_ONLY: Final = (
+    "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, "
+    "Signature query string parameter or the Authorization header should be specified"
+)
+# The payload hash is bound to the signature on its own (last line of the canonical request,
+# or UNSIGNED-PAYLOAD), so it is the one x-amz-* header that may be sent unsigned.
+_MAY_BE_UNSIGNED: Final = frozenset({"x-amz-content-sha256"})
 _SIGNATURE_MISMATCH: Final = (
     "The request signature we calculated does not match the signature you provided. "
     "Check your key and signing method."
@@ -336,6 +343,7 @@ def verify(
             "The AWS Access Key Id you provided does not exist in our records.",
         )
     _check_time(parsed, _utc(now or datetime.now(UTC)))
+    _check_amz_headers_signed(request.headers, parsed.signed_headers)
     cred = parsed.credential
     key = signing_key(secret, cred.date, cred.region, cred.service)
     exclude = ("X-Amz-Signature",) if parsed.presigned else ()
@@ -361,6 +369,43 @@ def verify(
     )
 
 
+def _check_amz_headers_signed(headers: Mapping[str, str], signed_headers: list[str]) -> None:
+    """Refuse x-amz-* headers left out of the signature, header form and presigned alike.
+
+    AWS does, so that nobody can add metadata, an ACL or a copy source to a request signed
+    by someone else (for presigned URLs AWS's documentation requires every x-amz-* header
+    to be signed).
+    """
+    signed = set(signed_headers)
+    unsigned = sorted(
+        name
+        for name in headers
+        if name.startswith("x-amz-") and name not in signed and name not in _MAY_BE_UNSIGNED
+    )
+    if unsigned:
+        raise S3Error(
+            "AccessDenied",
+            "There were headers present in the request which were not signed",
+            details={"HeadersNotSigned": ", ".join(unsigned)},
+        )
+
+
+def signable_headers(raw_headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """ASGI header pairs as signatures see them: names lower-cased, repeats joined with ','.
+
+    Values are decoded as UTF-8 (undecodable bytes kept with surrogateescape), so that the
+    canonical request, encoded back to UTF-8, hashes the bytes the client sent: clients sign
+    non-ASCII metadata (``x-amz-meta-name: café``) as its UTF-8 bytes. Each value is
+    trimmed before joining, as botocore and AWS canonicalize repeated headers.
+    """
+    joined: dict[str, str] = {}
+    for raw_name, raw_value in raw_headers:
+        name = raw_name.decode("latin-1").lower()
+        value = raw_value.decode("utf-8", "surrogateescape").strip()
+        joined[name] = f"{joined[name]},{value}" if name in joined else value
+    return joined
+
+
 def _parse_auth(request: SignableRequest, region: str) -> _ParsedAuth | None:
     """Find which authentication the request uses and parse it; None if anonymous."""
     authorization = request.headers.get("authorization")
@@ -368,11 +413,7 @@ def _parse_auth(request: SignableRequest, region: str) -> _ParsedAuth | None:
     presigned = b"X-Amz-Algorithm" in query_names or b"X-Amz-Signature" in query_names
     sigv2_query = b"AWSAccessKeyId" in query_names and b"Signature" in query_names
     if authorization is not None and (presigned or sigv2_query):
-        raise S3Error(
-            "InvalidArgument",
-            "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, "
-            "Signature query string parameter or the Authorization header should be specified",
-        )
+        raise S3Error("InvalidArgument", ONE_MECHANISM_ONLY)
     if authorization is not None:
         return _parse_header_auth(request, authorization, region)
     if presigned:
@@ -485,7 +526,7 @@ def _parse_signed_headers(text: str, error: Callable[[str], S3Error]) -> list[st
 _AMZ_DATE = re.compile(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z")
 
 
-def _parse_amz_date(text: str) -> datetime | None:
+def parse_amz_date(text: str) -> datetime | None:
     # A regex and int() instead of strptime: this runs on every request and strptime
     # costs ten times more.
     match = _AMZ_DATE.fullmatch(text)
@@ -502,7 +543,7 @@ def _header_date(headers: Mapping[str, str]) -> tuple[str, datetime]:
     """The request time from x-amz-date, else from Date; AWS answers AccessDenied if neither."""
     when: datetime | None = None
     if "x-amz-date" in headers:
-        when = _parse_amz_date(headers["x-amz-date"].strip())
+        when = parse_amz_date(headers["x-amz-date"].strip())
     elif "date" in headers:
         try:
             when = parsedate_to_datetime(headers["date"])
@@ -528,7 +569,7 @@ def _parse_presigned(request: SignableRequest, region: str) -> _ParsedAuth:
     )
     signed_headers = _parse_signed_headers(params["X-Amz-SignedHeaders"], _query_malformed)
     amz_date = params["X-Amz-Date"]
-    request_time = _parse_amz_date(amz_date)
+    request_time = parse_amz_date(amz_date)
     if request_time is None:
         raise _query_malformed(
             "X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\""
