@@ -7,6 +7,9 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, unquote, urlsplit
 
 import pytest
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -799,3 +802,61 @@ def test_non_ascii_signature_is_a_mismatch_not_a_crash() -> None:
     bad = auth[: auth.index("Signature=")] + "Signature=\u00e9\u00e9"
     expect_error(replace(request, headers={**request.headers, "authorization": bad}),
                  "SignatureDoesNotMatch")  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------
+# Unsigned x-amz-* headers, non-ASCII header values
+# --------------------------------------------------------------------------------------
+
+
+def test_unsigned_amz_header_is_refused() -> None:
+    request = signed("PUT", headers={"x-amz-meta-a": "1"})
+    assert verify(request) is not None
+    added = {**request.headers, "x-amz-meta-evil": "x", "x-amz-acl": "public-read"}
+    error = expect_error(replace(request, headers=added), "AccessDenied")
+    assert error.message == "There were headers present in the request which were not signed"
+    assert error.details == {"HeadersNotSigned": "x-amz-acl, x-amz-meta-evil"}
+    # Other unsigned headers stay allowed (User-Agent, Expect... are never signed).
+    assert verify(replace(request, headers={**request.headers, "x-amzn-trace-id": "1"}))
+
+
+def test_unsigned_amz_header_on_presigned_url_is_refused() -> None:
+    url = "http://127.0.0.1:9000/bucket/key"
+    presigned = sigv4.presign_url("PUT", url, AK, SK, now=NOW)
+    host = {"host": "127.0.0.1:9000"}
+    assert verify(request_from("PUT", presigned, host)) is not None
+    error = expect_error(
+        request_from("PUT", presigned, {**host, "x-amz-meta-a": "1"}), "AccessDenied"
+    )
+    assert error.details["HeadersNotSigned"] == "x-amz-meta-a"
+    # The payload hash is bound on its own: an unsigned x-amz-content-sha256 is accepted.
+    unsigned_hash = {**host, "x-amz-content-sha256": sigv4.UNSIGNED_PAYLOAD}
+    assert verify(request_from("PUT", presigned, unsigned_hash)) is not None
+
+
+def test_utf8_metadata_signed_by_botocore_verifies() -> None:
+    request = AWSRequest(
+        method="PUT",
+        url="http://127.0.0.1:9000/bucket/key",
+        headers={"x-amz-meta-name": "café ☕ ünï", "Content-Type": "text/plain"},
+        data=b"",
+    )
+    S3SigV4Auth(Credentials(AK, SK), "s3", REGION).add_auth(request)
+    sent = [(n.lower().encode(), v.encode("utf-8")) for n, v in request.headers.items()]
+    sent.append((b"host", b"127.0.0.1:9000"))
+    signable = SignableRequest("PUT", "/bucket/key", "", sigv4.signable_headers(sent))
+    assert signable.headers["x-amz-meta-name"] == "café ☕ ünï"
+    assert sigv4.verify(signable, secret, REGION) is not None
+    # Read as latin-1 (each byte one character) the value hashes differently and fails.
+    latin = {n.decode(): v.decode("latin-1") for n, v in sent}
+    with pytest.raises(S3Error) as caught:
+        sigv4.verify(replace(signable, headers=latin), secret, REGION)
+    assert caught.value.code == "SignatureDoesNotMatch"
+
+
+def test_signable_headers_joins_repeats_and_keeps_undecodable_bytes() -> None:
+    headers = sigv4.signable_headers(
+        [(b"X-Amz-Meta-A", b" one "), (b"x-amz-meta-a", b"two"), (b"x-amz-meta-b", b"\xe9t\xe9")]
+    )
+    assert headers["x-amz-meta-a"] == "one,two"
+    assert headers["x-amz-meta-b"].encode("utf-8", "surrogateescape") == b"\xe9t\xe9"
