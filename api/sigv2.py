@@ -225,9 +225,11 @@ def verify(
             details={"AWSAccessKeyId": parsed.access_key},
         )
     _check_time(parsed, now or datetime.now(UTC))
-    resource = canonical_resource(request.raw_path, request.query_string, request.virtual_bucket)
-    texts = [string_to_sign(request.method, request.headers, date, resource)
-             for date in parsed.date_lines]  # fmt: skip
+    texts = [
+        string_to_sign(request.method, request.headers, date, resource)
+        for resource in _resources(request)
+        for date in parsed.date_lines
+    ]
     if not any(signatures_equal(sign(secret, text), parsed.signature) for text in texts):
         raise S3Error(
             "SignatureDoesNotMatch",
@@ -247,6 +249,16 @@ def verify(
         seed_signature=parsed.signature,
         presigned=parsed.expires is not None,
     )
+
+
+def _resources(request: SigV2Request) -> list[str]:
+    """The CanonicalizedResource, plus ``/bucket/`` for a path-style bucket request sent as
+    ``/bucket``: botocore signs the bucket with a trailing slash, other clients without."""
+    resource = canonical_resource(request.raw_path, request.query_string, request.virtual_bucket)
+    path = request.raw_path
+    if request.virtual_bucket is None and path.count("/") == 1 and len(path) > 1:
+        return [resource, canonical_resource(path + "/", request.query_string, None)]
+    return [resource]
 
 
 def _payload_hash(headers: Mapping[str, str]) -> str:

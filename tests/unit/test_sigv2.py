@@ -285,6 +285,16 @@ def test_botocore_virtual_hosted_signature() -> None:
         sigv2.verify(from_botocore(request, bucket=None), secret)
 
 
+def test_botocore_bucket_resource_with_trailing_slash() -> None:
+    # botocore signs a path-style bucket request sent as /b as the resource /b/.
+    request = botocore_signed("PUT", "http://127.0.0.1:9000/b?tagging", auth_path="/b/")
+    assert sigv2.verify(from_botocore(request), secret).access_key == AK
+    # Only the bucket level gets the slash: /b/k is never /b/k/.
+    request = botocore_signed("PUT", "http://127.0.0.1:9000/b/k", auth_path="/b/k/")
+    with pytest.raises(S3Error):
+        sigv2.verify(from_botocore(request), secret)
+
+
 def test_botocore_presigned_query_verifies() -> None:
     request = AWSRequest(method="GET", url="http://127.0.0.1:9000/b/some%20key?versionId=7")
     HmacV1QueryAuth(Credentials(AK, SK), expires=300).add_auth(request)
