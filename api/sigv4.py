@@ -617,13 +617,17 @@ def _presigned_payload_hash(query_string: str) -> str:
 
 
 def _parse_expires(text: str) -> int:
+    """X-Amz-Expires: 0..604800 seconds, AWS's messages otherwise (0 is simply expired)."""
+    if re.fullmatch(r"-\d{1,12}", text):
+        raise _query_malformed("X-Amz-Expires must be non-negative")
     if not re.fullmatch(r"\d{1,12}", text):
         raise _query_malformed("X-Amz-Expires should be a number")
     expires = int(text)
-    if expires < 1:
-        raise _query_malformed("X-Amz-Expires must be positive")
     if expires > MAX_PRESIGN_EXPIRES_S:
-        raise _query_malformed("X-Amz-Expires must be less than a week (in seconds) that is 604800")
+        raise _query_malformed(
+            "X-Amz-Expires must be less than a week (in seconds); that is, the given "
+            f"X-Amz-Expires must be less than {MAX_PRESIGN_EXPIRES_S} seconds"
+        )
     return expires
 
 
@@ -637,8 +641,17 @@ def _check_time(parsed: _ParsedAuth, now: datetime) -> None:
         return
     if parsed.request_time - now > MAX_SKEW:
         raise S3Error("AccessDenied", "Request is not valid yet")
-    if now > parsed.request_time + timedelta(seconds=parsed.expires_s):
-        raise S3Error("AccessDenied", "Request has expired")
+    expires_at = parsed.request_time + timedelta(seconds=parsed.expires_s)
+    if now > expires_at:
+        raise S3Error(
+            "AccessDenied",
+            "Request has expired",
+            details={
+                "X-Amz-Expires": str(parsed.expires_s),
+                "Expires": expires_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "ServerTime": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            },
+        )
 
 
 # --------------------------------------------------------------------------------------

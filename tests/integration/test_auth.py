@@ -150,10 +150,27 @@ def test_presigned_not_yet_valid_is_access_denied(node: NodeProcess, obj: str) -
     expect_error(httpx.get(url), 403, "AccessDenied")
 
 
-@pytest.mark.parametrize("expires", [0, 604801, -1])
-def test_presigned_expires_out_of_range(node: NodeProcess, obj: str, expires: int) -> None:
+@pytest.mark.parametrize(
+    ("expires", "message"),
+    [
+        (604801, "X-Amz-Expires must be less than a week (in seconds); that is, the given "
+                 "X-Amz-Expires must be less than 604800 seconds"),
+        (-1, "X-Amz-Expires must be non-negative"),
+    ],
+)  # fmt: skip
+def test_presigned_expires_out_of_range(
+    node: NodeProcess, obj: str, expires: int, message: str
+) -> None:
     url = presign_url("GET", node.url + obj, ACCESS_KEY, SECRET_KEY, expires, REGION)
-    expect_error(httpx.get(url), 400, "AuthorizationQueryParametersError")
+    assert expect_error(httpx.get(url), 400, "AuthorizationQueryParametersError") == message
+
+
+def test_presigned_zero_expires_is_expired(node: NodeProcess, obj: str) -> None:
+    url = presign_url("GET", node.url + obj, ACCESS_KEY, SECRET_KEY, 0, REGION)
+    time.sleep(1.0)  # X-Amz-Date has whole seconds: a second later it is surely past
+    response = httpx.get(url)
+    assert expect_error(response, 403, "AccessDenied") == "Request has expired"
+    assert "<X-Amz-Expires>0</X-Amz-Expires>" in response.text
 
 
 def test_presigned_expires_at_the_limits(node: NodeProcess, obj: str) -> None:

@@ -739,7 +739,6 @@ def test_presigned_expiry() -> None:
 @pytest.mark.parametrize(
     "overrides",
     [
-        {"X-Amz-Expires": "0"},
         {"X-Amz-Expires": "604801"},
         {"X-Amz-Expires": "-5"},
         {"X-Amz-Expires": "soon"},
@@ -769,6 +768,34 @@ def test_presigned_wrong_region_message() -> None:
     with pytest.raises(S3Error) as caught:
         verify_presigned(query)
     assert "the region 'eu-west-1' is wrong; expecting 'us-east-1'" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("expires", "message"),
+    [
+        ("-5", "X-Amz-Expires must be non-negative"),
+        ("soon", "X-Amz-Expires should be a number"),
+        (
+            "604801",
+            "X-Amz-Expires must be less than a week (in seconds); that is, the given "
+            "X-Amz-Expires must be less than 604800 seconds",
+        ),
+    ],
+)
+def test_presigned_expires_messages_are_aws(expires: str, message: str) -> None:
+    with pytest.raises(S3Error) as caught:
+        verify_presigned(doc_presigned_query(**{"X-Amz-Expires": expires}))
+    assert caught.value.message == message
+
+
+def test_presigned_zero_expires_is_expired() -> None:
+    # 0 seconds: valid at its own X-Amz-Date instant only, expired a moment later (AWS 403).
+    query = doc_presigned_query(**{"X-Amz-Expires": "0"})
+    with pytest.raises(S3Error) as caught:
+        verify_presigned(query, now=DOC_NOW + timedelta(seconds=1))
+    assert (caught.value.code, caught.value.status) == ("AccessDenied", 403)
+    assert caught.value.message == "Request has expired"
+    assert caught.value.details["X-Amz-Expires"] == "0"
 
 
 def test_presigned_max_expiry_accepted() -> None:
