@@ -41,6 +41,7 @@ from api.errors import S3Error
 from api.sigv4 import (
     MAX_SKEW,
     ONE_MECHANISM_ONLY,
+    STREAMING_UNSIGNED_PAYLOAD_TRAILER,
     UNSIGNED_PAYLOAD,
     AuthContext,
     is_sha256_hex,
@@ -262,10 +263,13 @@ def _resources(request: SigV2Request) -> list[str]:
 
 
 def _payload_hash(headers: Mapping[str, str]) -> str:
-    """A hex x-amz-content-sha256 (signed among the amz headers) is checked against the body;
-    anything else is UNSIGNED-PAYLOAD: SigV2 has no chunk signatures to check."""
+    """A hex x-amz-content-sha256 (signed among the amz headers) is checked against the body
+    and unsigned aws-chunked framing with trailing checksums is kept; anything else is
+    UNSIGNED-PAYLOAD: SigV2 has no chunk signatures to check."""
     declared = headers.get("x-amz-content-sha256", "")
-    return declared if is_sha256_hex(declared) else UNSIGNED_PAYLOAD
+    if is_sha256_hex(declared) or declared == STREAMING_UNSIGNED_PAYLOAD_TRAILER:
+        return declared
+    return UNSIGNED_PAYLOAD
 
 
 def _parse(request: SigV2Request) -> _Parsed:

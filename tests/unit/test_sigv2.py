@@ -365,6 +365,8 @@ def test_hex_content_sha256_is_checked_and_streaming_is_not_signed() -> None:
     for declared, expected in (
         (digest, digest),
         ("STREAMING-AWS4-HMAC-SHA256-PAYLOAD", UNSIGNED_PAYLOAD),
+        ("STREAMING-UNSIGNED-PAYLOAD-TRAILER", "STREAMING-UNSIGNED-PAYLOAD-TRAILER"),
+        ("UNSIGNED-PAYLOAD", UNSIGNED_PAYLOAD),
     ):
         headers = sigv2.sign_headers(
             "PUT", "http://h/b/k", {"x-amz-content-sha256": declared}, AK, SK
