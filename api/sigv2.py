@@ -39,12 +39,13 @@ from urllib.parse import quote, unquote, urlsplit
 
 from api.errors import S3Error
 from api.sigv4 import (
-    MAX_SKEW,
     ONE_MECHANISM_ONLY,
     STREAMING_UNSIGNED_PAYLOAD_TRAILER,
     UNSIGNED_PAYLOAD,
     AuthContext,
+    check_skew,
     is_sha256_hex,
+    iso_time,
     parse_amz_date,
     signatures_equal,
 )
@@ -357,26 +358,13 @@ def _check_time(parsed: _Parsed, now: datetime) -> None:
                 "AccessDenied",
                 "Request has expired",
                 details={
-                    "Expires": _iso(datetime.fromtimestamp(parsed.expires, UTC)),
-                    "ServerTime": _iso(now),
+                    "Expires": iso_time(datetime.fromtimestamp(parsed.expires, UTC)),
+                    "ServerTime": iso_time(now),
                 },
             )
         return
     assert parsed.request_time is not None
-    if abs(now - parsed.request_time) > MAX_SKEW:
-        raise S3Error(
-            "RequestTimeTooSkewed",
-            "The difference between the request time and the current time is too large.",
-            details={
-                "RequestTime": formatdate(parsed.request_time.timestamp(), usegmt=True),
-                "ServerTime": _iso(now),
-                "MaxAllowedSkewMilliseconds": str(int(MAX_SKEW.total_seconds() * 1000)),
-            },
-        )
-
-
-def _iso(when: datetime) -> str:
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    check_skew(parsed.request_time, now)
 
 
 # --------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from email.utils import formatdate, parsedate_to_datetime
 from functools import lru_cache
 from typing import Final
 from urllib.parse import quote, unquote, unquote_to_bytes, urlsplit
@@ -631,13 +631,28 @@ def _parse_expires(text: str) -> int:
     return expires
 
 
+def iso_time(when: datetime) -> str:
+    """The time format of AWS's error elements (ServerTime, Expires)."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def check_skew(request_time: datetime, now: datetime) -> None:
+    """RequestTimeTooSkewed, with AWS's elements, beyond 15 minutes either way."""
+    if abs(now - request_time) > MAX_SKEW:
+        raise S3Error(
+            "RequestTimeTooSkewed",
+            "The difference between the request time and the current time is too large.",
+            details={
+                "RequestTime": formatdate(request_time.timestamp(), usegmt=True),
+                "ServerTime": iso_time(now),
+                "MaxAllowedSkewMilliseconds": str(int(MAX_SKEW.total_seconds() * 1000)),
+            },
+        )
+
+
 def _check_time(parsed: _ParsedAuth, now: datetime) -> None:
     if not parsed.presigned:
-        if abs(now - parsed.request_time) > MAX_SKEW:
-            raise S3Error(
-                "RequestTimeTooSkewed",
-                "The difference between the request time and the current time is too large.",
-            )
+        check_skew(parsed.request_time, now)
         return
     if parsed.request_time - now > MAX_SKEW:
         raise S3Error("AccessDenied", "Request is not valid yet")
@@ -648,8 +663,8 @@ def _check_time(parsed: _ParsedAuth, now: datetime) -> None:
             "Request has expired",
             details={
                 "X-Amz-Expires": str(parsed.expires_s),
-                "Expires": expires_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "ServerTime": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "Expires": iso_time(expires_at),
+                "ServerTime": iso_time(now),
             },
         )
 

@@ -706,6 +706,11 @@ def test_invalid_content_sha256_value() -> None:
 def test_request_time_too_skewed(offset: timedelta) -> None:
     error = expect_error(signed(), "RequestTimeTooSkewed", now=NOW + offset)
     assert error.status == 403
+    assert error.details == {
+        "RequestTime": "Fri, 01 Mar 2024 12:00:00 GMT",
+        "ServerTime": (NOW + offset).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "MaxAllowedSkewMilliseconds": "900000",
+    }
 
 
 def test_small_skew_is_accepted() -> None:
