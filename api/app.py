@@ -295,7 +295,11 @@ def _verify_signature(
             headers=headers,
             virtual_bucket=virtual_host_bucket(headers.get("host", ""), settings.domain),
         )
-        return sigv2.verify(signable_v2, keyring.secret_for)
+        auth = sigv2.verify(signable_v2, keyring.secret_for)
+        if auth.presigned:  # signed headers the URL carries apply as if sent
+            hoisted = sigv2.hoisted_headers(query_string, headers).items()
+            request.scope["headers"].extend((n.encode(), v.encode()) for n, v in hoisted)
+        return auth
     signable = SignableRequest(
         method=request.method,
         path=request.scope["path"],

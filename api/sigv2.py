@@ -93,6 +93,9 @@ SUBRESOURCES: Final = frozenset(
 )
 _QUERY_PARAMS: Final = ("AWSAccessKeyId", "Signature", "Expires")
 _FOLDING: Final = re.compile(r"\s*\r?\n\s*")
+# What may become a header (RFC 9110 token; no control characters in the value).
+_HEADER_NAME: Final = re.compile(r"[a-z0-9!#$%&'*+.^_`|~-]+")
+_HEADER_VALUE: Final = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*")
 _SIGNATURE_MISMATCH: Final = (
     "The request signature we calculated does not match the signature you provided. "
     "Check your key and signing method."
@@ -227,8 +230,11 @@ def verify(
             details={"AWSAccessKeyId": parsed.access_key},
         )
     _check_time(parsed, now or datetime.now(UTC))
+    headers = request.headers
+    if parsed.expires is not None:
+        headers = {**hoisted_headers(request.query_string, headers), **headers}
     texts = [
-        string_to_sign(request.method, request.headers, date, resource)
+        string_to_sign(request.method, headers, date, resource)
         for resource in _resources(request)
         for date in parsed.date_lines
     ]
@@ -251,6 +257,26 @@ def verify(
         seed_signature=parsed.signature,
         presigned=parsed.expires is not None,
     )
+
+
+def hoisted_headers(query_string: str, headers: Mapping[str, str]) -> dict[str, str]:
+    """Headers a SigV2 presigned URL carries as query parameters, that the request lacks.
+
+    botocore's SigV2 presigning signs ``x-amz-*``, Content-Type and Content-MD5 and moves
+    them into the URL (``?x-amz-meta-a=1&content-type=text%2Fcsv``), so that a plain HTTP
+    client can use it. They count as the request's headers (names lower-cased, values
+    percent-decoded); a header actually sent wins.
+    """
+    found: dict[str, str] = {}
+    for part in query_string.split("&"):
+        raw_name, _, raw_value = part.partition("=")
+        name = unquote(raw_name).lower()
+        value = unquote(raw_value)
+        hoistable = name.startswith("x-amz-") or name in ("content-type", "content-md5")
+        valid = _HEADER_NAME.fullmatch(name) and _HEADER_VALUE.fullmatch(value)
+        if hoistable and valid and name not in headers and name not in found:
+            found[name] = value
+    return found
 
 
 def _resources(request: SigV2Request) -> list[str]:

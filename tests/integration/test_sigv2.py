@@ -100,6 +100,22 @@ def test_boto3_default_presigned_with_signed_params(s3: Any, bucket: str) -> Non
     assert s3.head_object(Bucket=bucket, Key="typed")["ContentType"] == "text/csv"
     wrong_type = httpx.put(put_url, content=b"a,b", headers={"Content-Type": "text/plain"})
     expect_error(wrong_type, 403, "SignatureDoesNotMatch")
+    # boto3 carries the signed headers in the URL: a plain client need not send them.
+    put_url = s3.generate_presigned_url(
+        "put_object",
+        Params={
+            "Bucket": bucket,
+            "Key": "carried",
+            "ContentType": "text/csv",
+            "Metadata": {"origin": "presigned url"},
+        },
+    )
+    assert "x-amz-meta-origin=" in put_url
+    put = httpx.put(put_url, content=b"c,d")
+    assert put.status_code == 200, put.text
+    head = s3.head_object(Bucket=bucket, Key="carried")
+    assert head["ContentType"] == "text/csv"
+    assert head["Metadata"] == {"origin": "presigned url"}
 
 
 def test_boto3_sigv2_client_bucket_and_object_operations(v2: Any, s3: Any) -> None:

@@ -322,6 +322,43 @@ def test_round_trip_with_botocore_any_key(key: str, meta: str) -> None:
     )
 
 
+def test_botocore_presigned_headers_travel_in_the_query() -> None:
+    # botocore signs x-amz-*, Content-Type and Content-MD5 and moves them into the URL.
+    request = AWSRequest(
+        method="PUT",
+        url="http://127.0.0.1:9000/b/k",
+        headers={"x-amz-meta-name": "a b/ü", "x-amz-acl": "private", "Content-Type": "text/csv"},
+    )
+    HmacV1QueryAuth(Credentials(AK, SK), expires=300).add_auth(request)
+    parts = urlsplit(request.url)
+    assert "x-amz-meta-name=" in parts.query and "content-type=" in parts.query
+    bare = SigV2Request("PUT", parts.path, parts.query, raw([("Host", "127.0.0.1:9000")]))
+    assert sigv2.verify(bare, secret).presigned
+    assert sigv2.hoisted_headers(parts.query, bare.headers) == {
+        "x-amz-meta-name": "a b/ü",
+        "x-amz-acl": "private",
+        "content-type": "text/csv",
+    }
+    # Sent as headers too, they must agree (a header sent wins over the URL's value).
+    same = SigV2Request(
+        "PUT", parts.path, parts.query, raw([("Host", "h"), ("Content-Type", "text/csv")])
+    )
+    assert sigv2.verify(same, secret).presigned
+    other = SigV2Request(
+        "PUT", parts.path, parts.query, raw([("Host", "h"), ("Content-Type", "text/html")])
+    )
+    with pytest.raises(S3Error) as caught:
+        sigv2.verify(other, secret)
+    assert caught.value.code == "SignatureDoesNotMatch"
+
+
+@pytest.mark.parametrize(
+    "param", ["x-amz-meta-a=1%0D%0AX-Injected%3A%201", "x-amz-meta-a%0Ab=1", "x-amz-meta-%20=1"]
+)
+def test_hoisting_refuses_what_cannot_be_a_header(param: str) -> None:
+    assert sigv2.hoisted_headers(param, {}) == {}
+
+
 def test_our_signers_verify() -> None:
     url = "http://127.0.0.1:9000/b/a%20key?uploadId=9&partNumber=2"
     headers = sigv2.sign_headers("PUT", url, {"x-amz-date": "20240301T120000Z"}, AK, SK)
