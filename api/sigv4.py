@@ -355,9 +355,19 @@ def verify(
         parsed.signed_headers,
         parsed.payload_hash,
     )
-    expected = signature(key, string_to_sign(parsed.amz_date, cred.scope, text))
-    if not signatures_equal(expected, parsed.signature):
-        raise S3Error("SignatureDoesNotMatch", _SIGNATURE_MISMATCH)
+    sts = string_to_sign(parsed.amz_date, cred.scope, text)
+    if not signatures_equal(signature(key, sts), parsed.signature):
+        # AWS shows what it signed, so that a client's author can find the difference.
+        raise S3Error(
+            "SignatureDoesNotMatch",
+            _SIGNATURE_MISMATCH,
+            details={
+                "AWSAccessKeyId": cred.access_key,
+                "StringToSign": sts,
+                "SignatureProvided": parsed.signature,
+                "CanonicalRequest": text,
+            },
+        )
     return AuthContext(
         access_key=cred.access_key,
         payload_hash=parsed.payload_hash,

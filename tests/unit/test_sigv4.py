@@ -528,6 +528,10 @@ def test_wrong_secret_is_signature_mismatch() -> None:
     with pytest.raises(S3Error) as caught:
         verify(request_from("GET", "http://h/b/k", sent))
     assert caught.value.code == "SignatureDoesNotMatch"
+    details = caught.value.details
+    assert details["CanonicalRequest"].startswith("GET\n/b/k\n\nhost:h\n")
+    assert details["StringToSign"].startswith(f"AWS4-HMAC-SHA256\n{sent['x-amz-date']}\n")
+    assert details["SignatureProvided"] == sent["authorization"].rsplit("=", 1)[1]
 
 
 def test_presigned_tampering_and_pinned_payload_hash() -> None:
