@@ -33,6 +33,7 @@ from api import (
     ownership,
     post_object,
     public_access,
+    sigv2,
     tagging,
 )
 from api.access import BucketAccessCache, action_for, authorize, check_expected_owner
@@ -41,9 +42,9 @@ from api.errors import S3Error, from_storage_error, render_error_xml
 from api.header_limits import check_header_section
 from api.keyring import ANONYMOUS, Identity, KeyRing
 from api.observe import UNKNOWN_OPERATION, NoObserver, RequestObserver
-from api.router import PREFLIGHT, resolve, split_target
+from api.router import PREFLIGHT, resolve, split_target, virtual_host_bucket
 from api.settings import ApiSettings
-from api.sigv4 import AuthContext, SignableRequest, verify
+from api.sigv4 import AuthContext, SignableRequest, signable_headers, verify
 from api.write_gate import WRITE_METHODS, WriteGate
 from storage.errors import StorageError
 from storage.store import Store
@@ -285,15 +286,9 @@ def _authenticate(
     request: Request, settings: ApiSettings, keyring: KeyRing
 ) -> tuple[AuthContext | None, Identity]:
     """Verify the signature; return it with the identity acting (anonymous if unsigned)."""
-    signable = SignableRequest(
-        method=request.method,
-        path=request.scope["path"],
-        query_string=request.scope.get("query_string", b"").decode("latin-1"),
-        headers=_joined_headers(request),
-    )
     root = Identity(keyring.root_access_key, root=True)
     try:
-        auth = verify(signable, keyring.secret_for, settings.region)
+        auth = _verify_signature(request, settings, keyring)
     except S3Error:
         if settings.auth_enabled:
             raise
@@ -305,13 +300,39 @@ def _authenticate(
     return auth, keyring.identity(auth.access_key)
 
 
+def _verify_signature(
+    request: Request, settings: ApiSettings, keyring: KeyRing
+) -> AuthContext | None:
+    """SigV2 or SigV4, whichever the request uses; None when it is not signed at all."""
+    headers = _joined_headers(request)
+    query_string = request.scope.get("query_string", b"").decode("latin-1")
+    if sigv2.applies(headers, query_string):
+        if not settings.sigv2_enabled:
+            raise sigv2.disabled()
+        signable_v2 = sigv2.SigV2Request(
+            method=request.method,
+            raw_path=request.scope.get("raw_path", b"").decode("utf-8", "surrogateescape")
+            or request.scope["path"],
+            query_string=query_string,
+            headers=headers,
+            virtual_bucket=virtual_host_bucket(headers.get("host", ""), settings.domain),
+        )
+        auth = sigv2.verify(signable_v2, keyring.secret_for)
+        if auth.presigned:  # signed headers the URL carries apply as if sent
+            hoisted = sigv2.hoisted_headers(query_string, headers).items()
+            request.scope["headers"].extend((n.encode(), v.encode()) for n, v in hoisted)
+        return auth
+    signable = SignableRequest(
+        method=request.method,
+        path=request.scope["path"],
+        query_string=query_string,
+        headers=headers,
+    )
+    return verify(signable, keyring.secret_for, settings.region)
+
+
 def _joined_headers(request: Request) -> dict[str, str]:
-    joined: dict[str, str] = {}
-    for raw_name, raw_value in request.scope["headers"]:
-        name = raw_name.decode("latin-1").lower()
-        value = raw_value.decode("latin-1")
-        joined[name] = f"{joined[name]},{value}" if name in joined else value
-    return joined
+    return signable_headers(request.scope["headers"])
 
 
 def error_response(exc: Exception, request_id: str, resource: str, is_head: bool) -> Response:
@@ -330,5 +351,7 @@ def error_response(exc: Exception, request_id: str, resource: str, is_head: bool
         if exc.status != 304:
             headers["x-amz-error-code"] = exc.code
         return Response(status_code=exc.status, headers=headers)
-    body = render_error_xml(exc.code, exc.message, exc.resource or resource, request_id)
+    body = render_error_xml(
+        exc.code, exc.message, exc.resource or resource, request_id, exc.details
+    )
     return Response(body, status_code=exc.status, headers=headers, media_type="application/xml")

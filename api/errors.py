@@ -9,6 +9,7 @@ escapes a handler becomes ``InternalError`` (500) with the traceback logged, nev
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from urllib.parse import quote
 from xml.sax.saxutils import escape
 
@@ -87,6 +88,7 @@ class S3Error(Exception):
         message: str = "",
         resource: str = "",
         headers: dict[str, str] | None = None,
+        details: dict[str, str] | None = None,
     ) -> None:
         assert code in STATUS_BY_CODE, f"unknown S3 error code {code!r}"
         super().__init__(f"{code}: {message}")
@@ -94,13 +96,15 @@ class S3Error(Exception):
         self.message = message or code
         self.resource = resource
         self.headers = headers or {}
+        # Extra elements AWS puts in some error documents (StringToSign, HeadersNotSigned...).
+        self.details = details or {}
 
     @property
     def status(self) -> int:
         return STATUS_BY_CODE[self.code]
 
     def to_xml(self, request_id: str) -> bytes:
-        return render_error_xml(self.code, self.message, self.resource, request_id)
+        return render_error_xml(self.code, self.message, self.resource, request_id, self.details)
 
 
 # Characters XML 1.0 cannot carry at all, not even as character references.
@@ -113,10 +117,20 @@ def _xml_text(text: str) -> str:
     return escape(cleaned)
 
 
-def render_error_xml(code: str, message: str, resource: str, request_id: str) -> bytes:
+def render_error_xml(
+    code: str,
+    message: str,
+    resource: str,
+    request_id: str,
+    details: Mapping[str, str] | None = None,
+) -> bytes:
+    """The error document; ``details`` are extra elements (names are ours, never a client's)."""
+    extra = "".join(
+        f"<{name}>{_xml_text(value)}</{name}>" for name, value in (details or {}).items()
+    )
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f"<Error><Code>{_xml_text(code)}</Code><Message>{_xml_text(message)}</Message>"
+        f"<Error><Code>{_xml_text(code)}</Code><Message>{_xml_text(message)}</Message>{extra}"
         f"<Resource>{_xml_text(resource)}</Resource>"
         f"<RequestId>{_xml_text(request_id)}</RequestId></Error>"
     ).encode()

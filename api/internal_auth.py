@@ -22,7 +22,14 @@ from fastapi import HTTPException, Request
 from api.errors import S3Error
 from api.keyring import KeyRing
 from api.settings import ApiSettings
-from api.sigv4 import UNSIGNED_PAYLOAD, AuthContext, SignableRequest, is_sha256_hex, verify
+from api.sigv4 import (
+    UNSIGNED_PAYLOAD,
+    AuthContext,
+    SignableRequest,
+    is_sha256_hex,
+    signable_headers,
+    verify,
+)
 
 # Bodies whose SHA-256 is signed are hashed here, so they are read here: bounded.
 DEFAULT_MAX_BODY_BYTES: Final = 64 << 20
@@ -50,7 +57,7 @@ def _verified(request: Request, settings: ApiSettings, keyring: KeyRing) -> Auth
         method=request.method,
         path=request.scope["path"],
         query_string=request.scope.get("query_string", b"").decode("latin-1"),
-        headers=_joined_headers(request),
+        headers=signable_headers(request.scope["headers"]),
     )
     try:
         auth = verify(signable, keyring.secret_for, settings.region)
@@ -93,13 +100,3 @@ async def _check_payload(request: Request, auth: AuthContext, limit: int) -> Non
 
 def _denied(exc: S3Error, status: int) -> HTTPException:
     return HTTPException(status, f"{exc.code}: {exc.message}")
-
-
-def _joined_headers(request: Request) -> dict[str, str]:
-    """Header names lower-cased, repeats joined with ',' (what SigV4 canonicalizes)."""
-    joined: dict[str, str] = {}
-    for raw_name, raw_value in request.scope["headers"]:
-        name = raw_name.decode("latin-1").lower()
-        value = raw_value.decode("latin-1")
-        joined[name] = f"{joined[name]},{value}" if name in joined else value
-    return joined

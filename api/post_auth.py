@@ -24,11 +24,12 @@ import hashlib
 import hmac
 from collections.abc import Callable, Mapping
 
+from api import sigv2
 from api.errors import S3Error
 from api.sigv4 import (
     ALGORITHM,
-    _parse_amz_date,  # the same rules as presigned URLs: one implementation
-    _parse_credential,
+    parse_amz_date,  # the same rules as presigned URLs: one implementation
+    parse_credential,
     signature,
     signatures_equal,
     signing_key,
@@ -61,11 +62,15 @@ def _query_error(detail: str) -> S3Error:
 
 
 def form_signer(
-    fields: Mapping[str, str], secret_for: Callable[[str], str | None], region: str
+    fields: Mapping[str, str],
+    secret_for: Callable[[str], str | None],
+    region: str,
+    sigv2_enabled: bool = True,
 ) -> str | None:
     """The access key whose signature the form's policy carries; None for an unsigned form.
 
-    ``fields`` are the form's fields before the file, names in lower case.
+    ``fields`` are the form's fields before the file, names in lower case. A SigV2 form on a
+    node started with ``--sigv2 off`` is refused like any other SigV2 request.
     """
     signed_v4 = any(name in fields for name in V4_FIELDS)
     signed_v2 = any(name in fields for name in V2_FIELDS)
@@ -81,6 +86,8 @@ def form_signer(
             raise missing_field(spelling)
     if signed_v4:
         return _verify_v4(fields, secret_for, region)
+    if not sigv2_enabled:
+        raise sigv2.disabled()
     return _verify_v2(fields, secret_for)
 
 
@@ -99,13 +106,13 @@ def _verify_v4(
 ) -> str:
     if fields["x-amz-algorithm"] != ALGORITHM:
         raise _query_error(f'X-Amz-Algorithm only supports "{ALGORITHM}"')
-    credential = _parse_credential(
+    credential = parse_credential(
         fields["x-amz-credential"],
         region,
         lambda detail: _query_error(f"Error parsing the X-Amz-Credential parameter; {detail}"),
     )
     amz_date = fields["x-amz-date"]
-    if _parse_amz_date(amz_date) is None:
+    if parse_amz_date(amz_date) is None:
         raise _query_error("X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"")
     if credential.date != amz_date[:8]:
         raise _query_error(

@@ -160,7 +160,9 @@ def _identity(ctx: S3Context, fields: dict[str, str]) -> Identity:
     signer of its Authorization header); with --auth off everyone is the root key."""
     if not ctx.settings.auth_enabled or ctx.keyring is None:
         return ctx.identity
-    signer = form_signer(fields, ctx.keyring.secret_for, ctx.settings.region)
+    signer = form_signer(
+        fields, ctx.keyring.secret_for, ctx.settings.region, ctx.settings.sigv2_enabled
+    )
     return ctx.identity if signer is None else ctx.keyring.identity(signer)
 
 

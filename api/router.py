@@ -96,11 +96,18 @@ class Target:
     key: str | None
 
 
-def split_target(path: str, host: str, domain: str | None) -> Target:
-    """Bucket and key from a virtual-hosted Host (under ``domain``) or a path-style path."""
+def virtual_host_bucket(host: str, domain: str | None) -> str | None:
+    """The bucket a virtual-hosted Host names (``BUCKET.DOMAIN[:port]``), else None."""
     hostname = host.rsplit(":", 1)[0].lower() if not host.startswith("[") else host
     if domain and hostname.endswith("." + domain):
-        bucket = hostname[: -len(domain) - 1]
+        return hostname[: -len(domain) - 1]
+    return None
+
+
+def split_target(path: str, host: str, domain: str | None) -> Target:
+    """Bucket and key from a virtual-hosted Host (under ``domain``) or a path-style path."""
+    bucket = virtual_host_bucket(host, domain)
+    if bucket is not None:
         key = path[1:] if path.startswith("/") else path
         return Target(bucket, key or None)
     stripped = path[1:] if path.startswith("/") else path

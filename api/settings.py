@@ -14,6 +14,7 @@ class ApiSettings:
     max_object_size: int = 5 << 30
     domain: str | None = None
     root_access_key: str = ""
+    sigv2_enabled: bool = True  # --sigv2: accept AWS Signature Version 2 (boto3's presigning)
 
 
 @functools.lru_cache(maxsize=1024)

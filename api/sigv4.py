@@ -30,7 +30,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from email.utils import formatdate, parsedate_to_datetime
 from functools import lru_cache
 from typing import Final
 from urllib.parse import quote, unquote, unquote_to_bytes, urlsplit
@@ -70,6 +70,13 @@ _PRESIGN_PARAMS: Final = (
 )
 # Headers a client must not sign: proxies and the HTTP stack rewrite them (botocore's list).
 _UNSIGNABLE_HEADERS: Final = frozenset({"authorization", "expect", "user-agent", "x-amzn-trace-id"})
+ONE_MECHANISM_ONLY: Final = (
+    "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, "
+    "Signature query string parameter or the Authorization header should be specified"
+)
+# The payload hash is bound to the signature on its own (last line of the canonical request,
+# or UNSIGNED-PAYLOAD), so it is the one x-amz-* header that may be sent unsigned.
+_MAY_BE_UNSIGNED: Final = frozenset({"x-amz-content-sha256"})
 _SIGNATURE_MISMATCH: Final = (
     "The request signature we calculated does not match the signature you provided. "
     "Check your key and signing method."
@@ -336,6 +343,7 @@ def verify(
             "The AWS Access Key Id you provided does not exist in our records.",
         )
     _check_time(parsed, _utc(now or datetime.now(UTC)))
+    _check_amz_headers_signed(request.headers, parsed.signed_headers)
     cred = parsed.credential
     key = signing_key(secret, cred.date, cred.region, cred.service)
     exclude = ("X-Amz-Signature",) if parsed.presigned else ()
@@ -347,9 +355,19 @@ def verify(
         parsed.signed_headers,
         parsed.payload_hash,
     )
-    expected = signature(key, string_to_sign(parsed.amz_date, cred.scope, text))
-    if not signatures_equal(expected, parsed.signature):
-        raise S3Error("SignatureDoesNotMatch", _SIGNATURE_MISMATCH)
+    sts = string_to_sign(parsed.amz_date, cred.scope, text)
+    if not signatures_equal(signature(key, sts), parsed.signature):
+        # AWS shows what it signed, so that a client's author can find the difference.
+        raise S3Error(
+            "SignatureDoesNotMatch",
+            _SIGNATURE_MISMATCH,
+            details={
+                "AWSAccessKeyId": cred.access_key,
+                "StringToSign": sts,
+                "SignatureProvided": parsed.signature,
+                "CanonicalRequest": text,
+            },
+        )
     return AuthContext(
         access_key=cred.access_key,
         payload_hash=parsed.payload_hash,
@@ -361,6 +379,43 @@ def verify(
     )
 
 
+def _check_amz_headers_signed(headers: Mapping[str, str], signed_headers: list[str]) -> None:
+    """Refuse x-amz-* headers left out of the signature, header form and presigned alike.
+
+    AWS does, so that nobody can add metadata, an ACL or a copy source to a request signed
+    by someone else (for presigned URLs AWS's documentation requires every x-amz-* header
+    to be signed).
+    """
+    signed = set(signed_headers)
+    unsigned = sorted(
+        name
+        for name in headers
+        if name.startswith("x-amz-") and name not in signed and name not in _MAY_BE_UNSIGNED
+    )
+    if unsigned:
+        raise S3Error(
+            "AccessDenied",
+            "There were headers present in the request which were not signed",
+            details={"HeadersNotSigned": ", ".join(unsigned)},
+        )
+
+
+def signable_headers(raw_headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """ASGI header pairs as signatures see them: names lower-cased, repeats joined with ','.
+
+    Values are decoded as UTF-8 (undecodable bytes kept with surrogateescape), so that the
+    canonical request, encoded back to UTF-8, hashes the bytes the client sent: clients sign
+    non-ASCII metadata (``x-amz-meta-name: café``) as its UTF-8 bytes. Each value is
+    trimmed before joining, as botocore and AWS canonicalize repeated headers.
+    """
+    joined: dict[str, str] = {}
+    for raw_name, raw_value in raw_headers:
+        name = raw_name.decode("latin-1").lower()
+        value = raw_value.decode("utf-8", "surrogateescape").strip()
+        joined[name] = f"{joined[name]},{value}" if name in joined else value
+    return joined
+
+
 def _parse_auth(request: SignableRequest, region: str) -> _ParsedAuth | None:
     """Find which authentication the request uses and parse it; None if anonymous."""
     authorization = request.headers.get("authorization")
@@ -368,11 +423,7 @@ def _parse_auth(request: SignableRequest, region: str) -> _ParsedAuth | None:
     presigned = b"X-Amz-Algorithm" in query_names or b"X-Amz-Signature" in query_names
     sigv2_query = b"AWSAccessKeyId" in query_names and b"Signature" in query_names
     if authorization is not None and (presigned or sigv2_query):
-        raise S3Error(
-            "InvalidArgument",
-            "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, "
-            "Signature query string parameter or the Authorization header should be specified",
-        )
+        raise S3Error("InvalidArgument", ONE_MECHANISM_ONLY)
     if authorization is not None:
         return _parse_header_auth(request, authorization, region)
     if presigned:
@@ -409,7 +460,7 @@ def _parse_header_auth(request: SignableRequest, authorization: str, region: str
             f"the authorization mechanism {algorithm!r} is not supported; use {ALGORITHM}."
         )
     fields = _parse_auth_fields(rest)
-    credential = _parse_credential(fields["Credential"], region, _header_malformed)
+    credential = parse_credential(fields["Credential"], region, _header_malformed)
     signed_headers = _parse_signed_headers(fields["SignedHeaders"], _header_malformed)
     amz_date, request_time = _header_date(request.headers)
     if credential.date != amz_date[:8]:
@@ -451,7 +502,7 @@ def _parse_auth_fields(text: str) -> dict[str, str]:
     return fields
 
 
-def _parse_credential(text: str, region: str, error: Callable[[str], S3Error]) -> _Credential:
+def parse_credential(text: str, region: str, error: Callable[[str], S3Error]) -> _Credential:
     parts = text.rsplit("/", 4)
     if len(parts) != 5 or not all(parts):
         raise error(
@@ -485,7 +536,7 @@ def _parse_signed_headers(text: str, error: Callable[[str], S3Error]) -> list[st
 _AMZ_DATE = re.compile(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z")
 
 
-def _parse_amz_date(text: str) -> datetime | None:
+def parse_amz_date(text: str) -> datetime | None:
     # A regex and int() instead of strptime: this runs on every request and strptime
     # costs ten times more.
     match = _AMZ_DATE.fullmatch(text)
@@ -502,7 +553,7 @@ def _header_date(headers: Mapping[str, str]) -> tuple[str, datetime]:
     """The request time from x-amz-date, else from Date; AWS answers AccessDenied if neither."""
     when: datetime | None = None
     if "x-amz-date" in headers:
-        when = _parse_amz_date(headers["x-amz-date"].strip())
+        when = parse_amz_date(headers["x-amz-date"].strip())
     elif "date" in headers:
         try:
             when = parsedate_to_datetime(headers["date"])
@@ -521,14 +572,14 @@ def _parse_presigned(request: SignableRequest, region: str) -> _ParsedAuth:
     params = _presign_params(request.query_string)
     if params["X-Amz-Algorithm"] != ALGORITHM:
         raise _query_malformed(f'X-Amz-Algorithm only supports "{ALGORITHM}"')
-    credential = _parse_credential(
+    credential = parse_credential(
         params["X-Amz-Credential"],
         region,
         lambda detail: _query_malformed(f"Error parsing the X-Amz-Credential parameter; {detail}"),
     )
     signed_headers = _parse_signed_headers(params["X-Amz-SignedHeaders"], _query_malformed)
     amz_date = params["X-Amz-Date"]
-    request_time = _parse_amz_date(amz_date)
+    request_time = parse_amz_date(amz_date)
     if request_time is None:
         raise _query_malformed(
             "X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\""
@@ -576,28 +627,56 @@ def _presigned_payload_hash(query_string: str) -> str:
 
 
 def _parse_expires(text: str) -> int:
+    """X-Amz-Expires: 0..604800 seconds, AWS's messages otherwise (0 is simply expired)."""
+    if re.fullmatch(r"-\d{1,12}", text):
+        raise _query_malformed("X-Amz-Expires must be non-negative")
     if not re.fullmatch(r"\d{1,12}", text):
         raise _query_malformed("X-Amz-Expires should be a number")
     expires = int(text)
-    if expires < 1:
-        raise _query_malformed("X-Amz-Expires must be positive")
     if expires > MAX_PRESIGN_EXPIRES_S:
-        raise _query_malformed("X-Amz-Expires must be less than a week (in seconds) that is 604800")
+        raise _query_malformed(
+            "X-Amz-Expires must be less than a week (in seconds); that is, the given "
+            f"X-Amz-Expires must be less than {MAX_PRESIGN_EXPIRES_S} seconds"
+        )
     return expires
+
+
+def iso_time(when: datetime) -> str:
+    """The time format of AWS's error elements (ServerTime, Expires)."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def check_skew(request_time: datetime, now: datetime) -> None:
+    """RequestTimeTooSkewed, with AWS's elements, beyond 15 minutes either way."""
+    if abs(now - request_time) > MAX_SKEW:
+        raise S3Error(
+            "RequestTimeTooSkewed",
+            "The difference between the request time and the current time is too large.",
+            details={
+                "RequestTime": formatdate(request_time.timestamp(), usegmt=True),
+                "ServerTime": iso_time(now),
+                "MaxAllowedSkewMilliseconds": str(int(MAX_SKEW.total_seconds() * 1000)),
+            },
+        )
 
 
 def _check_time(parsed: _ParsedAuth, now: datetime) -> None:
     if not parsed.presigned:
-        if abs(now - parsed.request_time) > MAX_SKEW:
-            raise S3Error(
-                "RequestTimeTooSkewed",
-                "The difference between the request time and the current time is too large.",
-            )
+        check_skew(parsed.request_time, now)
         return
     if parsed.request_time - now > MAX_SKEW:
         raise S3Error("AccessDenied", "Request is not valid yet")
-    if now > parsed.request_time + timedelta(seconds=parsed.expires_s):
-        raise S3Error("AccessDenied", "Request has expired")
+    expires_at = parsed.request_time + timedelta(seconds=parsed.expires_s)
+    if now > expires_at:
+        raise S3Error(
+            "AccessDenied",
+            "Request has expired",
+            details={
+                "X-Amz-Expires": str(parsed.expires_s),
+                "Expires": iso_time(expires_at),
+                "ServerTime": iso_time(now),
+            },
+        )
 
 
 # --------------------------------------------------------------------------------------

@@ -117,6 +117,7 @@ def api_settings(config: ServeConfig) -> ApiSettings:
         max_object_size=config.max_object_size,
         domain=config.domain,
         root_access_key=config.access_key,
+        sigv2_enabled=config.sigv2,
     )
 
 

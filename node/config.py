@@ -70,6 +70,7 @@ class ServeConfig:
     tls_cert: Path | None = None  # with tls_key: serve HTTPS
     tls_key: Path | None = None
     peer_ca: Path | None = None  # CA bundle for https peers (default: the system store)
+    sigv2: bool = True  # accept SigV2 signatures (off: AccessDenied naming SigV4)
 
     @property
     def log_path(self) -> Path | None:
@@ -218,6 +219,8 @@ SERVE_OPTIONS: tuple[tuple[str, str | None, object, str | None, str], ...] = (
     ("--secret-key", "LAKENODE_SECRET_KEY", parse_key, DEFAULT_SECRET_KEY, "root secret key"),
     ("--region", "LAKENODE_REGION", parse_region, DEFAULT_REGION, "region for SigV4 scopes"),
     ("--auth", "LAKENODE_AUTH", parse_on_off, "on", "on|off: off is for local development"),
+    ("--sigv2", "LAKENODE_SIGV2", parse_on_off, "on",
+     "on|off: accept AWS Signature Version 2 (boto3's default presigned URLs)"),
     ("--node-id", "LAKENODE_NODE_ID", parse_node_id, None, "node id (default: generated once)"),
     ("--max-object-size", "LAKENODE_MAX_OBJECT_SIZE", parse_size, "5GiB", "largest object"),
     ("--segment-size", "LAKENODE_SEGMENT_SIZE", parse_size, "1GiB", "segment rotation size"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from typing import Any
 
@@ -87,6 +88,24 @@ def send(
         payload_hash or hashlib.sha256(body).hexdigest(),
     )
     return httpx.request(method, full, headers=signed, content=body, timeout=timeout_s)
+
+
+def error_fields(response: httpx.Response) -> dict[str, str]:
+    assert response.headers["content-type"].startswith("application/xml")
+    root = ET.fromstring(response.content)
+    assert root.tag == "Error"
+    fields = {child.tag: child.text or "" for child in root}
+    assert set(fields) >= {"Code", "Message", "Resource", "RequestId"}
+    assert fields["RequestId"] == response.headers["x-amz-request-id"]
+    return fields
+
+
+def expect_error(response: httpx.Response, status: int, code: str) -> str:
+    """Check status and code; return the message."""
+    assert response.status_code == status, response.text
+    fields = error_fields(response)
+    assert fields["Code"] == code, response.text
+    return fields["Message"]
 
 
 def xml_code(response: httpx.Response) -> str:

@@ -65,6 +65,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], flag: str) -
         ("--max-object-size", "5XB"),
         ("--segment-size", "-1"),
         ("--auth", "maybe"),
+        ("--sigv2", "maybe"),
         ("--region", "Bad_Region!"),
         ("--node-id", "bad id/with slash"),
         ("--node-id", "x" * 65),
@@ -84,6 +85,7 @@ def test_bad_flag_value_exits_2_with_one_line(tmp_path: Path, flag: str, value: 
     [
         ("LAKENODE_LISTEN", "garbage", "--listen"),
         ("LAKENODE_AUTH", "maybe", "--auth"),
+        ("LAKENODE_SIGV2", "2", "--sigv2"),
         ("LAKENODE_MAX_OBJECT_SIZE", "lots", "--max-object-size"),
         ("LAKENODE_REGION", "UPPER", "--region"),
         ("LAKENODE_NODE_ID", "no/slash", "--node-id"),
@@ -287,7 +289,7 @@ def test_console_script_exists() -> None:
         [str(script), "serve", "--help"], capture_output=True, text=True, timeout=20
     )
     assert serve_help.returncode == 0
-    for flag in ("--listen", "--data-dir", "--max-object-size", "--auth", "--node-id"):
+    for flag in ("--listen", "--data-dir", "--max-object-size", "--auth", "--node-id", "--sigv2"):
         assert flag in serve_help.stdout
 
 

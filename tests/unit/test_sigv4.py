@@ -7,6 +7,9 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, unquote, urlsplit
 
 import pytest
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -525,6 +528,10 @@ def test_wrong_secret_is_signature_mismatch() -> None:
     with pytest.raises(S3Error) as caught:
         verify(request_from("GET", "http://h/b/k", sent))
     assert caught.value.code == "SignatureDoesNotMatch"
+    details = caught.value.details
+    assert details["CanonicalRequest"].startswith("GET\n/b/k\n\nhost:h\n")
+    assert details["StringToSign"].startswith(f"AWS4-HMAC-SHA256\n{sent['x-amz-date']}\n")
+    assert details["SignatureProvided"] == sent["authorization"].rsplit("=", 1)[1]
 
 
 def test_presigned_tampering_and_pinned_payload_hash() -> None:
@@ -703,6 +710,11 @@ def test_invalid_content_sha256_value() -> None:
 def test_request_time_too_skewed(offset: timedelta) -> None:
     error = expect_error(signed(), "RequestTimeTooSkewed", now=NOW + offset)
     assert error.status == 403
+    assert error.details == {
+        "RequestTime": "Fri, 01 Mar 2024 12:00:00 GMT",
+        "ServerTime": (NOW + offset).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "MaxAllowedSkewMilliseconds": "900000",
+    }
 
 
 def test_small_skew_is_accepted() -> None:
@@ -736,7 +748,6 @@ def test_presigned_expiry() -> None:
 @pytest.mark.parametrize(
     "overrides",
     [
-        {"X-Amz-Expires": "0"},
         {"X-Amz-Expires": "604801"},
         {"X-Amz-Expires": "-5"},
         {"X-Amz-Expires": "soon"},
@@ -766,6 +777,34 @@ def test_presigned_wrong_region_message() -> None:
     with pytest.raises(S3Error) as caught:
         verify_presigned(query)
     assert "the region 'eu-west-1' is wrong; expecting 'us-east-1'" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("expires", "message"),
+    [
+        ("-5", "X-Amz-Expires must be non-negative"),
+        ("soon", "X-Amz-Expires should be a number"),
+        (
+            "604801",
+            "X-Amz-Expires must be less than a week (in seconds); that is, the given "
+            "X-Amz-Expires must be less than 604800 seconds",
+        ),
+    ],
+)
+def test_presigned_expires_messages_are_aws(expires: str, message: str) -> None:
+    with pytest.raises(S3Error) as caught:
+        verify_presigned(doc_presigned_query(**{"X-Amz-Expires": expires}))
+    assert caught.value.message == message
+
+
+def test_presigned_zero_expires_is_expired() -> None:
+    # 0 seconds: valid at its own X-Amz-Date instant only, expired a moment later (AWS 403).
+    query = doc_presigned_query(**{"X-Amz-Expires": "0"})
+    with pytest.raises(S3Error) as caught:
+        verify_presigned(query, now=DOC_NOW + timedelta(seconds=1))
+    assert (caught.value.code, caught.value.status) == ("AccessDenied", 403)
+    assert caught.value.message == "Request has expired"
+    assert caught.value.details["X-Amz-Expires"] == "0"
 
 
 def test_presigned_max_expiry_accepted() -> None:
@@ -799,3 +838,61 @@ def test_non_ascii_signature_is_a_mismatch_not_a_crash() -> None:
     bad = auth[: auth.index("Signature=")] + "Signature=\u00e9\u00e9"
     expect_error(replace(request, headers={**request.headers, "authorization": bad}),
                  "SignatureDoesNotMatch")  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------
+# Unsigned x-amz-* headers, non-ASCII header values
+# --------------------------------------------------------------------------------------
+
+
+def test_unsigned_amz_header_is_refused() -> None:
+    request = signed("PUT", headers={"x-amz-meta-a": "1"})
+    assert verify(request) is not None
+    added = {**request.headers, "x-amz-meta-evil": "x", "x-amz-acl": "public-read"}
+    error = expect_error(replace(request, headers=added), "AccessDenied")
+    assert error.message == "There were headers present in the request which were not signed"
+    assert error.details == {"HeadersNotSigned": "x-amz-acl, x-amz-meta-evil"}
+    # Other unsigned headers stay allowed (User-Agent, Expect... are never signed).
+    assert verify(replace(request, headers={**request.headers, "x-amzn-trace-id": "1"}))
+
+
+def test_unsigned_amz_header_on_presigned_url_is_refused() -> None:
+    url = "http://127.0.0.1:9000/bucket/key"
+    presigned = sigv4.presign_url("PUT", url, AK, SK, now=NOW)
+    host = {"host": "127.0.0.1:9000"}
+    assert verify(request_from("PUT", presigned, host)) is not None
+    error = expect_error(
+        request_from("PUT", presigned, {**host, "x-amz-meta-a": "1"}), "AccessDenied"
+    )
+    assert error.details["HeadersNotSigned"] == "x-amz-meta-a"
+    # The payload hash is bound on its own: an unsigned x-amz-content-sha256 is accepted.
+    unsigned_hash = {**host, "x-amz-content-sha256": sigv4.UNSIGNED_PAYLOAD}
+    assert verify(request_from("PUT", presigned, unsigned_hash)) is not None
+
+
+def test_utf8_metadata_signed_by_botocore_verifies() -> None:
+    request = AWSRequest(
+        method="PUT",
+        url="http://127.0.0.1:9000/bucket/key",
+        headers={"x-amz-meta-name": "café ☕ ünï", "Content-Type": "text/plain"},
+        data=b"",
+    )
+    S3SigV4Auth(Credentials(AK, SK), "s3", REGION).add_auth(request)
+    sent = [(n.lower().encode(), v.encode("utf-8")) for n, v in request.headers.items()]
+    sent.append((b"host", b"127.0.0.1:9000"))
+    signable = SignableRequest("PUT", "/bucket/key", "", sigv4.signable_headers(sent))
+    assert signable.headers["x-amz-meta-name"] == "café ☕ ünï"
+    assert sigv4.verify(signable, secret, REGION) is not None
+    # Read as latin-1 (each byte one character) the value hashes differently and fails.
+    latin = {n.decode(): v.decode("latin-1") for n, v in sent}
+    with pytest.raises(S3Error) as caught:
+        sigv4.verify(replace(signable, headers=latin), secret, REGION)
+    assert caught.value.code == "SignatureDoesNotMatch"
+
+
+def test_signable_headers_joins_repeats_and_keeps_undecodable_bytes() -> None:
+    headers = sigv4.signable_headers(
+        [(b"X-Amz-Meta-A", b" one "), (b"x-amz-meta-a", b"two"), (b"x-amz-meta-b", b"\xe9t\xe9")]
+    )
+    assert headers["x-amz-meta-a"] == "one,two"
+    assert headers["x-amz-meta-b"].encode("utf-8", "surrogateescape") == b"\xe9t\xe9"
