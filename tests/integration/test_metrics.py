@@ -72,7 +72,7 @@ def test_requests_are_counted_by_operation_and_status(observed: Observed) -> Non
     )
     denied = httpx.get(f"{node.url}/counted?list-type=2", headers={"Authorization": forged})
     assert denied.status_code == 403
-    unroutable = send(node.url, "POST", "/counted/k0")  # POST on an object without ?uploads
+    unroutable = send(node.url, "GET", "/counted?website")  # a sub-resource not served
     assert unroutable.status_code == 501
 
     samples = scrape(observed.metrics_url)
