@@ -139,13 +139,13 @@ MULTI_DELETE = "s3:DeleteObjects"
 # says who acts; api/post_object.py authorizes s3:PutObject with that identity.
 FORM_UPLOAD = "s3:PostObject"
 READ_ACTION_PREFIXES = ("s3:get", "s3:list")
-ANONYMOUS_ACTIONS = frozenset(
-    {"s3:getobject", "s3:getobjectversion", "s3:listbucket", "s3:listbucketversions"}
+# What no bucket policy can grant to anonymous users: on AWS only identities of the bucket
+# owner's account may read or change a bucket policy, whatever the policy says. Everything
+# else a policy grants to Principal "*" is granted to unsigned requests, as on AWS (a public
+# access block with BlockPublicPolicy / RestrictPublicBuckets is the guard against it).
+OWNER_ONLY_ACTIONS = frozenset(
+    {"s3:getbucketpolicy", "s3:putbucketpolicy", "s3:deletebucketpolicy"}
 )
-# The one write an anonymous user may make where a bucket policy grants it: a browser upload
-# (S3: "Requests without a security policy are considered anonymous and will succeed only on
-# publicly writable buckets"). Anonymous PUT/DELETE stay refused.
-ANONYMOUS_UPLOAD_ACTIONS = ANONYMOUS_ACTIONS | {"s3:putobject"}
 BUCKET_CACHE_TTL_S = 1.0
 
 
@@ -318,18 +318,16 @@ async def authorize(
     bucket: str | None,
     key: str | None = None,
     *,
-    form_upload: bool = False,
     version_id: str | None = None,
     request_tags: Iterable[tuple[str, str]] | None = None,
     acls: bool = True,
 ) -> None:
     """Raise AccessDenied unless ``ctx.identity`` may do ``action`` on bucket/key.
 
-    ``form_upload``: for a browser upload, which anonymous users may make too. ``version_id``
-    is the version whose tags s3:ExistingObjectTag and whose object ACL are read (default:
-    the request's own ?versionId when bucket/key is the request's object); ``request_tags``
-    the tag set a PutObjectTagging body carries, which api/tagging.py passes once it has it;
-    ``acls=False`` leaves ACL grants out.
+    ``version_id`` is the version whose tags s3:ExistingObjectTag and whose object ACL are
+    read (default: the request's own ?versionId when bucket/key is the request's object);
+    ``request_tags`` the tag set a PutObjectTagging body carries, which api/tagging.py passes
+    once it has it; ``acls=False`` leaves ACL grants out.
     """
     identity = ctx.identity
     if identity.root:
@@ -339,7 +337,7 @@ async def authorize(
         return  # no such bucket: the handler answers NoSuchBucket
     if action == "s3:CreateBucket" and access is not None:
         return  # it exists: the handler answers BucketAlreadyExists / ...OwnedByYou
-    if action == MULTI_DELETE and not identity.anonymous:
+    if action == MULTI_DELETE:
         return  # DeleteObjects: api/multidelete.py authorizes s3:DeleteObject per key
     if action == FORM_UPLOAD:
         return  # POST Object: api/post_object.py authorizes with the form's identity
@@ -352,9 +350,7 @@ async def authorize(
         if version_id is None and (bucket, key) == (ctx.bucket, ctx.key):
             version_id = ctx.query.get("versionId")
         context.update(await _existing_tags(ctx, identity, access, bucket, key, version_id))
-    decision = policy_decision(
-        identity, action, bucket, key, access, context, form_upload=form_upload
-    )
+    decision = policy_decision(identity, action, bucket, key, access, context)
     if decision is Decision.ALLOW:
         return
     if decision is None and acls and access is not None and bucket is not None:
@@ -439,13 +435,9 @@ def allowed(
     access: BucketAccess | None,
     context: Mapping[str, ContextValue],
     object_acl: Acl | None = None,
-    *,
-    form_upload: bool = False,
 ) -> bool:
     """The decision described in the module docstring (pure)."""
-    decision = policy_decision(
-        identity, action, bucket, key, access, context, form_upload=form_upload
-    )
+    decision = policy_decision(identity, action, bucket, key, access, context)
     if decision is not None:
         return decision is Decision.ALLOW
     return bucket is not None and acl_allows(identity, action, bucket, access, object_acl)
@@ -458,8 +450,6 @@ def policy_decision(
     key: str | None,
     access: BucketAccess | None,
     context: Mapping[str, ContextValue],
-    *,
-    form_upload: bool = False,
 ) -> Decision | None:
     """Policies and key scopes: Deny, Allow, or None when they decide nothing."""
     if identity.root:
@@ -474,8 +464,7 @@ def policy_decision(
         )
         if bucket_decision is Decision.ALLOW and restricted:
             return None  # RestrictPublicBuckets: a public policy grants no anonymous access
-        permitted = ANONYMOUS_UPLOAD_ACTIONS if form_upload else ANONYMOUS_ACTIONS
-        if bucket_decision is Decision.ALLOW and action.lower() not in permitted:
+        if bucket_decision is Decision.ALLOW and action.lower() in OWNER_ONLY_ACTIONS:
             return None
         return bucket_decision
     identity_decision = _identity_decision(identity, request, bucket, access)

@@ -108,7 +108,7 @@ async def post_object(ctx: S3Context) -> Response:
     if policy is not None:
         check_policy(policy, {**fields, "bucket": ctx.bucket_name}, datetime.now(UTC))
     form_ctx = dataclasses.replace(ctx, identity=identity, key=key)
-    await authorize(form_ctx, "s3:PutObject", ctx.bucket_name, key, form_upload=True)
+    await authorize(form_ctx, "s3:PutObject", ctx.bucket_name, key)
     upload = _upload(fields, key, policy)
     writer = await ctx.store.begin_object(ctx.bucket_name, key, ctx.settings.max_object_size)
     await _receive_file(reader, body, writer, upload)

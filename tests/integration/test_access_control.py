@@ -740,21 +740,33 @@ def test_public_bucket_serves_anonymous_reads_only(root: Any, node: NodeProcess)
     assert (create.status_code, error_code(create)) == (403, "AccessDenied")
 
 
-def test_anonymous_writes_denied_even_when_the_policy_allows_them(
-    root: Any, node: NodeProcess
-) -> None:
-    public = root_bucket(root, "anon-write", {"k": b"v"})
+def test_anonymous_writes_follow_the_bucket_policy(root: Any, node: NodeProcess) -> None:
+    """As on AWS: what a bucket policy grants to "*" unsigned requests may do, writes
+    included, on the resources it names; a bucket policy itself stays the owner's."""
+    public = root_bucket(root, "anon-write", {"k": b"v", "other/k": b"o"})
     put_policy(
         root,
         public,
-        allow("*", ["s3:PutObject", "s3:DeleteObject", "s3:GetObject"], f"arn:aws:s3:::{public}/*"),
+        allow(
+            "*", ["s3:PutObject", "s3:DeleteObject", "s3:GetObject"], f"arn:aws:s3:::{public}/k*"
+        ),
     )
     assert httpx.get(f"{node.url}/{public}/k").content == b"v"
-    put = httpx.put(f"{node.url}/{public}/k", content=b"anon")
-    assert (put.status_code, error_code(put)) == (403, "AccessDenied")
+    put = httpx.put(f"{node.url}/{public}/k2", content=b"anon")
+    assert put.status_code == 200, put.text
+    assert root.get_object(Bucket=public, Key="k2")["Body"].read() == b"anon"
     delete = httpx.delete(f"{node.url}/{public}/k")
-    assert (delete.status_code, error_code(delete)) == (403, "AccessDenied")
-    assert root.get_object(Bucket=public, Key="k")["Body"].read() == b"v"
+    assert delete.status_code == 204, delete.text
+    outside = httpx.put(f"{node.url}/{public}/other/k", content=b"anon")
+    assert (outside.status_code, error_code(outside)) == (403, "AccessDenied")
+    assert root.get_object(Bucket=public, Key="other/k")["Body"].read() == b"o"
+    put_policy(
+        root, public, allow("*", ["s3:*"], [f"arn:aws:s3:::{public}", f"arn:aws:s3:::{public}/*"])
+    )
+    policy_read = httpx.get(f"{node.url}/{public}?policy")
+    assert (policy_read.status_code, error_code(policy_read)) == (403, "AccessDenied")
+    policy_delete = httpx.delete(f"{node.url}/{public}?policy")
+    assert (policy_delete.status_code, error_code(policy_delete)) == (403, "AccessDenied")
 
 
 # ---- operations that touch two resources ---------------------------------------------------

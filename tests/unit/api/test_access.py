@@ -337,19 +337,19 @@ CASES = {
     "anonymous reads a version of a public bucket": Case(
         ANONYMOUS, "s3:GetObjectVersion", "b", "k", PUBLIC_ALL, True
     ),
-    "anonymous write even with * PutObject": Case(
-        ANONYMOUS, "s3:PutObject", "b", "k", PUBLIC_WRITE, False
+    "anonymous write granted by * PutObject": Case(
+        ANONYMOUS, "s3:PutObject", "b", "k", PUBLIC_WRITE, True
     ),
-    "anonymous delete even with * DeleteObject": Case(
-        ANONYMOUS, "s3:DeleteObject", "b", "k", PUBLIC_WRITE, False
+    "anonymous delete granted by * DeleteObject": Case(
+        ANONYMOUS, "s3:DeleteObject", "b", "k", PUBLIC_WRITE, True
     ),
-    "anonymous write even with * s3:*": Case(
-        ANONYMOUS, "s3:PutObject", "b", "k", PUBLIC_ALL, False
+    "anonymous write granted by * s3:*": Case(
+        ANONYMOUS, "s3:PutObject", "b", "k", PUBLIC_ALL, True
     ),
     "anonymous policy read even with * s3:*": Case(
         ANONYMOUS, "s3:GetBucketPolicy", "b", None, PUBLIC_ALL, False
     ),
-    "anonymous multi-delete even with * DeleteObject": Case(
+    "anonymous multi-delete is decided per key, not as an action": Case(
         ANONYMOUS, MULTI_DELETE, "b", None, PUBLIC_WRITE, False
     ),
     "anonymous is not a named key": Case(
