@@ -7,7 +7,8 @@ checksums checked by api/chunked.py), a signed payload's SHA-256 is checked, and
 
 Checksum values and ``x-amz-sdk-checksum-algorithm`` count the same whether they come as
 headers or as query parameters of a presigned URL (:func:`checksum_fields`): a value that
-was signed into a URL is verified, never ignored.
+was signed into a URL is verified, never ignored, except the empty-payload placeholder that
+SDKs sign into presigned upload URLs before the body exists (:func:`_presign_placeholder`).
 """
 
 from __future__ import annotations
@@ -163,10 +164,30 @@ def checksum_fields(request: Request) -> dict[str, str]:
         for name, value in request.query_params.items()
         if name.lower() == SDK_ALGORITHM or algorithm_from_header(name) is not None
     }
+    if _presign_placeholder(fields, request.headers):
+        fields = {}
     for name, value in request.headers.items():
         if name.lower() == SDK_ALGORITHM or algorithm_from_header(name) is not None:
             fields[name.lower()] = value
     return fields
+
+
+def _presign_placeholder(query: Mapping[str, str], headers: Mapping[str, str]) -> bool:
+    """The query carries the checksum of an EMPTY payload while the body is not empty.
+
+    The AWS SDK for JavaScript v3 (3.729 on, default ``requestChecksumCalculation``) signs
+    ``x-amz-checksum-crc32=AAAAAA==`` and ``x-amz-sdk-checksum-algorithm=CRC32`` into every
+    presigned PutObject/UploadPart URL: it computes them before any body exists, so they say
+    nothing about what the URL's holder uploads, and AWS accepts such uploads. Verifying them
+    would refuse every upload through a default presigned URL; any other value in a query is
+    still verified.
+    """
+    values = [(algorithm_from_header(name), value) for name, value in query.items()]
+    checksums = [(algorithm, value) for algorithm, value in values if algorithm is not None]
+    if len(checksums) != 1 or headers.get("content-length") == "0":
+        return False  # an empty body: the value describes it, and is verified
+    algorithm, value = checksums[0]
+    return value == new_checksum(algorithm).b64digest()
 
 
 def _header_checksums(fields: Mapping[str, str]) -> dict[str, tuple[Checksum, str]]:

@@ -61,8 +61,9 @@ def base_env(home: Path) -> dict[str, str]:
     }
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
+def sha256_file(path: Path, algorithm: str = "sha256") -> str:
+    """The file's hex digest (SHA-256 unless ``algorithm`` names another), read in 1 MiB pieces."""
+    digest = hashlib.new(algorithm)
     with path.open("rb") as handle:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -11,6 +12,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -95,6 +97,22 @@ class NodeProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-5000:] if self.log_path.exists() else ""
+
+    def access_log(self, path_prefix: str = "/") -> list[dict[str, Any]]:
+        """The node's JSON access-log entries whose path starts with ``path_prefix``, in order.
+
+        What a client really sent (method, path, operation, status) is how its tests see where
+        the node answers differently from AWS.
+        """
+        if not self.log_path.exists():
+            return []
+        entries = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                entry = json.loads(line)
+                if str(entry.get("path", "")).startswith(path_prefix):
+                    entries.append(entry)
+        return entries
 
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs, as in a crash."""

@@ -144,6 +144,30 @@ def test_presigned_query_checksum_is_verified(
     assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == ["good"]
 
 
+def test_presigned_empty_payload_placeholder_is_not_a_checksum(
+    node: NodeProcess, s3: Any, bucket: str
+) -> None:
+    """The AWS SDK for JavaScript v3 signs the CRC32 of an EMPTY body into every presigned
+    PutObject URL (its default since 3.729); AWS accepts any body through such a URL."""
+    placeholder = {
+        "x-amz-checksum-crc32": b64("CRC32", b""),
+        "x-amz-sdk-checksum-algorithm": "CRC32",
+    }
+    data = os.urandom(10_000)
+    url = _presigned_put(node, bucket, "sdk-default", placeholder)
+    assert httpx.put(url, content=data).status_code == 200
+    assert s3.get_object(Bucket=bucket, Key="sdk-default")["Body"].read() == data
+    # An empty body through the same kind of URL: the value describes it and is kept.
+    empty = _presigned_put(node, bucket, "empty", placeholder)
+    assert httpx.put(empty, content=b"").status_code == 200
+    head = s3.head_object(Bucket=bucket, Key="empty", ChecksumMode="ENABLED")
+    assert head["ChecksumCRC32"] == b64("CRC32", b"")
+    # Any other value is still verified (test_presigned_query_checksum_is_verified).
+    other = _presigned_put(node, bucket, "other", {"x-amz-checksum-crc32": b64("CRC32", b"x")})
+    refused = httpx.put(other, content=data)
+    assert (refused.status_code, xml_code(refused)) == (400, "BadDigest")
+
+
 # ---- multipart ----------------------------------------------------------------------------------
 
 

@@ -1,7 +1,9 @@
 """The AWS SDK for JavaScript v3 (@aws-sdk/client-s3 from npm) against a real node.
 
 ``tests/js/s3_smoke.mjs`` does the work in node (put, stream put, multipart via lib-storage's
-``Upload`` and via the low-level commands, presigned GET over ``fetch``, ListObjectsV2, delete);
+``Upload`` and via the low-level commands, presigned GET and PUT over ``fetch``, conditional
+PUTs with ``IfNoneMatch: "*"`` and ``IfMatch``, ListObjectsV2, delete), all at the SDK's
+default checksum settings;
 this test installs its pinned dependencies with ``npm ci``, runs it against the session node,
 and checks from boto3 that the objects it reports leaving behind really are there.
 """
@@ -29,7 +31,7 @@ SCRIPT = JS_DIR / "s3_smoke.mjs"
 NODE = shutil.which("node")
 NPM = shutil.which("npm")
 
-EXPECTED_CHECKS = 8  # one per entry of `checks` in s3_smoke.mjs
+EXPECTED_CHECKS = 10  # one per entry of `checks` in s3_smoke.mjs
 NPM_TIMEOUT_S = 300.0
 SCRIPT_TIMEOUT_S = 180.0
 # Must match s3_smoke.mjs: MULTIPART_SIZE and PART_SIZE.

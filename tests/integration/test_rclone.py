@@ -1,7 +1,15 @@
-"""rclone (s3 backend, provider Other, path style) as a subprocess against a real node."""
+"""rclone (s3 backend, provider Other, path style) as a subprocess against a real node.
+
+rclone runs at its defaults but for one setting: ``--s3-upload-cutoff`` is lowered from
+200 MiB to 32 MiB (``RCLONE_S3_UPLOAD_CUTOFF``), so that the 40 MiB file of the tree goes
+up as a multipart upload (rclone's default 5 MiB chunks, 4 at a time, its MD5 kept in
+``X-Amz-Meta-Md5chksum``) without a 200 MiB file making the tests slow; the small files are
+single PutObjects.
+"""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -29,9 +37,11 @@ pytestmark = pytest.mark.skipif(
     RCLONE is None, reason="rclone is not installed (apt-get install rclone)"
 )
 
-# Below rclone's 200 MiB upload cutoff: one PutObject (multipart is not implemented yet).
-BIG_SIZE = 100 * MiB
+# Above UPLOAD_CUTOFF: a multipart upload of rclone's default 5 MiB chunks.
+BIG_SIZE = 40 * MiB + 12345  # 9 parts, the last one short
 BIG_NAME = "media/big.bin"
+UPLOAD_CUTOFF = "32M"
+DEFAULT_CHUNK = 5 * MiB
 
 Rclone = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -52,6 +62,7 @@ def rclone(node: NodeProcess, tmp_path: Path) -> Rclone:
         RCLONE_CONFIG_LAKE_REGION=REGION,
         RCLONE_CONFIG_LAKE_FORCE_PATH_STYLE="true",
         RCLONE_CACHE_DIR=str(home / "cache"),
+        RCLONE_S3_UPLOAD_CUTOFF=UPLOAD_CUTOFF,
     )
 
     def rclone(*args: str, check: bool = True) -> Any:
@@ -63,7 +74,7 @@ def rclone(node: NodeProcess, tmp_path: Path) -> Rclone:
 
 @pytest.fixture(scope="module")
 def source_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The small tree plus a 100 MiB random file; shared, so tests must not modify it."""
+    """The small tree plus a 40 MiB random file; shared, so tests must not modify it."""
     root = make_tree(tmp_path_factory.mktemp("rclone-src") / "tree", SMALL_TREE)
     write_random(root / BIG_NAME, BIG_SIZE)
     return root
@@ -92,6 +103,10 @@ def test_copy_check_ls_lsjson_and_download(
 
     head = s3.head_object(Bucket=bucket, Key=f"tree/{BIG_NAME}")
     assert head["ContentLength"] == BIG_SIZE
+    parts = -(-BIG_SIZE // DEFAULT_CHUNK)
+    assert head["ETag"].endswith(f'-{parts}"'), head["ETag"]  # multipart, default chunks
+    big_md5 = sha256_file(source_tree / BIG_NAME, "md5")
+    assert head["Metadata"]["md5chksum"] == base64.b64encode(bytes.fromhex(big_md5)).decode()
 
     checked = rclone("check", str(source_tree), remote)
     assert checked.returncode == 0
@@ -103,7 +118,9 @@ def test_copy_check_ls_lsjson_and_download(
     entries = json.loads(rclone("lsjson", "-R", "--hash", "--files-only", remote).stdout)
     assert {e["Path"]: e["Size"] for e in entries} == expected_sizes
     big = next(e for e in entries if e["Path"] == BIG_NAME)
-    assert big["Hashes"]["md5"] == head["ETag"].strip('"')
+    assert big["Hashes"]["md5"] == big_md5  # from the metadata: a multipart ETag is no MD5
+    small_md5 = next(e for e in entries if e["Path"] == "top.txt")["Hashes"]["md5"]
+    assert f'"{small_md5}"' == s3.head_object(Bucket=bucket, Key="tree/top.txt")["ETag"]
 
     # rclone stores the source mtime as metadata and restores it on download.
     down = tmp_path / "down"
@@ -115,11 +132,16 @@ def test_copy_check_ls_lsjson_and_download(
     local_mtime = int((source_tree / "top.txt").stat().st_mtime)
     assert int((down / "top.txt").stat().st_mtime) == local_mtime
 
-    # check is able to fail: change one object behind rclone's back.
-    s3.put_object(Bucket=bucket, Key="tree/top.txt", Body=b"tampered\n")
-    differing = rclone("check", str(source_tree), remote, check=False)
-    assert differing.returncode != 0
-    assert "1 differences found" in differing.stderr
+    # check --download compares the bytes themselves, not hashes: every object is read back.
+    downloaded = rclone("check", "--download", str(source_tree), remote)
+    assert "0 differences found" in downloaded.stderr
+
+    # Both checks are able to fail: change one object behind rclone's back, same size.
+    s3.put_object(Bucket=bucket, Key="tree/top.txt", Body=b"top levex\n")
+    for mode in ([], ["--download"]):
+        differing = rclone("check", *mode, str(source_tree), remote, check=False)
+        assert differing.returncode != 0
+        assert "1 differences found" in differing.stderr
 
 
 def test_sync_mirrors_changes(
