@@ -89,7 +89,7 @@ HANDLERS: dict[str, Handler] = {
     "GetPublicAccessBlock": public_access.get_public_access_block,
     "PutPublicAccessBlock": public_access.put_public_access_block,
     "DeletePublicAccessBlock": public_access.delete_public_access_block,
-    "GetBucketPolicyStatus": public_access.get_bucket_policy_status,
+    "GetBucketPolicyStatus": bucket_policy.get_bucket_policy_status,
     "GetObjectTagging": tagging.get_object_tagging,
     "PutObjectTagging": tagging.put_object_tagging,
     "DeleteObjectTagging": tagging.delete_object_tagging,

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
+from api import xml
 from api.body import Body
 from api.context import S3Context
 from api.errors import S3Error
 from api.policy import parse_policy
-from api.public_access import refuse_public_policy
+from api.public_access import policy_is_public, refuse_public_policy
 from storage.errors import NoSuchConfiguration
 
 POLICY_BYTES_MAX = 20 * 1024  # AWS's bucket policy size limit
@@ -35,14 +36,24 @@ async def put_bucket_policy(ctx: S3Context) -> Response:
     return Response(status_code=204)
 
 
-async def get_bucket_policy(ctx: S3Context) -> Response:
+async def _stored_policy(ctx: S3Context) -> str:
     try:
-        text = await ctx.store.get_bucket_document(ctx.bucket_name, "policy")
+        return await ctx.store.get_bucket_document(ctx.bucket_name, "policy")
     except NoSuchConfiguration as exc:
         raise S3Error(
             "NoSuchBucketPolicy", "The bucket policy does not exist", resource=ctx.resource
         ) from exc
-    return Response(text, media_type="application/json")
+
+
+async def get_bucket_policy(ctx: S3Context) -> Response:
+    return Response(await _stored_policy(ctx), media_type="application/json")
+
+
+async def get_bucket_policy_status(ctx: S3Context) -> Response:
+    """GetBucketPolicyStatus: IsPublic by AWS's rule (api/public_access.py)."""
+    public = policy_is_public(parse_policy(await _stored_policy(ctx), ctx.bucket_name))
+    body = xml.render("PolicyStatus", [("IsPublic", public)])
+    return Response(body, media_type="application/xml")
 
 
 async def delete_bucket_policy(ctx: S3Context) -> Response:

@@ -18,7 +18,7 @@ from api import xml
 from api.body import read_small_body
 from api.context import S3Context
 from api.errors import S3Error
-from api.policy import Condition, Decision, Policy, parse_policy
+from api.policy import Condition, Decision, Policy
 from storage.errors import NoSuchConfiguration
 
 DOCUMENT = "public-access-block"
@@ -95,11 +95,12 @@ def render_public_access(block: PublicAccessBlock) -> bytes:
 def policy_is_public(policy: Policy) -> bool:
     """AWS's rule: a policy is public when an Allow statement grants to every principal
     ("*") without a condition that fixes the caller to known values (a source IP range other
-    than the whole Internet, a source ARN/VPC/account, a principal's organisation...)."""
+    than the whole Internet, a source ARN/VPC/account, a principal's organisation...). An
+    Allow with NotPrincipal grants to everyone it does not name, anonymous users included."""
     return any(
         statement.effect is Decision.ALLOW
         and statement.principals is not None
-        and "*" in statement.principals
+        and ("*" in statement.principals) != statement.not_principal
         and not any(_fixes_caller(c) for c in statement.conditions)
         for statement in policy.statements
     )
@@ -145,18 +146,6 @@ async def delete_public_access_block(ctx: S3Context) -> Response:
     await ctx.store.put_bucket_document(ctx.bucket_name, DOCUMENT, None)
     ctx.bucket_access.invalidate(ctx.bucket_name)
     return Response(status_code=204)
-
-
-async def get_bucket_policy_status(ctx: S3Context) -> Response:
-    try:
-        text = await ctx.store.get_bucket_document(ctx.bucket_name, "policy")
-    except NoSuchConfiguration as exc:
-        raise S3Error(
-            "NoSuchBucketPolicy", "The bucket policy does not exist", resource=ctx.resource
-        ) from exc
-    public = policy_is_public(parse_policy(text, ctx.bucket_name))
-    body = xml.render("PolicyStatus", [("IsPublic", public)])
-    return Response(body, media_type="application/xml")
 
 
 def refuse_public_policy(block: PublicAccessBlock, policy: Policy) -> None:

@@ -289,9 +289,11 @@ def test_acl_decisions(
 # ---- public policies, access blocks, ownership controls --------------------------------------
 
 
-def _policy(condition: dict[str, Any] | None = None, principal: Any = "*") -> Any:
+def _policy(
+    condition: dict[str, Any] | None = None, principal: Any = "*", element: str = "Principal"
+) -> Any:
     statement: dict[str, Any] = {
-        "Effect": "Allow", "Principal": principal, "Action": "s3:GetObject", "Resource": "*"
+        "Effect": "Allow", element: principal, "Action": "s3:GetObject", "Resource": "*"
     }  # fmt: skip
     if condition:
         statement["Condition"] = condition
@@ -304,6 +306,8 @@ def _policy(condition: dict[str, Any] | None = None, principal: Any = "*") -> An
         (_policy(), True),
         (_policy(principal={"AWS": "*"}), True),
         (_policy(principal={"AWS": "alice"}), False),
+        (_policy(principal={"AWS": "alice"}, element="NotPrincipal"), True),
+        (_policy(principal={"AWS": "*"}, element="NotPrincipal"), False),
         (_policy({"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}), False),
         (_policy({"IpAddress": {"aws:SourceIp": "0.0.0.0/0"}}), True),
         (_policy({"StringEquals": {"aws:SourceVpce": "vpce-1"}}), False),
