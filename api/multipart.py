@@ -265,12 +265,12 @@ def _check_complete_type(
     ctx: S3Context, upload: UploadInfo, expected: tuple[str, str] | None
 ) -> None:
     """x-amz-checksum-type on the completion must repeat the upload's type (AWS); an upload
-    created without an algorithm is FULL_OBJECT (a whole-object CRC that comes with it, or
-    else AWS's default CRC64NVME)."""
+    created without an algorithm is FULL_OBJECT when a whole-object CRC comes with it, and
+    otherwise has no mode to repeat (even though its object gets the default CRC64NVME)."""
     requested = ctx.headers.get(TYPE_HEADER)
     if requested is None:
         return
-    actual = upload_checksum_type(upload) or FULL_OBJECT
+    actual = upload_checksum_type(upload) or (FULL_OBJECT if expected is not None else "")
     if requested.strip().upper() != actual:
         raise S3Error(
             "InvalidRequest",
