@@ -48,8 +48,8 @@ class Body:
 
     ``default`` (AWS's default checksum, CRC64NVME) is computed when the request announces
     no checksum at all; with ``default_alongside`` also when it announces one of another
-    algorithm (a part: its upload's object checksum is combined from the
-    parts' CRC64NVMEs). It is kept apart from :meth:`checksum_values`, which are the
+    algorithm (a part: its upload's object checksum is combined from the parts'
+    CRC64NVMEs). It is kept apart from :meth:`checksum_values`, which are the
     client's: see :meth:`default_checksum` and :meth:`object_checksums`."""
 
     def __init__(

@@ -210,8 +210,8 @@ async def upload_part_copy(ctx: S3Context) -> Response:
 
 
 def _shown_part_checksums(headers: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
-    """A part's checksums as its upload's answer shows them (UploadPart's headers,
-    CopyPartResult): the default CRC64NVME under its public name."""
+    """A copied part's checksums as CopyPartResult shows them: the default CRC64NVME under
+    its public name, as UploadPart's answer shows it."""
     return tuple(
         (header_name(DEFAULT_ALGORITHM) if name == DEFAULT_PART_CHECKSUM_HEADER else name, value)
         for name, value in headers
