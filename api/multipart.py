@@ -200,7 +200,9 @@ async def upload_part_copy(ctx: S3Context) -> Response:
             [
                 ("ETag", f'"{part.etag}"'),
                 ("LastModified", xml.iso8601_ms(part.modified_ms)),
-                *checksum_elements(_shown_part_checksums(checksums)),
+                # Not the default CRC64NVME of an upload without an algorithm: AWS's
+                # CopyPartResult has one only for uploads created with CRC64NVME.
+                *checksum_elements(checksums),
             ],
         )
     )
@@ -209,13 +211,15 @@ async def upload_part_copy(ctx: S3Context) -> Response:
     return response
 
 
-def _shown_part_checksums(headers: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
-    """A copied part's checksums as CopyPartResult shows them: the default CRC64NVME under
-    its public name, as UploadPart's answer shows it."""
-    return tuple(
-        (header_name(DEFAULT_ALGORITHM) if name == DEFAULT_PART_CHECKSUM_HEADER else name, value)
-        for name, value in headers
-    )
+def _shown_part_checksums(headers: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
+    """A part's checksums as ListParts shows them: those the client sent or the upload's
+    algorithm gave it, or else the default CRC64NVME (AWS's ``Part``: "present if ... the
+    object was uploaded without a checksum (and Amazon S3 added the default checksum)")."""
+    elements = checksum_elements(headers)
+    default = dict(headers).get(DEFAULT_PART_CHECKSUM_HEADER)
+    if not elements and default is not None:
+        elements.append((f"Checksum{DEFAULT_ALGORITHM}", default))
+    return elements
 
 
 def _parse_complete(body: bytes) -> tuple[list[tuple[int, str]], list[tuple[int, str, str]]]:
@@ -396,7 +400,7 @@ async def list_parts(ctx: S3Context) -> Response:
                 ("LastModified", xml.iso8601_ms(p.modified_ms)),
                 ("ETag", f'"{p.etag}"'),
                 ("Size", p.size),
-                *checksum_elements(p.manifest.headers),
+                *_shown_part_checksums(p.manifest.headers),
             ],
         )
         for p in parts
