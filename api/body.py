@@ -9,6 +9,11 @@ Checksum values and ``x-amz-sdk-checksum-algorithm`` count the same whether they
 headers or as query parameters of a presigned URL (:func:`checksum_fields`): a value that
 was signed into a URL is verified, never ignored, except the empty-payload placeholder that
 SDKs sign into presigned upload URLs before the body exists (:func:`_presign_placeholder`).
+
+AWS's default checksum (CRC64NVME, ``storage.checksums.DEFAULT_ALGORITHM``): since
+December 2024 S3 gives every new object uploaded without a checksum a full-object CRC64NVME.
+A body asked for it computes it while streaming, like any other checksum, so the data is
+never read twice.
 """
 
 from __future__ import annotations
@@ -40,7 +45,13 @@ class Body:
     """One request body. ``compute`` names an algorithm to compute even when the client
     sent no value for it (a part of an upload created with that algorithm). With
     ``header_checksums=False`` the x-amz-checksum-* headers are not about this body
-    (CompleteMultipartUpload: they are the whole object's checksum) and are left alone."""
+    (CompleteMultipartUpload: they are the whole object's checksum) and are left alone.
+
+    ``default`` (AWS's default checksum, CRC64NVME) is computed when the request announces
+    no checksum at all; with ``default_alongside`` also when it announces one of another
+    algorithm (a part: its upload's object checksum is combined from the parts'
+    CRC64NVMEs). It is kept apart from :meth:`checksum_values`, which are the
+    client's: see :meth:`default_checksum` and :meth:`object_checksums`."""
 
     def __init__(
         self,
@@ -48,6 +59,8 @@ class Body:
         auth: AuthContext | None,
         compute: str | None = None,
         header_checksums: bool = True,
+        default: str | None = None,
+        default_alongside: bool = False,
     ) -> None:
         headers = request.headers
         self.payload_hash = (
@@ -74,6 +87,11 @@ class Body:
         self._computed: Checksum | None = None
         if compute is not None and header_name(compute) not in declared:
             self._computed = new_checksum(compute)
+        self._default: Checksum | None = None
+        if default is not None and (
+            not declared or (default_alongside and header_name(default) not in declared)
+        ):
+            self._default = new_checksum(default)
         self.received = 0
 
     def _trailers(self) -> list[str]:
@@ -94,6 +112,22 @@ class Body:
             values[header_name(self._computed.algorithm)] = self._computed.b64digest()
         return values
 
+    def default_checksum(self) -> tuple[str, str] | None:
+        """(header, value) of the default checksum computed over the body, after verify();
+        None when it was not computed (the client sent its own)."""
+        if self._default is None:
+            return None
+        return header_name(self._default.algorithm), self._default.b64digest()
+
+    def object_checksums(self) -> dict[str, str]:
+        """The checksums an object written from this body keeps, after verify(): the
+        client's, or else the default one (as S3 does for uploads without a checksum)."""
+        values = self.checksum_values()
+        default = self.default_checksum()
+        if not values and default is not None:
+            values[default[0]] = default[1]
+        return values
+
     async def stream(self) -> AsyncIterator[bytes]:
         source = self._raw()
         if self._decoder is not None:
@@ -103,6 +137,8 @@ class Body:
                 checksum.update(piece)
             if self._computed is not None:
                 self._computed.update(piece)
+            if self._default is not None:
+                self._default.update(piece)
             self.received += len(piece)
             yield piece
 

@@ -35,10 +35,16 @@ from api.settings import owner_id
 from api.tagging import pop_upload_tags, upload_tagging_headers
 from api.upload import check_declared_length, object_headers, receive, validate_key
 from api.write_conditions import observe_write_condition
-from storage.checksums import CRC_ALGORITHMS, decode_value
+from storage.checksums import CRC_ALGORITHMS, DEFAULT_ALGORITHM, decode_value
 from storage.manifest import Manifest
 from storage.store import DeleteMarker
-from storage.uploads import UploadInfo, UploadPage, upload_checksum_type
+from storage.uploads import (
+    DEFAULT_PART_CHECKSUM_HEADER,
+    UploadInfo,
+    UploadPage,
+    upload_checksum_type,
+    whole_object_checksum,
+)
 
 PART_BYTES_MAX = 5 << 30
 COMPLETE_BODY_BYTES_MAX = 4 * 1024 * 1024
@@ -105,14 +111,26 @@ async def upload_part(ctx: S3Context) -> Response:
     upload = await _upload(ctx)
     _check_part_algorithm(ctx, upload)
     # A part of an upload with an algorithm always gets that checksum: computed here when
-    # the client sent none, so that the object's checksum can be built at completion.
-    body = Body(ctx.request, ctx.auth, compute=upload.checksum or None)
+    # the client sent none, so that the object's checksum can be built at completion. A
+    # part of an upload without one gets AWS's default CRC64NVME (unless the client sent
+    # that itself), from which completion combines the object's FULL_OBJECT CRC64NVME.
+    body = Body(
+        ctx.request,
+        ctx.auth,
+        compute=upload.checksum or None,
+        default=None if upload.checksum else DEFAULT_ALGORITHM,
+        default_alongside=True,
+    )
     check_declared_length(ctx, body, min(PART_BYTES_MAX, ctx.settings.max_object_size))
     writer = await ctx.store.begin_part(upload, min(PART_BYTES_MAX, ctx.settings.max_object_size))
     await receive(ctx, writer, body)
-    part = await writer.commit_part(upload, number, tuple(sorted(body.checksum_values().items())))
+    default = body.default_checksum()
+    stored = sorted(body.checksum_values().items())
+    if default is not None:
+        stored.append((DEFAULT_PART_CHECKSUM_HEADER, default[1]))
+    part = await writer.commit_part(upload, number, tuple(stored))
     headers = {"ETag": f'"{part.etag}"'}
-    headers.update(body.checksum_values())
+    headers.update(body.object_checksums())  # the default too, when the client sent none
     return Response(status_code=200, headers=headers)
 
 
@@ -135,13 +153,30 @@ def _check_part_algorithm(ctx: S3Context, upload: UploadInfo) -> None:
 
 async def _range_checksum(
     ctx: S3Context, source: Manifest, first: int, last: int, algorithm: str
-) -> tuple[tuple[str, str], ...]:
-    """The upload's checksum of a copied range: read (and BLAKE3-verified) once more."""
+) -> str:
+    """The checksum of a copied range: the source's own full-object checksum when the range is
+    the whole source, else computed over the range, read (and BLAKE3-verified) once more."""
+    if first == 0 and last == source.size - 1:
+        stored = whole_object_checksum(source.headers, algorithm)
+        if stored is not None:
+            return stored
     checksum = new_checksum(algorithm)
     if last >= first:
         async for piece in ctx.store.read(source, first, last):
             checksum.update(piece)
-    return ((header_name(algorithm), checksum.b64digest()),)
+    return checksum.b64digest()
+
+
+async def _copied_part_checksums(
+    ctx: S3Context, upload: UploadInfo, source: Manifest, first: int, last: int
+) -> tuple[tuple[str, str], ...]:
+    """The checksum a copied part keeps: the upload's algorithm's, or (an upload without
+    one) the default CRC64NVME under its internal name, as UploadPart keeps them."""
+    if upload.checksum:
+        value = await _range_checksum(ctx, source, first, last, upload.checksum)
+        return ((header_name(upload.checksum), value),)
+    value = await _range_checksum(ctx, source, first, last, DEFAULT_ALGORITHM)
+    return ((DEFAULT_PART_CHECKSUM_HEADER, value),)
 
 
 async def upload_part_copy(ctx: S3Context) -> Response:
@@ -157,9 +192,7 @@ async def upload_part_copy(ctx: S3Context) -> Response:
     first, last = parse_copy_range(ctx.headers.get("x-amz-copy-source-range"), source.size)
     if last - first + 1 > PART_BYTES_MAX:
         raise S3Error("EntityTooLarge", "Your proposed upload exceeds the maximum allowed size.")
-    checksums: tuple[tuple[str, str], ...] = ()
-    if upload.checksum:
-        checksums = await _range_checksum(ctx, source, first, last, upload.checksum)
+    checksums = await _copied_part_checksums(ctx, upload, source, first, last)
     part = await ctx.store.copy_part(upload, number, source, first, last, checksums)
     response = _xml(
         xml.render(
@@ -167,6 +200,8 @@ async def upload_part_copy(ctx: S3Context) -> Response:
             [
                 ("ETag", f'"{part.etag}"'),
                 ("LastModified", xml.iso8601_ms(part.modified_ms)),
+                # Not the default CRC64NVME of an upload without an algorithm: AWS's
+                # CopyPartResult has one only for uploads created with CRC64NVME.
                 *checksum_elements(checksums),
             ],
         )
@@ -174,6 +209,17 @@ async def upload_part_copy(ctx: S3Context) -> Response:
     if version_id is not None:
         response.headers["x-amz-copy-source-version-id"] = version_id
     return response
+
+
+def _shown_part_checksums(headers: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
+    """A part's checksums as ListParts shows them: those the client sent or the upload's
+    algorithm gave it, or else the default CRC64NVME (AWS's ``Part``: "present if ... the
+    object was uploaded without a checksum (and Amazon S3 added the default checksum)")."""
+    elements = checksum_elements(headers)
+    default = dict(headers).get(DEFAULT_PART_CHECKSUM_HEADER)
+    if not elements and default is not None:
+        elements.append((f"Checksum{DEFAULT_ALGORITHM}", default))
+    return elements
 
 
 def _parse_complete(body: bytes) -> tuple[list[tuple[int, str]], list[tuple[int, str, str]]]:
@@ -223,7 +269,8 @@ def _check_complete_type(
     ctx: S3Context, upload: UploadInfo, expected: tuple[str, str] | None
 ) -> None:
     """x-amz-checksum-type on the completion must repeat the upload's type (AWS); an upload
-    created without an algorithm is FULL_OBJECT when a whole-object CRC comes with it."""
+    created without an algorithm is FULL_OBJECT when a whole-object CRC comes with it, and
+    otherwise has no mode to repeat (even though its object gets the default CRC64NVME)."""
     requested = ctx.headers.get(TYPE_HEADER)
     if requested is None:
         return
@@ -353,7 +400,7 @@ async def list_parts(ctx: S3Context) -> Response:
                 ("LastModified", xml.iso8601_ms(p.modified_ms)),
                 ("ETag", f'"{p.etag}"'),
                 ("Size", p.size),
-                *checksum_elements(p.manifest.headers),
+                *_shown_part_checksums(p.manifest.headers),
             ],
         )
         for p in parts

@@ -37,6 +37,7 @@ from api.upload import (
 )
 from api.write_conditions import observe_write_condition
 from storage.catalog import NULL_VERSION
+from storage.checksums import DEFAULT_ALGORITHM
 from storage.errors import NoSuchKey, NoSuchVersion, StorageError
 from storage.manifest import Manifest
 from storage.store import DeleteMarker
@@ -68,7 +69,9 @@ def _version_headers(manifest: Manifest) -> dict[str, str]:
 
 async def put_object(ctx: S3Context) -> Response:
     validate_key(ctx.object_key)
-    body = Body(ctx.request, ctx.auth)
+    # Without a checksum of its own the object gets AWS's default CRC64NVME, computed as
+    # the body streams in (and returned, as S3 returns it).
+    body = Body(ctx.request, ctx.auth, default=DEFAULT_ALGORITHM)
     check_declared_length(ctx, body, ctx.settings.max_object_size)
     headers = object_headers(ctx.headers)  # validates metadata before the body is read
     headers += await object_acl_headers(ctx)
@@ -78,12 +81,11 @@ async def put_object(ctx: S3Context) -> Response:
         ctx.bucket_name, ctx.object_key, ctx.settings.max_object_size
     )
     await receive(ctx, writer, body)
-    manifest = await writer.commit(
-        headers + sorted(body.checksum_values().items()), tags, condition
-    )
+    checksums = body.object_checksums()
+    manifest = await writer.commit(headers + sorted(checksums.items()), tags, condition)
     response_headers = {"ETag": _etag(manifest), **_version_headers(manifest)}
-    response_headers.update(body.checksum_values())
-    if body.checksum_values():
+    response_headers.update(checksums)
+    if checksums:
         response_headers[TYPE_HEADER] = "FULL_OBJECT"  # always, for a single PUT (AWS)
     return Response(status_code=200, headers=response_headers)
 
@@ -122,6 +124,7 @@ async def copy_object(ctx: S3Context) -> Response:
         )
     else:
         headers = with_acl(source.headers, acl_headers)
+    headers += await _default_copy_checksum(ctx, source, headers)
     condition = await observe_write_condition(ctx)  # on the destination key
     manifest = await ctx.store.copy_object(
         source, ctx.bucket_name, ctx.object_key, headers, copy_tags(ctx), condition
@@ -150,7 +153,26 @@ async def _copy_checksum(ctx: S3Context, source: Manifest) -> tuple[tuple[str, s
     requested = ctx.headers.get("x-amz-checksum-algorithm")
     if not requested:
         return ()
-    checksum = new_checksum(normalize_algorithm(requested))
+    return await _source_checksum(ctx, source, normalize_algorithm(requested))
+
+
+async def _default_copy_checksum(
+    ctx: S3Context, source: Manifest, headers: tuple[tuple[str, str], ...]
+) -> tuple[tuple[str, str], ...]:
+    """A copy that would carry no checksum (its source was written without one, before
+    lakenode gave every new object AWS's default) gets the default CRC64NVME, as on S3: the
+    source is read once more for it, as for x-amz-checksum-algorithm; () otherwise."""
+    if checksum_elements(headers):
+        return ()
+    return await _source_checksum(ctx, source, DEFAULT_ALGORITHM)
+
+
+async def _source_checksum(
+    ctx: S3Context, source: Manifest, algorithm: str
+) -> tuple[tuple[str, str], ...]:
+    """The full-object checksum headers of ``source`` computed over its data (read chunk by
+    chunk, BLAKE3-verified: memory stays bounded)."""
+    checksum = new_checksum(algorithm)
     if source.size:
         async for piece in ctx.store.read(source, 0, source.size - 1):
             checksum.update(piece)

@@ -43,6 +43,7 @@ from api.post_policy import PostPolicy, check_length, check_policy, parse_policy
 from api.tagging import OBJECT_TAGS_MAX, parse_tagging_xml
 from api.upload import object_headers, validate_key
 from storage.catalog import NULL_VERSION
+from storage.checksums import DEFAULT_ALGORITHM
 from storage.config import Tags
 from storage.manifest import Manifest
 from storage.store import ObjectWriter
@@ -85,7 +86,7 @@ class _Upload:
     acl: str | None
     headers: list[tuple[str, str]]
     tags: Tags
-    checksum: Checksum | None
+    checksum: Checksum
     checksum_value: str | None  # the client's value to verify; None: computed and stored
     content_md5: bytes | None
     policy: PostPolicy | None
@@ -192,9 +193,10 @@ def _stored_headers(fields: dict[str, str]) -> list[tuple[str, str]]:
     return [(name, value.encode().decode("latin-1")) for name, value in kept]
 
 
-def _checksum(fields: dict[str, str]) -> tuple[Checksum | None, str | None]:
+def _checksum(fields: dict[str, str]) -> tuple[Checksum, str | None]:
     """The checksum the form asks for: a value to verify (x-amz-checksum-<alg>), or only an
-    algorithm (x-amz-checksum-algorithm) whose checksum is computed and stored."""
+    algorithm (x-amz-checksum-algorithm) whose checksum is computed and stored; without
+    either, AWS's default CRC64NVME is computed and stored, as for PutObject."""
     given = [(name, value) for name, value in fields.items() if algorithm_from_header(name)]
     requested = fields.get("x-amz-checksum-algorithm")
     if len(given) > 1:
@@ -212,14 +214,10 @@ def _checksum(fields: dict[str, str]) -> tuple[Checksum | None, str | None]:
                 "Value for x-amz-checksum-algorithm is not the algorithm of the checksum given.",
             )
         return new_checksum(algorithm), value
-    if requested is not None:
-        return new_checksum(requested), None
-    return None, None
+    return new_checksum(requested if requested is not None else DEFAULT_ALGORITHM), None
 
 
 def _checksum_headers(upload: _Upload) -> list[tuple[str, str]]:
-    if upload.checksum is None:
-        return []
     return [(header_name(upload.checksum.algorithm), upload.checksum.b64digest())]
 
 
@@ -235,15 +233,14 @@ async def _receive_file(
             size += len(piece)
             if policy is not None:
                 check_length(policy, size, final=False)  # stop as soon as it is too large
-            if upload.checksum is not None:
-                upload.checksum.update(piece)
+            upload.checksum.update(piece)
             await writer.write(piece)
         md5 = await writer.finish()
         if policy is not None:
             check_length(policy, size, final=True)
         await reader.finish()
         body.verify()
-        if upload.checksum is not None and upload.checksum_value is not None:
+        if upload.checksum_value is not None:
             verify_checksum(upload.checksum, upload.checksum_value)
         if upload.content_md5 is not None and md5 != upload.content_md5:
             raise S3Error(

@@ -36,6 +36,9 @@ COMPOSITE: Final = "COMPOSITE"
 DIGEST_SIZE: Final = {"CRC32": 4, "CRC32C": 4, "CRC64NVME": 8, "SHA1": 20, "SHA256": 32}
 ALGORITHMS: Final = tuple(DIGEST_SIZE)
 CRC_ALGORITHMS: Final = ("CRC32", "CRC32C", "CRC64NVME")
+# AWS's default checksum: since December 2024 S3 gives every new object uploaded without a
+# checksum a FULL_OBJECT CRC64NVME (a multipart one combined from its parts' CRC64NVMEs).
+DEFAULT_ALGORITHM: Final = "CRC64NVME"
 # Which multipart checksum types each algorithm allows; the first is the default.
 MULTIPART_TYPES: Final = {
     "CRC32": (COMPOSITE, FULL_OBJECT),

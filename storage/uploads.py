@@ -38,6 +38,9 @@ CHECKSUM_TYPE_HEADER = CHECKSUM_HEADER_PREFIX + "type"
 # Internal object header: the parts' checksums (base64, in part order) of a checksummed upload.
 PART_CHECKSUMS_HEADER = "x-lakenode-part-checksums"
 PART_SIZES_HEADER = "x-lakenode-parts"
+# Internal part header: the default CRC64NVME of a part of an upload created without an
+# algorithm, kept apart from the client's checksums (ListParts shows only those, as S3 does).
+DEFAULT_PART_CHECKSUM_HEADER = "x-lakenode-default-crc64nvme"
 
 
 @dataclass(frozen=True)
@@ -228,9 +231,31 @@ def _check_part_checksums(
     """Each checksum the client listed for a part must be the one stored with the part."""
     for number, name, value in listed:
         part = parts.get(number)
-        stored = dict(part.headers).get(name) if part is not None else None
+        stored = _part_checksum(part, name) if part is not None else None
         if stored is None or stored != value.strip():
             raise InvalidPart(f"part {number}: {name} {value} does not match the part's")
+
+
+def _part_checksum(part: Manifest, name: str) -> str | None:
+    """A part's stored checksum for the ``x-amz-checksum-<alg>`` header ``name``: the one
+    the client sent or the upload's algorithm gave it, else (CRC64NVME) the default one."""
+    headers = dict(part.headers)
+    value = headers.get(name)
+    if value is None and name == CHECKSUM_HEADER_PREFIX + checksums.DEFAULT_ALGORITHM.lower():
+        value = headers.get(DEFAULT_PART_CHECKSUM_HEADER)
+    return value
+
+
+def whole_object_checksum(headers: tuple[tuple[str, str], ...], algorithm: str) -> str | None:
+    """An object's stored ``algorithm`` checksum when it is of the whole object's bytes
+    (FULL_OBJECT: a single PUT's, a copy's or a full-object multipart one), else None."""
+    values = dict(headers)
+    value = values.get(CHECKSUM_HEADER_PREFIX + algorithm.lower())
+    if value is None or values.get(CHECKSUM_TYPE_HEADER, checksums.FULL_OBJECT) != (
+        checksums.FULL_OBJECT
+    ):
+        return None
+    return value
 
 
 def upload_checksum_type(upload: UploadInfo) -> str:
@@ -246,21 +271,28 @@ def _object_checksum(
 ) -> tuple[tuple[str, str], ...]:
     """The object's checksum headers, built from the parts' stored checksums (no data is
     read): FULL_OBJECT combines the part CRCs, COMPOSITE digests their concatenation (see
-    storage/checksums.py). For an upload created with x-amz-checksum-algorithm; or, created
-    without one, when the completion sends a whole-object CRC and every part carries that
-    CRC (as AWS, which gives such uploads a full-object CRC by default)."""
+    storage/checksums.py). For an upload created with x-amz-checksum-algorithm. Created
+    without one, the object gets a FULL_OBJECT CRC, as on S3: the whole-object CRC the
+    completion sends (every part must carry that CRC), or else AWS's default CRC64NVME
+    (parts uploaded before lakenode kept it have none: then the object has no checksum)."""
     algorithm, checksum_type = upload.checksum, upload_checksum_type(upload)
     if not algorithm:
-        if expected is None:
-            return ()
-        algorithm = expected[0].removeprefix(CHECKSUM_HEADER_PREFIX).upper()
         checksum_type = checksums.FULL_OBJECT
-        if algorithm not in checksums.CRC_ALGORITHMS:
-            raise BadDigest(f"The upload was created without a checksum; {expected[0]} was sent.")
+        if expected is None:
+            algorithm = checksums.DEFAULT_ALGORITHM
+            name = CHECKSUM_HEADER_PREFIX + algorithm.lower()
+            if any(_part_checksum(part, name) is None for part in parts):
+                return ()
+        else:
+            algorithm = expected[0].removeprefix(CHECKSUM_HEADER_PREFIX).upper()
+            if algorithm not in checksums.CRC_ALGORITHMS:
+                raise BadDigest(
+                    f"The upload was created without a checksum; {expected[0]} was sent."
+                )
     name = CHECKSUM_HEADER_PREFIX + algorithm.lower()
     listed = []
     for part in parts:
-        value = dict(part.headers).get(name)
+        value = _part_checksum(part, name)
         if value is None:
             raise InvalidPart(f"part {part.version_id} has no {algorithm} checksum")
         listed.append((value, part.size))

@@ -67,7 +67,7 @@ def test_pyarrow_writes_reads_and_lists_parquet(node: NodeProcess, s3: Any, buck
     assert sizes[f"{bucket}/dir/part-0.parquet"] == stored["ContentLength"]
 
 
-def test_pyarrow_multipart_stream_round_trips(node: NodeProcess, bucket: str) -> None:
+def test_pyarrow_multipart_stream_round_trips(node: NodeProcess, s3: Any, bucket: str) -> None:
     """A stream larger than the SDK's part size: several CRC64NVME-trailed parts."""
     fs = _arrow_fs(node)
     pieces = [os.urandom(6 * MiB), os.urandom(6 * MiB), os.urandom(1234)]
@@ -76,6 +76,11 @@ def test_pyarrow_multipart_stream_round_trips(node: NodeProcess, bucket: str) ->
             stream.write(piece)
     with fs.open_input_stream(f"{bucket}/big.bin") as stream:
         assert stream.read() == b"".join(pieces)
+    # The upload was created without an algorithm: the object gets AWS's default, the
+    # FULL_OBJECT CRC64NVME of its bytes, combined from the parts' CRC64NVMEs.
+    head = s3.head_object(Bucket=bucket, Key="big.bin", ChecksumMode="ENABLED")
+    assert head["ChecksumCRC64NVME"] == b64("CRC64NVME", b"".join(pieces))
+    assert head["ChecksumType"] == "FULL_OBJECT"
 
 
 def test_polars_write_read_and_scan_parquet(node: NodeProcess, s3: Any, bucket: str) -> None:

@@ -15,10 +15,18 @@ import pytest
 
 from storage.errors import BadDigest, InvalidPart, NoSuchKey
 from storage.store import Store, StoreConfig
-from storage.uploads import PART_BYTES_MIN, PART_CHECKSUMS_HEADER, UploadInfo
+from storage.uploads import (
+    DEFAULT_PART_CHECKSUM_HEADER,
+    PART_BYTES_MIN,
+    PART_CHECKSUMS_HEADER,
+    UploadInfo,
+    whole_object_checksum,
+)
+from tests import checksum_reference as reference
 from tests.unit.storage.stores import put_object, run_with_store
 
 CRC32 = "x-amz-checksum-crc32"
+CRC64NVME = "x-amz-checksum-crc64nvme"
 
 
 def crc32_b64(data: bytes) -> str:
@@ -139,3 +147,51 @@ async def _reopen(data_dir: Path, test: Callable[[Store], Awaitable[None]]) -> N
         await test(store)
     finally:
         await store.close()
+
+
+def test_default_crc64nvme_of_an_upload_without_algorithm(tmp_path: Path) -> None:
+    """Parts of an upload created without an algorithm carry the default CRC64NVME under
+    its internal name: completion combines them into the object's FULL_OBJECT CRC64NVME
+    (checked against the independent reference); one part without it (written before the
+    default existed) leaves the object without a checksum."""
+    parts = [os.urandom(PART_BYTES_MIN), os.urandom(777)]
+
+    async def upload(store: Store, key: str, default_for: set[int]) -> UploadInfo:
+        upload = await store.create_upload("b", key, (), "owner")
+        for number, data in enumerate(parts, start=1):
+            writer = await store.begin_part(upload, 1 << 40)
+            await writer.write(data)
+            await writer.finish()
+            value = reference.b64("CRC64NVME", data)
+            kept = ((DEFAULT_PART_CHECKSUM_HEADER, value),) if number in default_for else ()
+            part = await writer.commit_part(upload, number, kept)
+            assert part.size == len(data)
+        return upload
+
+    async def body(store: Store) -> None:
+        complete = await upload(store, "mp", {1, 2})
+        manifest = await store.complete_upload(complete, await _listed(store, complete))
+        headers = dict(manifest.headers)
+        assert headers[CRC64NVME] == reference.full_object("CRC64NVME", parts)
+        assert headers["x-amz-checksum-type"] == "FULL_OBJECT"
+        assert DEFAULT_PART_CHECKSUM_HEADER not in headers
+        legacy = await upload(store, "old", {2})
+        manifest = await store.complete_upload(legacy, await _listed(store, legacy))
+        assert not [n for n, _ in manifest.headers if n.startswith("x-amz-checksum-")]
+
+    run_with_store(body, tmp_path)
+
+
+async def _listed(store: Store, upload: UploadInfo) -> list[tuple[int, str]]:
+    parts, _more = await store.list_parts(upload, 0, 10)
+    return [(part.part_number, part.etag) for part in parts]
+
+
+def test_whole_object_checksum_only_of_full_object_values() -> None:
+    single = (("x-amz-checksum-crc64nvme", "AAAAAAAAAAA="),)
+    assert whole_object_checksum(single, "CRC64NVME") == "AAAAAAAAAAA="
+    assert whole_object_checksum(single, "CRC32") is None
+    composite = ((CRC32, "AAAAAA==-2"), ("x-amz-checksum-type", "COMPOSITE"))
+    assert whole_object_checksum(composite, "CRC32") is None
+    full = ((CRC32, "AAAAAA=="), ("x-amz-checksum-type", "FULL_OBJECT"))
+    assert whole_object_checksum(full, "CRC32") == "AAAAAA=="
