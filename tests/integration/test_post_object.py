@@ -452,9 +452,10 @@ def test_anonymous_post_needs_a_bucket_that_allows_it(
         time.sleep(0.1)
     assert response.status_code == 204, response.text
     expect_error(post(url, multipart({"key": "elsewhere"})), 403, "AccessDenied")
-    # A plain anonymous PUT stays refused, and nothing else was written.
-    assert httpx.put(f"{url}/drop/put", content=b"x").status_code == 403
-    assert keys_in(s3, bucket) == ["drop/anon"]
+    # As on AWS, the policy admits a plain anonymous PUT under drop/ too, and nothing else.
+    assert httpx.put(f"{url}/drop/put", content=b"x").status_code == 200
+    expect_error(httpx.put(f"{url}/put", content=b"x"), 403, "AccessDenied")
+    assert keys_in(s3, bucket) == ["drop/anon", "drop/put"]
     assert s3.get_object(Bucket=bucket, Key="drop/anon")["Body"].read() == b"anon"
 
 
