@@ -1,0 +1,135 @@
+"""The layering rules and the module size limit, checked rather than remembered.
+
+Dependency direction (docs/architecture.md): ``storage/`` imports nothing of ours but itself;
+``api/`` and ``replication/`` import ``storage/`` and never each other; ``node/`` wires
+everything and nothing imports ``node/``; ``storage/ops/`` (operator tools) may import the rest
+of storage, but nothing outside it imports ``storage/ops/``. Imports are read with ``ast``,
+so an import inside a function counts too.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("node", "api", "storage", "replication")
+# Which of our top-level packages each package may import (itself always).
+ALLOWED: dict[str, frozenset[str]] = {
+    "storage": frozenset(),
+    "api": frozenset({"storage"}),
+    "replication": frozenset({"storage"}),
+    "node": frozenset({"api", "storage", "replication"}),
+}
+OPS_PACKAGE = "storage.ops"
+MODULE_LINES_MAX = 600
+# Modules over the limit today, at most this long: issue 10 splits them. The list may only
+# shrink: a listed module must not grow, and no other module may pass the limit.
+OVERSIZED_TODAY = {
+    "storage/store.py": 1067,
+    "api/sigv4.py": 784,
+    "storage/rebuild.py": 641,
+}
+
+
+def _modules() -> Iterator[Path]:
+    for package in PACKAGES:
+        yield from sorted((ROOT / package).rglob("*.py"))
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(source: str, importer: str) -> set[str]:
+    """Absolute names of everything ``source`` (module ``importer``) imports."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: resolve against the importer's package
+                package = importer.split(".")[: -node.level]
+                base = ".".join([*package, base] if base else package)
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return names
+
+
+def layering_violations(importer: str, imported: set[str]) -> list[str]:
+    """What ``importer`` may not import among ``imported`` (pure, so it can be tested)."""
+    own = importer.split(".")[0]
+    importer_in_ops = _within(importer, OPS_PACKAGE)
+    violations: list[str] = []
+    reported: list[str] = []
+    for name in sorted(imported):  # a parent sorts first: "from a.b import c" reports a.b once
+        top = name.split(".")[0]
+        if any(_within(name, parent) for parent in reported):
+            continue
+        reported_before = len(violations)
+        if _within(name, OPS_PACKAGE) and not importer_in_ops:
+            violations.append(f"{importer} imports {name} (storage/ops is a leaf)")
+        elif top in PACKAGES and top != own and top not in ALLOWED[own]:
+            violations.append(f"{importer} imports {name}")
+        if len(violations) > reported_before:
+            reported.append(name)
+    return violations
+
+
+def _within(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def test_every_import_follows_the_layering() -> None:
+    violations = []
+    for path in _modules():
+        importer = _module_name(path)
+        violations += layering_violations(importer, imported_modules(path.read_text(), importer))
+    assert violations == []
+
+
+@pytest.mark.parametrize(
+    ("importer", "source", "expected"),
+    [
+        ("storage.store", "from api.errors import S3Error", ["storage.store imports api.errors"]),
+        (
+            "storage.store",
+            "import replication.client",
+            ["storage.store imports replication.client"],
+        ),
+        ("api.app", "from replication import routes", ["api.app imports replication"]),
+        ("replication.puller", "import api.sigv4", ["replication.puller imports api.sigv4"]),
+        ("api.app", "from node.config import X", ["api.app imports node.config"]),
+        ("storage.gc", "def f():\n    import node.app\n", ["storage.gc imports node.app"]),
+        (
+            "api.objects",
+            "from storage.ops import gc",
+            ["api.objects imports storage.ops (storage/ops is a leaf)"],
+        ),
+        (
+            "storage.store",
+            "from .ops.gc import run",
+            ["storage.store imports storage.ops.gc (storage/ops is a leaf)"],
+        ),
+        ("storage.ops.gc", "from storage import catalog", []),
+        ("node.app", "from api.app import S3Dispatcher\nimport replication.routes", []),
+        ("api.objects", "from storage.store import Store\nimport json", []),
+    ],
+)
+def test_the_rule_catches_wrong_imports(importer: str, source: str, expected: list[str]) -> None:
+    assert layering_violations(importer, imported_modules(source, importer)) == expected
+
+
+def test_no_module_passes_the_size_limit() -> None:
+    over = {}
+    for path in _modules():
+        lines = len(path.read_text().splitlines())
+        relative = path.relative_to(ROOT).as_posix()
+        if lines > OVERSIZED_TODAY.get(relative, MODULE_LINES_MAX):
+            over[relative] = lines
+    assert over == {}, f"modules over {MODULE_LINES_MAX} lines (or grown past their cap): {over}"
