@@ -3,7 +3,7 @@
 The node computes every CRC with awscrt; these come from elsewhere: CRC32 from zlib, CRC32C
 from the crc32c package, SHA from hashlib, and CRC64NVME from the textbook definition written
 out here (bit by bit, and a byte table built from the same definition for multi-MiB data).
-tests/unit/test_checksums.py checks the CRC64NVME reference against its published check value.
+tests/unit/api/test_checksums.py checks the CRC64NVME reference against its published check value.
 """
 
 from __future__ import annotations

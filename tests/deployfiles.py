@@ -1,6 +1,6 @@
 """The deployment files (compose/, docs/lakenode.service) as data, for the tests that check them.
 
-Shared by tests/unit/test_compose.py, tests/unit/test_systemd_unit.py and
+Shared by tests/unit/deploy/test_compose.py, tests/unit/deploy/test_systemd_unit.py and
 tests/integration/test_deploy.py: where the files are, how to read them (compose
 interpolation, Dockerfile instructions, systemd unit), which metric names PromQL in them
 uses, and the metric names of the contract (docs/ops.md) they may use.

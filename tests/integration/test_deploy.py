@@ -182,7 +182,7 @@ def test_docker_compose_config_accepts_the_file() -> None:
     command = compose_cli()
     if command is None:
         pytest.skip(
-            "no docker compose CLI here; tests/unit/test_compose.py checks the file's services, "
+            "no docker compose CLI here; tests/unit/deploy/test_compose.py checks the file's services, "
             "volumes, ports and scrape targets against the node's flags"
         )
     result = subprocess.run(
