@@ -182,8 +182,8 @@ def test_docker_compose_config_accepts_the_file() -> None:
     command = compose_cli()
     if command is None:
         pytest.skip(
-            "no docker compose CLI here; tests/unit/deploy/test_compose.py checks the file's services, "
-            "volumes, ports and scrape targets against the node's flags"
+            "no docker compose CLI here; tests/unit/deploy/test_compose.py checks the file's "
+            "services, volumes, ports and scrape targets against the node's flags"
         )
     result = subprocess.run(
         [*command, "-f", str(COMPOSE_FILE), "config", "--quiet"],
