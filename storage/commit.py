@@ -2,8 +2,7 @@
 
 A writer hands a :class:`Mutation` to :meth:`GroupCommitter.submit` and waits; it gets back the
 mutation's own result (a ``Mutation[T]`` applies to an ``Outcome[T]``, so ``submit`` returns a
-``T``). One flusher task
-takes every mutation queued so far and, for the whole batch:
+``T``). One flusher task takes every mutation queued so far and, for the whole batch:
 
 1. opens one transaction and, per mutation, a savepoint; stamps it with the next HLC and
    applies it (metadata + change-log row). A mutation that fails its precondition (say
