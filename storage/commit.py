@@ -1,7 +1,8 @@
 """Group commit: the durability barrier shared by concurrent writers.
 
-A writer hands a :class:`Mutation` to :meth:`GroupCommitter.submit` and waits. One flusher task
-takes every mutation queued so far and, for the whole batch:
+A writer hands a :class:`Mutation` to :meth:`GroupCommitter.submit` and waits; it gets back the
+mutation's own result (a ``Mutation[T]`` applies to an ``Outcome[T]``, so ``submit`` returns a
+``T``). One flusher task takes every mutation queued so far and, for the whole batch:
 
 1. opens one transaction and, per mutation, a savepoint; stamps it with the next HLC and
    applies it (metadata + change-log row). A mutation that fails its precondition (say
@@ -27,7 +28,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from storage import catalog, journal
 from storage.database import Database
@@ -41,9 +42,14 @@ log = logging.getLogger("lakenode.commit")
 
 BATCH_MUTATIONS_MAX = 256
 
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
-class Mutation(Protocol):
-    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+
+class Mutation(Protocol[T_co]):
+    """A write whose result, once committed, is a ``T_co`` (None for most)."""
+
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[T_co]:
         """Apply inside the open transaction; raise StorageError to refuse."""
         ...
 
@@ -52,9 +58,9 @@ class Mutation(Protocol):
         ...
 
 
-@dataclass
-class Outcome:
-    result: Any = None
+@dataclass(frozen=True)
+class Outcome(Generic[T_co]):
+    result: T_co  # what submit() returns to the writer
     # A manifest record to append before commit that no change-log row carries (the manifest
     # of every change-log row is appended anyway, see storage/journal.py).
     manifest_bytes: bytes | None = None
@@ -64,9 +70,9 @@ class Outcome:
 
 @dataclass
 class _Pending:
-    mutation: Mutation
-    future: asyncio.Future[Any]
-    outcome: Outcome | Exception | None = None
+    mutation: Mutation[object]
+    future: asyncio.Future[Any]  # of the mutation's result type
+    outcome: Outcome[object] | Exception | None = None
 
 
 @dataclass
@@ -111,11 +117,11 @@ class GroupCommitter:
             pending.future.set_exception(ReadOnly("store is closing"))
         self._queue.clear()
 
-    async def submit(self, mutation: Mutation) -> Any:
+    async def submit(self, mutation: Mutation[T]) -> T:
         """Queue a mutation and wait until it is durable; return its result or raise."""
         if self._failed is not None:
             raise ReadOnly(f"writes disabled after a storage failure: {self._failed}")
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(mutation, future))
         self._wakeup.set()
         return await future

@@ -132,7 +132,7 @@ class PutBucketDocument:
     def touched(self) -> tuple[str, str | None]:
         return self.bucket, None
 
-    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[None]:
         assert self.name in BUCKET_DOCUMENTS
         get_bucket(conn, self.bucket)
         # A deleted document stays as a stamped empty value, so an older replicated one
@@ -147,7 +147,7 @@ class PutBucketDocument:
             self.bucket,
             payload={"value": self.value} if self.value is not None else {},
         )
-        return Outcome()
+        return Outcome(None)
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,7 @@ class PutObjectTags:
     def touched(self) -> tuple[str, str | None]:
         return self.bucket, self.key
 
-    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[str]:
         resolved = _resolve_version(conn, self.bucket, self.key, self.version_id)
         apply_tags(conn, stamp, self.bucket, self.key, resolved, self.tags)
         return Outcome(resolved)
@@ -218,7 +218,7 @@ class PutObjectAcl:
     def touched(self) -> tuple[str, str | None]:
         return self.bucket, self.key
 
-    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[str]:
         manifest = _object_version(conn, self.bucket, self.key, self.version_id)
         write_object_acl(conn, stamp, self.bucket, self.key, manifest.version_id, self.acl)
         log_change(

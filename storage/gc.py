@@ -236,9 +236,7 @@ async def _rewrite_batch(
         return
     relocation = Relocation(copies, moves)
     try:
-        committed: GcCommitted = await store.commit(
-            GcCommit(relocation, store, store.inflight, live.horizon)
-        )
+        committed = await store.commit(GcCommit(relocation, store, store.inflight, live.horizon))
     except BaseException:
         store.inflight.unretire(set(copies))
         raise
@@ -307,7 +305,7 @@ class GcCommit:
     def touched(self) -> tuple[str, str | None]:
         return "", None  # manifests of any key may change: clear the read cache
 
-    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[GcCommitted]:
         left = remap.relocate_index(conn, self.relocation)
         moved = remap.relocate(conn, self.relocation, self.store.append_record, left.keys())
         unreferenced = set(self.relocation.segments) - moved.stuck
@@ -362,6 +360,6 @@ class ClearRetired:
     def touched(self) -> tuple[str, str | None]:
         return "", ""
 
-    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[None]:
         retired.clear_retired(conn, set(self.segment_ids))
-        return Outcome()
+        return Outcome(None)

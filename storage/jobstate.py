@@ -39,16 +39,16 @@ class WriteMeta:
     def touched(self) -> tuple[str, str | None]:
         return "", ""  # no object: nothing cached to invalidate
 
-    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[None]:
         catalog.write_meta(conn, self.name, self.document)
-        return Outcome()
+        return Outcome(None)
 
 
 class JobState:
     """A job's row: started now, updated as it goes, finished at the end."""
 
     def __init__(
-        self, name: str, commit: Callable[[WriteMeta], Awaitable[Any]], **fields: Any
+        self, name: str, commit: Callable[[WriteMeta], Awaitable[None]], **fields: Any
     ) -> None:
         self.name = name
         self._commit = commit

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from storage import catalog, completions, conditions, config, journal, uploads
 from storage.catalog import NULL_VERSION, BucketInfo
 from storage.commit import Outcome
+from storage.completions import CompletedUpload
 from storage.conditions import WriteCondition
 from storage.errors import NoSuchKey
 from storage.hlc import Timestamp
@@ -37,7 +38,7 @@ class CreateBucket:
     def touched(self) -> tuple[str, str | None]:
         return self.name, None
 
-    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[BucketInfo]:
         return Outcome(catalog.apply_create_bucket(conn, stamp, self.name, self.owner))
 
 
@@ -48,11 +49,11 @@ class DeleteBucket:
     def touched(self) -> tuple[str, str | None]:
         return self.name, None
 
-    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[None]:
         catalog.apply_delete_bucket(conn, stamp, self.name)
         conn.execute("DELETE FROM uploads WHERE bucket = ?", (self.name,))
         conn.execute("DELETE FROM completed_uploads WHERE bucket = ?", (self.name,))
-        return Outcome()
+        return Outcome(None)
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,9 @@ class SetVersioning:
     def touched(self) -> tuple[str, str | None]:
         return self.bucket, None
 
-    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[None]:
         catalog.apply_set_versioning(conn, stamp, self.bucket, self.status)
-        return Outcome()
+        return Outcome(None)
 
 
 def _write_version(
@@ -79,7 +80,7 @@ def _write_version(
     headers: tuple[tuple[str, str], ...],
     chunks: tuple[ChunkRef, ...],
     version_id: str | None = None,
-) -> Outcome:
+) -> Outcome[Manifest]:
     manifest = Manifest(
         kind,
         bucket.name,
@@ -98,12 +99,11 @@ def _write_version(
 
 
 def _tag(
-    conn: sqlite3.Connection, stamp: Timestamp, outcome: Outcome, tags: config.Tags
-) -> Outcome:
+    conn: sqlite3.Connection, stamp: Timestamp, outcome: Outcome[Manifest], tags: config.Tags
+) -> Outcome[Manifest]:
     """Tags given with a write that creates a version: one stamp allows one change row, so
     the tags ride in the payload of the version's object.put change (for replication)."""
     if tags:
-        assert isinstance(outcome.result, Manifest)
         manifest = outcome.result
         config.write_tags(conn, stamp, manifest.bucket, manifest.key, manifest.version_id, tags)
         conn.execute(
@@ -127,7 +127,7 @@ class PutObject:
     def touched(self) -> tuple[str, str | None]:
         return self.bucket, self.key
 
-    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[Manifest]:
         bucket = catalog.get_bucket(conn, self.bucket)
         conditions.enforce(conn, self.condition, self.bucket, self.key)
         outcome = _write_version(
@@ -160,7 +160,7 @@ class CopyObject:
     def touched(self) -> tuple[str, str | None]:
         return self.bucket, self.key
 
-    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[Manifest]:
         source = catalog.get_version(conn, self.source_bucket, self.source_key, self.source_version)
         if source.kind != Kind.OBJECT:
             raise NoSuchKey(self.source_key)
@@ -198,21 +198,18 @@ class DeleteObject:
     def touched(self) -> tuple[str, str | None]:
         return self.bucket, self.key
 
-    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[DeleteResult]:
         bucket = catalog.get_bucket(conn, self.bucket)
         conditions.enforce(conn, self.condition, self.bucket, self.key)
         if not bucket.versioning:
             # Unversioned: the null version is replaced by a tombstone, which S3 never shows
             # but which keeps the delete ordered (LWW) against replicated writes.
-            outcome = _write_version(
+            _write_version(
                 conn, stamp, bucket, self.key, Kind.TOMBSTONE, 0, "", (), (), NULL_VERSION
             )
-            outcome.result = DeleteResult(None, False)
-            return outcome
-        outcome = _write_version(conn, stamp, bucket, self.key, Kind.DELETE_MARKER, 0, "", (), ())
-        assert isinstance(outcome.result, Manifest)
-        outcome.result = DeleteResult(outcome.result.version_id, True)
-        return outcome
+            return Outcome(DeleteResult(None, False))
+        marker = _write_version(conn, stamp, bucket, self.key, Kind.DELETE_MARKER, 0, "", (), ())
+        return Outcome(DeleteResult(marker.result.version_id, True))
 
 
 @dataclass(frozen=True)
@@ -227,7 +224,7 @@ class DeleteVersion:
     def touched(self) -> tuple[str, str | None]:
         return self.bucket, self.key
 
-    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[DeleteResult]:
         conditions.enforce(conn, self.condition, self.bucket, self.key)
         removed = catalog.apply_delete_version(conn, stamp, self.bucket, self.key, self.version_id)
         marker = removed is not None and removed.kind == Kind.DELETE_MARKER
@@ -241,7 +238,7 @@ class CreateUpload:
     def touched(self) -> tuple[str, str | None]:
         return self.upload.bucket, self.upload.key
 
-    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[UploadInfo]:
         created = uploads.apply_create_upload(conn, stamp, self.upload)
         return Outcome(created, journal=(journal.upload_created(stamp, created),))
 
@@ -260,7 +257,7 @@ class PutPart:
     def touched(self) -> tuple[str, str | None]:
         return self.upload.bucket, self.upload.key
 
-    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[PartInfo]:
         part = Manifest(
             Kind.OBJECT,
             self.upload.bucket,
@@ -294,7 +291,9 @@ class CompleteUpload:
     def touched(self) -> tuple[str, str | None]:
         return self.upload.bucket, self.upload.key
 
-    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+    def apply(
+        self, conn: sqlite3.Connection, stamp: Timestamp
+    ) -> Outcome[Manifest | CompletedUpload]:
         # A client retrying a completion whose answer it lost gets the first answer (before
         # the condition: the object it made may be what the condition now refuses).
         first = completions.repeated(conn, self.upload, self.parts)
@@ -323,6 +322,6 @@ class AbortUpload:
     def touched(self) -> tuple[str, str | None]:
         return self.upload.bucket, self.upload.key
 
-    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[None]:
         uploads.apply_abort(conn, self.upload)
-        return Outcome(journal=(journal.upload_done(stamp, self.upload.upload_id),))
+        return Outcome(None, journal=(journal.upload_done(stamp, self.upload.upload_id),))

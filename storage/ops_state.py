@@ -58,8 +58,8 @@ class SetMaintenance:
     def touched(self) -> tuple[str, str | None]:
         return "", ""
 
-    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
-        return Outcome(result=write_maintenance(conn, self.enabled))
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[MaintenanceRecord]:
+        return Outcome(write_maintenance(conn, self.enabled))
 
 
 def read_job_state(conn: sqlite3.Connection, job: str) -> dict[str, Any] | None:

@@ -186,9 +186,9 @@ class AddCounters:
     def touched(self) -> tuple[str, str | None]:
         return "", ""
 
-    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[None]:
         add_counters(conn, self.peer, self.delta)
-        return Outcome()
+        return Outcome(None)
 
 
 @dataclass(frozen=True)
@@ -200,10 +200,10 @@ class CountedApply:
     def touched(self) -> tuple[str, str | None]:
         return self.inner.touched()
 
-    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[ApplyResult]:
         outcome = self.inner.apply(conn, stamp)
         result = outcome.result
-        if isinstance(result, ApplyResult) and (result.conflicts or result.skew_rejected):
+        if result.conflicts or result.skew_rejected:
             delta = PeerCounters(
                 conflicts=result.conflicts,
                 conditional_conflicts=result.conditional_conflicts,
@@ -221,6 +221,6 @@ class RememberPeerUrl:
     def touched(self) -> tuple[str, str | None]:
         return "", ""
 
-    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[None]:
         catalog.write_meta(conn, PEER_URL_PREFIX + self.url, self.node_id)
-        return Outcome()
+        return Outcome(None)

@@ -218,9 +218,9 @@ class OwnChangesRepulled:
     def touched(self) -> tuple[str, str | None]:
         return "", ""
 
-    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[None]:
         catalog.write_meta(conn, REPULL_OWN_DONE_PREFIX + self.peer, str(stamp.wall_ms))
-        return Outcome()
+        return Outcome(None)
 
 
 # ---- small mutations -------------------------------------------------------------------------
@@ -235,9 +235,9 @@ class IndexChunks:
     def touched(self) -> tuple[str, str | None]:
         return "", ""  # no key: nothing to invalidate
 
-    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[None]:
         catalog.index_chunks(conn, self.chunks)
-        return Outcome()
+        return Outcome(None)
 
 
 @dataclass(frozen=True)
@@ -249,9 +249,9 @@ class SetCursor:
     def touched(self) -> tuple[str, str | None]:
         return "", ""
 
-    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[None]:
         set_cursor(conn, self.peer, self.direction, self.seq)
-        return Outcome()
+        return Outcome(None)
 
 
 # ---- applying a batch ------------------------------------------------------------------------
@@ -271,7 +271,7 @@ class ApplyRemote:
     def touched(self) -> tuple[str, str | None]:
         return "", None  # may touch anything: the read cache is cleared
 
-    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[ApplyResult]:
         catalog.index_chunks(conn, self.received)
         result = apply_changes(conn, self.changes, self.max_skew_ms, self.clock)
         set_cursor(conn, self.peer, "pull", self.cursor)

@@ -56,9 +56,9 @@ class RecordConfiguredPeers:
     def touched(self) -> tuple[str, str | None]:
         return "", ""
 
-    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[None]:
         catalog.write_meta(conn, CONFIGURED_PEERS, json.dumps(list(self.urls)))
-        return Outcome()
+        return Outcome(None)
 
 
 def acknowledged_seq(conn: sqlite3.Connection, peer: str) -> int:

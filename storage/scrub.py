@@ -416,7 +416,7 @@ class RepairCommit:
     def touched(self) -> tuple[str, str | None]:
         return "", None  # manifests of any key may change: clear the read cache
 
-    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[int]:
         relocate_index(conn, self.relocation)
         moved = relocate(conn, self.relocation, self.store.append_record)
         return Outcome(moved.versions)

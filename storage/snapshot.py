@@ -308,7 +308,7 @@ class ApplySnapshotPage:
     def touched(self) -> tuple[str, str | None]:
         return "", None  # may touch anything: the read cache is cleared
 
-    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[replica.ApplyResult]:
         catalog.index_chunks(conn, self.received)
         result = replica.apply_changes(conn, self.changes, self.max_skew_ms, self.clock)
         catalog.write_meta(conn, BOOTSTRAP_META, self.record.to_json())
@@ -325,10 +325,10 @@ class FinishBootstrap:
     def touched(self) -> tuple[str, str | None]:
         return "", ""
 
-    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[None]:
         replica.set_cursor(conn, self.record.peer, "pull", self.record.snapshot_seq)
         conn.execute("DELETE FROM meta WHERE name = ?", (BOOTSTRAP_META,))
         finished = dict(asdict(self.record), finished_ms=wall_clock_ms())
         catalog.write_meta(conn, BOOTSTRAP_DONE_META, json.dumps(finished, sort_keys=True))
         catalog.write_meta(conn, BOOTSTRAP_PREFIX + self.record.peer, "1.0")
-        return Outcome()
+        return Outcome(None)

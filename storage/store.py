@@ -237,14 +237,13 @@ class Store:
         self._segments.observer = observer
         self.committer.observer = observer
 
-    async def _commit(self, mutation: Mutation) -> Any:
+    async def _commit(self, mutation: Mutation[T]) -> T:
         return await self.committer.submit(mutation)
 
     # ---- buckets ----------------------------------------------------------------------------
 
     async def create_bucket(self, name: str, owner: str) -> BucketInfo:
-        result: BucketInfo = await self._commit(CreateBucket(name, owner))
-        return result
+        return await self._commit(CreateBucket(name, owner))
 
     async def delete_bucket(self, name: str) -> None:
         await self._commit(DeleteBucket(name))
@@ -306,13 +305,12 @@ class Store:
         version_id: str | None = None,
         condition: WriteCondition | None = None,
     ) -> DeleteResult:
-        mutation: Mutation = (
+        mutation: Mutation[DeleteResult] = (
             DeleteObject(bucket, key, condition)
             if version_id is None
             else DeleteVersion(bucket, key, version_id, condition)
         )
-        result: DeleteResult = await self._commit(mutation)
-        return result
+        return await self._commit(mutation)
 
     async def copy_object(
         self,
@@ -327,12 +325,11 @@ class Store:
         ``condition`` applies to the destination key."""
         if tags or (tags is None and self.may_have_tags(source.bucket)):
             self._tagged_buckets.add(bucket)
-        result: Manifest = await self._commit(
+        return await self._commit(
             CopyObject(
                 source.bucket, source.key, source.version_id, bucket, key, headers, tags, condition
             )
         )
-        return result
 
     async def list_objects(
         self, bucket: str, prefix: str, delimiter: str, marker: str, max_keys: int
@@ -409,8 +406,7 @@ class Store:
         """Replace (None: remove) a version's tags; return the version id they apply to."""
         if tags:
             self._tagged_buckets.add(bucket)
-        result: str = await self._commit(config.PutObjectTags(bucket, key, version_id, tags))
-        return result
+        return await self._commit(config.PutObjectTags(bucket, key, version_id, tags))
 
     async def get_object_acl(
         self, bucket: str, key: str, version_id: str | None
@@ -420,8 +416,7 @@ class Store:
 
     async def put_object_acl(self, bucket: str, key: str, version_id: str | None, acl: str) -> str:
         """Replace a version's ACL; return the version id it applies to."""
-        result: str = await self._commit(config.PutObjectAcl(bucket, key, version_id, acl))
-        return result
+        return await self._commit(config.PutObjectAcl(bucket, key, version_id, acl))
 
     def may_have_tags(self, bucket: str) -> bool:
         """False only if no version in ``bucket`` has tags: lets the GET hot path skip the
@@ -503,7 +498,7 @@ class Store:
     ) -> replica.ApplyResult:
         """Apply a peer's batch (LWW, all or nothing) and move its pull cursor."""
         received = tuple(self._received.values())
-        result: replica.ApplyResult = await self._commit(
+        result = await self._commit(
             repl_stats.CountedApply(
                 replica.ApplyRemote(peer, tuple(changes), cursor, max_skew_ms, self.clock, received)
             )
@@ -515,7 +510,7 @@ class Store:
         """Tombstone GC (storage/tombstone_gc.py) in bounded transactions until done."""
         total = tombstone_gc.PurgeReport()
         while True:
-            step: tombstone_gc.PurgeReport = await self._commit(tombstone_gc.PurgeBatch(limits))
+            step = await self._commit(tombstone_gc.PurgeBatch(limits))
             self._latest.invalidate(step.keys)
             total.add(step)
             if step.purged == 0:
@@ -602,7 +597,7 @@ class Store:
             if change.op == "object.tags" or (change.payload or {}).get("tags"):
                 self._tagged_buckets.add(change.bucket)
         received = tuple(self._received.values())  # see receive_chunk
-        result: replica.ApplyResult = await self._commit(
+        result = await self._commit(
             snapshot.ApplySnapshotPage(tuple(changes), record, max_skew_ms, self.clock, received)
         )
         self._indexed(received)
@@ -652,8 +647,7 @@ class Store:
     async def set_maintenance(self, enabled: bool) -> ops_state.MaintenanceRecord:
         """Persist the maintenance flag. It goes through the group committer, so when this
         returns every mutation submitted before it is committed too (a write barrier)."""
-        record: ops_state.MaintenanceRecord = await self._commit(ops_state.SetMaintenance(enabled))
-        return record
+        return await self._commit(ops_state.SetMaintenance(enabled))
 
     async def job_state(self, job: str) -> dict[str, Any] | None:
         return await self._reader_db.run(ops_state.read_job_state, job)
@@ -685,7 +679,7 @@ class Store:
         finally:
             await database.close()
 
-    async def commit(self, mutation: Mutation) -> Any:
+    async def commit(self, mutation: Mutation[T]) -> T:
         """Apply a maintenance mutation through the group committer (the one writer)."""
         return await self._commit(mutation)
 
@@ -723,8 +717,7 @@ class Store:
         checksum: str = "",
     ) -> UploadInfo:
         template = UploadInfo(uploads.new_upload_id(), bucket, key, 0, owner, headers, checksum)
-        result: UploadInfo = await self._commit(CreateUpload(template))
-        return result
+        return await self._commit(CreateUpload(template))
 
     async def get_upload(self, bucket: str, key: str, upload_id: str) -> UploadInfo:
         return await self._reader_db.run(uploads.get_upload, bucket, key, upload_id)
@@ -773,7 +766,7 @@ class Store:
                     digest = blake3.blake3(piece).digest()
                     refs.append(ChunkRef(chunk.segment_id, chunk.offset + low, high - low, digest))
             size = last - first + 1
-            result: PartInfo = await self._commit(
+            result = await self._commit(
                 PutPart(upload, part_number, size, md5.hexdigest(), tuple(refs), checksums)
             )
         finally:
@@ -829,7 +822,7 @@ class Store:
         result, a CompletedUpload."""
         if tags:
             self._tagged_buckets.add(upload.bucket)
-        result: Manifest | CompletedUpload = await self._commit(
+        return await self._commit(
             CompleteUpload(
                 upload,
                 tuple(parts),
@@ -840,7 +833,6 @@ class Store:
                 condition,
             )
         )
-        return result
 
     async def abort_upload(self, upload: UploadInfo) -> None:
         await self._commit(AbortUpload(upload))
@@ -965,7 +957,7 @@ class ObjectWriter:
         if tags:
             self._store._tagged_buckets.add(self.bucket)
         try:
-            result: Manifest = await self._store._commit(mutation)
+            result = await self._store._commit(mutation)
         finally:
             self._release()
         return result
@@ -988,7 +980,7 @@ class ObjectWriter:
             checksums,
         )
         try:
-            result: PartInfo = await self._store._commit(mutation)
+            result = await self._store._commit(mutation)
         finally:
             self._release()
         return result

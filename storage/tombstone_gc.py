@@ -236,5 +236,5 @@ class PurgeBatch:
     def touched(self) -> tuple[str, str | None]:
         return "", ""  # the store invalidates the purged keys itself (report.keys)
 
-    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
-        return Outcome(result=purge_batch(conn, self.limits))
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[PurgeReport]:
+        return Outcome(purge_batch(conn, self.limits))
