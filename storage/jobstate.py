@@ -24,11 +24,13 @@ WRITE_INTERVAL_S = 1.0
 
 
 class Progress(Protocol):
-    """Where a job reports how far it is (node.jobs.Progress has this shape)."""
+    """Where a long job reports how far it is (the one definition; node/ imports it)."""
 
-    def advance(self, done: int, total: int | None, unit: str) -> None: ...
+    def advance(self, done: int, total: int | None, unit: str) -> None:
+        """``done`` of ``total`` (None: unknown) ``unit``s (e.g. "bytes", "objects")."""
 
-    def note(self, message: str) -> None: ...
+    def note(self, message: str) -> None:
+        """A line for the operator (a finding, a phase change)."""
 
 
 @dataclass(frozen=True)
