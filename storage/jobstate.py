@@ -1,5 +1,6 @@
 """Progress rows of long jobs (``job:scrub``, ``job:gc`` in ``meta``), for metrics and status
-(read by storage/ops_state.py).
+(read by storage/ops_state.py), and :class:`Progress`, the one protocol through which every
+long job (storage tools, node/ jobs) reports how far it is.
 
 Written through the group committer as the job goes (at most about once a second) and at
 the end, so the node's gauges follow a job run by the CLI or through the admin channel.
