@@ -304,7 +304,7 @@ def _verify_signature(
     request: Request, settings: ApiSettings, keyring: KeyRing
 ) -> AuthContext | None:
     """SigV2 or SigV4, whichever the request uses; None when it is not signed at all."""
-    headers = _joined_headers(request)
+    headers = signable_headers(request.scope["headers"])
     query_string = request.scope.get("query_string", b"").decode("latin-1")
     if sigv2.applies(headers, query_string):
         if not settings.sigv2_enabled:
@@ -329,10 +329,6 @@ def _verify_signature(
         headers=headers,
     )
     return verify(signable, keyring.secret_for, settings.region)
-
-
-def _joined_headers(request: Request) -> dict[str, str]:
-    return signable_headers(request.scope["headers"])
 
 
 def error_response(exc: Exception, request_id: str, resource: str, is_head: bool) -> Response:

@@ -103,9 +103,6 @@ class S3Error(Exception):
     def status(self) -> int:
         return STATUS_BY_CODE[self.code]
 
-    def to_xml(self, request_id: str) -> bytes:
-        return render_error_xml(self.code, self.message, self.resource, request_id, self.details)
-
 
 # Characters XML 1.0 cannot carry at all, not even as character references.
 _NOT_XML_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")

@@ -20,7 +20,8 @@ from typing import Any, Final, TypeVar
 
 import httpx
 
-from node.jobs import JobReport, Progress, lookup, registered
+from node.jobs import JobReport, lookup, registered
+from storage.jobstate import Progress
 from storage.store import DataDirLocked, Store, StoreConfig
 
 T = TypeVar("T")

@@ -26,10 +26,11 @@ from typing import Any
 from node import jobs
 from node.admin_client import AdminError, run_job
 from node.config import add_data_dir_argument, parse_node_id
-from node.jobs import Job, JobReport, Progress
+from node.jobs import Job, JobReport
 from node.progress import cli_progress
 from storage import snapshot_backup
 from storage.errors import StorageError
+from storage.jobstate import Progress
 from storage.rebuild import rebuild_index
 from storage.store import Store
 

@@ -15,22 +15,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, TextIO
+from typing import Any, TextIO
 
+from storage.jobstate import Progress
 from storage.store import Store
 
 JobReport = dict[str, Any]
 """What a job returns: JSON-serializable; ``exit_code`` (int) is the tool's exit status."""
-
-
-class Progress(Protocol):
-    """Where a long job reports how far it is."""
-
-    def advance(self, done: int, total: int | None, unit: str) -> None:
-        """``done`` of ``total`` (None: unknown) ``unit``s (e.g. "bytes", "objects")."""
-
-    def note(self, message: str) -> None:
-        """A line for the operator (a finding, a phase change)."""
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from node.jobs import Job, JobReport, Progress, register
+from node.jobs import Job, JobReport, register
 from node.peers import PEER_TIMEOUT_S, peer_signer
 from node.tls import TlsFileError, peer_verify
 from replication.client import ChunkNotFound, PeerClient, PeerUnavailable, Signer
 from replication.protocol import ProtocolError
 from storage import fsck, gc, mpu_gc, scrub
+from storage.jobstate import Progress
 from storage.store import Store
 
 log = logging.getLogger("lakenode.ops")

@@ -27,7 +27,8 @@ from rich.progress import Progress as RichProgressBar
 from rich.progress import Task as RichTask
 from rich.text import Text
 
-from node.jobs import LineProgress, NoProgress, Progress
+from node.jobs import LineProgress, NoProgress
+from storage.jobstate import Progress
 
 LINE_INTERVAL_S: Final = 1.0
 

@@ -44,14 +44,6 @@ def get_bucket_document(conn: sqlite3.Connection, bucket: str, name: str) -> str
     return str(row[0])
 
 
-def all_bucket_documents(conn: sqlite3.Connection, name: str) -> dict[str, str]:
-    """Every bucket's document of one kind (the API keeps policies in memory)."""
-    rows = conn.execute(
-        "SELECT bucket, value FROM bucket_config WHERE name = ? AND value != ''", (name,)
-    )
-    return {str(bucket): str(value) for bucket, value in rows}
-
-
 def tagged_buckets(conn: sqlite3.Connection) -> list[str]:
     """Buckets with at least one tagged object version (read once when the store opens)."""
     return [str(row[0]) for row in conn.execute("SELECT DISTINCT bucket FROM object_tags")]

@@ -1,5 +1,6 @@
 """Progress rows of long jobs (``job:scrub``, ``job:gc`` in ``meta``), for metrics and status
-(read by storage/ops_state.py).
+(read by storage/ops_state.py), and :class:`Progress`, the one protocol through which every
+long job (storage tools, node/ jobs) reports how far it is.
 
 Written through the group committer as the job goes (at most about once a second) and at
 the end, so the node's gauges follow a job run by the CLI or through the admin channel.
@@ -24,11 +25,13 @@ WRITE_INTERVAL_S = 1.0
 
 
 class Progress(Protocol):
-    """Where a job reports how far it is (node.jobs.Progress has this shape)."""
+    """Where a long job reports how far it is (the one definition; node/ imports it)."""
 
-    def advance(self, done: int, total: int | None, unit: str) -> None: ...
+    def advance(self, done: int, total: int | None, unit: str) -> None:
+        """``done`` of ``total`` (None: unknown) ``unit``s (e.g. "bytes", "objects")."""
 
-    def note(self, message: str) -> None: ...
+    def note(self, message: str) -> None:
+        """A line for the operator (a finding, a phase change)."""
 
 
 @dataclass(frozen=True)

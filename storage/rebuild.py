@@ -30,11 +30,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from storage import catalog, journal, key_journal, replica
 from storage.errors import FormatError, StorageError
 from storage.hlc import LOGICAL_BITS, pack, wall_clock_ms
+from storage.jobstate import Progress
 from storage.manifest import Kind, Manifest, decode
 from storage.replica import Change
 from storage.schema import migrate
@@ -59,14 +60,6 @@ INCOMPLETE: Final = 4
 
 class RebuildRefused(StorageError):
     """rebuild-index will not run on this data dir (nothing was changed)."""
-
-
-class Progress(Protocol):
-    """node.jobs.Progress (storage/ cannot import node/)."""
-
-    def advance(self, done: int, total: int | None, unit: str) -> None: ...
-
-    def note(self, message: str) -> None: ...
 
 
 @dataclass

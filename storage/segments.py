@@ -341,10 +341,3 @@ class SegmentWriter:
             if self._active is not None:
                 os.fsync(self._active.fd)
                 os.close(self._active.fd)
-
-
-def iter_segment_records(directory: Path) -> Iterator[Record]:
-    """Every intact record of every segment, in order (for rebuild and fsck tools)."""
-    for segment_id in list_segment_ids(directory):
-        records, _end = scan_records(segment_path(directory, segment_id))
-        yield from records

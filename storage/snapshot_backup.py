@@ -33,13 +33,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import blake3
 
 from storage import catalog, key_journal, replica
 from storage.errors import StorageError
 from storage.hlc import pack, wall_clock_ms
+from storage.jobstate import Progress
 from storage.manifest import Kind
 from storage.segments import fsync_directory, segment_path
 from storage.store import NODE_ID_PATTERN, DataDirLocked, lock_data_dir
@@ -56,14 +57,6 @@ DATA_DIR_ENTRIES: Final = (
 
 class SnapshotError(StorageError):
     """A snapshot cannot be taken or restored (nothing was changed in the data dir)."""
-
-
-class Progress(Protocol):
-    """node.jobs.Progress (storage/ cannot import node/)."""
-
-    def advance(self, done: int, total: int | None, unit: str) -> None: ...
-
-    def note(self, message: str) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -392,9 +392,6 @@ class Store:
         """Set (or with None delete) a bucket's policy, CORS or tagging document."""
         await self._commit(config.PutBucketDocument(bucket, name, value))
 
-    async def bucket_documents(self, name: str) -> dict[str, str]:
-        return await self._reader_db.run(config.all_bucket_documents, name)
-
     async def get_tags(
         self, bucket: str, key: str, version_id: str | None
     ) -> tuple[str, config.Tags]:

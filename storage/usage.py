@@ -118,10 +118,6 @@ def totals(usages: list[SegmentUsage], objects: int) -> UsageTotals:
     )
 
 
-def segment_usage(conn: sqlite3.Connection, segment_dir: Path) -> list[SegmentUsage]:
-    return measure(read_facts(conn), segment_dir)
-
-
 def usage_totals(conn: sqlite3.Connection, segment_dir: Path) -> UsageTotals:
     facts = read_facts(conn)
     return totals(measure(facts, segment_dir), facts.objects)

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from node.cli import main
-from node.jobs import Job, JobReport, Progress, register
+from node.jobs import Job, JobReport, register
+from storage.jobstate import Progress
 from storage.store import Store
 
 HOLD_LIMIT_S = 30.0

@@ -282,7 +282,7 @@ def test_usage_functions_of_the_contract_agree_with_store_usage(tmp_path: Path) 
         conn = sqlite3.connect(store.config.data_dir / "meta.db", isolation_level=None)
         try:
             assert usage.usage_totals(conn, store.segment_dir) == totals
-            segments = usage.segment_usage(conn, store.segment_dir)
+            segments = usage.measure(usage.read_facts(conn), store.segment_dir)
         finally:
             conn.close()
         assert (totals.objects, totals.segments) == (1, len(segments))
