@@ -1,4 +1,4 @@
-"""AWS Signature Version 4 for S3: verification (server) and signing (tests, benchmarks).
+"""AWS Signature Version 4 for S3: the algorithm's building blocks and verification.
 
 Server side:
 
@@ -14,7 +14,8 @@ Server side:
   checks the chunk signatures seeded by ``ctx.seed_signature``. ``UNSIGNED-PAYLOAD`` needs
   neither. :func:`is_sha256_hex` tells the cases apart.
 
-Client side (must agree with :func:`verify`): :func:`sign_headers`, :func:`presign_url`,
+Client side (must agree with :func:`verify`): :mod:`api.sigv4_signing` (``sign_headers``,
+``presign_url``: the peer client signs replication calls with them) and, here,
 :func:`chunk_signature` and :func:`trailer_signature`.
 
 Canonicalization follows S3, which differs from the generic SigV4 test suite in one way:
@@ -33,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import formatdate, parsedate_to_datetime
 from functools import lru_cache
 from typing import Final
-from urllib.parse import quote, unquote, unquote_to_bytes, urlsplit
+from urllib.parse import quote, unquote_to_bytes
 
 from api.errors import S3Error
 
@@ -69,7 +70,7 @@ _PRESIGN_PARAMS: Final = (
     "X-Amz-Expires",
 )
 # Headers a client must not sign: proxies and the HTTP stack rewrite them (botocore's list).
-_UNSIGNABLE_HEADERS: Final = frozenset({"authorization", "expect", "user-agent", "x-amzn-trace-id"})
+UNSIGNABLE_HEADERS: Final = frozenset({"authorization", "expect", "user-agent", "x-amzn-trace-id"})
 ONE_MECHANISM_ONLY: Final = (
     "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, "
     "Signature query string parameter or the Authorization header should be specified"
@@ -342,7 +343,7 @@ def verify(
             "InvalidAccessKeyId",
             "The AWS Access Key Id you provided does not exist in our records.",
         )
-    _check_time(parsed, _utc(now or datetime.now(UTC)))
+    _check_time(parsed, as_utc(now or datetime.now(UTC)))
     _check_amz_headers_signed(request.headers, parsed.signed_headers)
     cred = parsed.credential
     key = signing_key(secret, cred.date, cred.region, cred.service)
@@ -560,7 +561,7 @@ def _header_date(headers: Mapping[str, str]) -> tuple[str, datetime]:
         except (TypeError, ValueError):
             when = None
         if when is not None:
-            when = _utc(when)
+            when = as_utc(when)
     if when is None:
         raise S3Error(
             "AccessDenied", "AWS authentication requires a valid Date or x-amz-date header"
@@ -595,7 +596,7 @@ def _parse_presigned(request: SignableRequest, region: str) -> _ParsedAuth:
         signature=params["X-Amz-Signature"],
         amz_date=amz_date,
         request_time=request_time,
-        payload_hash=_presigned_payload_hash(request.query_string),
+        payload_hash=presigned_payload_hash(request.query_string),
         presigned=True,
         expires_s=_parse_expires(params["X-Amz-Expires"]),
     )
@@ -618,7 +619,7 @@ def _presign_params(query_string: str) -> dict[str, str]:
     return params
 
 
-def _presigned_payload_hash(query_string: str) -> str:
+def presigned_payload_hash(query_string: str) -> str:
     """UNSIGNED-PAYLOAD unless the URL pins a hash with X-Amz-Content-Sha256 (as AWS does)."""
     for name, value in _query_pairs(query_string):
         if name == b"X-Amz-Content-Sha256":
@@ -679,106 +680,6 @@ def _check_time(parsed: _ParsedAuth, now: datetime) -> None:
         )
 
 
-# --------------------------------------------------------------------------------------
-# Client side
-# --------------------------------------------------------------------------------------
-
-
-def _host_of(url: str) -> tuple[str, str, str]:
-    """(host header value, decoded path, raw query) of an absolute URL.
-
-    The default port is left out of the host, as HTTP clients (httpx, botocore) send it.
-    """
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    default_port = {"http": 80, "https": 443}.get(parts.scheme)
-    if parts.port is not None and parts.port != default_port:
-        host = f"{host}:{parts.port}"
-    return host, unquote(parts.path or "/", errors="surrogateescape"), parts.query
-
-
-def _utc(when: datetime) -> datetime:
+def as_utc(when: datetime) -> datetime:
     """An aware UTC datetime; a naive one is taken to be UTC already."""
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-
-
-def _amz_date(now: datetime | None) -> str:
-    return _utc(now or datetime.now(UTC)).strftime(AMZ_DATE_FORMAT)
-
-
-def sign_headers(
-    method: str,
-    url: str,
-    headers: Mapping[str, str],
-    access_key: str,
-    secret_key: str,
-    region: str = "us-east-1",
-    payload_hash: str = UNSIGNED_PAYLOAD,
-    now: datetime | None = None,
-) -> dict[str, str]:
-    """Headers to send for ``url`` (path and query encoded as sent), signed in header form.
-
-    Every given header is signed except the ones HTTP stacks rewrite (User-Agent, Expect...).
-    """
-    host, path, query = _host_of(url)
-    amz_date = _amz_date(now)
-    replaced = ("x-amz-date", "x-amz-content-sha256", "authorization")
-    result = {name: value for name, value in headers.items() if name.lower() not in replaced}
-    if not any(name.lower() == "host" for name in result):
-        result["host"] = host
-    result["x-amz-date"] = amz_date
-    result["x-amz-content-sha256"] = payload_hash
-    lower = {name.lower(): value for name, value in result.items()}
-    signed = sorted(name for name in lower if name not in _UNSIGNABLE_HEADERS)
-    scope = f"{amz_date[:8]}/{region}/{SERVICE}/{TERMINATOR}"
-    text = canonical_request(
-        method, canonical_uri(path), canonical_query(query), lower, signed, payload_hash
-    )
-    key = signing_key(secret_key, amz_date[:8], region)
-    sig = signature(key, string_to_sign(amz_date, scope, text))
-    result["authorization"] = (
-        f"{ALGORITHM} Credential={access_key}/{scope}, "
-        f"SignedHeaders={';'.join(signed)}, Signature={sig}"
-    )
-    return result
-
-
-def presign_url(
-    method: str,
-    url: str,
-    access_key: str,
-    secret_key: str,
-    expires_s: int = 3600,
-    region: str = "us-east-1",
-    now: datetime | None = None,
-) -> str:
-    """``url`` with X-Amz-* query parameters that authorize ``method`` for ``expires_s``."""
-    host, path, query = _host_of(url)
-    amz_date = _amz_date(now)
-    scope = f"{amz_date[:8]}/{region}/{SERVICE}/{TERMINATOR}"
-    auth_params = {
-        "X-Amz-Algorithm": ALGORITHM,
-        "X-Amz-Credential": f"{access_key}/{scope}",
-        "X-Amz-Date": amz_date,
-        "X-Amz-Expires": str(expires_s),
-        "X-Amz-SignedHeaders": "host",
-    }
-    encoded = "&".join(
-        f"{uri_encode(name, keep_slash=False)}={uri_encode(value, keep_slash=False)}"
-        for name, value in auth_params.items()
-    )
-    full_query = f"{query}&{encoded}" if query else encoded
-    text = canonical_request(
-        method,
-        canonical_uri(path),
-        canonical_query(full_query),
-        {"host": host},
-        ["host"],
-        _presigned_payload_hash(query),
-    )
-    key = signing_key(secret_key, amz_date[:8], region)
-    sig = signature(key, string_to_sign(amz_date, scope, text))
-    base = url.split("?", 1)[0]
-    return f"{base}?{full_query}&X-Amz-Signature={sig}"

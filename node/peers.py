@@ -14,7 +14,7 @@ import logging
 import ssl
 from collections.abc import Mapping
 
-from api.sigv4 import sign_headers
+from api.sigv4_signing import sign_headers
 from replication.client import PeerClient, Signer
 from replication.puller import PeerState, pull_forever
 from storage.repl_stats import PeerCounters

@@ -26,7 +26,7 @@ class RequestFailed(Exception):
 
 def load_signer() -> Signer:
     """The project's own signer, imported late so ``--help`` works without the api package."""
-    from api.sigv4 import sign_headers
+    from api.sigv4_signing import sign_headers
 
     return sign_headers
 

@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 from botocore.exceptions import BotoCoreError, ClientError
 
-from api.sigv4 import sign_headers
+from api.sigv4_signing import sign_headers
 from tests.integration.conftest import make_client
 from tests.integration.faultproxy import CutMode, FaultProxy
 from tests.integration.nodeproc import ACCESS_KEY, REGION, SECRET_KEY, NodeProcess, free_port

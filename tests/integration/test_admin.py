@@ -31,7 +31,7 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from api.sigv4 import sign_headers
+from api.sigv4_signing import sign_headers
 from node.admin_client import AdminError, run_job
 from tests.integration import admin_jobs
 from tests.integration.conftest import make_client

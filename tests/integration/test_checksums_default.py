@@ -22,7 +22,7 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from api.sigv4 import presign_url
+from api.sigv4_signing import presign_url
 from storage.store import Store
 from tests.checksum_reference import b64, composite, full_object
 from tests.integration.conftest import make_client

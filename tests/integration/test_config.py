@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from api.sigv4 import sign_headers
+from api.sigv4_signing import sign_headers
 from tests.integration.conftest import make_client
 from tests.integration.nodeproc import (
     ACCESS_KEY,

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from api.sigv4 import sign_headers
+from api.sigv4_signing import sign_headers
 from tests.integration.conftest import make_client
 from tests.integration.nodeproc import ACCESS_KEY, SECRET_KEY, NodeProcess
 

@@ -32,7 +32,7 @@ import blake3
 import httpx
 import pytest
 
-from api.sigv4 import sign_headers
+from api.sigv4_signing import sign_headers
 from storage.segments import RECORD_HEADER, RecordKind
 from tests.integration.conftest import make_client
 from tests.integration.nodeproc import ACCESS_KEY, REGION, SECRET_KEY, NodeProcess

@@ -1,7 +1,8 @@
 """Every S3 error code the node emits: AWS's HTTP status and an S3 XML error document.
 
 boto3 drives the requests it can produce; raw httpx requests signed with
-:func:`api.sigv4.sign_headers` (or a raw socket, for what httpx will not send) cover the rest.
+:func:`api.sigv4_signing.sign_headers` (or a raw socket, for what httpx will not send) cover
+the rest.
 The last part fuzzes malformed requests: bad input is a 4xx with an XML body, never a 500.
 """
 
@@ -20,7 +21,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from api.chunked import encode_chunked
-from api.sigv4 import STREAMING_UNSIGNED_PAYLOAD_TRAILER, UNSIGNED_PAYLOAD, sign_headers
+from api.sigv4 import STREAMING_UNSIGNED_PAYLOAD_TRAILER, UNSIGNED_PAYLOAD
+from api.sigv4_signing import sign_headers
 from tests.integration.conftest import make_client
 from tests.integration.nodeproc import ACCESS_KEY, REGION, SECRET_KEY, NodeProcess
 from tests.integration.s3util import send

@@ -14,7 +14,7 @@ from urllib.parse import quote, unquote_plus
 import httpx
 import pytest
 
-from api.sigv4 import sign_headers
+from api.sigv4_signing import sign_headers
 from tests.integration.conftest import make_client
 from tests.integration.nodeproc import ACCESS_KEY, REGION, SECRET_KEY, NodeProcess
 from tests.integration.s3util import expected_listing

@@ -19,7 +19,7 @@ import httpx
 import psutil
 import pytest
 
-from api.sigv4 import sign_headers
+from api.sigv4_signing import sign_headers
 from tests.integration.nodeproc import ACCESS_KEY, REGION, SECRET_KEY, NodeProcess
 
 pytestmark = pytest.mark.slow

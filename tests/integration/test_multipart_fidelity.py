@@ -13,7 +13,7 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from api.sigv4 import sign_headers
+from api.sigv4_signing import sign_headers
 from tests.integration.nodeproc import ACCESS_KEY, REGION, SECRET_KEY, NodeProcess
 from tests.integration.s3util import MiB, error_of, md5_etag, multipart_etag, send, xml_code
 from tests.integration.test_multipart import complete, create, upload

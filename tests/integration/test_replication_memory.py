@@ -17,7 +17,7 @@ import httpx
 import psutil
 import pytest
 
-from api.sigv4 import sign_headers
+from api.sigv4_signing import sign_headers
 from tests.integration.conftest import make_client
 from tests.integration.nodeproc import ACCESS_KEY, REGION, SECRET_KEY, NodeProcess
 from tests.integration.test_memory import BLOCK_BYTES, Digests, RssSampler, generate, request

@@ -20,7 +20,8 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from api import sigv2
-from api.sigv4 import UNSIGNED_PAYLOAD, presign_url, sign_headers
+from api.sigv4 import UNSIGNED_PAYLOAD
+from api.sigv4_signing import presign_url, sign_headers
 from tests.integration.conftest import make_client
 from tests.integration.nodeproc import ACCESS_KEY, REGION, SECRET_KEY, NodeProcess
 from tests.integration.s3util import error_fields, error_of, expect_error, multipart_etag

@@ -13,7 +13,7 @@ from botocore.credentials import Credentials
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api import sigv4
+from api import sigv4, sigv4_signing
 from api.errors import S3Error
 from api.sigv4 import SignableRequest
 
@@ -300,7 +300,7 @@ def test_doc_get_object_verifies() -> None:
 
 
 def test_doc_get_object_signs() -> None:
-    headers = sigv4.sign_headers(
+    headers = sigv4_signing.sign_headers(
         "GET",
         "https://examplebucket.s3.amazonaws.com/test.txt",
         {"Range": "bytes=0-9"},
@@ -325,7 +325,7 @@ def test_auth_header_spacing_is_tolerated() -> None:
 
 
 def test_doc_presigned_url() -> None:
-    url = sigv4.presign_url(
+    url = sigv4_signing.presign_url(
         "GET",
         "https://examplebucket.s3.amazonaws.com/test.txt",
         DOC_AK,
@@ -438,7 +438,7 @@ def signed(
     headers: dict[str, str] | None = None,
     payload_hash: str = sigv4.UNSIGNED_PAYLOAD,
 ) -> SignableRequest:
-    sent = sigv4.sign_headers(
+    sent = sigv4_signing.sign_headers(
         method, url, headers or {}, AK, SK, REGION, payload_hash=payload_hash, now=NOW
     )
     return request_from(method, url, sent)
@@ -469,8 +469,8 @@ def test_sign_verify_round_trip(url: str) -> None:
     ctx = verify(signed(url=url))
     assert ctx is not None
     assert ctx.access_key == AK
-    presigned = sigv4.presign_url("GET", url, AK, SK, now=NOW)
-    host = sigv4.sign_headers("GET", url, {}, AK, SK, now=NOW)["host"]
+    presigned = sigv4_signing.presign_url("GET", url, AK, SK, now=NOW)
+    host = sigv4_signing.sign_headers("GET", url, {}, AK, SK, now=NOW)["host"]
     request = request_from("GET", presigned, {"host": host})
     ctx = verify(request)
     assert ctx is not None
@@ -502,7 +502,7 @@ def test_extra_headers_are_signed_and_checked() -> None:
 
 
 def test_user_agent_is_not_signed() -> None:
-    headers = sigv4.sign_headers("GET", "http://h/b", {"User-Agent": "ua"}, AK, SK, now=NOW)
+    headers = sigv4_signing.sign_headers("GET", "http://h/b", {"User-Agent": "ua"}, AK, SK, now=NOW)
     assert "user-agent" not in headers["authorization"]
 
 
@@ -524,7 +524,7 @@ def test_any_change_breaks_the_signature(change: dict[str, str]) -> None:
 
 
 def test_wrong_secret_is_signature_mismatch() -> None:
-    sent = sigv4.sign_headers("GET", "http://h/b/k", {}, AK, "not-the-secret", now=NOW)
+    sent = sigv4_signing.sign_headers("GET", "http://h/b/k", {}, AK, "not-the-secret", now=NOW)
     with pytest.raises(S3Error) as caught:
         verify(request_from("GET", "http://h/b/k", sent))
     assert caught.value.code == "SignatureDoesNotMatch"
@@ -535,7 +535,7 @@ def test_wrong_secret_is_signature_mismatch() -> None:
 
 
 def test_presigned_tampering_and_pinned_payload_hash() -> None:
-    url = sigv4.presign_url("GET", "http://h/b/k?versionId=1", AK, SK, now=NOW)
+    url = sigv4_signing.presign_url("GET", "http://h/b/k?versionId=1", AK, SK, now=NOW)
     with pytest.raises(S3Error) as caught:
         verify(request_from("PUT", url, {"host": "h"}))
     assert caught.value.code == "SignatureDoesNotMatch"
@@ -544,7 +544,7 @@ def test_presigned_tampering_and_pinned_payload_hash() -> None:
     assert caught.value.code == "SignatureDoesNotMatch"
     # A payload hash carried in the query is signed and becomes ctx.payload_hash.
     digest = sigv4.EMPTY_SHA256
-    pinned = sigv4.presign_url(
+    pinned = sigv4_signing.presign_url(
         "PUT", f"http://h/b/k?X-Amz-Content-Sha256={digest}", AK, SK, now=NOW
     )
     ctx = verify(request_from("PUT", pinned, {"host": "h"}))
@@ -689,7 +689,7 @@ def test_scope_date_must_match_request_date() -> None:
 
 
 def test_unknown_access_key() -> None:
-    sent = sigv4.sign_headers("GET", "http://h/b/k", {}, "nobody", SK, now=NOW)
+    sent = sigv4_signing.sign_headers("GET", "http://h/b/k", {}, "nobody", SK, now=NOW)
     error = expect_error(request_from("GET", "http://h/b/k", sent), "InvalidAccessKeyId")
     assert error.status == 403
 
@@ -731,13 +731,13 @@ def test_missing_or_bad_date_is_access_denied() -> None:
 
 
 def test_presigned_expiry() -> None:
-    url = sigv4.presign_url("GET", "http://h/b/k", AK, SK, expires_s=60, now=NOW)
+    url = sigv4_signing.presign_url("GET", "http://h/b/k", AK, SK, expires_s=60, now=NOW)
     request = request_from("GET", url, {"host": "h"})
     assert verify(request, now=NOW + timedelta(seconds=60)) is not None
     error = expect_error(request, "AccessDenied", now=NOW + timedelta(seconds=61))
     assert error.message == "Request has expired"
     # Presigned URLs are not subject to the 15-minute skew rule while unexpired...
-    long_lived = sigv4.presign_url("GET", "http://h/b/k", AK, SK, expires_s=86400, now=NOW)
+    long_lived = sigv4_signing.presign_url("GET", "http://h/b/k", AK, SK, expires_s=86400, now=NOW)
     assert verify(request_from("GET", long_lived, {"host": "h"}), now=NOW + timedelta(hours=20))
     # ...but one dated more than 15 minutes ahead is not valid yet.
     error = expect_error(request, "AccessDenied", now=NOW - timedelta(minutes=16))
@@ -858,7 +858,7 @@ def test_unsigned_amz_header_is_refused() -> None:
 
 def test_unsigned_amz_header_on_presigned_url_is_refused() -> None:
     url = "http://127.0.0.1:9000/bucket/key"
-    presigned = sigv4.presign_url("PUT", url, AK, SK, now=NOW)
+    presigned = sigv4_signing.presign_url("PUT", url, AK, SK, now=NOW)
     host = {"host": "127.0.0.1:9000"}
     assert verify(request_from("PUT", presigned, host)) is not None
     error = expect_error(
