@@ -2,7 +2,7 @@
 
 ``Clock`` is what every time-dependent piece reads: ``wall_ms``/``wall_s`` (wall clock, for
 stamps, expiry windows, skew checks and file names) and ``monotonic`` (intervals and rates).
-A ``Store`` holds one (``StoreConfig.clock``, the system clock by default) and hands it to the
+A ``Store`` holds one (``StoreConfig.time_source``, the system clock by default) and hands it to the
 HLC and to whatever needs the time; replication reads it from the store. ``ManualClock`` is the
 test double: time stands still until the test moves it, a first step toward a seeded,
 deterministic simulation of several sites.
@@ -56,8 +56,8 @@ SYSTEM_CLOCK: Clock = SystemClock()
 
 
 class ManualClock:
-    """A clock that moves only when told to: ``advance`` or ``set``. Monotonic time advances
-    with the wall clock but never steps back when the wall clock is set backwards."""
+    """A clock that moves only when told to: ``advance`` (both clocks) or ``set_wall_ms``
+    (the wall clock alone, as a step by NTP)."""
 
     def __init__(self, wall_ms: int = 1_700_000_000_000, monotonic: float = 0.0) -> None:
         self._wall_ms = wall_ms

@@ -327,10 +327,10 @@ class FinishBootstrap:
         return "", ""
 
     def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome:
-        now_ms = self.clock.wall_ms()
-        replica.set_cursor(conn, self.record.peer, "pull", self.record.snapshot_seq, now_ms)
+        seq = self.record.snapshot_seq
+        replica.set_cursor(conn, self.record.peer, "pull", seq, self.clock.wall_ms())
         conn.execute("DELETE FROM meta WHERE name = ?", (BOOTSTRAP_META,))
-        finished = dict(asdict(self.record), finished_ms=now_ms)
+        finished = dict(asdict(self.record), finished_ms=self.clock.wall_ms())
         catalog.write_meta(conn, BOOTSTRAP_DONE_META, json.dumps(finished, sort_keys=True))
         catalog.write_meta(conn, BOOTSTRAP_PREFIX + self.record.peer, "1.0")
         return Outcome()

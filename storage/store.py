@@ -109,7 +109,7 @@ class StoreConfig:
     chunk_bytes: int = CHUNK_BYTES
     # Every time read by the store and what it drives (HLC, expiry, replication): tests pass
     # a storage.clock.ManualClock.
-    clock: Clock = SYSTEM_CLOCK
+    time_source: Clock = SYSTEM_CLOCK
 
 
 class DataDirLocked(StorageError):
@@ -175,7 +175,7 @@ class Store:
         self.config = config
         self.node_id = node_id
         self.clock = clock
-        self.time_source = config.clock  # the wall and monotonic clock; ``clock`` is the HLC
+        self.time_source = config.time_source  # the wall and monotonic clock; ``clock`` is the HLC
         self._writer_db = writer_db
         self._reader_db = reader_db
         self._segments = segments
@@ -216,7 +216,7 @@ class Store:
         await writer_db.run(_mark_recovered, list_segment_ids(segment_dir))
         segments = SegmentWriter(segment_dir, next_id, config.segment_bytes_max)
         clock = HybridClock(
-            node_id, last=await writer_db.run(catalog.last_hlc), now_ms=config.clock.wall_ms
+            node_id, last=await writer_db.run(catalog.last_hlc), now_ms=config.time_source.wall_ms
         )
         await writer_db.run(_backfill_chunk_index)
         await writer_db.run(key_journal.ensure_baseline, config.data_dir)

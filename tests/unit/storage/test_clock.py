@@ -28,7 +28,7 @@ def run_with_manual_clock(
     clock = ManualClock(START_MS)
 
     async def main() -> None:
-        store = await Store.open(StoreConfig(data_dir, clock=clock))
+        store = await Store.open(StoreConfig(data_dir, time_source=clock))
         try:
             await store.create_bucket("b", "owner")
             await test(store, clock)
