@@ -36,7 +36,7 @@ from node.ops_cli import (
     run_ops,
 )
 from node.repl_cli import add_repl_arguments, run_repl
-from storage.hlc import set_wall_clock_offset_ms
+from storage.clock import set_wall_clock_offset_ms
 
 log = logging.getLogger("lakenode")
 

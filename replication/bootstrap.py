@@ -18,7 +18,6 @@ or key deleted on the peer meanwhile is simply not there any more when the next 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
@@ -27,8 +26,8 @@ from replication.client import PeerClient
 from replication.ports import BootstrapStore
 from replication.protocol import ProtocolError, SnapshotPage
 from replication.puller import PullStats, fetch_then_apply, pull_once
+from storage.clock import SYSTEM_CLOCK
 from storage.errors import StorageError
-from storage.hlc import wall_clock_ms
 from storage.replica import ApplyResult
 from storage.snapshot import BootstrapRecord
 
@@ -59,7 +58,7 @@ class BootstrapProgress:
     done: bool = False
     pull: PullStats = field(default_factory=PullStats)  # chunks fetched for the pages
     catch_up: PullStats = field(default_factory=PullStats)  # the pull after the snapshot
-    started: float = field(default_factory=time.monotonic)
+    started: float = field(default_factory=SYSTEM_CLOCK.monotonic)  # Clock.monotonic
     bytes_start: int = 0
 
     @property
@@ -87,7 +86,9 @@ async def bootstrap(
     page_size: int = DEFAULT_PAGE_SIZE,
 ) -> BootstrapProgress:
     """Copy the peer's state into ``store`` (or resume doing so), then pull its log."""
-    state = BootstrapProgress(peer=peer_id, bytes_start=client.bytes_received)
+    state = BootstrapProgress(
+        peer=peer_id, bytes_start=client.bytes_received, started=store.time_source.monotonic()
+    )
     record = await _starting_record(store, peer_id)
     if record is None:  # bootstrapped earlier (the catch-up pull may not have finished)
         state.done = True
@@ -109,7 +110,7 @@ async def bootstrap(
             snapshot_seq=page.snapshot_seq,
             position=None,
             objects_total=page.objects_total or 0,
-            started_ms=wall_clock_ms(),
+            started_ms=store.time_source.wall_ms(),
         )
     state.snapshot_seq = record.snapshot_seq
     state.objects_done, state.objects_total = record.objects_done, record.objects_total

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
+from storage.clock import Clock
 from storage.digest import KeyFacts, Leaf
 from storage.hlc import HybridClock
 from storage.repl_stats import Backlog
@@ -19,6 +20,7 @@ from storage.snapshot import BootstrapRecord, Position
 class ReplicaStore(Protocol):
     node_id: str
     clock: HybridClock
+    time_source: Clock  # wall and monotonic time (storage/clock.py); ``clock`` is the HLC
 
     async def changes_after(
         self, after_seq: int, limit: int, exclude_origin: str | None

@@ -41,7 +41,6 @@ from replication.protocol import (
     chunk_sizes,
 )
 from storage.errors import StorageError
-from storage.hlc import wall_clock_ms
 from storage.replica import ApplyResult, Change, MissingChunks
 
 log = logging.getLogger("lakenode.replication")
@@ -110,10 +109,10 @@ class PeerState:
         """Offset estimate: the peer read its clock about halfway through the round trip."""
         self.clock_offset_ms = peer_now_ms - (sent_ms + received_ms) // 2
 
-    def succeeded(self, stats: PullStats) -> None:
+    def succeeded(self, stats: PullStats, now_ms: int) -> None:
         self.totals.add(stats)
         self.cursor = stats.cursor
-        self.last_success_ms = wall_clock_ms()
+        self.last_success_ms = now_ms
         self.last_error = None
         self.consecutive_failures = 0
         self.link_up = True
@@ -159,10 +158,10 @@ async def pull_once(
     exclude = None if own_too else store.node_id
     while True:
         cursor = await store.get_cursor(peer_name, "pull")
-        sent_ms = wall_clock_ms()
+        sent_ms = store.time_source.wall_ms()
         page = await client.changes(cursor, batch_limit, exclude_origin=exclude)
         if state is not None:
-            state.observe_clock(page.now_ms, sent_ms, wall_clock_ms())
+            state.observe_clock(page.now_ms, sent_ms, store.time_source.wall_ms())
             state.peer_last_seq = page.last_seq
         check_page(page, peer_name, cursor)
         stats.pages += 1
@@ -322,9 +321,9 @@ def _log_rejected(peer_name: str, rejected: list[Change]) -> None:
 
 async def identify_peer(store: ReplicaStore, client: PeerClient, state: PeerState) -> str:
     """Learn the peer's node id (the cursor key) from its info; refuse to pull from ourself."""
-    sent_ms = wall_clock_ms()
+    sent_ms = store.time_source.wall_ms()
     info = await client.info()
-    state.observe_clock(info.now_ms, sent_ms, wall_clock_ms())
+    state.observe_clock(info.now_ms, sent_ms, store.time_source.wall_ms())
     if info.node_id == store.node_id:
         raise ProtocolError(f"peer {client.base_url} is this node ({store.node_id}) itself")
     if state.node_id != info.node_id:
@@ -363,7 +362,7 @@ async def pull_forever(
             state.node_id = None
             delay = backoff_delay(state.consecutive_failures, interval_s, backoff_max_s)
         else:
-            state.succeeded(stats)
+            state.succeeded(stats, store.time_source.wall_ms())
             if stats.changes:
                 log.info("pulled from %s: %s", peer_name, stats.summary())
             delay = 0.0 if stats.changes else interval_s

@@ -43,7 +43,6 @@ from replication.protocol import (
     ProtocolError,
 )
 from storage.digest import DEPTH
-from storage.hlc import wall_clock_ms
 from storage.replica import ApplyResult, Change, LogPruned, MissingChunks, ReplicationError
 
 log = logging.getLogger("lakenode.replication.routes")
@@ -168,7 +167,9 @@ def _endpoint(
 
 
 async def handle_info(_request: Request, store: ReplicaStore) -> Response:
-    info = PeerInfo(node_id=store.node_id, last_seq=await store.last_seq(), now_ms=wall_clock_ms())
+    info = PeerInfo(
+        node_id=store.node_id, last_seq=await store.last_seq(), now_ms=store.time_source.wall_ms()
+    )
     return JSONResponse(protocol.info_to_json(info))
 
 
@@ -218,7 +219,11 @@ async def read_page(
     # Truncated: up to the last change sent. Whole: up to the end of the log as read.
     last_seq = changes[-1].seq if more else max([log_end, *(change.seq for change in changes)])
     return ChangesPage(
-        node_id=store.node_id, changes=changes, last_seq=last_seq, more=more, now_ms=wall_clock_ms()
+        node_id=store.node_id,
+        changes=changes,
+        last_seq=last_seq,
+        more=more,
+        now_ms=store.time_source.wall_ms(),
     )
 
 
@@ -383,7 +388,7 @@ async def handle_snapshot(request: Request, store: ReplicaStore) -> Response:
         next=None if position is None else protocol.encode_position(position),
         snapshot_seq=snapshot_seq,
         objects_total=objects_total,
-        now_ms=wall_clock_ms(),
+        now_ms=store.time_source.wall_ms(),
     )
     return Response(
         protocol.dumps(protocol.snapshot_page_to_json(page)), media_type="application/json"

@@ -186,7 +186,9 @@ async def run(
                 f"{len(live.undecodable)} manifest(s) cannot be decoded (first: "
                 f"{live.undecodable[0]}): what they reference is unknown; run fsck"
             )
-        state = JobState(jobstate.GC, store.commit, reclaimed_bytes=0, segments_rewritten=0)
+        state = JobState(
+            jobstate.GC, store.commit, store.time_source, reclaimed_bytes=0, segments_rewritten=0
+        )
         await state.update(force=True)
         outcome = GcOutcome(plan)
         total = sum(s.file_bytes for s in plan.candidates)

@@ -17,26 +17,18 @@ runs at most a few milliseconds ahead under extreme load instead of failing.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from storage.clock import SYSTEM_CLOCK
 
 LOGICAL_BITS = 16
 LOGICAL_MAX = (1 << LOGICAL_BITS) - 1
 
 
-# Test hook: shifts this process's idea of wall time, to test the clock-skew guard with real
-# processes. Set from LAKENODE_CLOCK_OFFSET_MS by node/ at start; never used in production.
-_wall_offset_ms = 0
-
-
-def set_wall_clock_offset_ms(offset_ms: int) -> None:
-    global _wall_offset_ms
-    _wall_offset_ms = offset_ms
-
-
 def wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000 + _wall_offset_ms
+    """The system clock's wall milliseconds (with the test offset: see storage/clock.py)."""
+    return SYSTEM_CLOCK.wall_ms()
 
 
 @dataclass(frozen=True, order=True)
@@ -79,6 +71,10 @@ class HybridClock:
     def last(self) -> int:
         """The largest packed stamp issued or observed."""
         return self._last
+
+    def wall_ms(self) -> int:
+        """The wall time this clock stamps from (its time source), without the HLC rules."""
+        return self._now_ms()
 
     def now(self) -> Timestamp:
         """Stamp a local event: strictly greater than every stamp issued or observed."""

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from storage import catalog
+from storage.clock import Clock
 from storage.commit import Outcome
-from storage.hlc import Timestamp, wall_clock_ms
+from storage.hlc import Timestamp
 
 SCRUB = "job:scrub"
 GC = "job:gc"
@@ -51,12 +51,17 @@ class JobState:
     """A job's row: started now, updated as it goes, finished at the end."""
 
     def __init__(
-        self, name: str, commit: Callable[[WriteMeta], Awaitable[None]], **fields: Any
+        self,
+        name: str,
+        commit: Callable[[WriteMeta], Awaitable[None]],
+        clock: Clock,
+        **fields: Any,
     ) -> None:
         self.name = name
         self._commit = commit
+        self._clock = clock
         self.document: dict[str, Any] = {
-            "started_ms": wall_clock_ms(),
+            "started_ms": clock.wall_ms(),
             "finished_ms": None,
             "done_ratio": 0.0,
             **fields,
@@ -65,10 +70,10 @@ class JobState:
 
     async def update(self, *, force: bool = False, **fields: Any) -> None:
         self.document.update(fields)
-        now = time.monotonic()
+        now = self._clock.monotonic()
         if force or now - self._written_at >= WRITE_INTERVAL_S:
             self._written_at = now
             await self._commit(WriteMeta(self.name, json.dumps(self.document)))
 
     async def finish(self, **fields: Any) -> None:
-        await self.update(force=True, finished_ms=wall_clock_ms(), done_ratio=1.0, **fields)
+        await self.update(force=True, finished_ms=self._clock.wall_ms(), done_ratio=1.0, **fields)

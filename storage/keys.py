@@ -16,11 +16,11 @@ import re
 import secrets
 import sqlite3
 import string
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from storage.catalog import read_meta, write_meta
+from storage.clock import SYSTEM_CLOCK, Clock
 from storage.errors import StorageError
 from storage.key_journal import record_key_change
 
@@ -108,7 +108,7 @@ def _bump(conn: sqlite3.Connection, access_key: str) -> None:
     write_meta(conn, "keys_generation", str(keys_generation(conn) + 1))
 
 
-def create_key(conn: sqlite3.Connection, key: AccessKey) -> AccessKey:
+def create_key(conn: sqlite3.Connection, key: AccessKey, clock: Clock = SYSTEM_CLOCK) -> AccessKey:
     if not ACCESS_KEY_PATTERN.match(key.access_key):
         raise KeyError_("access key must be 3-128 of [A-Za-z0-9._-]")
     if len(key.secret_key) < 8 or any(c.isspace() for c in key.secret_key):
@@ -121,7 +121,7 @@ def create_key(conn: sqlite3.Connection, key: AccessKey) -> AccessKey:
         key.buckets,
         key.policy,
         key.replication,
-        int(time.time() * 1000),
+        clock.wall_ms(),
     )
     with _transaction(conn):
         if conn.execute(

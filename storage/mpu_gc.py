@@ -13,7 +13,6 @@ from typing import Any
 
 from storage import uploads
 from storage.errors import NoSuchBucket, NoSuchUpload
-from storage.hlc import wall_clock_ms
 from storage.jobstate import Progress
 from storage.store import Store
 from storage.uploads import UploadInfo
@@ -38,7 +37,7 @@ class StaleUpload:
 
 async def stale_uploads(store: Store, older_than_ms: int) -> list[StaleUpload]:
     """Uploads initiated at least ``older_than_ms`` ago, oldest first."""
-    return await store.inspect(_stale, wall_clock_ms() - older_than_ms)
+    return await store.inspect(_stale, store.time_source.wall_ms() - older_than_ms)
 
 
 def _stale(conn: sqlite3.Connection, cutoff_ms: int) -> list[StaleUpload]:

@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from storage import catalog
 from storage.commit import Outcome
-from storage.hlc import Timestamp, wall_clock_ms
+from storage.hlc import HybridClock, Timestamp
 
 MAINTENANCE_META: Final = "maintenance"
 JOB_META_PREFIX: Final = "job:"
@@ -39,8 +39,8 @@ def read_maintenance(conn: sqlite3.Connection) -> MaintenanceRecord:
         raise ValueError(f"meta row {MAINTENANCE_META!r} is malformed: {text!r}") from exc
 
 
-def write_maintenance(conn: sqlite3.Connection, enabled: bool) -> MaintenanceRecord:
-    record = MaintenanceRecord(enabled, wall_clock_ms())
+def write_maintenance(conn: sqlite3.Connection, enabled: bool, now_ms: int) -> MaintenanceRecord:
+    record = MaintenanceRecord(enabled, now_ms)
     catalog.write_meta(
         conn,
         MAINTENANCE_META,
@@ -54,12 +54,13 @@ class SetMaintenance:
     """The flag as a group-commit mutation: it commits after everything queued before it."""
 
     enabled: bool
+    clock: HybridClock  # its time source dates the change
 
     def touched(self) -> tuple[str, str | None]:
         return "", ""
 
     def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[MaintenanceRecord]:
-        return Outcome(write_maintenance(conn, self.enabled))
+        return Outcome(write_maintenance(conn, self.enabled, self.clock.wall_ms()))
 
 
 def read_job_state(conn: sqlite3.Connection, job: str) -> dict[str, Any] | None:

@@ -33,8 +33,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from storage import catalog, journal, key_journal, replica
+from storage.clock import SYSTEM_CLOCK, Clock
 from storage.errors import FormatError, StorageError
-from storage.hlc import LOGICAL_BITS, pack, wall_clock_ms
+from storage.hlc import LOGICAL_BITS, pack
 from storage.jobstate import Progress
 from storage.manifest import Kind, Manifest, decode
 from storage.replica import Change
@@ -89,7 +90,12 @@ class RebuildStats:
 
 
 def rebuild_index(
-    data_dir: Path, progress: Progress, force: bool = False, node_id: str | None = None
+    data_dir: Path,
+    progress: Progress,
+    force: bool = False,
+    node_id: str | None = None,
+    *,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> dict[str, Any]:
     """Rebuild ``DATA/meta.db`` from the segments; the report (JSON-able, with exit_code).
     Raises RebuildRefused when it will not run."""
@@ -111,8 +117,8 @@ def rebuild_index(
             progress.note(f"{CATALOG} is damaged ({problem}): rebuilding it")
         stats = RebuildStats()
         temporary = data_dir / f"{CATALOG}.rebuild"
-        counts = _build(temporary, data_dir, stats, progress)
-        moved = _swap_in(temporary, data_dir)
+        counts = _build(temporary, data_dir, stats, progress, clock)
+        moved = _swap_in(temporary, data_dir, clock)
     finally:
         os.close(lock)
     complete = not (stats.skipped_count or stats.damaged_segments or stats.key_lines_skipped)
@@ -188,7 +194,9 @@ CREATE INDEX temp.rb_uploads_order ON rb_uploads (hlc, origin, position);
 """
 
 
-def _build(path: Path, data_dir: Path, stats: RebuildStats, progress: Progress) -> dict[str, int]:
+def _build(
+    path: Path, data_dir: Path, stats: RebuildStats, progress: Progress, clock: Clock
+) -> dict[str, int]:
     for suffix in SQLITE_SUFFIXES:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     conn = sqlite3.connect(path, isolation_level=None)
@@ -200,12 +208,12 @@ def _build(path: Path, data_dir: Path, stats: RebuildStats, progress: Progress) 
         conn.executescript(_STAGING)
         conn.execute("BEGIN IMMEDIATE")
         segments, unreadable = _scan_segments(conn, data_dir / "segments", stats, progress)
-        _replay_changes(conn, stats, progress)
-        _replay_unjournaled(conn, stats)
+        _replay_changes(conn, stats, progress, clock)
+        _replay_unjournaled(conn, stats, clock)
         _replay_uploads(conn, stats)
         _settle_missing(conn, stats)
         keys = _replay_keys(conn, data_dir, stats)
-        _finish(conn, segments, unreadable, stats)
+        _finish(conn, segments, unreadable, stats, clock)
         counts = _counts(conn)
         counts["keys"] = keys
         conn.execute("COMMIT")
@@ -341,7 +349,13 @@ def _any_manifest(conn: sqlite3.Connection, hlc: int, origin: str) -> Manifest |
     return None if row is None else decode(bytes(row[0]))
 
 
-def _replay(conn: sqlite3.Connection, change: Change, seq: int | None, stats: RebuildStats) -> None:
+def _replay(
+    conn: sqlite3.Connection,
+    change: Change,
+    seq: int | None,
+    stats: RebuildStats,
+    clock: Clock,
+) -> None:
     """Apply and log one change in its own savepoint; a refusal is reported, not fatal."""
     what = f"{change.op} {change.bucket}/{change.key or ''} ({change.origin}, {change.hlc})"
     logged = conn.execute(
@@ -353,7 +367,7 @@ def _replay(conn: sqlite3.Connection, change: Change, seq: int | None, stats: Re
     conn.execute("SAVEPOINT replay")
     try:
         # Manifests were checked against the intact chunk records: kept as they are.
-        replica.apply_and_log(conn, change, seq, chunks_local=True)
+        replica.apply_and_log(conn, change, seq, chunks_local=True, now_ms=clock.wall_ms)
     except StorageError as exc:
         conn.execute("ROLLBACK TO replay")
         stats.skip(what, f"{type(exc).__name__}: {exc}")
@@ -378,7 +392,9 @@ def _pages(
         last = tuple(rows[-1][: len(start)])
 
 
-def _replay_changes(conn: sqlite3.Connection, stats: RebuildStats, progress: Progress) -> None:
+def _replay_changes(
+    conn: sqlite3.Connection, stats: RebuildStats, progress: Progress, clock: Clock
+) -> None:
     (total,) = conn.execute("SELECT count(*) FROM rb_changes").fetchone()
     progress.note(f"replaying {total} change(s) in log order")
     done = 0
@@ -402,13 +418,13 @@ def _replay_changes(conn: sqlite3.Connection, stats: RebuildStats, progress: Pro
             seq, entry["hlc"], entry["origin"], entry["op"], entry["bucket"], entry["key"],
             entry["version_id"], entry["size"], entry["etag"], manifest, entry["payload"],
         )  # fmt: skip
-        _replay(conn, change, seq, stats)
+        _replay(conn, change, seq, stats, clock)
         done += 1
         if done % PAGE == 0:
             progress.advance(done, total, "changes")
 
 
-def _replay_unjournaled(conn: sqlite3.Connection, stats: RebuildStats) -> None:
+def _replay_unjournaled(conn: sqlite3.Connection, stats: RebuildStats, clock: Clock) -> None:
     """Manifests no change entry accounts for (written before the journal existed), by LWW
     in stamp order; logged after the journaled changes. A manifest whose change entry was
     superseded (its batch never committed) is not among them."""
@@ -432,7 +448,7 @@ def _replay_unjournaled(conn: sqlite3.Connection, stats: RebuildStats) -> None:
             0, hlc, origin, op, manifest.bucket, manifest.key, manifest.version_id,
             manifest.size, manifest.etag, manifest.encode(),
         )  # fmt: skip
-        _replay(conn, change, None, stats)
+        _replay(conn, change, None, stats, clock)
 
 
 def _missing(
@@ -575,7 +591,11 @@ def _replay_keys(conn: sqlite3.Connection, data_dir: Path, stats: RebuildStats) 
 
 
 def _finish(
-    conn: sqlite3.Connection, ends: dict[int, int], unreadable: set[int], stats: RebuildStats
+    conn: sqlite3.Connection,
+    ends: dict[int, int],
+    unreadable: set[int],
+    stats: RebuildStats,
+    clock: Clock,
 ) -> None:
     # Only the last segment can have been open when the node stopped: the node's recovery
     # scans it (and cuts a torn tail) at start; every other one is sealed as it is, and so
@@ -588,7 +608,7 @@ def _finish(
             for segment_id, end in ends.items()
         ),
     )
-    now_ms = wall_clock_ms()
+    now_ms = clock.wall_ms()
     # Never reissue a stamp a peer may hold from before the loss: at least every stamp seen.
     catalog.write_meta(conn, "hlc_last", str(max(stats.max_hlc, pack(now_ms, 0))))
     replica.continue_log_above(conn, stats.last_change_ms or now_ms, now_ms)
@@ -619,9 +639,9 @@ def _counts(conn: sqlite3.Connection) -> dict[str, int]:
 # ---- swapping the new catalog in --------------------------------------------------------------
 
 
-def _swap_in(temporary: Path, data_dir: Path) -> str | None:
+def _swap_in(temporary: Path, data_dir: Path, clock: Clock) -> str | None:
     """Move the old catalog files aside (kept, never deleted), rename the new one in."""
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(clock.wall_s()))
     aside = f"{CATALOG}.broken-{stamp}"
     moved = None
     for suffix in SQLITE_SUFFIXES:

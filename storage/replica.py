@@ -19,13 +19,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from storage import catalog, conditions, config, digest
+from storage.clock import SYSTEM_CLOCK
 from storage.commit import Outcome
 from storage.errors import FormatError, StorageError
-from storage.hlc import LOGICAL_BITS, HybridClock, Timestamp, wall_clock_ms
+from storage.hlc import LOGICAL_BITS, HybridClock, Timestamp
 from storage.lww import Stamp, wins
 from storage.manifest import ChunkRef, Kind, Manifest, decode
 
@@ -176,13 +178,13 @@ def get_cursor(conn: sqlite3.Connection, peer: str, direction: str) -> int:
     return 0 if row is None else int(row[0])
 
 
-def set_cursor(conn: sqlite3.Connection, peer: str, direction: str, seq: int) -> None:
+def set_cursor(conn: sqlite3.Connection, peer: str, direction: str, seq: int, now_ms: int) -> None:
     """Move a cursor forward (never back: a push and a pull from one peer may race)."""
     conn.execute(
         "INSERT INTO peer_cursors (peer, direction, seq, updated_ms) VALUES (?, ?, ?, ?)"
         " ON CONFLICT (peer, direction) DO UPDATE SET seq = max(seq, excluded.seq),"
         " updated_ms = excluded.updated_ms",
-        (peer, direction, seq, wall_clock_ms()),
+        (peer, direction, seq, now_ms),
     )
 
 
@@ -245,12 +247,13 @@ class SetCursor:
     peer: str
     direction: str
     seq: int
+    clock: HybridClock
 
     def touched(self) -> tuple[str, str | None]:
         return "", ""
 
     def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[None]:
-        set_cursor(conn, self.peer, self.direction, self.seq)
+        set_cursor(conn, self.peer, self.direction, self.seq, self.clock.wall_ms())
         return Outcome(None)
 
 
@@ -274,7 +277,7 @@ class ApplyRemote:
     def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[ApplyResult]:
         catalog.index_chunks(conn, self.received)
         result = apply_changes(conn, self.changes, self.max_skew_ms, self.clock)
-        set_cursor(conn, self.peer, "pull", self.cursor)
+        set_cursor(conn, self.peer, "pull", self.cursor, self.clock.wall_ms())
         return Outcome(result)
 
 
@@ -291,7 +294,7 @@ def apply_changes(
     whole batch back and the caller learns every chunk it lacks at once.
     """
     result = ApplyResult()
-    now_ms = wall_clock_ms()
+    now_ms = clock.wall_ms()
     missing: set[bytes] = set()
     for change in changes:
         if _already_applied(conn, change):
@@ -302,7 +305,7 @@ def apply_changes(
             result.rejected.append(change)
             continue
         try:
-            conflict = apply_and_log(conn, change)
+            conflict = apply_and_log(conn, change, now_ms=clock.wall_ms)
         except MissingChunks as lacking:
             missing |= lacking.digests
             continue
@@ -336,21 +339,27 @@ def _already_applied(conn: sqlite3.Connection, change: Change) -> bool:
 
 
 def apply_and_log(
-    conn: sqlite3.Connection, change: Change, seq: int | None = None, *, chunks_local: bool = False
+    conn: sqlite3.Connection,
+    change: Change,
+    seq: int | None = None,
+    *,
+    chunks_local: bool = False,
+    now_ms: Callable[[], int] = SYSTEM_CLOCK.wall_ms,
 ) -> bool:
     """Apply one change with LWW and keep it in our log with its origin and HLC (it relays to
     other sites). Returns True when it lost to newer state (a conflict).
 
     rebuild-index passes ``seq`` (the change goes back where it was in the log) and
     ``chunks_local`` (the manifest names this node's own chunk records, checked intact: kept
-    as it is instead of being mapped to the first copy of each chunk by hash).
+    as it is instead of being mapped to the first copy of each chunk by hash). ``now_ms``
+    stamps a conflict's record (the store's clock).
     """
     manifest_bytes = change.manifest
     if change.op in VERSION_OPS:
         manifest = _checked_manifest(change)
         if not chunks_local:
             manifest = _localized(conn, manifest)
-        conflict = _apply_version(conn, change, manifest)
+        conflict = _apply_version(conn, change, manifest, now_ms)
         manifest_bytes = manifest.encode()
     else:
         conflict = _apply_change(conn, change)
@@ -409,7 +418,9 @@ def _localized(conn: sqlite3.Connection, remote: Manifest) -> Manifest:
     return dataclasses.replace(remote, chunks=tuple(local))
 
 
-def _apply_version(conn: sqlite3.Connection, change: Change, manifest: Manifest) -> bool:
+def _apply_version(
+    conn: sqlite3.Connection, change: Change, manifest: Manifest, now_ms: Callable[[], int]
+) -> bool:
     """object.put / object.delete, with the version's manifest on this node."""
     catalog.get_bucket(conn, manifest.bucket)
     incoming = _stamp(change)
@@ -427,7 +438,7 @@ def _apply_version(conn: sqlite3.Connection, change: Change, manifest: Manifest)
     if row is not None:
         stored = Stamp(int(row[0]), str(row[1]))
         if not wins(incoming, stored):
-            _record_conflict(conn, manifest, change.manifest, stored)
+            _record_conflict(conn, manifest, change.manifest, stored, now_ms())
             return True
         catalog.delete_version_row(conn, manifest.bucket, manifest.key, manifest.version_id)
     catalog.insert_version(conn, manifest, manifest.encode())
@@ -446,7 +457,7 @@ def _apply_version(conn: sqlite3.Connection, change: Change, manifest: Manifest)
 
 
 def _record_conflict(
-    conn: sqlite3.Connection, loser: Manifest, raw: bytes | None, winner: Stamp
+    conn: sqlite3.Connection, loser: Manifest, raw: bytes | None, winner: Stamp, now_ms: int
 ) -> None:
     conn.execute(
         "INSERT INTO conflicts (bucket, key, version_id, hlc, origin, winner_hlc,"
@@ -460,7 +471,7 @@ def _record_conflict(
             winner.hlc,
             winner.origin,
             raw,
-            wall_clock_ms(),
+            now_ms,
         ),
     )
 

@@ -26,7 +26,6 @@ import asyncio
 import json
 import os
 import sqlite3
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ from typing import Any
 import blake3
 
 from storage import jobstate
+from storage.clock import SYSTEM_CLOCK, Clock
 from storage.commit import Outcome
 from storage.errors import FormatError
 from storage.hlc import Timestamp
@@ -202,9 +202,10 @@ class SegmentVerifier:
 class Pace:
     """Keeps the average read rate at or below ``bytes_per_s`` (None: unlimited)."""
 
-    def __init__(self, bytes_per_s: float | None) -> None:
+    def __init__(self, bytes_per_s: float | None, clock: Clock = SYSTEM_CLOCK) -> None:
         self._rate = bytes_per_s
-        self._started = time.monotonic()
+        self._clock = clock
+        self._started = clock.monotonic()
         self._bytes = 0
 
     @property
@@ -216,7 +217,7 @@ class Pace:
     async def account(self, count: int) -> None:
         self._bytes += count
         if self._rate is not None:
-            ahead = self._bytes / self._rate - (time.monotonic() - self._started)
+            ahead = self._bytes / self._rate - (self._clock.monotonic() - self._started)
             if ahead > 0:
                 await asyncio.sleep(ahead)
 
@@ -226,7 +227,7 @@ async def walk(
 ) -> ScrubResult:
     extents = await store.inspect(_committed_extents)
     total = sum(max(0, end - SEGMENT_HEADER.size) for end in extents.values())
-    pace = Pace(None if mb_per_s is None else mb_per_s * 1_000_000)
+    pace = Pace(None if mb_per_s is None else mb_per_s * 1_000_000, store.time_source)
     result = ScrubResult()
     for segment_id, extent in sorted(extents.items()):
         path = segment_path(store.segment_dir, segment_id)
@@ -340,8 +341,8 @@ async def scrub(
 ) -> ScrubResult:
     """Walk, find what is affected, optionally repair; record the outcome in ``meta``."""
     state = JobState(
-        jobstate.SCRUB, store.commit, checked_bytes=0, checked_chunks=0, corrupt_chunks=0,
-        corrupt_objects=0,
+        jobstate.SCRUB, store.commit, store.time_source, checked_bytes=0, checked_chunks=0,
+        corrupt_chunks=0, corrupt_objects=0,
     )  # fmt: skip
     await state.update(force=True)
     result = await walk(store, mb_per_s, progress, state)

@@ -40,7 +40,7 @@ from typing import Any, Final
 
 from storage import catalog, replica
 from storage.commit import Outcome
-from storage.hlc import HybridClock, Timestamp, wall_clock_ms
+from storage.hlc import HybridClock, Timestamp
 from storage.manifest import ChunkRef, Kind
 from storage.repl_stats import BOOTSTRAP_PREFIX
 from storage.replica import Change
@@ -321,14 +321,16 @@ class FinishBootstrap:
     """The whole snapshot is applied: continue from the peer's log at ``snapshot_seq``."""
 
     record: BootstrapRecord
+    clock: HybridClock
 
     def touched(self) -> tuple[str, str | None]:
         return "", ""
 
     def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[None]:
-        replica.set_cursor(conn, self.record.peer, "pull", self.record.snapshot_seq)
+        seq = self.record.snapshot_seq
+        replica.set_cursor(conn, self.record.peer, "pull", seq, self.clock.wall_ms())
         conn.execute("DELETE FROM meta WHERE name = ?", (BOOTSTRAP_META,))
-        finished = dict(asdict(self.record), finished_ms=wall_clock_ms())
+        finished = dict(asdict(self.record), finished_ms=self.clock.wall_ms())
         catalog.write_meta(conn, BOOTSTRAP_DONE_META, json.dumps(finished, sort_keys=True))
         catalog.write_meta(conn, BOOTSTRAP_PREFIX + self.record.peer, "1.0")
         return Outcome(None)

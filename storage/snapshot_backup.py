@@ -38,8 +38,9 @@ from typing import Any, Final
 import blake3
 
 from storage import catalog, key_journal, replica
+from storage.clock import SYSTEM_CLOCK, Clock
 from storage.errors import StorageError
-from storage.hlc import pack, wall_clock_ms
+from storage.hlc import pack
 from storage.jobstate import Progress
 from storage.manifest import Kind
 from storage.segments import fsync_directory, segment_path
@@ -70,10 +71,15 @@ class SegmentCopy:
 
 
 def take_snapshot(
-    data_dir: Path, out: Path, progress: Progress, link: bool = True
+    data_dir: Path,
+    out: Path,
+    progress: Progress,
+    link: bool = True,
+    *,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> dict[str, Any]:
     """Write a snapshot of ``data_dir`` to the new directory ``out``; the report."""
-    started = time.monotonic()
+    started = clock.monotonic()
     if not (data_dir / CATALOG).exists():
         raise SnapshotError(f"no lakenode data in {data_dir}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -85,7 +91,7 @@ def take_snapshot(
     staging.mkdir(mode=0o700)
     (staging / "segments").mkdir(mode=0o700)
     try:
-        backup = _backup_catalog(data_dir, staging / CATALOG)
+        backup = _backup_catalog(data_dir, staging / CATALOG, clock)
         listed = _copy_segments(data_dir, staging, backup, link, progress)
         facts = _catalog_facts(staging / CATALOG)
         description = {
@@ -117,7 +123,7 @@ def take_snapshot(
         "absent_segments": description["absent_segments"],
         "bytes": sum(item["length"] for item in listed),
         "linked_bytes": sum(item["length"] for item in listed if item["linked"]),
-        "seconds": round(time.monotonic() - started, 3),
+        "seconds": round(clock.monotonic() - started, 3),
     }
 
 
@@ -129,7 +135,7 @@ class CatalogBackup:
     absent: list[int]  # listed by the catalog but not on disk (before this snapshot began)
 
 
-def _backup_catalog(data_dir: Path, target: Path) -> CatalogBackup:
+def _backup_catalog(data_dir: Path, target: Path, clock: Clock) -> CatalogBackup:
     """Back the catalog up to ``target`` in one read transaction that also lists the
     segments and opens each one."""
     absent_before: set[int] | None = None
@@ -137,7 +143,7 @@ def _backup_catalog(data_dir: Path, target: Path) -> CatalogBackup:
         source = sqlite3.connect(data_dir / CATALOG, isolation_level=None, timeout=30)
         try:
             source.execute("BEGIN")
-            taken_ms = wall_clock_ms()
+            taken_ms = clock.wall_ms()
             rows = source.execute("SELECT id, durable_end, sealed FROM segments").fetchall()
             fds, absent = _open_segments(data_dir / "segments", [int(row[0]) for row in rows])
             if absent and absent != absent_before:
@@ -295,11 +301,16 @@ def _write_json(path: Path, value: dict[str, Any]) -> None:
 
 
 def restore_snapshot(
-    snapshot: Path, data_dir: Path, progress: Progress, force: bool = False
+    snapshot: Path,
+    data_dir: Path,
+    progress: Progress,
+    force: bool = False,
+    *,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> dict[str, Any]:
     """Make ``data_dir`` the snapshot's data dir again; the report. The data dir must not be
     in use, and must be empty unless ``force`` (its contents are then moved aside)."""
-    started = time.monotonic()
+    started = clock.monotonic()
     description = read_description(snapshot)
     data_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -313,13 +324,13 @@ def restore_snapshot(
                 f"{data_dir} is not empty ({', '.join(present)}): pass --force to restore"
                 " over it (its contents are moved to replaced-<time>/ inside it)"
             )
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(clock.wall_s()))
         staging = data_dir / f".restore-{stamp}"
         shutil.rmtree(staging, ignore_errors=True)
         (staging / "segments").mkdir(mode=0o700, parents=True)
         try:
             copied = _stage_files(snapshot, description, staging, progress)
-            log_floor = _prepare_catalog(staging, int(description["created_ms"]))
+            log_floor = _prepare_catalog(staging, int(description["created_ms"]), clock)
             moved = _move_aside(data_dir, present, stamp) if present else None
             _move_into_place(staging, data_dir)
         finally:
@@ -336,7 +347,7 @@ def restore_snapshot(
         "segments": len(description["segments"]),
         "bytes": copied,
         "moved_aside": moved,
-        "seconds": round(time.monotonic() - started, 3),
+        "seconds": round(clock.monotonic() - started, 3),
     }
 
 
@@ -416,12 +427,12 @@ def _stage_files(
     return total
 
 
-def _prepare_catalog(staging: Path, snapshot_ms: int) -> int:
+def _prepare_catalog(staging: Path, snapshot_ms: int, clock: Clock) -> int:
     """Make the copied catalog safe to rejoin peers with; the log's new last seq."""
     conn = sqlite3.connect(staging / CATALOG, isolation_level=None)
     try:
         conn.execute("BEGIN IMMEDIATE")
-        now_ms = wall_clock_ms()
+        now_ms = clock.wall_ms()
         hlc_last = max(catalog.last_hlc(conn), pack(now_ms, 0))
         catalog.write_meta(conn, "hlc_last", str(hlc_last))
         floor = replica.continue_log_above(conn, snapshot_ms, now_ms)

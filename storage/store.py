@@ -45,6 +45,7 @@ from storage import (
 from storage.cache import LatestCache
 from storage.catalog import BucketInfo
 from storage.chunker import CHUNK_BYTES, Chunker
+from storage.clock import SYSTEM_CLOCK, Clock
 from storage.commit import GroupCommitter, Mutation
 from storage.completions import CompletedUpload
 from storage.conditions import WriteCondition
@@ -106,6 +107,9 @@ class StoreConfig:
     node_id: str | None = None
     segment_bytes_max: int = DEFAULT_SEGMENT_BYTES_MAX
     chunk_bytes: int = CHUNK_BYTES
+    # Every time read by the store and what it drives (HLC, expiry, replication): tests pass
+    # a storage.clock.ManualClock.
+    time_source: Clock = SYSTEM_CLOCK
 
 
 class DataDirLocked(StorageError):
@@ -171,6 +175,7 @@ class Store:
         self.config = config
         self.node_id = node_id
         self.clock = clock
+        self.time_source = config.time_source  # the wall and monotonic clock; ``clock`` is the HLC
         self._writer_db = writer_db
         self._reader_db = reader_db
         self._segments = segments
@@ -210,7 +215,9 @@ class Store:
         next_id = await asyncio.to_thread(_recover_segments, segment_dir, states)
         await writer_db.run(_mark_recovered, list_segment_ids(segment_dir))
         segments = SegmentWriter(segment_dir, next_id, config.segment_bytes_max)
-        clock = HybridClock(node_id, last=await writer_db.run(catalog.last_hlc))
+        clock = HybridClock(
+            node_id, last=await writer_db.run(catalog.last_hlc), now_ms=config.time_source.wall_ms
+        )
         await writer_db.run(_backfill_chunk_index)
         await writer_db.run(key_journal.ensure_baseline, config.data_dir)
         store = cls(config, node_id, writer_db, reader_db, segments, clock)
@@ -602,10 +609,10 @@ class Store:
 
     async def finish_bootstrap(self, record: snapshot.BootstrapRecord) -> None:
         """Set the peer's pull cursor to the snapshot's seq and clear the bootstrap record."""
-        await self._commit(snapshot.FinishBootstrap(record))
+        await self._commit(snapshot.FinishBootstrap(record, self.clock))
 
     async def set_cursor(self, peer: str, direction: str, seq: int) -> None:
-        await self._commit(replica.SetCursor(peer, direction, seq))
+        await self._commit(replica.SetCursor(peer, direction, seq, self.clock))
 
     # ---- replication status and metrics (storage/repl_stats.py) ------------------------------
 
@@ -644,7 +651,7 @@ class Store:
     async def set_maintenance(self, enabled: bool) -> ops_state.MaintenanceRecord:
         """Persist the maintenance flag. It goes through the group committer, so when this
         returns every mutation submitted before it is committed too (a write barrier)."""
-        return await self._commit(ops_state.SetMaintenance(enabled))
+        return await self._commit(ops_state.SetMaintenance(enabled, self.clock))
 
     async def job_state(self, job: str) -> dict[str, Any] | None:
         return await self._reader_db.run(ops_state.read_job_state, job)

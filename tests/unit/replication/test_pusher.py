@@ -16,6 +16,7 @@ import pytest
 from replication.client import PeerUnavailable, PushRejected
 from replication.protocol import ChangesPage
 from replication.pusher import MAX_REJECTIONS_IN_A_ROW, PushFailed, push_once
+from storage.clock import ManualClock
 from storage.replica import Change
 
 T = TypeVar("T")
@@ -28,6 +29,7 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
 @dataclass
 class FakeStore:
     node_id: str = "us"
+    time_source: ManualClock = field(default_factory=ManualClock)
     log: list[Change] = field(default_factory=list)
     cursors: dict[tuple[str, str], int] = field(default_factory=dict)
     chunks: dict[bytes, bytes] = field(default_factory=dict)
