@@ -37,10 +37,10 @@ def parse_ownership_xml(body: bytes) -> str:
     root = xml.parse(body)
     rules = xml.children_named(root, "Rule")
     if xml.local_name(root) != "OwnershipControls" or len(rules) != 1:
-        raise _malformed()
+        raise xml.malformed_xml()
     value = xml.child_text(rules[0], "ObjectOwnership")
     if value not in RULES:
-        raise _malformed()
+        raise xml.malformed_xml()
     return value
 
 
@@ -54,13 +54,6 @@ def refuse_acl_with_enforced(acl: Acl | None) -> None:
             "InvalidBucketAclWithObjectOwnership",
             "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting",
         )
-
-
-def _malformed() -> S3Error:
-    return S3Error(
-        "MalformedXML",
-        "The XML you provided was not well-formed or did not validate against our published schema",
-    )
 
 
 async def put_bucket_ownership_controls(ctx: S3Context) -> Response:

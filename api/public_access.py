@@ -73,13 +73,13 @@ NO_BLOCK = PublicAccessBlock()
 def parse_public_access_xml(body: bytes) -> PublicAccessBlock:
     root = xml.parse(body)
     if xml.local_name(root) != "PublicAccessBlockConfiguration":
-        raise _malformed()
+        raise xml.malformed_xml()
     values: dict[str, bool] = {}
     for element in root:
         field = _ELEMENTS.get(xml.local_name(element))
         text = (element.text or "").strip().lower()
         if field is None or field in values or text not in ("true", "false"):
-            raise _malformed()
+            raise xml.malformed_xml()
         values[field] = text == "true"
     return PublicAccessBlock(**values)
 
@@ -112,13 +112,6 @@ def _fixes_caller(condition: Condition) -> bool:
     if condition.operator == "IpAddress":
         return not any(value in _OPEN_NETWORKS for value in condition.values)
     return not any("*" in value or "?" in value for value in condition.values)
-
-
-def _malformed() -> S3Error:
-    return S3Error(
-        "MalformedXML",
-        "The XML you provided was not well-formed or did not validate against our published schema",
-    )
 
 
 async def put_public_access_block(ctx: S3Context) -> Response:

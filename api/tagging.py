@@ -60,14 +60,14 @@ def parse_tagging_xml(body: bytes, limit: int) -> Tags:
     root = xml.parse(body)
     tag_sets = xml.children_named(root, "TagSet")
     if xml.local_name(root) != "Tagging" or len(tag_sets) != 1:
-        raise _malformed()
+        raise xml.malformed_xml()
     tags: list[tuple[str, str]] = []
     for element in tag_sets[0]:
         if xml.local_name(element) != "Tag":
-            raise _malformed()
+            raise xml.malformed_xml()
         key, value = xml.child_text(element, "Key"), xml.child_text(element, "Value")
         if key is None or value is None:
-            raise _malformed()
+            raise xml.malformed_xml()
         tags.append((key, value))
     return validate_tags(tuple(tags), limit)
 
@@ -102,13 +102,6 @@ def pop_upload_tags(upload: UploadInfo) -> tuple[Tags, UploadInfo]:
     tags: Tags = tuple(parse_qsl(raw, keep_blank_values=True)) if raw else ()
     kept = tuple((n, v) for n, v in upload.headers if n != UPLOAD_TAGGING_HEADER)
     return tags, dataclasses.replace(upload, headers=kept)
-
-
-def _malformed() -> S3Error:
-    return S3Error(
-        "MalformedXML",
-        "The XML you provided was not well-formed or did not validate against our published schema",
-    )
 
 
 def _bad_header() -> S3Error:

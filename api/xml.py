@@ -70,16 +70,20 @@ def iso8601_ms(epoch_ms: int) -> str:
     return f"{_iso8601_second(epoch_ms // 1000)}.{epoch_ms % 1000:03d}Z"
 
 
+def malformed_xml() -> S3Error:
+    """AWS's MalformedXML: a body that does not parse or does not fit the document's schema."""
+    return S3Error(
+        "MalformedXML",
+        "The XML you provided was not well-formed or did not validate against our published schema",
+    )
+
+
 def parse(body: bytes) -> Element:
     """Parse an untrusted XML body; anything malformed or hostile is MalformedXML."""
     try:
         root = SafeElementTree.fromstring(body)
     except (SafeElementTree.ParseError, DefusedXmlException, ValueError) as exc:
-        raise S3Error(
-            "MalformedXML",
-            "The XML you provided was not well-formed or did not validate against our "
-            "published schema",
-        ) from exc
+        raise malformed_xml() from exc
     assert isinstance(root, Element)
     return root
 

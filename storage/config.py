@@ -53,20 +53,7 @@ def _resolve_version(
     conn: sqlite3.Connection, bucket: str, key: str, version_id: str | None
 ) -> str:
     """The version id a tagging call applies to (the latest object when none is given)."""
-    if version_id is not None:
-        manifest = get_version(conn, bucket, key, version_id)
-    else:
-        get_bucket(conn, bucket)
-        row = conn.execute(
-            "SELECT version_id, kind FROM versions WHERE bucket = ? AND key = ? AND is_latest = 1",
-            (bucket, key),
-        ).fetchone()
-        if row is None or row[1] != Kind.OBJECT:
-            raise NoSuchKey(key)
-        return str(row[0])
-    if manifest.kind != Kind.OBJECT:
-        raise NoSuchKey(key)
-    return manifest.version_id
+    return _object_version(conn, bucket, key, version_id).version_id
 
 
 def _object_version(
