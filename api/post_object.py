@@ -42,9 +42,9 @@ from api.post_auth import form_signer, missing_field
 from api.post_policy import PostPolicy, check_length, check_policy, parse_policy
 from api.tagging import OBJECT_TAGS_MAX, parse_tagging_xml
 from api.upload import object_headers, validate_key
+from storage.bucket_config import Tags
 from storage.catalog import NULL_VERSION
 from storage.checksums import DEFAULT_ALGORITHM
-from storage.config import Tags
 from storage.manifest import Manifest
 from storage.store import ObjectWriter
 

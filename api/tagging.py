@@ -19,8 +19,8 @@ from api.access import action_for, authorize
 from api.body import read_small_body
 from api.context import S3Context
 from api.errors import S3Error
+from storage.bucket_config import Tags
 from storage.catalog import NULL_VERSION
-from storage.config import Tags
 from storage.errors import NoSuchConfiguration, NoSuchKey, NoSuchVersion
 from storage.manifest import Manifest
 from storage.uploads import UploadInfo

@@ -27,18 +27,18 @@ from api.internal_auth import replication_authorizer
 from api.keyring import KeyRing
 from api.settings import ApiSettings
 from api.write_gate import WriteGate
-from node.admin import AdminBackend, AdminServer
+from node.admin.maintenance import Maintenance
+from node.admin.server import AdminBackend, AdminServer
+from node.admin.status import collect_status
+from node.cli.repl import SERVE_RECORD
 from node.config import ServeConfig
-from node.maintenance import Maintenance
-from node.metrics import NodeMetrics
+from node.metrics.registry import NodeMetrics
+from node.metrics.replication import full_reports, local_reports
+from node.metrics.storage import refresh_usage_forever
 from node.peers import Pullers, peer_signer
 from node.redact import public_config
-from node.repl_cli import SERVE_RECORD
-from node.repl_gc_task import GcSettings, purge_forever
-from node.repl_status import full_reports, local_reports
-from node.status import collect_status
-from node.storage_metrics import refresh_usage_forever
 from node.tls import peer_verify
+from node.tombstone_gc_task import GcSettings, purge_forever
 from replication.routes import PREFIX as REPL_PREFIX
 from replication.routes import (
     StoreUnavailable,
@@ -47,7 +47,7 @@ from replication.routes import (
     build_router,
     error_response,
 )
-from storage.ops_state import MaintenanceRecord
+from storage.ops.operator_state import MaintenanceRecord
 from storage.store import Store, StoreConfig
 
 log = logging.getLogger("lakenode.node")

@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from api.sigv4_signing import sign_headers
 from replication.client import PeerClient, Signer
 from replication.puller import PeerState, pull_forever
-from storage.repl_stats import PeerCounters
 from storage.store import Store
+from storage.sync.peer_stats import PeerCounters
 
 log = logging.getLogger("lakenode.node")
 

@@ -1,7 +1,7 @@
 """Bootstrap: fill an empty site with a peer's full state, then continue from its log.
 
 1. The first ``GET snapshot`` page fixes ``snapshot_seq``: the peer's last log seq, read
-   before any of its state (storage/snapshot.py explains why that is enough).
+   before any of its state (storage/sync/bootstrap_state.py explains why that is enough).
 2. Each page (synthetic changes with their original stamps) is applied like a pulled batch:
    its missing chunks are fetched by hash first (the puller's code), then the page is applied
    whole or not at all, with LWW and dedup by ``(origin, hlc)``, together with the durable
@@ -28,8 +28,8 @@ from replication.protocol import ProtocolError, SnapshotPage
 from replication.puller import PullStats, fetch_then_apply, pull_once
 from storage.clock import SYSTEM_CLOCK
 from storage.errors import StorageError
-from storage.replica import ApplyResult
-from storage.snapshot import BootstrapRecord
+from storage.sync.bootstrap_state import BootstrapRecord
+from storage.sync.replica import ApplyResult
 
 DEFAULT_PAGE_SIZE: Final = 500
 _OBJECT_OPS: Final = frozenset({"object.put", "object.delete"})

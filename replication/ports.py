@@ -12,9 +12,9 @@ from typing import Protocol
 from storage.clock import Clock
 from storage.digest import KeyFacts, Leaf
 from storage.hlc import HybridClock
-from storage.repl_stats import Backlog
-from storage.replica import ApplyResult, Change
-from storage.snapshot import BootstrapRecord, Position
+from storage.sync.bootstrap_state import BootstrapRecord, Position
+from storage.sync.peer_stats import Backlog
+from storage.sync.replica import ApplyResult, Change
 
 
 class ReplicaStore(Protocol):

@@ -43,7 +43,7 @@ from replication.protocol import (
     ProtocolError,
 )
 from storage.digest import DEPTH
-from storage.replica import ApplyResult, Change, LogPruned, MissingChunks, ReplicationError
+from storage.sync.replica import ApplyResult, Change, LogPruned, MissingChunks, ReplicationError
 
 log = logging.getLogger("lakenode.replication.routes")
 
@@ -365,8 +365,9 @@ async def handle_backlog(request: Request, store: ReplicaStore) -> Response:
 
 
 async def handle_snapshot(request: Request, store: ReplicaStore) -> Response:
-    """A page of this node's current state for a bootstrapping site (storage/snapshot.py).
+    """A page of this node's current state for a bootstrapping site.
 
+    The state comes from storage/sync/bootstrap_state.py.
     ``?after=`` absent or empty starts a snapshot: the page then carries ``snapshot_seq``,
     this node's last seq read *before* the state, from which the new site pulls the log
     afterwards (and ``objects_total``, for its progress). Later pages pass the ``next`` token.

@@ -86,7 +86,7 @@ async def explain(
 ) -> list[Difference]:
     """Attach what each side holds; drop differences that are only tombstone GC timing.
 
-    Sites purge old tombstones at their own pace (storage/tombstone_gc.py): a tombstone one
+    Sites purge old tombstones at their own pace (storage/sync/tombstone_gc.py): a tombstone one
     side still holds and the other has purged is not a disagreement when it is older than
     the purging side's recorded cutoff.
     """

@@ -334,7 +334,7 @@ def apply_set_versioning(
     get_bucket(conn, bucket)
     # The bucket row keeps its creation stamp (as on replicas); the versioning status keeps
     # its own stamp in bucket_config, as a replicated bucket.versioning does, so a snapshot
-    # of this site (storage/snapshot.py) can replay both with their original stamps.
+    # of this site (storage/sync/bootstrap_state.py) can replay both with their original stamps.
     conn.execute("UPDATE buckets SET versioning = ? WHERE name = ?", (status, bucket))
     conn.execute(
         "INSERT INTO bucket_config (bucket, name, value, hlc, origin)"

@@ -5,7 +5,7 @@ one JOURNAL record per change-log row it wrote and one per multipart-upload step
 fact the catalog holds about buckets, bucket documents, tags, version deletes, uploads and
 the change log itself is durable in the segments before it is committed, exactly like
 object data, and a lost ``meta.db`` can be rebuilt from the segments alone
-(storage/rebuild.py). Access keys are written outside the group commit and have their own
+(storage/ops/rebuild.py). Access keys are written outside the group commit and have their own
 journal file (storage/key_journal.py).
 
 A JOURNAL record's payload is ``b"LKJ1"`` followed by one compact JSON object; the segment

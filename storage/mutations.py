@@ -13,7 +13,7 @@ import json
 import sqlite3
 from dataclasses import dataclass
 
-from storage import catalog, completions, conditions, config, journal, uploads
+from storage import bucket_config, catalog, completions, conditions, journal, uploads
 from storage.catalog import NULL_VERSION, BucketInfo
 from storage.commit import Outcome
 from storage.completions import CompletedUpload
@@ -99,13 +99,15 @@ def _write_version(
 
 
 def _tag(
-    conn: sqlite3.Connection, stamp: Timestamp, outcome: Outcome[Manifest], tags: config.Tags
+    conn: sqlite3.Connection, stamp: Timestamp, outcome: Outcome[Manifest], tags: bucket_config.Tags
 ) -> Outcome[Manifest]:
     """Tags given with a write that creates a version: one stamp allows one change row, so
     the tags ride in the payload of the version's object.put change (for replication)."""
     if tags:
         manifest = outcome.result
-        config.write_tags(conn, stamp, manifest.bucket, manifest.key, manifest.version_id, tags)
+        bucket_config.write_tags(
+            conn, stamp, manifest.bucket, manifest.key, manifest.version_id, tags
+        )
         conn.execute(
             "UPDATE changes SET payload = ? WHERE hlc = ? AND origin = ?",
             (json.dumps({"tags": list(tags)}), stamp.pack(), stamp.node_id),
@@ -121,7 +123,7 @@ class PutObject:
     size: int
     etag: str
     chunks: tuple[ChunkRef, ...]
-    tags: config.Tags = ()
+    tags: bucket_config.Tags = ()
     condition: WriteCondition | None = None
 
     def touched(self) -> tuple[str, str | None]:
@@ -154,7 +156,7 @@ class CopyObject:
     bucket: str
     key: str
     headers: tuple[tuple[str, str], ...] | None  # None: keep the source's (COPY directive)
-    tags: config.Tags | None = None  # None: copy the source's tags
+    tags: bucket_config.Tags | None = None  # None: copy the source's tags
     condition: WriteCondition | None = None  # on the destination key
 
     def touched(self) -> tuple[str, str | None]:
@@ -170,7 +172,7 @@ class CopyObject:
         headers = conditions.mark(headers, self.condition)
         tags = self.tags
         if tags is None:
-            _version, tags = config.get_tags(
+            _version, tags = bucket_config.get_tags(
                 conn, self.source_bucket, self.source_key, self.source_version
             )
         outcome = _write_version(
@@ -281,7 +283,7 @@ class CompleteUpload:
     upload: UploadInfo
     parts: tuple[tuple[int, str], ...]
     extra_headers: tuple[tuple[str, str], ...]
-    tags: config.Tags = ()
+    tags: bucket_config.Tags = ()
     # (part number, x-amz-checksum-* header, value) the client listed: each must match.
     part_checksums: tuple[tuple[int, str, str], ...] = ()
     # (x-amz-checksum-* header, value): the whole object's checksum sent with the completion.

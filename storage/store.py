@@ -25,22 +25,15 @@ from typing import Any, TypeVar
 import blake3
 
 from storage import (
+    bucket_config,
     catalog,
     completions,
-    config,
     digest,
     key_journal,
     keys,
     listing,
-    ops_state,
-    repl_stats,
-    replica,
-    retention,
     retired,
-    snapshot,
-    tombstone_gc,
     uploads,
-    usage,
 )
 from storage.cache import LatestCache
 from storage.catalog import BucketInfo
@@ -76,6 +69,7 @@ from storage.mutations import (
     PutPart,
     SetVersioning,
 )
+from storage.ops import operator_state, usage
 from storage.segments import (
     DEFAULT_SEGMENT_BYTES_MAX,
     Record,
@@ -87,6 +81,7 @@ from storage.segments import (
     segment_path,
 )
 from storage.stats_hooks import CommitObserver
+from storage.sync import bootstrap_state, peer_stats, replica, retention, tombstone_gc
 from storage.uploads import PartInfo, UploadInfo, UploadPage
 
 log = logging.getLogger("lakenode.store")
@@ -325,7 +320,7 @@ class Store:
         bucket: str,
         key: str,
         headers: tuple[tuple[str, str], ...] | None,
-        tags: config.Tags | None = None,
+        tags: bucket_config.Tags | None = None,
         condition: WriteCondition | None = None,
     ) -> Manifest:
         """A new version of bucket/key sharing ``source``'s chunks (headers/tags None: keep);
@@ -393,34 +388,34 @@ class Store:
 
     async def get_bucket_document(self, bucket: str, name: str) -> str:
         """A bucket's policy, CORS or tagging document; NoSuchConfiguration if none."""
-        return await self._reader_db.run(config.get_bucket_document, bucket, name)
+        return await self._reader_db.run(bucket_config.get_bucket_document, bucket, name)
 
     async def put_bucket_document(self, bucket: str, name: str, value: str | None) -> None:
         """Set (or with None delete) a bucket's policy, CORS or tagging document."""
-        await self._commit(config.PutBucketDocument(bucket, name, value))
+        await self._commit(bucket_config.PutBucketDocument(bucket, name, value))
 
     async def get_tags(
         self, bucket: str, key: str, version_id: str | None
-    ) -> tuple[str, config.Tags]:
-        return await self._reader_db.run(config.get_tags, bucket, key, version_id)
+    ) -> tuple[str, bucket_config.Tags]:
+        return await self._reader_db.run(bucket_config.get_tags, bucket, key, version_id)
 
     async def put_tags(
-        self, bucket: str, key: str, version_id: str | None, tags: config.Tags | None
+        self, bucket: str, key: str, version_id: str | None, tags: bucket_config.Tags | None
     ) -> str:
         """Replace (None: remove) a version's tags; return the version id they apply to."""
         if tags:
             self._tagged_buckets.add(bucket)
-        return await self._commit(config.PutObjectTags(bucket, key, version_id, tags))
+        return await self._commit(bucket_config.PutObjectTags(bucket, key, version_id, tags))
 
     async def get_object_acl(
         self, bucket: str, key: str, version_id: str | None
     ) -> tuple[Manifest, str | None]:
         """An object version and the ACL set on it after it was written (None if none)."""
-        return await self._reader_db.run(config.get_object_acl, bucket, key, version_id)
+        return await self._reader_db.run(bucket_config.get_object_acl, bucket, key, version_id)
 
     async def put_object_acl(self, bucket: str, key: str, version_id: str | None, acl: str) -> str:
         """Replace a version's ACL; return the version id it applies to."""
-        return await self._commit(config.PutObjectAcl(bucket, key, version_id, acl))
+        return await self._commit(bucket_config.PutObjectAcl(bucket, key, version_id, acl))
 
     def may_have_tags(self, bucket: str) -> bool:
         """False only if no version in ``bucket`` has tags: lets the GET hot path skip the
@@ -503,7 +498,7 @@ class Store:
         """Apply a peer's batch (LWW, all or nothing) and move its pull cursor."""
         received = tuple(self._received.values())
         result = await self._commit(
-            repl_stats.CountedApply(
+            peer_stats.CountedApply(
                 replica.ApplyRemote(peer, tuple(changes), cursor, max_skew_ms, self.clock, received)
             )
         )
@@ -511,7 +506,7 @@ class Store:
         return result
 
     async def purge_tombstones(self, limits: tombstone_gc.PurgeLimits) -> tombstone_gc.PurgeReport:
-        """Tombstone GC (storage/tombstone_gc.py) in bounded transactions until done."""
+        """Tombstone GC (storage/sync/tombstone_gc.py) in bounded transactions until done."""
         total = tombstone_gc.PurgeReport()
         while True:
             step = await self._commit(tombstone_gc.PurgeBatch(limits))
@@ -572,29 +567,32 @@ class Store:
             await self._commit(replica.OwnChangesRepulled(peer))
             self._repulled_from.add(peer)
 
-    # ---- snapshots and bootstrap (storage/snapshot.py) -----------------------------------------
+    # ---- snapshots and bootstrap (storage/sync/bootstrap_state.py) -------------------------------
 
     async def snapshot_page(
-        self, after: snapshot.Position | None, limit: int
-    ) -> tuple[list[replica.Change], snapshot.Position | None]:
+        self, after: bootstrap_state.Position | None, limit: int
+    ) -> tuple[list[replica.Change], bootstrap_state.Position | None]:
         """This site's state after ``after`` as synthetic changes; where to continue."""
-        return await self._reader_db.run(snapshot.snapshot_page, after, limit)
+        return await self._reader_db.run(bootstrap_state.snapshot_page, after, limit)
 
     async def count_versions(self) -> int:
-        return await self._reader_db.run(snapshot.count_versions)
+        return await self._reader_db.run(bootstrap_state.count_versions)
 
     async def is_empty(self) -> bool:
-        return await self._reader_db.run(snapshot.is_empty)
+        return await self._reader_db.run(bootstrap_state.is_empty)
 
-    async def bootstrap_record(self) -> snapshot.BootstrapRecord | None:
+    async def bootstrap_record(self) -> bootstrap_state.BootstrapRecord | None:
         """The bootstrap in progress in this data dir, if any."""
-        return await self._reader_db.run(snapshot.read_bootstrap)
+        return await self._reader_db.run(bootstrap_state.read_bootstrap)
 
-    async def finished_bootstrap(self) -> snapshot.BootstrapRecord | None:
-        return await self._reader_db.run(snapshot.read_finished_bootstrap)
+    async def finished_bootstrap(self) -> bootstrap_state.BootstrapRecord | None:
+        return await self._reader_db.run(bootstrap_state.read_finished_bootstrap)
 
     async def apply_snapshot_page(
-        self, changes: list[replica.Change], record: snapshot.BootstrapRecord, max_skew_ms: int
+        self,
+        changes: list[replica.Change],
+        record: bootstrap_state.BootstrapRecord,
+        max_skew_ms: int,
     ) -> replica.ApplyResult:
         """Apply a snapshot page (LWW, all or nothing) and record the bootstrap's progress."""
         for change in changes:
@@ -602,61 +600,63 @@ class Store:
                 self._tagged_buckets.add(change.bucket)
         received = tuple(self._received.values())  # see receive_chunk
         result = await self._commit(
-            snapshot.ApplySnapshotPage(tuple(changes), record, max_skew_ms, self.clock, received)
+            bootstrap_state.ApplySnapshotPage(
+                tuple(changes), record, max_skew_ms, self.clock, received
+            )
         )
         self._indexed(received)
         return result
 
-    async def finish_bootstrap(self, record: snapshot.BootstrapRecord) -> None:
+    async def finish_bootstrap(self, record: bootstrap_state.BootstrapRecord) -> None:
         """Set the peer's pull cursor to the snapshot's seq and clear the bootstrap record."""
-        await self._commit(snapshot.FinishBootstrap(record, self.clock))
+        await self._commit(bootstrap_state.FinishBootstrap(record, self.clock))
 
     async def set_cursor(self, peer: str, direction: str, seq: int) -> None:
         await self._commit(replica.SetCursor(peer, direction, seq, self.clock))
 
-    # ---- replication status and metrics (storage/repl_stats.py) ------------------------------
+    # ---- replication status and metrics (storage/sync/peer_stats.py) -----------------------------
 
-    async def repl_backlog(self, after_seq: int, exclude_origin: str | None) -> repl_stats.Backlog:
+    async def repl_backlog(self, after_seq: int, exclude_origin: str | None) -> peer_stats.Backlog:
         """Changes of this node's log after ``after_seq`` (not from ``exclude_origin``)."""
-        return await self._reader_db.run(repl_stats.backlog, after_seq, exclude_origin)
+        return await self._reader_db.run(peer_stats.backlog, after_seq, exclude_origin)
 
-    async def peer_cursors(self) -> list[repl_stats.CursorRow]:
-        return await self._reader_db.run(repl_stats.cursor_rows)
+    async def peer_cursors(self) -> list[peer_stats.CursorRow]:
+        return await self._reader_db.run(peer_stats.cursor_rows)
 
-    async def repl_counters(self) -> dict[str, repl_stats.PeerCounters]:
-        return await self._reader_db.run(repl_stats.read_counters)
+    async def repl_counters(self) -> dict[str, peer_stats.PeerCounters]:
+        return await self._reader_db.run(peer_stats.read_counters)
 
-    async def add_repl_counters(self, peer: str, delta: repl_stats.PeerCounters) -> None:
+    async def add_repl_counters(self, peer: str, delta: peer_stats.PeerCounters) -> None:
         if not delta.is_zero():
-            await self._commit(repl_stats.AddCounters(peer, delta))
+            await self._commit(peer_stats.AddCounters(peer, delta))
 
-    async def validate_records(self) -> dict[str, repl_stats.ValidateRecord]:
-        return await self._reader_db.run(repl_stats.read_validates)
+    async def validate_records(self) -> dict[str, peer_stats.ValidateRecord]:
+        return await self._reader_db.run(peer_stats.read_validates)
 
     async def bootstrap_progress(self) -> dict[str, float]:
-        return await self._reader_db.run(repl_stats.read_bootstrap_progress)
+        return await self._reader_db.run(peer_stats.read_bootstrap_progress)
 
     async def peer_urls(self) -> dict[str, str]:
         """URL -> the node id last seen answering there."""
-        return await self._reader_db.run(repl_stats.read_peer_urls)
+        return await self._reader_db.run(peer_stats.read_peer_urls)
 
     async def remember_peer_url(self, url: str, node_id: str) -> None:
-        await self._commit(repl_stats.RememberPeerUrl(url, node_id))
+        await self._commit(peer_stats.RememberPeerUrl(url, node_id))
 
-    # ---- operator state (storage/ops_state.py, storage/usage.py) ----------------------------
+    # ---- operator state (storage/ops/operator_state.py, storage/ops/usage.py) --------------------
 
-    async def maintenance(self) -> ops_state.MaintenanceRecord:
-        return await self._reader_db.run(ops_state.read_maintenance)
+    async def maintenance(self) -> operator_state.MaintenanceRecord:
+        return await self._reader_db.run(operator_state.read_maintenance)
 
-    async def set_maintenance(self, enabled: bool) -> ops_state.MaintenanceRecord:
+    async def set_maintenance(self, enabled: bool) -> operator_state.MaintenanceRecord:
         """Persist the maintenance flag. It goes through the group committer, so when this
         returns every mutation submitted before it is committed too (a write barrier)."""
-        return await self._commit(ops_state.SetMaintenance(enabled, self.clock))
+        return await self._commit(operator_state.SetMaintenance(enabled, self.clock))
 
     async def job_state(self, job: str) -> dict[str, Any] | None:
-        return await self._reader_db.run(ops_state.read_job_state, job)
+        return await self._reader_db.run(operator_state.read_job_state, job)
 
-    # ---- maintenance: usage, fsck, scrub, gc (storage/usage.py, fsck.py, scrub.py, gc.py) ---
+    # ---- maintenance: usage, fsck, scrub, gc (storage/ops/usage.py, fsck.py, scrub.py, gc.py) ----
 
     @property
     def segment_dir(self) -> Path:
@@ -814,7 +814,7 @@ class Store:
         upload: UploadInfo,
         parts: list[tuple[int, str]],
         extra_headers: tuple[tuple[str, str], ...] = (),
-        tags: config.Tags = (),
+        tags: bucket_config.Tags = (),
         part_checksums: tuple[tuple[int, str, str], ...] = (),
         expected_checksum: tuple[str, str] | None = None,
         condition: WriteCondition | None = None,
@@ -942,7 +942,7 @@ class ObjectWriter:
     async def commit(
         self,
         headers: list[tuple[str, str]],
-        tags: config.Tags = (),
+        tags: bucket_config.Tags = (),
         condition: WriteCondition | None = None,
     ) -> Manifest:
         """Make the object durable and visible (the durability barrier); return its manifest.
@@ -1014,7 +1014,7 @@ def _lookup_latest(conn: sqlite3.Connection, bucket: str, key: str) -> Manifest 
 
 def _tagged_buckets(conn: sqlite3.Connection) -> list[str]:
     # Module level: inside Store.open, ``config`` names the StoreConfig argument.
-    return config.tagged_buckets(conn)
+    return bucket_config.tagged_buckets(conn)
 
 
 def _recover_segments(segment_dir: Path, states: dict[int, tuple[int, bool]]) -> int:

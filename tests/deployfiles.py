@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from node.cli import build_parser
+from node.cli.main import build_parser
 from node.config import PEERS_ENV, SERVE_OPTIONS, ServeConfig, resolve_serve_config
 
 ROOT = Path(__file__).resolve().parent.parent

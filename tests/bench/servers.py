@@ -145,10 +145,10 @@ def start_lakenode(
     exe = BIN_DIR / "lakenode"
     if not exe.exists():
         raise TargetUnavailable(f"no lakenode console script at {exe} (run `make` to install)")
-    # The console script is installed before node/cli.py is written; don't count that as a
+    # The console script is installed before node/cli/main.py is written; don't count that as a
     # failed start.
-    if importlib.util.find_spec("node.cli") is None:
-        raise TargetUnavailable("node.cli does not exist yet, so `lakenode serve` cannot run")
+    if importlib.util.find_spec("node.cli.main") is None:
+        raise TargetUnavailable("node.cli.main does not exist yet, so `lakenode serve` cannot run")
     (port,) = free_ports(1)
     data = workdir / "lakenode-data"
     data.mkdir(exist_ok=reuse_data)

@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from node.cli import main
-from node.jobs import Job, JobReport, register
-from storage.jobstate import Progress
+from node.admin.jobs import Job, JobReport, register
+from node.cli.main import main
+from storage.ops.jobstate import Progress
 from storage.store import Store
 
 HOLD_LIMIT_S = 30.0

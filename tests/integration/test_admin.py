@@ -32,7 +32,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from api.sigv4_signing import sign_headers
-from node.admin_client import AdminError, run_job
+from node.admin.client import AdminError, run_job
 from tests.integration import admin_jobs
 from tests.integration.conftest import make_client
 from tests.integration.nodeproc import ACCESS_KEY, REGION, SECRET_KEY, NodeProcess, two_way_pair

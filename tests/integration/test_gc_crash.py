@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from storage import fsck
+from storage.ops import fsck
 from storage.store import Store, StoreConfig
 from tests.unit.storage.stores import Stored, assert_stored, put_object, put_part
 

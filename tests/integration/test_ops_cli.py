@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from node.cli import main
+from node.cli.main import main
 from tests.integration.conftest import make_client
 from tests.integration.nodeproc import NodeProcess
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from node.cli import main
+from node.cli.main import main
 from tests.integration.conftest import make_client
 from tests.integration.nodeproc import NodeProcess
 from tests.integration.test_replication_pull import snapshot

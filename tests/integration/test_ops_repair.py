@@ -17,7 +17,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from node.cli import main
+from node.cli.main import main
 from tests.integration.conftest import make_client
 from tests.integration.nodeproc import ACCESS_KEY, SECRET_KEY, NodeProcess, two_way_pair
 from tests.integration.test_corruption import flip

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from storage.snapshot_backup import take_snapshot
+from storage.ops.snapshot import take_snapshot
 from tests.integration.conftest import make_client
 from tests.integration.nodeproc import NodeProcess, two_way_pair
 

@@ -16,9 +16,9 @@ from replication import protocol
 from replication.bootstrap import BootstrapProgress, BootstrapRefused, bootstrap
 from replication.client import PeerClient, PeerRefused
 from replication.protocol import ProtocolError
-from storage.replica import ApplyResult, Change
-from storage.snapshot import BootstrapRecord
 from storage.store import Store
+from storage.sync.bootstrap_state import BootstrapRecord
+from storage.sync.replica import ApplyResult, Change
 from tests.unit.replication.test_routes_puller import SKEW_MS, client_of
 from tests.unit.storage.stores import current_objects, put_object, run_with_two_stores
 

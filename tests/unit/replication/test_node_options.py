@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from node.cli import build_parser
+from node.cli.main import build_parser
 from node.config import ServeConfig, parse_duration_ms, resolve_serve_config
 
 
@@ -79,7 +79,7 @@ def test_serve_errors_are_one_line_exit_2(
 def test_repl_pull_requires_a_peer_and_a_data_dir(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    from node.cli import main
+    from node.cli.main import main
 
     monkeypatch.delenv("LAKENODE_PEERS", raising=False)
     with pytest.raises(SystemExit) as caught:

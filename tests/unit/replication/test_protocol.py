@@ -11,9 +11,9 @@ import pytest
 
 from replication import protocol
 from replication.protocol import ChangesPage, PeerInfo, ProtocolError
-from storage.config import BUCKET_DOCUMENTS
+from storage.bucket_config import BUCKET_DOCUMENTS
 from storage.manifest import ChunkRef, Kind, Manifest
-from storage.replica import Change
+from storage.sync.replica import Change
 
 DIGEST = blake3.blake3(b"chunk").digest()
 

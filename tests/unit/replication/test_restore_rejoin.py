@@ -1,7 +1,7 @@
 """A node restored from a snapshot gets its own lost writes back from a peer, in-process.
 
 Method: node-a writes, node-b pulls it. node-a's data dir is then replaced by one restored
-from a snapshot taken before that write (storage/snapshot_backup.py); node-b's router is
+from a snapshot taken before that write (storage/ops/snapshot.py); node-b's router is
 served through httpx.ASGITransport. The restored node refuses pushes until it has pulled its
 own changes back from the peer, and then serves the lost write again. Real stores, no mocks.
 """
@@ -15,11 +15,11 @@ import pytest
 from replication.client import PushRejected
 from replication.puller import pull_once
 from replication.routes import read_page
-from storage.snapshot_backup import restore_snapshot, take_snapshot
+from storage.ops.snapshot import restore_snapshot, take_snapshot
 from storage.store import Store, StoreConfig
 from tests.unit.replication.test_routes_puller import SKEW_MS, client_of
+from tests.unit.storage.ops.test_rebuild import Notes
 from tests.unit.storage.stores import put_object, read_all, run_with_two_stores
-from tests.unit.storage.test_rebuild import Notes
 
 
 def test_a_restored_node_pulls_its_lost_writes_back_and_refuses_pushes_until_then(

@@ -12,7 +12,7 @@ from replication.validate import compare
 from storage.digest import DEPTH
 from storage.store import Store
 from tests.unit.storage.stores import put_object, run_with_two_stores
-from tests.unit.storage.test_replica import replicate
+from tests.unit.storage.sync.test_replica import replicate
 
 
 def test_converged_sites_agree_after_one_comparison(tmp_path: Path) -> None:

@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
+from storage.bucket_config import Tags
 from storage.conditions import WriteCondition
-from storage.config import Tags
 from storage.manifest import Manifest
 from storage.segments import DEFAULT_SEGMENT_BYTES_MAX
 from storage.store import Store, StoreConfig

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from storage import mpu_gc
 from storage.clock import SYSTEM_CLOCK, ManualClock, set_wall_clock_offset_ms
 from storage.completions import RETENTION_MS, CompletedUpload
 from storage.errors import NoSuchUpload
 from storage.hlc import LOGICAL_BITS, LOGICAL_MAX, wall_clock_ms
+from storage.ops import mpu_gc
 from storage.store import Store, StoreConfig
 from tests.unit.storage.stores import put_object, put_part
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from storage.errors import InvalidPart
-from storage.rebuild import COMPLETE
+from storage.ops.rebuild import COMPLETE
 from storage.store import Store
 from storage.uploads import UploadInfo
+from tests.unit.storage.ops.test_rebuild import drop_catalog, rebuild, run
 from tests.unit.storage.stores import read_all
-from tests.unit.storage.test_rebuild import drop_catalog, rebuild, run
 
 EARLY = b"started first, committed last" * 100
 LATE = b"started last, committed first" * 100

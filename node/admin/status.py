@@ -1,0 +1,89 @@
+"""The node's status document: what ``lakenode status`` shows and ``--json`` prints.
+
+The same function builds it in a running node (``GET /admin/status`` on the admin channel:
+uptime known, live peer links) and in ``lakenode status`` on a stopped data dir (``running``
+false, ``uptime_s`` null, peers as last recorded on disk). Every figure comes from the store:
+storage usage from storage/ops/usage.py, replication from node/metrics/replication.py, the last
+scrub and GC from their ``job:*`` rows.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+from node.admin.client import AdminChannel, on_store_or_node
+from node.metrics.replication import local_reports
+from replication.puller import PeerState
+from storage.ops.operator_state import MaintenanceRecord
+from storage.store import Store
+
+# What `lakenode status` shows of each peer (the full report is `lakenode repl status`).
+PEER_FIELDS: Final = (
+    "peer",
+    "url",
+    "link_up",
+    "lag_seconds",
+    "backlog_ops",
+    "backlog_bytes",
+    "last_success_ms",
+    "conflicts",
+    "last_error",
+)
+
+
+def lakenode_version() -> str:
+    try:
+        return importlib.metadata.version("lakenode")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+async def collect_status(
+    store: Store,
+    *,
+    uptime_s: float | None,
+    maintenance: MaintenanceRecord,
+    peer_states: Sequence[PeerState] = (),
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The status document; ``uptime_s`` None means the node is not running."""
+    usage = await store.usage()
+    reports = await local_reports(store, peer_states)
+    document: dict[str, Any] = {
+        "node_id": store.node_id,
+        "version": lakenode_version(),
+        "data_dir": str(store.config.data_dir),
+        "running": uptime_s is not None,
+        "uptime_s": None if uptime_s is None else round(uptime_s, 3),
+        "buckets": len(await store.list_buckets()),
+        "objects": usage.objects,
+        "live_bytes": usage.live_bytes,
+        "garbage_bytes": usage.garbage_bytes,
+        "segments": usage.segments,
+        "segment_bytes": usage.segment_bytes,
+        "maintenance": maintenance.enabled,
+        "maintenance_changed_ms": maintenance.changed_ms,
+        "replication": [
+            {name: value for name, value in report.to_json().items() if name in PEER_FIELDS}
+            for report in reports
+        ],
+        "last_scrub": await store.job_state("scrub"),
+        "last_gc": await store.job_state("gc"),
+    }
+    document.update(extra or {})
+    return document
+
+
+async def gather_status(data_dir: Path) -> dict[str, Any]:
+    """The status of the data dir: asked of its running node, else read from the store."""
+
+    async def offline(store: Store) -> dict[str, Any]:
+        return await collect_status(store, uptime_s=None, maintenance=await store.maintenance())
+
+    async def online(channel: AdminChannel) -> dict[str, Any]:
+        return await channel.get("/admin/status")
+
+    return await on_store_or_node(data_dir, offline, online)

@@ -1,0 +1,605 @@
+"""What replication needs from the store: the change feed, chunks by hash, remote apply.
+
+Contract (implemented below and in Store):
+
+* ``Change``: one change-log row. ``seq`` is its position in the log of the node serving it
+  (the peer's cursor); ``(origin, hlc)`` identifies it across sites.
+* ``changes_after(after_seq, limit, exclude_origin)``: the serving node's log in commit order,
+  without the changes that originated at ``exclude_origin`` (never send a change home).
+* chunks by BLAKE3: ``read_chunk_by_hash`` (verified bytes or None), ``missing_chunks``
+  (which of these digests this node lacks), ``store_chunk`` (verify, append, fsync, index).
+* ``apply_remote(peer, changes, cursor)``: apply a batch with last-writer-wins, whole or not
+  at all, and advance the peer's pull cursor in the same transaction. Raises MissingChunks
+  (nothing applied) if a version's chunks are not all present locally, so a replicated
+  version becomes visible only with all its data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from storage import bucket_config, catalog, conditions, digest
+from storage.clock import SYSTEM_CLOCK
+from storage.commit import Outcome
+from storage.errors import FormatError, StorageError
+from storage.hlc import LOGICAL_BITS, HybridClock, Timestamp
+from storage.lww import Stamp, wins
+from storage.manifest import ChunkRef, Kind, Manifest, decode
+
+
+@dataclass(frozen=True)
+class Change:
+    seq: int
+    hlc: int
+    origin: str
+    op: str
+    bucket: str
+    key: str | None = None
+    version_id: str | None = None
+    size: int | None = None
+    etag: str | None = None
+    manifest: bytes | None = None
+    payload: dict[str, Any] | None = None
+
+
+@dataclass
+class ApplyResult:
+    applied: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+    # Of those, conflicts where the loser or the winner was written under a write condition
+    # (If-None-Match/If-Match): checked on its own site only, so LWW overrode it here.
+    conditional_conflicts: int = 0
+    skew_rejected: int = 0
+    rejected: list[Change] = field(default_factory=list)
+
+
+class MissingChunks(StorageError):
+    """A batch references chunks this node does not hold yet; nothing was applied."""
+
+    def __init__(self, digests: set[bytes]) -> None:
+        super().__init__(f"{len(digests)} chunk(s) missing")
+        self.digests = digests
+
+
+LOG_PRUNED_THROUGH = "log_pruned_through"  # written by storage/sync/tombstone_gc.py
+# Written by storage/ops/gc.py: chunks that only changes at or before this seq needed may be gone,
+# so the log after an older position can no longer be served whole either.
+CHUNKS_RECLAIMED_THROUGH = "chunks_reclaimed_through"
+
+
+class LogPruned(StorageError):
+    """Changes after the position asked for were pruned (tombstone GC): bootstrap again."""
+
+    def __init__(self, after_seq: int, pruned_through: int) -> None:
+        super().__init__(
+            f"changes after seq {after_seq} were pruned (the log starts after seq"
+            f" {pruned_through}): this site must be bootstrapped again"
+            " (`lakenode repl bootstrap --from URL` on an empty data dir)"
+        )
+        self.after_seq = after_seq
+        self.pruned_through = pruned_through
+
+
+class ReplicationError(StorageError):
+    """A remote change cannot be applied (unknown operation, malformed manifest...)."""
+
+
+# ---- reading the feed ------------------------------------------------------------------------
+
+_CHANGE_COLUMNS = "seq, hlc, origin, op, bucket, key, version_id, size, etag, manifest, payload"
+
+
+def changes_after(
+    conn: sqlite3.Connection, after_seq: int, limit: int, exclude_origin: str | None
+) -> list[Change]:
+    pruned = max(
+        int(catalog.read_meta(conn, name) or 0)
+        for name in (LOG_PRUNED_THROUGH, CHUNKS_RECLAIMED_THROUGH)
+    )
+    if after_seq < pruned:
+        raise LogPruned(after_seq, pruned)
+    rows = conn.execute(
+        f"SELECT {_CHANGE_COLUMNS} FROM changes WHERE seq > ? AND origin != ? ORDER BY seq LIMIT ?",
+        (after_seq, exclude_origin or "", limit),
+    ).fetchall()
+    return [
+        Change(seq, hlc, origin, op, bucket, key, version_id, size, etag,
+               bytes(manifest) if manifest is not None else None,
+               json.loads(payload) if payload else None)
+        for seq, hlc, origin, op, bucket, key, version_id, size, etag, manifest, payload in rows
+    ]  # fmt: skip
+
+
+def last_seq(conn: sqlite3.Connection) -> int:
+    """The log's last position: the largest seq ever given out. Normally the last row's seq;
+    after a restore or rebuild, the floor set by :func:`continue_log_above` (no row yet)."""
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").fetchone()
+    return int(row[0]) if row is not None else 0
+
+
+# Changes a node can commit per millisecond, with a wide margin: SQLite inserts change rows
+# at well under a million per second, and every change of this node goes through one writer.
+LOG_GROWTH_PER_MS_MAX = 10_000
+
+
+def continue_log_above(conn: sqlite3.Connection, since_ms: int, now_ms: int) -> int:
+    """After a restore or a rebuild, make the next seq greater than any seq the lost log
+    can have reached, and return the new last seq.
+
+    Peers hold cursors into the log as it was before the loss; the log kept (or rebuilt)
+    may end earlier. Were new changes numbered from there, a peer whose cursor is ahead
+    would skip them without noticing. The lost log had at most the kept last seq plus
+    what could be committed between ``since_ms`` (when the kept state was current) and
+    ``now_ms``: the next seq is put above that.
+    """
+    elapsed_ms = max(0, now_ms - since_ms)
+    floor = last_seq(conn) + elapsed_ms * LOG_GROWTH_PER_MS_MAX + 1
+    updated = conn.execute(
+        "UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'changes'", (floor,)
+    ).rowcount
+    if not updated:
+        conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('changes', ?)", (floor,))
+    return last_seq(conn)
+
+
+def chunk_location(conn: sqlite3.Connection, digest: bytes) -> ChunkRef | None:
+    row = conn.execute(
+        "SELECT segment_id, offset, length FROM chunk_index WHERE blake3 = ?", (digest,)
+    ).fetchone()
+    return None if row is None else ChunkRef(int(row[0]), int(row[1]), int(row[2]), digest)
+
+
+def missing_chunks(conn: sqlite3.Connection, digests: list[bytes]) -> set[bytes]:
+    return {d for d in digests if chunk_location(conn, d) is None}
+
+
+def replication_state(conn: sqlite3.Connection, origin: str, hlc: int, peers: list[str]) -> str:
+    """COMPLETED when every peer has acknowledged the change that wrote (origin, hlc)."""
+    row = conn.execute(
+        "SELECT seq FROM changes WHERE origin = ? AND hlc = ?", (origin, hlc)
+    ).fetchone()
+    if row is None:
+        # Pruned rows were acknowledged by every peer before tombstone GC dropped them.
+        return "COMPLETED" if catalog.read_meta(conn, LOG_PRUNED_THROUGH) else "PENDING"
+    done = all(get_cursor(conn, peer, "acked") >= int(row[0]) for peer in peers)
+    return "COMPLETED" if done else "PENDING"
+
+
+def get_cursor(conn: sqlite3.Connection, peer: str, direction: str) -> int:
+    row = conn.execute(
+        "SELECT seq FROM peer_cursors WHERE peer = ? AND direction = ?", (peer, direction)
+    ).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def set_cursor(conn: sqlite3.Connection, peer: str, direction: str, seq: int, now_ms: int) -> None:
+    """Move a cursor forward (never back: a push and a pull from one peer may race)."""
+    conn.execute(
+        "INSERT INTO peer_cursors (peer, direction, seq, updated_ms) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (peer, direction) DO UPDATE SET seq = max(seq, excluded.seq),"
+        " updated_ms = excluded.updated_ms",
+        (peer, direction, seq, now_ms),
+    )
+
+
+# ---- re-pulling this node's own changes after a restore ----------------------------------------
+
+REPULL_OWN_SINCE = "repull_own_since"
+REPULL_OWN_DONE_PREFIX = "repull_own_done:"
+
+
+def start_repulling_own_changes(conn: sqlite3.Connection, since_ms: int) -> None:
+    """After a restore: this node's changes made after the snapshot are gone here but may be
+    held by peers, relayed in their logs **after** where our (restored) pull cursors point
+    (they reached the peer after the snapshot). So the next pull from each peer asks for
+    every origin, ours included, and applies those we lack; then that peer is done."""
+    catalog.write_meta(conn, REPULL_OWN_SINCE, str(since_ms))
+    for peer in catalog.read_meta_prefixed(conn, REPULL_OWN_DONE_PREFIX):
+        conn.execute("DELETE FROM meta WHERE name = ?", (REPULL_OWN_DONE_PREFIX + peer,))
+
+
+def repull_state(conn: sqlite3.Connection) -> tuple[bool, set[str]]:
+    """(whether own changes are to be re-pulled, the peers already done)."""
+    if catalog.read_meta(conn, REPULL_OWN_SINCE) is None:
+        return False, set()
+    return True, set(catalog.read_meta_prefixed(conn, REPULL_OWN_DONE_PREFIX))
+
+
+@dataclass(frozen=True)
+class OwnChangesRepulled:
+    """A full pull round from ``peer`` included our own changes: that peer is done."""
+
+    peer: str
+
+    def touched(self) -> tuple[str, str | None]:
+        return "", ""
+
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[None]:
+        catalog.write_meta(conn, REPULL_OWN_DONE_PREFIX + self.peer, str(stamp.wall_ms))
+        return Outcome(None)
+
+
+# ---- small mutations -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IndexChunks:
+    """Make received chunks findable by hash (after their bytes were appended)."""
+
+    chunks: tuple[ChunkRef, ...]
+
+    def touched(self) -> tuple[str, str | None]:
+        return "", ""  # no key: nothing to invalidate
+
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[None]:
+        catalog.index_chunks(conn, self.chunks)
+        return Outcome(None)
+
+
+@dataclass(frozen=True)
+class SetCursor:
+    peer: str
+    direction: str
+    seq: int
+    clock: HybridClock
+
+    def touched(self) -> tuple[str, str | None]:
+        return "", ""
+
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[None]:
+        set_cursor(conn, self.peer, self.direction, self.seq, self.clock.wall_ms())
+        return Outcome(None)
+
+
+# ---- applying a batch ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApplyRemote:
+    """One batch from one peer: applied whole (one savepoint) or not at all."""
+
+    peer: str
+    changes: tuple[Change, ...]
+    cursor: int
+    max_skew_ms: int
+    clock: HybridClock
+    received: tuple[ChunkRef, ...] = ()  # chunks appended for this batch: indexed with it
+
+    def touched(self) -> tuple[str, str | None]:
+        return "", None  # may touch anything: the read cache is cleared
+
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[ApplyResult]:
+        catalog.index_chunks(conn, self.received)
+        result = apply_changes(conn, self.changes, self.max_skew_ms, self.clock)
+        set_cursor(conn, self.peer, "pull", self.cursor, self.clock.wall_ms())
+        return Outcome(result)
+
+
+def apply_changes(
+    conn: sqlite3.Connection, changes: tuple[Change, ...], max_skew_ms: int, clock: HybridClock
+) -> ApplyResult:
+    """Apply changes with LWW inside the caller's transaction, relogging each with its stamp.
+
+    A change already in our log (by ``(origin, hlc)``) is a duplicate. That covers this
+    node's own changes too: they are never sent back to it, except when it pulls them again
+    after a restore (see :func:`repulls_own_changes`), and then those it lost are applied.
+
+    Raises MissingChunks after looking at every change, so the caller's savepoint rolls the
+    whole batch back and the caller learns every chunk it lacks at once.
+    """
+    result = ApplyResult()
+    now_ms = clock.wall_ms()
+    missing: set[bytes] = set()
+    for change in changes:
+        if _already_applied(conn, change):
+            result.duplicates += 1
+            continue
+        if (change.hlc >> LOGICAL_BITS) > now_ms + max_skew_ms:
+            result.skew_rejected += 1
+            result.rejected.append(change)
+            continue
+        try:
+            conflict = apply_and_log(conn, change, now_ms=clock.wall_ms)
+        except MissingChunks as lacking:
+            missing |= lacking.digests
+            continue
+        clock.observe(change.hlc)
+        result.applied += 1
+        result.conflicts += int(conflict)
+        result.conditional_conflicts += int(conflict and _conditional_conflict(conn, change))
+    if missing:
+        raise MissingChunks(missing)  # the savepoint rolls the whole batch back
+    return result
+
+
+def _conditional_conflict(conn: sqlite3.Connection, lost: Change) -> bool:
+    """Whether a change that lost LWW, or the version it lost to, was written conditionally."""
+    if lost.manifest is not None and conditions.written_conditionally(decode(lost.manifest)):
+        return True
+    if lost.key is None or lost.version_id is None:
+        return False
+    row = conn.execute(
+        "SELECT manifest FROM versions WHERE bucket = ? AND key = ? AND version_id = ?",
+        (lost.bucket, lost.key, lost.version_id),
+    ).fetchone()
+    return row is not None and conditions.written_conditionally(decode(bytes(row[0])))
+
+
+def _already_applied(conn: sqlite3.Connection, change: Change) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM changes WHERE origin = ? AND hlc = ?", (change.origin, change.hlc)
+    ).fetchone()
+    return row is not None
+
+
+def apply_and_log(
+    conn: sqlite3.Connection,
+    change: Change,
+    seq: int | None = None,
+    *,
+    chunks_local: bool = False,
+    now_ms: Callable[[], int] = SYSTEM_CLOCK.wall_ms,
+) -> bool:
+    """Apply one change with LWW and keep it in our log with its origin and HLC (it relays to
+    other sites). Returns True when it lost to newer state (a conflict).
+
+    rebuild-index passes ``seq`` (the change goes back where it was in the log) and
+    ``chunks_local`` (the manifest names this node's own chunk records, checked intact: kept
+    as it is instead of being mapped to the first copy of each chunk by hash). ``now_ms``
+    stamps a conflict's record (the store's clock).
+    """
+    manifest_bytes = change.manifest
+    if change.op in VERSION_OPS:
+        manifest = _checked_manifest(change)
+        if not chunks_local:
+            manifest = _localized(conn, manifest)
+        conflict = _apply_version(conn, change, manifest, now_ms)
+        manifest_bytes = manifest.encode()
+    else:
+        conflict = _apply_change(conn, change)
+    conn.execute(
+        "INSERT INTO changes (seq, hlc, origin, op, bucket, key, version_id, size, etag,"
+        " manifest, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (seq, change.hlc, change.origin, change.op, change.bucket, change.key,
+         change.version_id, change.size, change.etag, manifest_bytes,
+         json.dumps(change.payload, sort_keys=True) if change.payload is not None else None),
+    )  # fmt: skip
+    return conflict
+
+
+def _stamp(change: Change) -> Stamp:
+    return Stamp(change.hlc, change.origin)
+
+
+def _apply_change(conn: sqlite3.Connection, change: Change) -> bool:
+    """Apply one change; return True when it lost to newer local state (a conflict)."""
+    handler = _HANDLERS.get(change.op)
+    if handler is None:
+        raise ReplicationError(f"unknown operation {change.op!r}")
+    return handler(conn, change)
+
+
+def _checked_manifest(change: Change) -> Manifest:
+    """The change's manifest, which must describe the change's own version."""
+    if change.manifest is None:
+        raise ReplicationError(f"{change.op} without a manifest")
+    try:
+        remote = decode(change.manifest)
+    except FormatError as exc:
+        raise ReplicationError(f"bad manifest in change {change.origin}/{change.hlc}") from exc
+    if (remote.bucket, remote.key, remote.hlc, remote.origin) != (
+        change.bucket,
+        change.key,
+        change.hlc,
+        change.origin,
+    ):
+        raise ReplicationError("manifest does not match its change")
+    return remote
+
+
+def _localized(conn: sqlite3.Connection, remote: Manifest) -> Manifest:
+    """The manifest with chunk locations on this node (all must be present)."""
+    local: list[ChunkRef] = []
+    lacking: set[bytes] = set()
+    for chunk in remote.chunks:
+        found = chunk_location(conn, chunk.blake3)
+        if found is None or found.length != chunk.length:
+            lacking.add(chunk.blake3)
+        else:
+            local.append(found)
+    if lacking:
+        raise MissingChunks(lacking)
+    return dataclasses.replace(remote, chunks=tuple(local))
+
+
+def _apply_version(
+    conn: sqlite3.Connection, change: Change, manifest: Manifest, now_ms: Callable[[], int]
+) -> bool:
+    """object.put / object.delete, with the version's manifest on this node."""
+    catalog.get_bucket(conn, manifest.bucket)
+    incoming = _stamp(change)
+    tomb = conn.execute(
+        "SELECT hlc, origin FROM version_tombstones WHERE bucket = ? AND key = ?"
+        " AND version_id = ?",
+        (manifest.bucket, manifest.key, manifest.version_id),
+    ).fetchone()
+    if tomb is not None and not wins(incoming, Stamp(int(tomb[0]), str(tomb[1]))):
+        return True
+    row = conn.execute(
+        "SELECT hlc, origin FROM versions WHERE bucket = ? AND key = ? AND version_id = ?",
+        (manifest.bucket, manifest.key, manifest.version_id),
+    ).fetchone()
+    if row is not None:
+        stored = Stamp(int(row[0]), str(row[1]))
+        if not wins(incoming, stored):
+            _record_conflict(conn, manifest, change.manifest, stored, now_ms())
+            return True
+        catalog.delete_version_row(conn, manifest.bucket, manifest.key, manifest.version_id)
+    catalog.insert_version(conn, manifest, manifest.encode())
+    catalog.promote_latest(conn, manifest.bucket, manifest.key)
+    tags = (change.payload or {}).get("tags")
+    if tags:
+        bucket_config.write_tags(
+            conn,
+            Timestamp.unpack(change.hlc, change.origin),
+            manifest.bucket,
+            manifest.key,
+            manifest.version_id,
+            tuple(map(tuple, tags)),
+        )
+    return False
+
+
+def _record_conflict(
+    conn: sqlite3.Connection, loser: Manifest, raw: bytes | None, winner: Stamp, now_ms: int
+) -> None:
+    conn.execute(
+        "INSERT INTO conflicts (bucket, key, version_id, hlc, origin, winner_hlc,"
+        " winner_origin, manifest, recorded_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            loser.bucket,
+            loser.key,
+            loser.version_id,
+            loser.hlc,
+            loser.origin,
+            winner.hlc,
+            winner.origin,
+            raw,
+            now_ms,
+        ),
+    )
+
+
+def _apply_version_delete(conn: sqlite3.Connection, change: Change) -> bool:
+    assert change.key is not None and change.version_id is not None
+    catalog.get_bucket(conn, change.bucket)
+    catalog.record_version_tombstone(
+        conn, change.bucket, change.key, change.version_id, change.hlc, change.origin
+    )
+    row = conn.execute(
+        "SELECT hlc, origin FROM versions WHERE bucket = ? AND key = ? AND version_id = ?",
+        (change.bucket, change.key, change.version_id),
+    ).fetchone()
+    if row is None:
+        return False
+    if not wins(_stamp(change), Stamp(int(row[0]), str(row[1]))):
+        return True  # a newer write of this (null) version stands
+    catalog.delete_version_row(conn, change.bucket, change.key, change.version_id)
+    catalog.promote_latest(conn, change.bucket, change.key)
+    return False
+
+
+def _apply_bucket_create(conn: sqlite3.Connection, change: Change) -> bool:
+    exists = conn.execute("SELECT 1 FROM buckets WHERE name = ?", (change.bucket,)).fetchone()
+    if exists:
+        return False
+    owner = str((change.payload or {}).get("owner", ""))
+    conn.execute(
+        "INSERT INTO buckets (name, owner, created_ms, hlc, origin) VALUES (?, ?, ?, ?, ?)",
+        (change.bucket, owner, change.hlc >> LOGICAL_BITS, change.hlc, change.origin),
+    )
+    return False
+
+
+def _apply_bucket_delete(conn: sqlite3.Connection, change: Change) -> bool:
+    row = conn.execute(
+        "SELECT hlc, origin FROM buckets WHERE name = ?", (change.bucket,)
+    ).fetchone()
+    if row is None:
+        return False
+    busy = conn.execute(
+        "SELECT 1 FROM versions WHERE bucket = ? AND kind != ? LIMIT 1",
+        (change.bucket, int(Kind.TOMBSTONE)),
+    ).fetchone()
+    if busy or not wins(_stamp(change), Stamp(int(row[0]), str(row[1]))):
+        return True  # written to (or re-created) meanwhile here: the bucket stays
+    for table in ("versions", "object_tags", "object_acls", "bucket_config"):
+        conn.execute(f"DELETE FROM {table} WHERE bucket = ?", (change.bucket,))
+    digest.drop_bucket(conn, change.bucket)
+    conn.execute("DELETE FROM uploads WHERE bucket = ?", (change.bucket,))
+    conn.execute("DELETE FROM buckets WHERE name = ?", (change.bucket,))
+    return False
+
+
+def _apply_document(conn: sqlite3.Connection, change: Change) -> bool:
+    """bucket.versioning / .policy / .cors / .tagging / .acl / .ownership /
+    .public-access-block: LWW per (bucket, document)."""
+    name = change.op.split(".", 1)[1]
+    catalog.get_bucket(conn, change.bucket)
+    row = conn.execute(
+        "SELECT hlc, origin FROM bucket_config WHERE bucket = ? AND name = ?",
+        (change.bucket, name),
+    ).fetchone()
+    if row is not None and not wins(_stamp(change), Stamp(int(row[0]), str(row[1]))):
+        return True
+    payload = change.payload or {}
+    value = str(payload.get("status" if name == "versioning" else "value") or "")
+    bucket_config.upsert_bucket_document(
+        conn, change.bucket, name, value, change.hlc, change.origin
+    )
+    if name == "versioning":
+        conn.execute("UPDATE buckets SET versioning = ? WHERE name = ?", (value, change.bucket))
+    return False
+
+
+def _apply_tags(conn: sqlite3.Connection, change: Change) -> bool:
+    assert change.key is not None and change.version_id is not None
+    row = conn.execute(
+        "SELECT hlc, origin FROM object_tags WHERE bucket = ? AND key = ? AND version_id = ?",
+        (change.bucket, change.key, change.version_id),
+    ).fetchone()
+    if row is not None and not wins(_stamp(change), Stamp(int(row[0]), str(row[1]))):
+        return True
+    tags = tuple(tuple(pair) for pair in (change.payload or {}).get("tags", []))
+    bucket_config.write_tags(
+        conn,
+        Timestamp.unpack(change.hlc, change.origin),
+        change.bucket,
+        change.key,
+        change.version_id,
+        tags,
+    )
+    return False
+
+
+def _apply_object_acl(conn: sqlite3.Connection, change: Change) -> bool:
+    """object.acl: LWW per version, like a tag set."""
+    assert change.key is not None and change.version_id is not None
+    row = conn.execute(
+        "SELECT hlc, origin FROM object_acls WHERE bucket = ? AND key = ? AND version_id = ?",
+        (change.bucket, change.key, change.version_id),
+    ).fetchone()
+    if row is not None and not wins(_stamp(change), Stamp(int(row[0]), str(row[1]))):
+        return True
+    bucket_config.write_object_acl(
+        conn,
+        Timestamp.unpack(change.hlc, change.origin),
+        change.bucket,
+        change.key,
+        change.version_id,
+        str((change.payload or {}).get("acl", "")),
+    )
+    return False
+
+
+VERSION_OPS = frozenset({"object.put", "object.delete"})
+_HANDLERS = {
+    "version.delete": _apply_version_delete,
+    "bucket.create": _apply_bucket_create,
+    "bucket.delete": _apply_bucket_delete,
+    "bucket.versioning": _apply_document,
+    "bucket.policy": _apply_document,
+    "bucket.cors": _apply_document,
+    "bucket.tagging": _apply_document,
+    "bucket.acl": _apply_document,
+    "bucket.ownership": _apply_document,
+    "bucket.public-access-block": _apply_document,
+    "object.tags": _apply_tags,
+    "object.acl": _apply_object_acl,
+}
