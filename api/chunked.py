@@ -41,14 +41,13 @@ from typing import Final
 
 from api.checksums import Checksum, algorithm_from_header, new_checksum, verify_checksum
 from api.errors import S3Error
-from api.sigv4 import (
+from api.sigv4 import AuthContext, signatures_equal
+from api.sigv4_canonical import (
     STREAMING_PAYLOAD,
     STREAMING_PAYLOAD_TRAILER,
     STREAMING_UNSIGNED_PAYLOAD_TRAILER,
-    AuthContext,
     chunk_signature,
     chunk_signature_from_digest,
-    signatures_equal,
     trailer_signature,
 )
 

@@ -23,13 +23,13 @@ from api.errors import S3Error
 from api.keyring import KeyRing
 from api.settings import ApiSettings
 from api.sigv4 import (
-    UNSIGNED_PAYLOAD,
     AuthContext,
     SignableRequest,
     is_sha256_hex,
     signable_headers,
     verify,
 )
+from api.sigv4_canonical import UNSIGNED_PAYLOAD
 
 # Bodies whose SHA-256 is signed are hashed here, so they are read here: bounded.
 DEFAULT_MAX_BODY_BYTES: Final = 64 << 20

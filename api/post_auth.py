@@ -27,13 +27,11 @@ from collections.abc import Callable, Mapping
 from api import sigv2
 from api.errors import S3Error
 from api.sigv4 import (
-    ALGORITHM,
     parse_amz_date,  # the same rules as presigned URLs: one implementation
     parse_credential,
-    signature,
     signatures_equal,
-    signing_key,
 )
+from api.sigv4_canonical import ALGORITHM, signature, signing_key
 
 # Field names (lower case) and the spelling AWS uses for them in its error messages.
 V4_FIELDS = {

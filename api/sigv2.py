@@ -40,8 +40,6 @@ from urllib.parse import quote, unquote, urlsplit
 from api.errors import S3Error
 from api.sigv4 import (
     ONE_MECHANISM_ONLY,
-    STREAMING_UNSIGNED_PAYLOAD_TRAILER,
-    UNSIGNED_PAYLOAD,
     AuthContext,
     check_skew,
     is_sha256_hex,
@@ -49,6 +47,7 @@ from api.sigv4 import (
     parse_amz_date,
     signatures_equal,
 )
+from api.sigv4_canonical import STREAMING_UNSIGNED_PAYLOAD_TRAILER, UNSIGNED_PAYLOAD
 
 ALGORITHM: Final = "AWS"
 # botocore.auth.HmacV1Auth.QSAOfInterest: the query parameters that are signed.

@@ -1,21 +1,22 @@
 """AWS Signature Version 4, client side: sign a request's headers or presign a URL.
 
 Used in production by the replication peer client (node/peers.py) and by tests and
-benchmarks; it must agree with :func:`api.sigv4.verify`, whose building blocks it shares.
+benchmarks; it must agree with :func:`api.sigv4.verify`, whose building blocks
+(:mod:`api.sigv4_canonical`) it shares.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Final
 from urllib.parse import unquote, urlsplit
 
-from api.sigv4 import (
+from api.sigv4_canonical import (
     ALGORITHM,
     AMZ_DATE_FORMAT,
     SERVICE,
     TERMINATOR,
-    UNSIGNABLE_HEADERS,
     UNSIGNED_PAYLOAD,
     as_utc,
     canonical_query,
@@ -27,6 +28,9 @@ from api.sigv4 import (
     string_to_sign,
     uri_encode,
 )
+
+# Headers a client must not sign: proxies and the HTTP stack rewrite them (botocore's list).
+UNSIGNABLE_HEADERS: Final = frozenset({"authorization", "expect", "user-agent", "x-amzn-trace-id"})
 
 
 def _host_of(url: str) -> tuple[str, str, str]:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from api.sigv4 import UNSIGNED_PAYLOAD
+from api.sigv4_canonical import UNSIGNED_PAYLOAD
 from api.sigv4_signing import presign_url, sign_headers
 from tests.integration.conftest import make_client
 from tests.integration.nodeproc import ACCESS_KEY, REGION, SECRET_KEY, NodeProcess

@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 
 from api.chunked import encode_chunked
 from api.settings import owner_id
-from api.sigv4 import STREAMING_UNSIGNED_PAYLOAD_TRAILER
+from api.sigv4_canonical import STREAMING_UNSIGNED_PAYLOAD_TRAILER
 from tests.integration.nodeproc import ACCESS_KEY, SECRET_KEY, NodeProcess
 from tests.integration.s3util import error_of, send, xml_code
 from tests.integration.test_awscli import make_aws

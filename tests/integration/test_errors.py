@@ -21,7 +21,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from api.chunked import encode_chunked
-from api.sigv4 import STREAMING_UNSIGNED_PAYLOAD_TRAILER, UNSIGNED_PAYLOAD
+from api.sigv4_canonical import STREAMING_UNSIGNED_PAYLOAD_TRAILER, UNSIGNED_PAYLOAD
 from api.sigv4_signing import sign_headers
 from tests.integration.conftest import make_client
 from tests.integration.nodeproc import ACCESS_KEY, REGION, SECRET_KEY, NodeProcess

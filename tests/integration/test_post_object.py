@@ -24,7 +24,7 @@ from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api.sigv4 import signature, signing_key
+from api.sigv4_canonical import signature, signing_key
 from tests.integration.conftest import make_client
 from tests.integration.nodeproc import ACCESS_KEY, REGION, SECRET_KEY, NodeProcess
 from tests.integration.s3util import md5_etag, send, xml_code

@@ -24,7 +24,7 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from api.sigv4 import EMPTY_SHA256
+from api.sigv4_canonical import EMPTY_SHA256
 from api.sigv4_signing import sign_headers
 from tests.integration.conftest import make_client
 from tests.integration.nodeproc import ACCESS_KEY, REGION, SECRET_KEY, NodeProcess, two_way_pair

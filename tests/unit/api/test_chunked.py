@@ -8,17 +8,23 @@ from collections.abc import AsyncIterator, Iterable
 
 import pytest
 
-from api import sigv4
 from api.checksums import ALGORITHMS, header_name, new_checksum
 from api.chunked import ChunkedDecoder, encode_chunked
 from api.errors import S3Error
 from api.sigv4 import AuthContext
+from api.sigv4_canonical import (
+    STREAMING_PAYLOAD,
+    STREAMING_PAYLOAD_TRAILER,
+    STREAMING_UNSIGNED_PAYLOAD_TRAILER,
+    UNSIGNED_PAYLOAD,
+    signing_key,
+)
 from tests.checksum_reference import b64 as reference_b64
 
 DOC_SK = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 DOC_DATE = "20130524T000000Z"
 DOC_SCOPE = "20130524/us-east-1/s3/aws4_request"
-DOC_KEY = sigv4.signing_key(DOC_SK, "20130524", "us-east-1")
+DOC_KEY = signing_key(DOC_SK, "20130524", "us-east-1")
 
 
 def doc_auth(seed: str, payload_hash: str) -> AuthContext:
@@ -33,7 +39,7 @@ def doc_auth(seed: str, payload_hash: str) -> AuthContext:
     )
 
 
-AUTH = doc_auth("ab" * 32, sigv4.STREAMING_PAYLOAD)
+AUTH = doc_auth("ab" * 32, STREAMING_PAYLOAD)
 
 
 async def _pieces(data: bytes, sizes: Iterable[int]) -> AsyncIterator[bytes]:
@@ -105,7 +111,7 @@ DOC_PUT_SEED = "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9
 
 
 def doc_put_decoder() -> ChunkedDecoder:
-    return ChunkedDecoder(doc_auth(DOC_PUT_SEED, sigv4.STREAMING_PAYLOAD), sigv4.STREAMING_PAYLOAD,
+    return ChunkedDecoder(doc_auth(DOC_PUT_SEED, STREAMING_PAYLOAD), STREAMING_PAYLOAD,
                           66560, [])  # fmt: skip
 
 
@@ -121,9 +127,7 @@ def test_doc_put_object_example_one_byte_pieces() -> None:
 
 
 def test_doc_put_object_with_wrong_seed() -> None:
-    decoder = ChunkedDecoder(
-        doc_auth("0" * 64, sigv4.STREAMING_PAYLOAD), sigv4.STREAMING_PAYLOAD, 66560, []
-    )
+    decoder = ChunkedDecoder(doc_auth("0" * 64, STREAMING_PAYLOAD), STREAMING_PAYLOAD, 66560, [])
     expect_error(decoder, DOC_PUT_BODY, "SignatureDoesNotMatch")
 
 
@@ -143,7 +147,7 @@ TRAILER_BLOCK = (
 @pytest.mark.parametrize("separator", [b"", b"\r\n"], ids=["sdk-layout", "doc-layout"])
 def test_doc_trailer_example(separator: bytes) -> None:
     body = doc_body(TRAILER_CHUNK_SIGS, separator + TRAILER_BLOCK)
-    mode = sigv4.STREAMING_PAYLOAD_TRAILER
+    mode = STREAMING_PAYLOAD_TRAILER
     decoder = ChunkedDecoder(doc_auth(TRAILER_SEED, mode), mode, 66560, ["x-amz-checksum-crc32c"])
     assert decode(decoder, body, random_sizes(7, len(body))) == DOC_DATA
     assert decoder.trailers == {"x-amz-checksum-crc32c": "sOO8/Q=="}
@@ -151,7 +155,7 @@ def test_doc_trailer_example(separator: bytes) -> None:
 
 def test_doc_trailer_example_with_tampered_trailer() -> None:
     body = doc_body(TRAILER_CHUNK_SIGS, TRAILER_BLOCK.replace(b"sOO8/Q==", b"AAAAAA=="))
-    mode = sigv4.STREAMING_PAYLOAD_TRAILER
+    mode = STREAMING_PAYLOAD_TRAILER
     decoder = ChunkedDecoder(doc_auth(TRAILER_SEED, mode), mode, 66560, ["x-amz-checksum-crc32c"])
     expect_error(decoder, body, "SignatureDoesNotMatch")
 
@@ -170,10 +174,10 @@ def trailer_for(algorithm: str, data: bytes) -> dict[str, str]:
 
 
 MODES = [
-    (sigv4.STREAMING_PAYLOAD, True, False),
-    (sigv4.STREAMING_PAYLOAD_TRAILER, True, True),
-    (sigv4.STREAMING_UNSIGNED_PAYLOAD_TRAILER, False, True),
-    (sigv4.UNSIGNED_PAYLOAD, False, False),
+    (STREAMING_PAYLOAD, True, False),
+    (STREAMING_PAYLOAD_TRAILER, True, True),
+    (STREAMING_UNSIGNED_PAYLOAD_TRAILER, False, True),
+    (UNSIGNED_PAYLOAD, False, False),
 ]
 
 
@@ -205,7 +209,7 @@ def test_all_modes_one_byte_pieces(mode: str, signed: bool, with_trailer: bool) 
 
 def test_several_trailers_and_empty_body() -> None:
     trailers = {**trailer_for("CRC32", b""), **trailer_for("SHA256", b"")}
-    mode = sigv4.STREAMING_PAYLOAD_TRAILER
+    mode = STREAMING_PAYLOAD_TRAILER
     decoder, body = make(mode, True, trailers, b"")
     assert decode(decoder, body) == b""
     assert decoder.trailers == trailers
@@ -213,18 +217,18 @@ def test_several_trailers_and_empty_body() -> None:
 
 def test_unsigned_chunk_extensions_are_ignored() -> None:
     body = b"3;foo=bar\r\nabc\r\n0\r\n\r\n"
-    assert decode(ChunkedDecoder(None, sigv4.UNSIGNED_PAYLOAD, 3, []), body) == b"abc"
+    assert decode(ChunkedDecoder(None, UNSIGNED_PAYLOAD, 3, []), body) == b"abc"
 
 
 def test_missing_final_blank_line_is_tolerated() -> None:
-    decoder, body = make(sigv4.STREAMING_PAYLOAD, True, None)
+    decoder, body = make(STREAMING_PAYLOAD, True, None)
     assert body.endswith(b"\r\n\r\n")
     assert decode(decoder, body[:-2]) == DATA
 
 
 def test_output_streams_and_stays_bounded() -> None:
     """Data comes out before the body has been read, in pieces no larger than the input's."""
-    decoder, body = make(sigv4.STREAMING_PAYLOAD, True, None, chunk=len(DATA))
+    decoder, body = make(STREAMING_PAYLOAD, True, None, chunk=len(DATA))
     consumed = 0
 
     async def source() -> AsyncIterator[bytes]:
@@ -252,52 +256,52 @@ def test_output_streams_and_stays_bounded() -> None:
 
 
 def test_bad_chunk_signature() -> None:
-    decoder, body = make(sigv4.STREAMING_PAYLOAD, True, None)
+    decoder, body = make(STREAMING_PAYLOAD, True, None)
     second = body.index(b";chunk-signature=", 100) + len(b";chunk-signature=")
     flipped = body[:second] + (b"0" if body[second : second + 1] != b"0" else b"1")
     expect_error(decoder, flipped + body[second + 1 :], "SignatureDoesNotMatch")
 
 
 def test_bad_final_chunk_signature() -> None:
-    decoder, body = make(sigv4.STREAMING_PAYLOAD, True, None)
+    decoder, body = make(STREAMING_PAYLOAD, True, None)
     last = body.rindex(b"0;chunk-signature=") + len(b"0;chunk-signature=")
     tampered = body[:last] + b"f" * 64 + body[last + 64 :]
     expect_error(decoder, tampered, "SignatureDoesNotMatch")
 
 
 def test_tampered_data_fails_signature() -> None:
-    decoder, body = make(sigv4.STREAMING_PAYLOAD, True, None)
+    decoder, body = make(STREAMING_PAYLOAD, True, None)
     index = body.index(b"\r\n") + 10
     tampered = body[:index] + bytes([body[index] ^ 1]) + body[index + 1 :]
     expect_error(decoder, tampered, "SignatureDoesNotMatch")
 
 
 def test_missing_chunk_signature_in_signed_mode() -> None:
-    decoder = ChunkedDecoder(AUTH, sigv4.STREAMING_PAYLOAD, 3, [])
+    decoder = ChunkedDecoder(AUTH, STREAMING_PAYLOAD, 3, [])
     expect_error(decoder, b"3\r\nabc\r\n0\r\n\r\n", "InvalidRequest")
 
 
-@pytest.mark.parametrize("mode", [sigv4.STREAMING_PAYLOAD_TRAILER,
-                                  sigv4.STREAMING_UNSIGNED_PAYLOAD_TRAILER])  # fmt: skip
+@pytest.mark.parametrize("mode", [STREAMING_PAYLOAD_TRAILER,
+                                  STREAMING_UNSIGNED_PAYLOAD_TRAILER])  # fmt: skip
 def test_bad_trailer_checksum(mode: str) -> None:
-    signed = mode == sigv4.STREAMING_PAYLOAD_TRAILER
+    signed = mode == STREAMING_PAYLOAD_TRAILER
     decoder, body = make(mode, signed, trailer_for("CRC32", DATA + b"x"))
     error = expect_error(decoder, body, "BadDigest")
     assert error.message == "The CRC32 you specified did not match the calculated checksum."
 
 
 def test_bad_trailer_checksum_names_crc32c() -> None:
-    decoder, body = make(sigv4.STREAMING_UNSIGNED_PAYLOAD_TRAILER, False,
+    decoder, body = make(STREAMING_UNSIGNED_PAYLOAD_TRAILER, False,
                          trailer_for("CRC32C", b"other"))  # fmt: skip
     error = expect_error(decoder, body, "BadDigest")
     assert error.message.startswith("The CRC32C you specified")
 
 
-@pytest.mark.parametrize("mode", [sigv4.STREAMING_PAYLOAD_TRAILER,
-                                  sigv4.STREAMING_UNSIGNED_PAYLOAD_TRAILER])  # fmt: skip
+@pytest.mark.parametrize("mode", [STREAMING_PAYLOAD_TRAILER,
+                                  STREAMING_UNSIGNED_PAYLOAD_TRAILER])  # fmt: skip
 def test_crc64nvme_trailer(mode: str) -> None:
     """The trailer the AWS SDK for C++ (pyarrow) sends; expected values from the reference."""
-    signed = mode == sigv4.STREAMING_PAYLOAD_TRAILER
+    signed = mode == STREAMING_PAYLOAD_TRAILER
     good = {"x-amz-checksum-crc64nvme": reference_b64("CRC64NVME", DATA)}
     decoder, body = make(mode, signed, good)
     assert decode(decoder, body, random_sizes(3, len(body))) == DATA
@@ -309,14 +313,14 @@ def test_crc64nvme_trailer(mode: str) -> None:
 
 
 def test_bad_trailer_signature() -> None:
-    decoder, body = make(sigv4.STREAMING_PAYLOAD_TRAILER, True, trailer_for("SHA1", DATA))
+    decoder, body = make(STREAMING_PAYLOAD_TRAILER, True, trailer_for("SHA1", DATA))
     start = body.index(b"x-amz-trailer-signature:") + len(b"x-amz-trailer-signature:")
     tampered = body[:start] + b"0" * 64 + body[start + 64 :]
     expect_error(decoder, tampered, "SignatureDoesNotMatch")
 
 
 def test_missing_trailer_signature() -> None:
-    mode = sigv4.STREAMING_PAYLOAD_TRAILER
+    mode = STREAMING_PAYLOAD_TRAILER
     trailers = trailer_for("CRC32", DATA)
     _, signed_body = make(mode, True, trailers)
     unsigned_tail = encode_chunked([], None, trailers)[len(b"0\r\n") :]
@@ -327,13 +331,13 @@ def test_missing_trailer_signature() -> None:
 
 def test_missing_declared_trailer() -> None:
     body = encode_chunked([b"abc"])
-    decoder = ChunkedDecoder(None, sigv4.STREAMING_UNSIGNED_PAYLOAD_TRAILER, 3,
+    decoder = ChunkedDecoder(None, STREAMING_UNSIGNED_PAYLOAD_TRAILER, 3,
                              ["x-amz-checksum-crc32"])  # fmt: skip
     expect_error(decoder, body, "IncompleteBody")
 
 
 def test_undeclared_and_duplicate_trailers() -> None:
-    mode = sigv4.STREAMING_UNSIGNED_PAYLOAD_TRAILER
+    mode = STREAMING_UNSIGNED_PAYLOAD_TRAILER
     trailers = trailer_for("CRC32", b"abc")
     body = encode_chunked([b"abc"], None, trailers)
     expect_error(ChunkedDecoder(None, mode, 3, []), body, "InvalidRequest")
@@ -342,19 +346,19 @@ def test_undeclared_and_duplicate_trailers() -> None:
 
 
 def test_trailer_signature_in_unsigned_mode_is_rejected() -> None:
-    mode = sigv4.STREAMING_PAYLOAD_TRAILER
+    mode = STREAMING_PAYLOAD_TRAILER
     trailers = trailer_for("CRC32", b"abc")
     body = encode_chunked([b"abc"], doc_auth("cd" * 32, mode), trailers)
     unsigned_body = b"3\r\nabc\r\n0\r\n" + body[body.index(b"x-amz-checksum") :]
-    decoder = ChunkedDecoder(None, sigv4.STREAMING_UNSIGNED_PAYLOAD_TRAILER, 3, list(trailers))
+    decoder = ChunkedDecoder(None, STREAMING_UNSIGNED_PAYLOAD_TRAILER, 3, list(trailers))
     expect_error(decoder, unsigned_body, "InvalidRequest")
 
 
 def test_trailers_in_a_mode_without_trailers() -> None:
     body = b"3\r\nabc\r\n0\r\nx-amz-checksum-crc32:NSRBwg==\r\n\r\n"
-    expect_error(ChunkedDecoder(AUTH, sigv4.STREAMING_PAYLOAD, 3, []), body, "InvalidRequest")
+    expect_error(ChunkedDecoder(AUTH, STREAMING_PAYLOAD, 3, []), body, "InvalidRequest")
     with pytest.raises(S3Error) as caught:
-        ChunkedDecoder(AUTH, sigv4.STREAMING_PAYLOAD, 3, ["x-amz-checksum-crc32"])
+        ChunkedDecoder(AUTH, STREAMING_PAYLOAD, 3, ["x-amz-checksum-crc32"])
     assert caught.value.code == "InvalidRequest"
 
 
@@ -363,7 +367,7 @@ def test_every_truncation_is_incomplete_body() -> None:
     body = encode_chunked(chunks_of(data, 7))
     tolerated = len(body) - 2  # cut exactly before the final blank line
     for cut in range(len(body)):
-        decoder = ChunkedDecoder(None, sigv4.UNSIGNED_PAYLOAD, None, [])
+        decoder = ChunkedDecoder(None, UNSIGNED_PAYLOAD, None, [])
         if cut == tolerated:
             assert decode(decoder, body[:cut]) == data
             continue
@@ -389,7 +393,7 @@ def test_truncated_signed_body() -> None:
     ],
 )
 def test_bad_hex_size(body: bytes) -> None:
-    expect_error(ChunkedDecoder(None, sigv4.UNSIGNED_PAYLOAD, None, []), body, "InvalidRequest")
+    expect_error(ChunkedDecoder(None, UNSIGNED_PAYLOAD, None, []), body, "InvalidRequest")
 
 
 @pytest.mark.parametrize(
@@ -403,35 +407,35 @@ def test_bad_hex_size(body: bytes) -> None:
     ],
 )
 def test_malformed_framing(body: bytes) -> None:
-    decoder = ChunkedDecoder(None, sigv4.STREAMING_UNSIGNED_PAYLOAD_TRAILER, None, [])
+    decoder = ChunkedDecoder(None, STREAMING_UNSIGNED_PAYLOAD_TRAILER, None, [])
     expect_error(decoder, body, "InvalidRequest")
 
 
 def test_oversize_chunk() -> None:
     body = encode_chunked([b"x" * 2048])
-    decoder = ChunkedDecoder(None, sigv4.UNSIGNED_PAYLOAD, None, [], max_chunk_bytes=1024)
+    decoder = ChunkedDecoder(None, UNSIGNED_PAYLOAD, None, [], max_chunk_bytes=1024)
     error = expect_error(decoder, body, "InvalidRequest")
     assert "1024" in error.message
-    expect_error(ChunkedDecoder(None, sigv4.UNSIGNED_PAYLOAD, None, []),
+    expect_error(ChunkedDecoder(None, UNSIGNED_PAYLOAD, None, []),
                  b"FFFFFFFFF\r\n", "InvalidRequest")  # fmt: skip
 
 
 def test_overlong_line() -> None:
     body = b"3;" + b"x" * 10_000 + b"\r\nabc\r\n0\r\n\r\n"
-    expect_error(ChunkedDecoder(None, sigv4.UNSIGNED_PAYLOAD, None, []), body, "InvalidRequest")
+    expect_error(ChunkedDecoder(None, UNSIGNED_PAYLOAD, None, []), body, "InvalidRequest")
 
 
 @pytest.mark.parametrize("declared", [len(DATA) - 1, len(DATA) + 1, 0])
 def test_decoded_length_mismatch(declared: int) -> None:
-    auth = doc_auth("cd" * 32, sigv4.STREAMING_PAYLOAD)
+    auth = doc_auth("cd" * 32, STREAMING_PAYLOAD)
     body = encode_chunked(chunks_of(DATA, 4096), auth)
-    decoder = ChunkedDecoder(auth, sigv4.STREAMING_PAYLOAD, declared, [])
+    decoder = ChunkedDecoder(auth, STREAMING_PAYLOAD, declared, [])
     expect_error(decoder, body, "IncompleteBody")
 
 
 def test_mode_checks() -> None:
     with pytest.raises(S3Error) as caught:
-        ChunkedDecoder(None, sigv4.STREAMING_PAYLOAD, 0, [])
+        ChunkedDecoder(None, STREAMING_PAYLOAD, 0, [])
     assert caught.value.code == "InvalidRequest"
     with pytest.raises(S3Error) as caught:
         ChunkedDecoder(None, "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD", 0, [])
@@ -440,14 +444,14 @@ def test_mode_checks() -> None:
         ChunkedDecoder(None, "STREAMING-SOMETHING-ELSE", 0, [])
     assert caught.value.code == "InvalidArgument"
     with pytest.raises(S3Error) as caught:
-        ChunkedDecoder(None, sigv4.STREAMING_UNSIGNED_PAYLOAD_TRAILER, 0,
+        ChunkedDecoder(None, STREAMING_UNSIGNED_PAYLOAD_TRAILER, 0,
                        ["x-amz-checksum-crc16"])  # fmt: skip
     assert caught.value.code == "InvalidRequest"
 
 
 def test_random_corruption_only_raises_s3_errors() -> None:
     rng = random.Random(5)
-    mode = sigv4.STREAMING_PAYLOAD_TRAILER
+    mode = STREAMING_PAYLOAD_TRAILER
     trailers = trailer_for("CRC32C", DATA[:3000])
     auth = doc_auth("cd" * 32, mode)
     body = encode_chunked(chunks_of(DATA[:3000], 1000), auth, trailers)

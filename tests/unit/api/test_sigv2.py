@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from api import sigv2
 from api.errors import S3Error
 from api.sigv2 import SigV2Request
-from api.sigv4 import UNSIGNED_PAYLOAD, signable_headers
+from api.sigv4 import signable_headers
+from api.sigv4_canonical import UNSIGNED_PAYLOAD
 
 # AWS's example key pair ("Signing and authenticating REST requests", SigV2).
 DOC_AK = "AKIAIOSFODNN7EXAMPLE"

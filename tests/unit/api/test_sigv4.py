@@ -13,7 +13,7 @@ from botocore.credentials import Credentials
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api import sigv4, sigv4_signing
+from api import sigv4, sigv4_canonical, sigv4_signing
 from api.errors import S3Error
 from api.sigv4 import SignableRequest
 
@@ -39,98 +39,98 @@ UNRESERVED = "-._~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz
 SUITE: list[tuple[str, str, str, str, dict[str, str], str, str, str]] = [
     (
         "get-vanilla",
-        "GET", "/", "", {}, sigv4.EMPTY_SHA256,
+        "GET", "/", "", {}, sigv4_canonical.EMPTY_SHA256,
         "bb579772317eb040ac9ed261061d46c1f17a8133879d6129b6e1c25292927e63",
         "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31",
     ),
     (
         "get-vanilla-query-order-key-case",
-        "GET", "/", "Param2=value2&Param1=value1", {}, sigv4.EMPTY_SHA256,
+        "GET", "/", "Param2=value2&Param1=value1", {}, sigv4_canonical.EMPTY_SHA256,
         "816cd5b414d056048ba4f7c5386d6e0533120fb1fcfa93762cf0fc39e2cf19e0",
         "b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500",
     ),
     (
         "get-vanilla-query-order-key",
-        "GET", "/", "Param1=value2&Param1=Value1", {}, sigv4.EMPTY_SHA256,
+        "GET", "/", "Param1=value2&Param1=Value1", {}, sigv4_canonical.EMPTY_SHA256,
         "704b4cef673542d84cdff252633f065e8daeba5f168b77116f8b1bcaf3d38f89",
         "eedbc4e291e521cf13422ffca22be7d2eb8146eecf653089df300a15b2382bd1",
     ),
     (
         "get-vanilla-query-order-value",
-        "GET", "/", "Param1=value2&Param1=value1", {}, sigv4.EMPTY_SHA256,
+        "GET", "/", "Param1=value2&Param1=value1", {}, sigv4_canonical.EMPTY_SHA256,
         "c968629d70850097a2d8781c9bf7edcb988b04cac14cca9be4acc3595f884606",
         "5772eed61e12b33fae39ee5e7012498b51d56abc0abb7c60486157bd471c4694",
     ),
     (
         "get-vanilla-query-unreserved",
-        "GET", "/", f"{UNRESERVED}={UNRESERVED}", {}, sigv4.EMPTY_SHA256,
+        "GET", "/", f"{UNRESERVED}={UNRESERVED}", {}, sigv4_canonical.EMPTY_SHA256,
         "c30d4703d9f799439be92736156d47ccfb2d879ddf56f5befa6d1d6aab979177",
         "9c3e54bfcdf0b19771a7f523ee5669cdf59bc7cc0884027167c21bb143a40197",
     ),
     (
         "get-vanilla-utf8-query",
-        "GET", "/", "\u1234=bar", {}, sigv4.EMPTY_SHA256,
+        "GET", "/", "\u1234=bar", {}, sigv4_canonical.EMPTY_SHA256,
         "eb30c5bed55734080471a834cc727ae56beb50e5f39d1bff6d0d38cb192a7073",
         "2cdec8eed098649ff3a119c94853b13c643bcf08f8b0a1d91e12c9027818dd04",
     ),
     (
         "get-unreserved",
-        "GET", f"/{UNRESERVED}", "", {}, sigv4.EMPTY_SHA256,
+        "GET", f"/{UNRESERVED}", "", {}, sigv4_canonical.EMPTY_SHA256,
         "6a968768eefaa713e2a6b16b589a8ea192661f098f37349f4e2c0082757446f9",
         "07ef7494c76fa4850883e2b006601f940f8a34d404d0cfa977f52a65bbf5f24f",
     ),
     (
         "get-utf8",
-        "GET", "/\u1234", "", {}, sigv4.EMPTY_SHA256,
+        "GET", "/\u1234", "", {}, sigv4_canonical.EMPTY_SHA256,
         "2a0a97d02205e45ce2e994789806b19270cfbbb0921b278ccf58f5249ac42102",
         "8318018e0b0f223aa2bbf98705b62bb787dc9c0e678f255a891fd03141be5d85",
     ),
     (
         "get-space",
-        "GET", "/example space/", "", {}, sigv4.EMPTY_SHA256,
+        "GET", "/example space/", "", {}, sigv4_canonical.EMPTY_SHA256,
         "63ee75631ed7234ae61b5f736dfc7754cdccfedbff4b5128a915706ee9390d86",
         "652487583200325589f1fba4c7e578f72c47cb61beeca81406b39ddec1366741",
     ),
     (
         "get-header-key-duplicate",
-        "GET", "/", "", {"my-header1": "value2,value2,value1"}, sigv4.EMPTY_SHA256,
+        "GET", "/", "", {"my-header1": "value2,value2,value1"}, sigv4_canonical.EMPTY_SHA256,
         "dc7f04a3abfde8d472b0ab1a418b741b7c67174dad1551b4117b15527fbe966c",
         "c9d5ea9f3f72853aea855b47ea873832890dbdd183b4468f858259531a5138ea",
     ),
     (
         "get-header-value-order",
-        "GET", "/", "", {"my-header1": "value4,value1,value3,value2"}, sigv4.EMPTY_SHA256,
+        "GET", "/", "", {"my-header1": "value4,value1,value3,value2"}, sigv4_canonical.EMPTY_SHA256,
         "31ce73cd3f3d9f66977ad3dd957dc47af14df92fcd8509f59b349e9137c58b86",
         "08c7e5a9acfcfeb3ab6b2185e75ce8b1deb5e634ec47601a50643f830c755c01",
     ),
     (
         "get-header-value-trim",
         "GET", "/", "", {"my-header1": " value1", "my-header2": ' "a   b   c"'},
-        sigv4.EMPTY_SHA256,
+        sigv4_canonical.EMPTY_SHA256,
         "a726db9b0df21c14f559d0a978e563112acb1b9e05476f0a6a1c7d68f28605c7",
         "acc3ed3afb60bb290fc8d2dd0098b9911fcaa05412b367055dee359757a9c736",
     ),
     (
         "post-vanilla",
-        "POST", "/", "", {}, sigv4.EMPTY_SHA256,
+        "POST", "/", "", {}, sigv4_canonical.EMPTY_SHA256,
         "553f88c9e4d10fc9e109e2aeb65f030801b70c2f6468faca261d401ae622fc87",
         "5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b",
     ),
     (
         "post-header-key-sort",
-        "POST", "/", "", {"my-header1": "value1"}, sigv4.EMPTY_SHA256,
+        "POST", "/", "", {"my-header1": "value1"}, sigv4_canonical.EMPTY_SHA256,
         "9368318c2967cf6de74404b30c65a91e8f6253e0a8659d6d5319f1a812f87d65",
         "c5410059b04c1ee005303aed430f6e6645f61f4dc9e1461ec8f8916fdf18852c",
     ),
     (
         "post-header-value-case",
-        "POST", "/", "", {"my-header1": "VALUE1"}, sigv4.EMPTY_SHA256,
+        "POST", "/", "", {"my-header1": "VALUE1"}, sigv4_canonical.EMPTY_SHA256,
         "d51ced243e649e3de6ef63afbbdcbca03131a21a7103a1583706a64618606a93",
         "cdbc9802e29d2942e5e10b5bccfdd67c5f22c7c4e8ae67b53629efa58b974b7d",
     ),
     (
         "post-vanilla-query",
-        "POST", "/", "Param1=value1", {}, sigv4.EMPTY_SHA256,
+        "POST", "/", "Param1=value1", {}, sigv4_canonical.EMPTY_SHA256,
         "9d659678c1756bb3113e2ce898845a0a79dbbc57b740555917687f1b3340fbbd",
         "28038455d6de14eafc1f9222cf5aa6f1a96197d7deb8263271d420d138af7f11",
     ),
@@ -151,7 +151,7 @@ SUITE: list[tuple[str, str, str, str, dict[str, str], str, str, str]] = [
     ),
     (
         "post-sts-header-before",
-        "POST", "/", "", {"x-amz-security-token": STS_TOKEN}, sigv4.EMPTY_SHA256,
+        "POST", "/", "", {"x-amz-security-token": STS_TOKEN}, sigv4_canonical.EMPTY_SHA256,
         "c237e1b440d4c63c32ca95b5b99481081cb7b13c7e40434868e71567c1a882f6",
         "85d96828115b5dc0cfc3bd16ad9e210dd772bbebba041836c64533a82be05ead",
     ),
@@ -162,10 +162,10 @@ def _suite_canonical(
     method: str, path: str, query: str, extra: dict[str, str], payload_hash: str
 ) -> str:
     headers = {"host": SUITE_HOST, "x-amz-date": SUITE_DATE, **extra}
-    return sigv4.canonical_request(
+    return sigv4_canonical.canonical_request(
         method,
-        sigv4.canonical_uri(path),
-        sigv4.canonical_query(query),
+        sigv4_canonical.canonical_uri(path),
+        sigv4_canonical.canonical_query(query),
         headers,
         sorted(headers),
         payload_hash,
@@ -187,10 +187,10 @@ def test_aws_suite(
     expected: str,
 ) -> None:
     creq = _suite_canonical(method, path, query, extra, payload_hash)
-    sts = sigv4.string_to_sign(SUITE_DATE, SUITE_SCOPE, creq)
+    sts = sigv4_canonical.string_to_sign(SUITE_DATE, SUITE_SCOPE, creq)
     assert sts == f"AWS4-HMAC-SHA256\n{SUITE_DATE}\n{SUITE_SCOPE}\n{sts_digest}"
-    key = sigv4.signing_key(SUITE_SECRET, "20150830", "us-east-1", "service")
-    assert sigv4.signature(key, sts) == expected
+    key = sigv4_canonical.signing_key(SUITE_SECRET, "20150830", "us-east-1", "service")
+    assert sigv4_canonical.signature(key, sts) == expected
 
 
 @pytest.mark.parametrize(
@@ -199,23 +199,23 @@ def test_aws_suite(
         (
             "get-vanilla-query-order-key-case",
             "GET\n/\nParam1=value1&Param2=value2\nhost:example.amazonaws.com\n"
-            "x-amz-date:20150830T123600Z\n\nhost;x-amz-date\n" + sigv4.EMPTY_SHA256,
+            "x-amz-date:20150830T123600Z\n\nhost;x-amz-date\n" + sigv4_canonical.EMPTY_SHA256,
         ),
         (
             "get-header-value-trim",
             'GET\n/\n\nhost:example.amazonaws.com\nmy-header1:value1\nmy-header2:"a b c"\n'
             "x-amz-date:20150830T123600Z\n\nhost;my-header1;my-header2;x-amz-date\n"
-            + sigv4.EMPTY_SHA256,
+            + sigv4_canonical.EMPTY_SHA256,
         ),
         (
             "get-utf8",
             "GET\n/%E1%88%B4\n\nhost:example.amazonaws.com\nx-amz-date:20150830T123600Z\n\n"
-            "host;x-amz-date\n" + sigv4.EMPTY_SHA256,
+            "host;x-amz-date\n" + sigv4_canonical.EMPTY_SHA256,
         ),
         (
             "get-vanilla-utf8-query",
             "GET\n/\n%E1%88%B4=bar\nhost:example.amazonaws.com\nx-amz-date:20150830T123600Z\n\n"
-            "host;x-amz-date\n" + sigv4.EMPTY_SHA256,
+            "host;x-amz-date\n" + sigv4_canonical.EMPTY_SHA256,
         ),
         (
             "post-x-www-form-urlencoded",
@@ -232,25 +232,25 @@ def test_aws_suite_canonical_requests(name: str, expected_creq: str) -> None:
 
 def test_s3_does_not_normalize_or_double_encode_paths() -> None:
     # The generic suite normalizes these (get-relative, get-slashes...); S3 must not.
-    assert sigv4.canonical_uri("/example/..") == "/example/.."
-    assert sigv4.canonical_uri("//example//") == "//example//"
-    assert sigv4.canonical_uri("/./example") == "/./example"
+    assert sigv4_canonical.canonical_uri("/example/..") == "/example/.."
+    assert sigv4_canonical.canonical_uri("//example//") == "//example//"
+    assert sigv4_canonical.canonical_uri("/./example") == "/./example"
     # A decoded '%' is encoded once, not twice (the old double-encoding suite gives %2525).
-    assert sigv4.canonical_uri("/a%b") == "/a%25b"
-    assert sigv4.canonical_uri("/\u1234") == "/%E1%88%B4"
-    assert sigv4.canonical_uri("") == "/"
+    assert sigv4_canonical.canonical_uri("/a%b") == "/a%25b"
+    assert sigv4_canonical.canonical_uri("/\u1234") == "/%E1%88%B4"
+    assert sigv4_canonical.canonical_uri("") == "/"
 
 
 def test_canonical_query_rules() -> None:
-    assert sigv4.canonical_query("uploads") == "uploads="
-    assert sigv4.canonical_query("b=2&a=1&a=0&c") == "a=0&a=1&b=2&c="
-    assert sigv4.canonical_query("prefix=a/b") == "prefix=a%2Fb"
-    assert sigv4.canonical_query("prefix=a%2fb") == "prefix=a%2Fb"
+    assert sigv4_canonical.canonical_query("uploads") == "uploads="
+    assert sigv4_canonical.canonical_query("b=2&a=1&a=0&c") == "a=0&a=1&b=2&c="
+    assert sigv4_canonical.canonical_query("prefix=a/b") == "prefix=a%2Fb"
+    assert sigv4_canonical.canonical_query("prefix=a%2fb") == "prefix=a%2Fb"
     # Go clients send a space as '+' and sign it as %20; a real plus arrives as %2B.
-    assert sigv4.canonical_query("k=a+b&p=%2B") == "k=a%20b&p=%2B"
-    assert sigv4.canonical_query("a=1&&b=2") == "a=1&b=2"
-    assert sigv4.canonical_query("x=%FF") == "x=%FF"
-    drop = sigv4.canonical_query("X-Amz-Signature=abc&a=1", exclude=["X-Amz-Signature"])
+    assert sigv4_canonical.canonical_query("k=a+b&p=%2B") == "k=a%20b&p=%2B"
+    assert sigv4_canonical.canonical_query("a=1&&b=2") == "a=1&b=2"
+    assert sigv4_canonical.canonical_query("x=%FF") == "x=%FF"
+    drop = sigv4_canonical.canonical_query("X-Amz-Signature=abc&a=1", exclude=["X-Amz-Signature"])
     assert drop == "a=1"
 
 
@@ -275,7 +275,7 @@ def get_object_request(**header_overrides: str) -> SignableRequest:
     headers = {
         "host": "examplebucket.s3.amazonaws.com",
         "range": "bytes=0-9",
-        "x-amz-content-sha256": sigv4.EMPTY_SHA256,
+        "x-amz-content-sha256": sigv4_canonical.EMPTY_SHA256,
         "x-amz-date": "20130524T000000Z",
         "authorization": (
             f"AWS4-HMAC-SHA256 Credential={DOC_AK}/{DOC_SCOPE}, "
@@ -294,9 +294,9 @@ def test_doc_get_object_verifies() -> None:
     assert ctx.seed_signature == GET_OBJECT_SIGNATURE
     assert ctx.scope == DOC_SCOPE
     assert ctx.amz_date == "20130524T000000Z"
-    assert ctx.payload_hash == sigv4.EMPTY_SHA256
+    assert ctx.payload_hash == sigv4_canonical.EMPTY_SHA256
     assert not ctx.presigned
-    assert ctx.signing_key == sigv4.signing_key(DOC_SK, "20130524", "us-east-1")
+    assert ctx.signing_key == sigv4_canonical.signing_key(DOC_SK, "20130524", "us-east-1")
 
 
 def test_doc_get_object_signs() -> None:
@@ -306,7 +306,7 @@ def test_doc_get_object_signs() -> None:
         {"Range": "bytes=0-9"},
         DOC_AK,
         DOC_SK,
-        payload_hash=sigv4.EMPTY_SHA256,
+        payload_hash=sigv4_canonical.EMPTY_SHA256,
         now=DOC_NOW,
     )
     assert headers["authorization"].endswith(f"Signature={GET_OBJECT_SIGNATURE}")
@@ -339,7 +339,7 @@ def test_doc_presigned_url() -> None:
     ctx = sigv4.verify(request, doc_secret, "us-east-1", now=DOC_NOW + timedelta(hours=1))
     assert ctx is not None
     assert ctx.presigned
-    assert ctx.payload_hash == sigv4.UNSIGNED_PAYLOAD
+    assert ctx.payload_hash == sigv4_canonical.UNSIGNED_PAYLOAD
     assert ctx.seed_signature == PRESIGNED_SIGNATURE
 
 
@@ -371,7 +371,7 @@ def test_doc_streaming_seed_signature() -> None:
         "host": "s3.amazonaws.com",
         "x-amz-date": "20130524T000000Z",
         "x-amz-storage-class": "REDUCED_REDUNDANCY",
-        "x-amz-content-sha256": sigv4.STREAMING_PAYLOAD,
+        "x-amz-content-sha256": sigv4_canonical.STREAMING_PAYLOAD,
         "content-encoding": "aws-chunked",
         "x-amz-decoded-content-length": "66560",
         "content-length": "66824",
@@ -385,11 +385,11 @@ def test_doc_streaming_seed_signature() -> None:
     ctx = sigv4.verify(request, doc_secret, "us-east-1", now=DOC_NOW)
     assert ctx is not None
     assert ctx.seed_signature == STREAMING_SEED
-    assert ctx.payload_hash == sigv4.STREAMING_PAYLOAD
+    assert ctx.payload_hash == sigv4_canonical.STREAMING_PAYLOAD
 
 
 def test_doc_chunk_signatures() -> None:
-    key = sigv4.signing_key(DOC_SK, "20130524", "us-east-1")
+    key = sigv4_canonical.signing_key(DOC_SK, "20130524", "us-east-1")
     previous = STREAMING_SEED
     expected = [
         "ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648",
@@ -397,15 +397,17 @@ def test_doc_chunk_signatures() -> None:
         "b6c6ea8a5354eaf15b3cb7646744f4275b71ea724fed81ceb9323e279d449df9",
     ]
     for chunk, want in zip([b"a" * 65536, b"a" * 1024, b""], expected, strict=True):
-        previous = sigv4.chunk_signature(key, "20130524T000000Z", DOC_SCOPE, previous, chunk)
+        previous = sigv4_canonical.chunk_signature(
+            key, "20130524T000000Z", DOC_SCOPE, previous, chunk
+        )
         assert previous == want
 
 
 def test_doc_trailer_signature() -> None:
     # AWS's trailing-header example: final chunk 2ca2aba2..., trailer sOO8/Q== -> d81f82fc...
-    key = sigv4.signing_key(DOC_SK, "20130524", "us-east-1")
+    key = sigv4_canonical.signing_key(DOC_SK, "20130524", "us-east-1")
     final = "2ca2aba2005185cf7159c6277faf83795951dd77a3a99e6e65d5c9f85863f992"
-    got = sigv4.trailer_signature(
+    got = sigv4_canonical.trailer_signature(
         key, "20130524T000000Z", DOC_SCOPE, final, {"x-amz-checksum-crc32c": "sOO8/Q=="}
     )
     assert got == "d81f82fc3505edab99d459891051a732e8730629a2e4a59689829ca17fe2e435"
@@ -436,7 +438,7 @@ def signed(
     method: str = "GET",
     url: str = "http://127.0.0.1:9000/bucket/key",
     headers: dict[str, str] | None = None,
-    payload_hash: str = sigv4.UNSIGNED_PAYLOAD,
+    payload_hash: str = sigv4_canonical.UNSIGNED_PAYLOAD,
 ) -> SignableRequest:
     sent = sigv4_signing.sign_headers(
         method, url, headers or {}, AK, SK, REGION, payload_hash=payload_hash, now=NOW
@@ -543,7 +545,7 @@ def test_presigned_tampering_and_pinned_payload_hash() -> None:
         verify(request_from("GET", url.replace("versionId=1", "versionId=2"), {"host": "h"}))
     assert caught.value.code == "SignatureDoesNotMatch"
     # A payload hash carried in the query is signed and becomes ctx.payload_hash.
-    digest = sigv4.EMPTY_SHA256
+    digest = sigv4_canonical.EMPTY_SHA256
     pinned = sigv4_signing.presign_url(
         "PUT", f"http://h/b/k?X-Amz-Content-Sha256={digest}", AK, SK, now=NOW
     )
@@ -556,13 +558,15 @@ def test_date_header_used_without_x_amz_date() -> None:
     headers = {
         "host": "h",
         "date": "Fri, 01 Mar 2024 12:00:00 GMT",
-        "x-amz-content-sha256": sigv4.UNSIGNED_PAYLOAD,
+        "x-amz-content-sha256": sigv4_canonical.UNSIGNED_PAYLOAD,
     }
     names = ["date", "host", "x-amz-content-sha256"]
     scope = f"20240301/{REGION}/s3/aws4_request"
-    creq = sigv4.canonical_request("GET", "/b", "", headers, names, sigv4.UNSIGNED_PAYLOAD)
-    sts = sigv4.string_to_sign("20240301T120000Z", scope, creq)
-    sig = sigv4.signature(sigv4.signing_key(SK, "20240301", REGION), sts)
+    creq = sigv4_canonical.canonical_request(
+        "GET", "/b", "", headers, names, sigv4_canonical.UNSIGNED_PAYLOAD
+    )
+    sts = sigv4_canonical.string_to_sign("20240301T120000Z", scope, creq)
+    sig = sigv4_canonical.signature(sigv4_canonical.signing_key(SK, "20240301", REGION), sts)
     headers["authorization"] = (
         f"AWS4-HMAC-SHA256 Credential={AK}/{scope}, SignedHeaders={';'.join(names)}, "
         f"Signature={sig}"
@@ -579,10 +583,10 @@ def test_anonymous_request_is_none() -> None:
 
 def test_signing_keys_are_cached() -> None:
     verify(signed())
-    before = sigv4.signing_key.cache_info().hits
+    before = sigv4_canonical.signing_key.cache_info().hits
     verify(signed())
-    assert sigv4.signing_key.cache_info().hits > before
-    assert sigv4.signing_key.cache_info().maxsize is not None
+    assert sigv4_canonical.signing_key.cache_info().hits > before
+    assert sigv4_canonical.signing_key.cache_info().maxsize is not None
 
 
 def test_payload_verifier() -> None:
@@ -596,7 +600,7 @@ def test_payload_verifier() -> None:
         bad.verify()
     assert caught.value.code == "XAmzContentSHA256Mismatch"
     assert sigv4.is_sha256_hex(FORM_BODY_SHA256)
-    assert not sigv4.is_sha256_hex(sigv4.UNSIGNED_PAYLOAD)
+    assert not sigv4.is_sha256_hex(sigv4_canonical.UNSIGNED_PAYLOAD)
 
 
 # --------------------------------------------------------------------------------------
@@ -615,7 +619,7 @@ def with_auth(authorization: str, **headers: str) -> SignableRequest:
     base = {
         "host": "h",
         "x-amz-date": "20240301T120000Z",
-        "x-amz-content-sha256": sigv4.UNSIGNED_PAYLOAD,
+        "x-amz-content-sha256": sigv4_canonical.UNSIGNED_PAYLOAD,
         "authorization": authorization,
     }
     base.update(headers)
@@ -866,7 +870,7 @@ def test_unsigned_amz_header_on_presigned_url_is_refused() -> None:
     )
     assert error.details["HeadersNotSigned"] == "x-amz-meta-a"
     # The payload hash is bound on its own: an unsigned x-amz-content-sha256 is accepted.
-    unsigned_hash = {**host, "x-amz-content-sha256": sigv4.UNSIGNED_PAYLOAD}
+    unsigned_hash = {**host, "x-amz-content-sha256": sigv4_canonical.UNSIGNED_PAYLOAD}
     assert verify(request_from("PUT", presigned, unsigned_hash)) is not None
 
 
