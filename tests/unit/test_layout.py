@@ -40,7 +40,6 @@ MODULE_LINES_MAX = 600
 # shrink: a listed module must not grow, and no other module may pass the limit.
 OVERSIZED_TODAY = {
     "storage/store.py": 1063,
-    "storage/ops/rebuild.py": 655,
     "storage/sync/replica.py": 605,  # split into feed and apply by issue 10
 }
 
