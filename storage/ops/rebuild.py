@@ -34,6 +34,7 @@ from typing import Any, Final
 
 from storage import catalog, journal, key_journal
 from storage.clock import SYSTEM_CLOCK, Clock
+from storage.data_dir import DataDirLocked, lock_data_dir, resolve_node_id
 from storage.errors import FormatError, StorageError
 from storage.hlc import LOGICAL_BITS, pack
 from storage.manifest import Kind, Manifest, decode
@@ -47,7 +48,6 @@ from storage.segments import (
     list_segment_ids,
     segment_path,
 )
-from storage.store import DataDirLocked, lock_data_dir, resolve_node_id
 from storage.sync import replica
 from storage.sync.replica import Change
 
