@@ -61,7 +61,9 @@ def _part_number(ctx: S3Context) -> int:
 
 
 async def _upload(ctx: S3Context) -> UploadInfo:
-    return await ctx.store.get_upload(ctx.bucket_name, ctx.object_key, ctx.query["uploadId"])
+    return await ctx.store.multipart.get_upload(
+        ctx.bucket_name, ctx.object_key, ctx.query["uploadId"]
+    )
 
 
 async def create_multipart_upload(ctx: S3Context) -> Response:
@@ -71,7 +73,7 @@ async def create_multipart_upload(ctx: S3Context) -> Response:
     algorithm, checksum_type = _upload_checksum(ctx)
     if checksum_type:
         headers += ((TYPE_HEADER, checksum_type),)
-    upload = await ctx.store.create_upload(
+    upload = await ctx.store.multipart.create_upload(
         ctx.bucket_name, ctx.object_key, headers, ctx.access_key, algorithm
     )
     response = _xml(
@@ -122,7 +124,9 @@ async def upload_part(ctx: S3Context) -> Response:
         default_alongside=True,
     )
     check_declared_length(ctx, body, min(PART_BYTES_MAX, ctx.settings.max_object_size))
-    writer = await ctx.store.begin_part(upload, min(PART_BYTES_MAX, ctx.settings.max_object_size))
+    writer = await ctx.store.multipart.begin_part(
+        upload, min(PART_BYTES_MAX, ctx.settings.max_object_size)
+    )
     await receive(ctx, writer, body)
     default = body.default_checksum()
     stored = sorted(body.checksum_values().items())
@@ -193,7 +197,7 @@ async def upload_part_copy(ctx: S3Context) -> Response:
     if last - first + 1 > PART_BYTES_MAX:
         raise S3Error("EntityTooLarge", "Your proposed upload exceeds the maximum allowed size.")
     checksums = await _copied_part_checksums(ctx, upload, source, first, last)
-    part = await ctx.store.copy_part(upload, number, source, first, last, checksums)
+    part = await ctx.store.multipart.copy_part(upload, number, source, first, last, checksums)
     response = _xml(
         xml.render(
             "CopyPartResult",
@@ -313,7 +317,7 @@ def _expected_object_checksum(ctx: S3Context, upload: UploadInfo) -> tuple[str, 
 
 
 async def complete_multipart_upload(ctx: S3Context) -> Response:
-    upload, repeated = await ctx.store.upload_to_complete(
+    upload, repeated = await ctx.store.multipart.upload_to_complete(
         ctx.bucket_name, ctx.object_key, ctx.query["uploadId"]
     )
     expected = _expected_object_checksum(ctx, upload)
@@ -327,7 +331,7 @@ async def complete_multipart_upload(ctx: S3Context) -> Response:
     tags, upload = pop_upload_tags(upload)
     # A repeated completion is answered as the first was, whatever the key holds now.
     condition = None if repeated else await observe_write_condition(ctx)
-    manifest = await ctx.store.complete_upload(
+    manifest = await ctx.store.multipart.complete_upload(
         upload,
         parts,
         tags=tags,
@@ -355,7 +359,7 @@ async def complete_multipart_upload(ctx: S3Context) -> Response:
 
 
 async def abort_multipart_upload(ctx: S3Context) -> Response:
-    await ctx.store.abort_upload(await _upload(ctx))
+    await ctx.store.multipart.abort_upload(await _upload(ctx))
     return Response(status_code=204)
 
 
@@ -375,7 +379,7 @@ async def list_parts(ctx: S3Context) -> Response:
     parts, truncated = (
         ([], False)  # max-parts=0: an empty listing that is not truncated, as AWS answers
         if max_parts == 0
-        else await ctx.store.list_parts(upload, marker, max_parts)
+        else await ctx.store.multipart.list_parts(upload, marker, max_parts)
     )
     owner = [("ID", owner_id(upload.owner)), ("DisplayName", upload.owner)]
     nodes: list[xml.Node] = [
@@ -420,7 +424,7 @@ async def list_multipart_uploads(ctx: S3Context) -> Response:
     page = (
         UploadPage([], [], False, None, None)  # max-uploads=0: empty, not truncated
         if max_uploads == 0
-        else await ctx.store.list_uploads(
+        else await ctx.store.multipart.list_uploads(
             ctx.bucket_name, prefix, delimiter, key_marker, upload_id_marker, max_uploads
         )
     )

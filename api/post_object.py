@@ -46,7 +46,7 @@ from storage.bucket_config import Tags
 from storage.catalog import NULL_VERSION
 from storage.checksums import DEFAULT_ALGORITHM
 from storage.manifest import Manifest
-from storage.store import ObjectWriter
+from storage.object_writer import ObjectWriter
 
 # S3: "The form data and boundaries (excluding the contents of the file) cannot exceed 20 KB."
 PRE_DATA_BYTES_MAX = 20 * 1024

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from api.body import Body, content_md5
 from api.context import S3Context
 from api.errors import S3Error
-from storage.store import ObjectWriter
+from storage.object_writer import ObjectWriter
 
 KEY_BYTES_MAX = 1024
 USER_METADATA_BYTES_MAX = 2048

@@ -182,3 +182,22 @@ def _decode_chunk(data: bytes) -> ChunkRef:
     if length == 0:
         raise FormatError("manifest chunk of length 0")
     return ChunkRef(segment_id, offset, length, digest)
+
+
+def chunk_spans(
+    chunks: tuple[ChunkRef, ...], start: int, end: int
+) -> list[tuple[ChunkRef, int, int]]:
+    """(chunk, low, high) slices of ``chunks`` covering object bytes [start, end] (inclusive)."""
+    spans: list[tuple[ChunkRef, int, int]] = []
+    position = 0
+    for chunk in chunks:
+        chunk_start, chunk_end = position, position + chunk.length  # [chunk_start, chunk_end)
+        position = chunk_end
+        if chunk_end <= start:
+            continue
+        if chunk_start > end:
+            break
+        low = max(start, chunk_start) - chunk_start
+        high = min(end + 1, chunk_end) - chunk_start
+        spans.append((chunk, low, high))
+    return spans

@@ -22,6 +22,7 @@ from typing import Any, Final
 
 from api.write_gate import WriteGate
 from node.peers import Pullers
+from storage.ops import operator_state
 from storage.store import Store
 
 log = logging.getLogger("lakenode.node")
@@ -66,7 +67,7 @@ class Maintenance:
     async def restore(self, store: Store) -> bool:
         """At start: pick the flag up from disk; if set, refuse writes from the first request
         (the caller then starts the pulls paused). Returns the flag."""
-        record = await store.maintenance()
+        record = await operator_state.maintenance(store)
         self.changed_ms = record.changed_ms
         if record.enabled:
             self.gate.close_now()
@@ -89,7 +90,7 @@ class Maintenance:
                 ) from None
             try:
                 await self.pullers.pause()
-                record = await store.set_maintenance(True)
+                record = await operator_state.set_maintenance(store, True)
             except BaseException:
                 self.gate.open()
                 self.pullers.resume()
@@ -108,7 +109,7 @@ class Maintenance:
             # From here no quiet job may start; if persisting fails, we stay in maintenance.
             self._quiesced = False
             try:
-                record = await store.set_maintenance(False)
+                record = await operator_state.set_maintenance(store, False)
             except BaseException:
                 self._quiesced = True
                 raise

@@ -17,7 +17,9 @@ from typing import Any, Final
 from node.admin.client import AdminChannel, on_store_or_node
 from node.metrics.replication import local_reports
 from replication.puller import PeerState
+from storage.ops import operator_state
 from storage.ops.operator_state import MaintenanceRecord
+from storage.ops.usage import store_usage
 from storage.store import Store
 
 # What `lakenode status` shows of each peer (the full report is `lakenode repl status`).
@@ -50,7 +52,7 @@ async def collect_status(
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The status document; ``uptime_s`` None means the node is not running."""
-    usage = await store.usage()
+    usage = await store_usage(store)
     reports = await local_reports(store, peer_states)
     document: dict[str, Any] = {
         "node_id": store.node_id,
@@ -70,8 +72,8 @@ async def collect_status(
             {name: value for name, value in report.to_json().items() if name in PEER_FIELDS}
             for report in reports
         ],
-        "last_scrub": await store.job_state("scrub"),
-        "last_gc": await store.job_state("gc"),
+        "last_scrub": await operator_state.job_state(store, "scrub"),
+        "last_gc": await operator_state.job_state(store, "gc"),
     }
     document.update(extra or {})
     return document
@@ -81,7 +83,9 @@ async def gather_status(data_dir: Path) -> dict[str, Any]:
     """The status of the data dir: asked of its running node, else read from the store."""
 
     async def offline(store: Store) -> dict[str, Any]:
-        return await collect_status(store, uptime_s=None, maintenance=await store.maintenance())
+        return await collect_status(
+            store, uptime_s=None, maintenance=await operator_state.maintenance(store)
+        )
 
     async def online(channel: AdminChannel) -> dict[str, Any]:
         return await channel.get("/admin/status")

@@ -33,6 +33,7 @@ from node.cli.status_view import render_status
 from node.cli.support_bundle import write_bundle
 from node.config import parse_duration_ms
 from storage.errors import StorageError
+from storage.ops import operator_state
 from storage.store import Store
 
 T = TypeVar("T")
@@ -106,9 +107,9 @@ def run_maintenance(parser: argparse.ArgumentParser, args: argparse.Namespace) -
 async def maintenance(data_dir: Path, action: str, timeout_s: float) -> dict[str, Any]:
     async def offline(store: Store) -> dict[str, Any]:
         if action == "status":
-            record = await store.maintenance()
+            record = await operator_state.maintenance(store)
         else:
-            record = await store.set_maintenance(action == "enable")
+            record = await operator_state.set_maintenance(store, action == "enable")
         return {"running": False, "enabled": record.enabled, "changed_ms": record.changed_ms}
 
     async def online(channel: AdminChannel) -> dict[str, Any]:

@@ -70,9 +70,10 @@ from replication.validate import (
     describe,
     explain,
 )
+from storage.data_dir import DataDirLocked
 from storage.errors import StorageError
 from storage.hlc import wall_clock_ms
-from storage.store import DataDirLocked, Store, StoreConfig
+from storage.store import Store, StoreConfig
 from storage.sync.peer_stats import PeerCounters, ValidateRecord, record_validate
 
 T = TypeVar("T")

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from node.config import parse_period_ms
+from storage.data_dir import DataDirLocked
 from storage.hlc import wall_clock_ms
-from storage.store import DataDirLocked, Store, StoreConfig
+from storage.store import Store, StoreConfig
 from storage.sync.conflicts import ConflictRecord, list_conflicts
 from storage.sync.retention import forget_peer
 from storage.sync.tombstone_gc import (

@@ -60,7 +60,7 @@ async def abort_stale(
     aborted = []
     for number, item in enumerate(stale, start=1):
         try:
-            await store.abort_upload(item.upload)
+            await store.multipart.abort_upload(item.upload)
         except (NoSuchUpload, NoSuchBucket):
             progress.note(f"{item.upload.upload_id}: already completed or aborted")
             continue

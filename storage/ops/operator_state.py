@@ -17,6 +17,7 @@ from typing import Any, Final
 from storage import catalog
 from storage.commit import Outcome
 from storage.hlc import HybridClock, Timestamp
+from storage.store import Store
 
 MAINTENANCE_META: Final = "maintenance"
 JOB_META_PREFIX: Final = "job:"
@@ -74,3 +75,17 @@ def read_job_state(conn: sqlite3.Connection, job: str) -> dict[str, Any] | None:
     except ValueError:
         document = None
     return document if isinstance(document, dict) else {"malformed": text[:200]}
+
+
+async def maintenance(store: Store) -> MaintenanceRecord:
+    return await store.query(read_maintenance)
+
+
+async def set_maintenance(store: Store, enabled: bool) -> MaintenanceRecord:
+    """Persist the maintenance flag. It goes through the group committer, so when this
+    returns every mutation submitted before it is committed too (a write barrier)."""
+    return await store.commit(SetMaintenance(enabled, store.clock))
+
+
+async def job_state(store: Store, job: str) -> dict[str, Any] | None:
+    return await store.query(read_job_state, job)

@@ -32,6 +32,7 @@ from typing import Any, Final
 
 from storage import catalog
 from storage.clock import SYSTEM_CLOCK, Clock
+from storage.data_dir import DataDirLocked, lock_data_dir, resolve_node_id
 from storage.errors import StorageError
 from storage.hlc import pack
 from storage.manifest import Kind
@@ -46,7 +47,6 @@ from storage.ops.rebuild_replay import (
 from storage.ops.rebuild_staging import STAGING_TABLES, RebuildStats, scan_segments
 from storage.schema import migrate
 from storage.segments import fsync_directory
-from storage.store import DataDirLocked, lock_data_dir, resolve_node_id
 from storage.sync import replica
 
 CATALOG: Final = "meta.db"

@@ -39,12 +39,12 @@ import blake3
 
 from storage import catalog, key_journal
 from storage.clock import SYSTEM_CLOCK, Clock
+from storage.data_dir import NODE_ID_PATTERN, DataDirLocked, lock_data_dir
 from storage.errors import StorageError
 from storage.hlc import pack
 from storage.manifest import Kind
 from storage.ops.jobstate import Progress
 from storage.segments import fsync_directory, segment_path
-from storage.store import NODE_ID_PATTERN, DataDirLocked, lock_data_dir
 from storage.sync import replica
 
 FORMAT: Final = 1

@@ -18,6 +18,7 @@ it every minute or so, not on every scrape.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from storage.ops import liveness
 from storage.ops.liveness import LiveSet, SegmentRefs
 from storage.ops.records import HeaderScan
 from storage.segments import list_segment_ids, segment_path
+from storage.store import Store
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,14 @@ def totals(usages: list[SegmentUsage], objects: int) -> UsageTotals:
         garbage_bytes=max(0, segment_bytes - live_bytes),
         objects=objects,
     )
+
+
+async def store_usage(store: Store) -> UsageTotals:
+    """Segments, live and garbage bytes, objects of an open store. The catalog pass runs on
+    the node's reader connection, the walk over the segment files in a thread."""
+    facts = await store.query(read_facts)
+    usages = await asyncio.to_thread(measure, facts, store.segment_dir)
+    return totals(usages, facts.objects)
 
 
 def usage_totals(conn: sqlite3.Connection, segment_dir: Path) -> UsageTotals:

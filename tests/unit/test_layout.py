@@ -33,13 +33,13 @@ ROOMS: dict[str, tuple[str, ...]] = {
 }
 # Importers allowed into a room today only until issue 10 splits them (the list may only shrink).
 ENTERS_TODAY: dict[str, frozenset[str]] = {
-    "storage.store": frozenset({"storage.sync", "storage.ops"}),
+    "storage.store": frozenset({"storage.sync"}),
 }
 MODULE_LINES_MAX = 600
 # Modules over the limit today, at most this long: issue 10 splits them. The list may only
 # shrink: a listed module must not grow, and no other module may pass the limit.
 OVERSIZED_TODAY = {
-    "storage/store.py": 1063,
+    "storage/store.py": 659,
     "storage/sync/replica.py": 605,  # split into feed and apply by issue 10
 }
 

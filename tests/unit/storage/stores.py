@@ -58,8 +58,8 @@ async def put_object(
 
 async def put_part(store: Store, bucket: str, key: str, data: bytes) -> UploadInfo:
     """A new multipart upload with ``data`` as its part 1, left in progress."""
-    upload = await store.create_upload(bucket, key, (), "owner")
-    writer = await store.begin_part(upload, 1 << 40)
+    upload = await store.multipart.create_upload(bucket, key, (), "owner")
+    writer = await store.multipart.begin_part(upload, 1 << 40)
     await writer.write(data)
     await writer.finish()
     await writer.commit_part(upload, 1)
@@ -74,8 +74,8 @@ async def assert_stored(store: Store, expected: Stored) -> None:
     """Every version and in-progress part of ``expected`` reads back byte-identical."""
     for (bucket, key, version), data in expected.items():
         if bucket == "upload":
-            upload = await store.get_upload(*version.split("/", 1), key)
-            parts, _more = await store.list_parts(upload, 0, 1)
+            upload = await store.multipart.get_upload(*version.split("/", 1), key)
+            parts, _more = await store.multipart.list_parts(upload, 0, 1)
             assert await read_all(store, parts[0].manifest) == data, f"upload {key} part 1"
         else:
             manifest = await store.head_object(bucket, key, version)

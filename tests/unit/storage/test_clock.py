@@ -98,14 +98,14 @@ def test_a_completion_is_remembered_for_the_retention_window(tmp_path: Path) -> 
 
     async def body(store: Store, clock: ManualClock) -> None:
         first = await put_part(store, "b", "first", b"part")
-        await store.complete_upload(first, [(1, etag)])
+        await store.multipart.complete_upload(first, [(1, etag)])
         clock.advance(RETENTION_MS / 1000 - 1)
-        again = await store.complete_upload(first, [(1, etag)])
+        again = await store.multipart.complete_upload(first, [(1, etag)])
         assert isinstance(again, CompletedUpload)  # within the window: the first answer
         clock.advance(2)
         other = await put_part(store, "b", "other", b"part")
-        await store.complete_upload(other, [(1, etag)])  # prunes records past retention
+        await store.multipart.complete_upload(other, [(1, etag)])  # prunes records past retention
         with pytest.raises(NoSuchUpload):
-            await store.complete_upload(first, [(1, etag)])
+            await store.multipart.complete_upload(first, [(1, etag)])
 
     run_with_manual_clock(body, tmp_path)

@@ -22,10 +22,10 @@ LATE = b"started last, committed first" * 100
 
 async def _race(store: Store) -> UploadInfo:
     await store.create_bucket("b", "owner")
-    upload = await store.create_upload("b", "k", (), "owner")
-    slow = await store.begin_part(upload, 1 << 20)
+    upload = await store.multipart.create_upload("b", "k", (), "owner")
+    slow = await store.multipart.begin_part(upload, 1 << 20)
     await slow.write(EARLY)  # received, not committed yet
-    fast = await store.begin_part(upload, 1 << 20)
+    fast = await store.multipart.begin_part(upload, 1 << 20)
     await fast.write(LATE)
     await fast.finish()
     await fast.commit_part(upload, 1)
@@ -35,7 +35,7 @@ async def _race(store: Store) -> UploadInfo:
 
 
 async def _listed_part(store: Store, upload: UploadInfo) -> bytes:
-    parts, _more = await store.list_parts(upload, 0, 10)
+    parts, _more = await store.multipart.list_parts(upload, 0, 10)
     assert [p.part_number for p in parts] == [1]
     assert parts[0].etag == hashlib.md5(EARLY).hexdigest()
     return await read_all(store, parts[0].manifest)
@@ -54,11 +54,11 @@ def test_the_part_committed_last_wins_and_survives_rebuild(tmp_path: Path) -> No
     assert rebuild(data_dir)["exit_code"] == COMPLETE
 
     async def after_rebuild(store: Store) -> None:
-        upload = await store.get_upload("b", "k", upload_id)
+        upload = await store.multipart.get_upload("b", "k", upload_id)
         assert await _listed_part(store, upload) == EARLY
         with pytest.raises(InvalidPart):
-            await store.complete_upload(upload, [(1, hashlib.md5(LATE).hexdigest())])
-        done = await store.complete_upload(upload, [(1, hashlib.md5(EARLY).hexdigest())])
+            await store.multipart.complete_upload(upload, [(1, hashlib.md5(LATE).hexdigest())])
+        done = await store.multipart.complete_upload(upload, [(1, hashlib.md5(EARLY).hexdigest())])
         assert await read_all(store, await store.head_object("b", "k")) == EARLY
         assert done.etag == (await store.head_object("b", "k")).etag
 

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from storage.data_dir import NodeIdMismatch
 from storage.errors import BucketNotEmpty, NoSuchBucket, NoSuchKey
 from storage.manifest import Manifest
-from storage.store import NodeIdMismatch, Store, StoreConfig
+from storage.store import Store, StoreConfig
 from tests.unit.storage.stores import put_object, read_all, run_with_store
 
 

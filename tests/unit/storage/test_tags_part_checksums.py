@@ -61,9 +61,9 @@ async def _upload_parts(
     store: Store, parts: list[bytes], with_checksums: bool, checksum_type: str | None = None
 ) -> UploadInfo:
     headers = (("x-amz-checksum-type", checksum_type),) if checksum_type else ()
-    upload = await store.create_upload("b", "mp", headers, "owner", "CRC32")
+    upload = await store.multipart.create_upload("b", "mp", headers, "owner", "CRC32")
     for number, data in enumerate(parts, start=1):
-        writer = await store.begin_part(upload, 1 << 40)
+        writer = await store.multipart.begin_part(upload, 1 << 40)
         await writer.write(data)
         await writer.finish()
         checksums = ((CRC32, crc32_b64(data)),) if with_checksums else ()
@@ -76,14 +76,14 @@ def test_completion_composes_the_part_checksums(tmp_path: Path) -> None:
 
     async def body(store: Store) -> None:
         upload = await _upload_parts(store, parts, with_checksums=True)
-        listed, _truncated = await store.list_parts(upload, 0, 1000)
+        listed, _truncated = await store.multipart.list_parts(upload, 0, 1000)
         assert [p.manifest.header(CRC32) for p in listed] == [crc32_b64(p) for p in parts]
         etags = [(p.part_number, p.etag) for p in listed]
         wrong = ((1, CRC32, crc32_b64(b"other")),)
         with pytest.raises(InvalidPart):
-            await store.complete_upload(upload, etags, part_checksums=wrong)
+            await store.multipart.complete_upload(upload, etags, part_checksums=wrong)
         right = tuple((n, CRC32, crc32_b64(d)) for n, d in enumerate(parts, start=1))
-        manifest = await store.complete_upload(upload, etags, part_checksums=right)
+        manifest = await store.multipart.complete_upload(upload, etags, part_checksums=right)
         raw = b"".join(base64.b64decode(crc32_b64(p)) for p in parts)
         assert manifest.header(CRC32) == f"{crc32_b64(raw)}-2"
         assert manifest.header("x-amz-checksum-type") == "COMPOSITE"
@@ -98,13 +98,17 @@ def test_full_object_completion_combines_part_crcs(tmp_path: Path) -> None:
 
     async def body(store: Store) -> None:
         upload = await _upload_parts(store, parts, True, "FULL_OBJECT")
-        listed, _truncated = await store.list_parts(upload, 0, 1000)
+        listed, _truncated = await store.multipart.list_parts(upload, 0, 1000)
         etags = [(p.part_number, p.etag) for p in listed]
         with pytest.raises(BadDigest):
-            await store.complete_upload(upload, etags, expected_checksum=(CRC32, crc32_b64(b"x")))
+            await store.multipart.complete_upload(
+                upload, etags, expected_checksum=(CRC32, crc32_b64(b"x"))
+            )
         with pytest.raises(NoSuchKey):  # the refused completion committed nothing
             await store.head_object("b", "mp")
-        manifest = await store.complete_upload(upload, etags, expected_checksum=(CRC32, whole))
+        manifest = await store.multipart.complete_upload(
+            upload, etags, expected_checksum=(CRC32, whole)
+        )
         assert manifest.header(CRC32) == whole
         assert manifest.header("x-amz-checksum-type") == "FULL_OBJECT"
         assert [h for h, _v in manifest.headers].count("x-amz-checksum-type") == 1
@@ -115,9 +119,9 @@ def test_full_object_completion_combines_part_crcs(tmp_path: Path) -> None:
 def test_completion_refuses_a_part_without_the_uploads_checksum(tmp_path: Path) -> None:
     async def body(store: Store) -> None:
         upload = await _upload_parts(store, [b"only"], with_checksums=False)
-        listed, _truncated = await store.list_parts(upload, 0, 1000)
+        listed, _truncated = await store.multipart.list_parts(upload, 0, 1000)
         with pytest.raises(InvalidPart):
-            await store.complete_upload(upload, [(1, listed[0].etag)])
+            await store.multipart.complete_upload(upload, [(1, listed[0].etag)])
 
     run_with_store(body, tmp_path)
 
@@ -157,9 +161,9 @@ def test_default_crc64nvme_of_an_upload_without_algorithm(tmp_path: Path) -> Non
     parts = [os.urandom(PART_BYTES_MIN), os.urandom(777)]
 
     async def upload(store: Store, key: str, default_for: set[int]) -> UploadInfo:
-        upload = await store.create_upload("b", key, (), "owner")
+        upload = await store.multipart.create_upload("b", key, (), "owner")
         for number, data in enumerate(parts, start=1):
-            writer = await store.begin_part(upload, 1 << 40)
+            writer = await store.multipart.begin_part(upload, 1 << 40)
             await writer.write(data)
             await writer.finish()
             value = reference.b64("CRC64NVME", data)
@@ -170,20 +174,20 @@ def test_default_crc64nvme_of_an_upload_without_algorithm(tmp_path: Path) -> Non
 
     async def body(store: Store) -> None:
         complete = await upload(store, "mp", {1, 2})
-        manifest = await store.complete_upload(complete, await _listed(store, complete))
+        manifest = await store.multipart.complete_upload(complete, await _listed(store, complete))
         headers = dict(manifest.headers)
         assert headers[CRC64NVME] == reference.full_object("CRC64NVME", parts)
         assert headers["x-amz-checksum-type"] == "FULL_OBJECT"
         assert DEFAULT_PART_CHECKSUM_HEADER not in headers
         legacy = await upload(store, "old", {2})
-        manifest = await store.complete_upload(legacy, await _listed(store, legacy))
+        manifest = await store.multipart.complete_upload(legacy, await _listed(store, legacy))
         assert not [n for n, _ in manifest.headers if n.startswith("x-amz-checksum-")]
 
     run_with_store(body, tmp_path)
 
 
 async def _listed(store: Store, upload: UploadInfo) -> list[tuple[int, str]]:
-    parts, _more = await store.list_parts(upload, 0, 10)
+    parts, _more = await store.multipart.list_parts(upload, 0, 10)
     return [(part.part_number, part.etag) for part in parts]
 
 

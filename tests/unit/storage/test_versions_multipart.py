@@ -86,16 +86,20 @@ def test_multipart_completion_concatenates_parts_without_copying(tmp_path: Path)
     parts = [os.urandom(PART_BYTES_MIN), os.urandom(PART_BYTES_MIN + 3), os.urandom(1000)]
 
     async def body(store: Store) -> None:
-        upload = await store.create_upload("b", "big", (("content-type", "a/b"),), "owner")
+        upload = await store.multipart.create_upload(
+            "b", "big", (("content-type", "a/b"),), "owner"
+        )
         etags = []
         for number, data in enumerate(parts, start=1):
-            writer = await store.begin_part(upload, 1 << 40)
+            writer = await store.multipart.begin_part(upload, 1 << 40)
             await writer.write(data)
             await writer.finish()
             etags.append((await writer.commit_part(upload, number)).etag)
-        listed, truncated = await store.list_parts(upload, 0, 1000)
+        listed, truncated = await store.multipart.list_parts(upload, 0, 1000)
         assert [p.part_number for p in listed] == [1, 2, 3] and not truncated
-        manifest = await store.complete_upload(upload, list(zip([1, 2, 3], etags, strict=True)))
+        manifest = await store.multipart.complete_upload(
+            upload, list(zip([1, 2, 3], etags, strict=True))
+        )
         expected_etag = hashlib.md5(b"".join(hashlib.md5(p).digest() for p in parts)).hexdigest()
         assert manifest.etag == f"{expected_etag}-3"
         assert manifest.header("content-type") == "a/b"
@@ -103,31 +107,31 @@ def test_multipart_completion_concatenates_parts_without_copying(tmp_path: Path)
         assert len(manifest.chunks) == part_chunks  # parts' chunks reused as they are
         assert await read_all(store, await store.head_object("b", "big")) == b"".join(parts)
         with pytest.raises(NoSuchUpload):
-            await store.get_upload("b", "big", upload.upload_id)
+            await store.multipart.get_upload("b", "big", upload.upload_id)
 
     run_with_store(body, tmp_path)
 
 
 def test_completion_checks_order_etags_and_minimum_size(tmp_path: Path) -> None:
     async def body(store: Store) -> None:
-        upload = await store.create_upload("b", "k", (), "owner")
+        upload = await store.multipart.create_upload("b", "k", (), "owner")
         infos = {}
         for number, size in [(1, 1000), (2, 1000)]:
-            writer = await store.begin_part(upload, 1 << 40)
+            writer = await store.multipart.begin_part(upload, 1 << 40)
             await writer.write(os.urandom(size))
             await writer.finish()
             infos[number] = await writer.commit_part(upload, number)
         with pytest.raises(InvalidPartOrder):
-            await store.complete_upload(upload, [(2, infos[2].etag), (1, infos[1].etag)])
+            await store.multipart.complete_upload(upload, [(2, infos[2].etag), (1, infos[1].etag)])
         with pytest.raises(InvalidPart):
-            await store.complete_upload(upload, [(1, "0" * 32)])
+            await store.multipart.complete_upload(upload, [(1, "0" * 32)])
         with pytest.raises(InvalidPart):
-            await store.complete_upload(upload, [(3, infos[1].etag)])
+            await store.multipart.complete_upload(upload, [(3, infos[1].etag)])
         with pytest.raises(EntityTooSmall):
-            await store.complete_upload(upload, [(1, infos[1].etag), (2, infos[2].etag)])
-        await store.abort_upload(upload)
+            await store.multipart.complete_upload(upload, [(1, infos[1].etag), (2, infos[2].etag)])
+        await store.multipart.abort_upload(upload)
         with pytest.raises(NoSuchUpload):
-            await store.get_upload("b", "k", upload.upload_id)
+            await store.multipart.get_upload("b", "k", upload.upload_id)
 
     run_with_store(body, tmp_path)
 
@@ -140,11 +144,11 @@ def test_copy_shares_chunks_and_part_copy_slices_them(tmp_path: Path) -> None:
         copy = await store.copy_object(source, "b", "dst", None)
         assert copy.chunks == source.chunks and copy.etag == source.etag
         assert await read_all(store, copy) == data
-        upload = await store.create_upload("b", "parts", (), "owner")
+        upload = await store.multipart.create_upload("b", "parts", (), "owner")
         first, last = 1000, 2 * (1 << 20) + 77
-        part = await store.copy_part(upload, 1, source, first, last)
+        part = await store.multipart.copy_part(upload, 1, source, first, last)
         assert part.etag == hashlib.md5(data[first : last + 1]).hexdigest()
-        done = await store.complete_upload(upload, [(1, part.etag)])
+        done = await store.multipart.complete_upload(upload, [(1, part.etag)])
         assert await read_all(store, done) == data[first : last + 1]
 
     run_with_store(body, tmp_path)
@@ -153,20 +157,20 @@ def test_copy_shares_chunks_and_part_copy_slices_them(tmp_path: Path) -> None:
 def test_uploads_listing(tmp_path: Path) -> None:
     async def body(store: Store) -> None:
         ids = [
-            (await store.create_upload("b", key, (), "owner")).upload_id
+            (await store.multipart.create_upload("b", key, (), "owner")).upload_id
             for key in ["a", "a", "d/1", "d/2", "z"]
         ]
-        page = await store.list_uploads("b", "", "/", "", "", 1000)
+        page = await store.multipart.list_uploads("b", "", "/", "", "", 1000)
         assert [u.key for u in page.uploads] == ["a", "a", "z"]
         assert page.common_prefixes == ["d/"]
-        page = await store.list_uploads("b", "", "", "", "", 2)
+        page = await store.multipart.list_uploads("b", "", "", "", "", 2)
         assert page.is_truncated and page.next_key_marker == "a"
-        rest = await store.list_uploads(
+        rest = await store.multipart.list_uploads(
             "b", "", "", page.next_key_marker or "", page.next_upload_id_marker or "", 1000
         )
         paged = [u.upload_id for u in page.uploads + rest.uploads]
         assert sorted(paged) == sorted(ids) and len(set(paged)) == len(ids)
-        full = await store.list_uploads("b", "", "", "", "", 1000)
+        full = await store.multipart.list_uploads("b", "", "", "", "", 1000)
         assert paged == [u.upload_id for u in full.uploads]  # same order, nothing repeated
 
     run_with_store(body, tmp_path)

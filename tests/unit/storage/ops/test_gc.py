@@ -81,12 +81,12 @@ def test_gc_reclaims_garbage_and_keeps_every_live_version_and_part(tmp_path: Pat
         upload = await put_part(store, "b", "mpu", part_data)
         expected[("upload", upload.upload_id, "b/mpu")] = part_data
 
-        before = await store.usage()
+        before = await usage.store_usage(store)
         plan, _live = await gc.make_plan(store, gc.DEFAULT_THRESHOLD)
         assert plan.to_json()["totals"]["reclaimable_bytes"] > 500_000
         disk_before = await disk_bytes(store)
         outcome = await gc_run(store)
-        after = await store.usage()
+        after = await usage.store_usage(store)
         assert outcome.segments_rewritten >= 8 and not outcome.kept
         assert await disk_bytes(store) < disk_before - 500_000
         assert disk_before - await disk_bytes(store) >= outcome.reclaimed_bytes - 16
@@ -193,10 +193,10 @@ def test_a_manifest_resolved_before_gc_still_reads_and_copies(tmp_path: Path) ->
         fresh = await store.head_object("b", "src")
         assert {c.segment_id for c in fresh.chunks}.isdisjoint({c.segment_id for c in stale.chunks})
         assert await read_all(store, stale) == data  # found again through the chunk index
-        upload = await store.create_upload("b", "copy", (), "owner")
-        await store.copy_part(upload, 1, stale, 10, 70_009)  # a slice of the moved chunks
-        part_list, _more = await store.list_parts(upload, 0, 10)
-        completed = await store.complete_upload(upload, [(1, part_list[0].etag)])
+        upload = await store.multipart.create_upload("b", "copy", (), "owner")
+        await store.multipart.copy_part(upload, 1, stale, 10, 70_009)  # a slice of the moved chunks
+        part_list, _more = await store.multipart.list_parts(upload, 0, 10)
+        completed = await store.multipart.complete_upload(upload, [(1, part_list[0].etag)])
         assert await read_all(store, completed) == data[10:70_010]
         await assert_fsck_clean(store)
 
@@ -279,7 +279,7 @@ def test_usage_functions_of_the_contract_agree_with_store_usage(tmp_path: Path) 
             await put_object(store, "b", "k", os.urandom(40_000))
         await put_object(store, "b", "other", os.urandom(10_000))
         await store.delete_object("b", "other")
-        totals = await store.usage()
+        totals = await usage.store_usage(store)
         conn = sqlite3.connect(store.config.data_dir / "meta.db", isolation_level=None)
         try:
             assert usage.usage_totals(conn, store.segment_dir) == totals

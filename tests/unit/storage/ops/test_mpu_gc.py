@@ -62,10 +62,10 @@ def test_stale_uploads_are_aborted_and_fresh_ones_kept(tmp_path: Path, capsys: A
 
     async def check(store: Store) -> None:
         (fresh,) = [uid for uid in parts if uid != stale_id]
-        upload = await store.get_upload("b", "fresh", fresh)
-        listed, _more = await store.list_parts(upload, 0, 10)
+        upload = await store.multipart.get_upload("b", "fresh", fresh)
+        listed, _more = await store.multipart.list_parts(upload, 0, 10)
         assert await read_all(store, listed[0].manifest) == parts[fresh]
-        page = await store.list_uploads("b", "", "", "", "", 100)
+        page = await store.multipart.list_uploads("b", "", "", "", "", 100)
         assert [u.upload_id for u in page.uploads] == [fresh]
 
     run_with_store(check, tmp_path, bucket=None)
