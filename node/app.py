@@ -30,8 +30,7 @@ from api.write_gate import WriteGate
 from node.admin.maintenance import Maintenance
 from node.admin.server import AdminBackend, AdminServer
 from node.admin.status import collect_status
-from node.cli.repl import SERVE_RECORD
-from node.config import ServeConfig
+from node.config import SERVE_RECORD, ServeConfig
 from node.metrics.registry import NodeMetrics
 from node.metrics.replication import full_reports, local_reports
 from node.metrics.storage import refresh_usage_forever

@@ -23,6 +23,7 @@ DEFAULT_SECRET_KEY = "lakenode-secret"
 DEFAULT_LISTEN = "127.0.0.1:9000"
 DEFAULT_REGION = "us-east-1"
 DEFAULT_LOG_FILE = Path("logs") / "lakenode.log"  # under the data dir
+SERVE_RECORD = "serve.json"  # written by a running node: where it listens (and its cert)
 GIB = 1 << 30
 
 _SIZE_UNITS = {

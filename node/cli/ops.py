@@ -27,7 +27,7 @@ from typing import Any
 from node.admin import ops_jobs
 from node.admin.client import AdminError, run_job
 from node.admin.progress import cli_progress
-from node.cli.repl import add_peer_credentials, resolve_peer_credentials
+from node.cli.repl_common import add_peer_credentials, resolve_peer_credentials
 from node.config import add_data_dir_argument, add_peer_argument, resolve_peers
 from storage.errors import StorageError
 from storage.ops.gc import BATCH_LIVE_BYTES, DEFAULT_THRESHOLD
