@@ -19,6 +19,7 @@ from node.metrics.replication import local_reports
 from replication.puller import PeerState
 from storage.ops.operator_state import MaintenanceRecord
 from storage.store import Store
+from storage.sync.site import SyncSite
 
 # What `lakenode status` shows of each peer (the full report is `lakenode repl status`).
 PEER_FIELDS: Final = (
@@ -42,7 +43,7 @@ def lakenode_version() -> str:
 
 
 async def collect_status(
-    store: Store,
+    site: SyncSite,
     *,
     uptime_s: float | None,
     maintenance: MaintenanceRecord,
@@ -50,8 +51,9 @@ async def collect_status(
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The status document; ``uptime_s`` None means the node is not running."""
+    store = site.store
     usage = await store.usage()
-    reports = await local_reports(store, peer_states)
+    reports = await local_reports(site, peer_states)
     document: dict[str, Any] = {
         "node_id": store.node_id,
         "version": lakenode_version(),
@@ -81,7 +83,8 @@ async def gather_status(data_dir: Path) -> dict[str, Any]:
     """The status of the data dir: asked of its running node, else read from the store."""
 
     async def offline(store: Store) -> dict[str, Any]:
-        return await collect_status(store, uptime_s=None, maintenance=await store.maintenance())
+        site = await SyncSite.open(store)
+        return await collect_status(site, uptime_s=None, maintenance=await store.maintenance())
 
     async def online(channel: AdminChannel) -> dict[str, Any]:
         return await channel.get("/admin/status")

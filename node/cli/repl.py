@@ -74,6 +74,7 @@ from storage.errors import StorageError
 from storage.hlc import wall_clock_ms
 from storage.store import DataDirLocked, Store, StoreConfig
 from storage.sync.peer_stats import PeerCounters, ValidateRecord, record_validate
+from storage.sync.site import SyncSite
 
 T = TypeVar("T")
 SERVE_RECORD = "serve.json"  # written by a running node: where it listens (and its cert)
@@ -292,8 +293,9 @@ async def pull_all(
         _fail(f"{exc}: stop that node first (a running node pulls from its --peer itself)")
         return 1
     try:
+        site = await SyncSite.open(store)
         for url in peers:
-            if not await pull_peer(store, url, sign, skew_ms, verify):
+            if not await pull_peer(site, url, sign, skew_ms, verify):
                 return 1
         return 0
     finally:
@@ -301,20 +303,20 @@ async def pull_all(
 
 
 async def pull_peer(
-    store: Store, url: str, sign: Signer, skew_ms: int, verify: Verify = True
+    site: SyncSite, url: str, sign: Signer, skew_ms: int, verify: Verify = True
 ) -> bool:
     """Pull one peer until caught up; print one line saying what happened."""
     async with PeerClient(url, sign, PEER_TIMEOUT_S, verify=verify) as client:
         state = PeerState(url=client.base_url)
         try:
-            name = await identify_peer(store, client, state)
-            stats = await pull_once(store, client, name, skew_ms, state=state)
+            name = await identify_peer(site, client, state)
+            stats = await pull_once(site, client, name, skew_ms, state=state)
         except (PeerUnavailable, ProtocolError, StorageError) as exc:
             _fail(f"{client.base_url}: {type(exc).__name__}: {exc}")
             return False
         finally:
-            await _add_counters(store, state, client)
-    print(f"pulled {client.base_url} (node {name}) into {store.node_id}: {_summary(stats)}")
+            await _add_counters(site, state, client)
+    print(f"pulled {client.base_url} (node {name}) into {site.node_id}: {_summary(stats)}")
     return True
 
 
@@ -381,7 +383,8 @@ async def _validate_one(
             async with running_node_client(data_dir, sign) as local:
                 return (*await _compare(RemoteDigests(local), RemoteDigests(peer), deep), peer_id)
         try:
-            return (*await _compare(store, RemoteDigests(peer), deep), peer_id)
+            site = await SyncSite.open(store)
+            return (*await _compare(site, RemoteDigests(peer), deep), peer_id)
         finally:
             await store.close()
 
@@ -424,11 +427,11 @@ def running_node_client(data_dir: Path, sign: Signer) -> PeerClient:
     return PeerClient(url, sign, PEER_TIMEOUT_S, verify=verify)
 
 
-async def _add_counters(store: Store, state: PeerState, client: PeerClient) -> None:
+async def _add_counters(site: SyncSite, state: PeerState, client: PeerClient) -> None:
     """What a one-shot job moved, into the peer's counters on disk (metrics, status)."""
     if state.node_id is not None:
         delta = PeerCounters(bytes_sent=client.bytes_sent, bytes_received=client.bytes_received)
-        await store.add_repl_counters(state.node_id, delta)
+        await site.add_repl_counters(state.node_id, delta)
 
 
 # ---- push --------------------------------------------------------------------------------------
@@ -443,29 +446,28 @@ async def push_all(
         _fail(f"{exc}: stop that node first (push runs on a stopped data dir)", "push")
         return 1
     try:
+        site = await SyncSite.open(store)
         for url in peers:
-            if not await push_peer(store, url, sign, verify):
+            if not await push_peer(site, url, sign, verify):
                 return 1
         return 0
     finally:
         await store.close()
 
 
-async def push_peer(store: Store, url: str, sign: Signer, verify: Verify = True) -> bool:
+async def push_peer(site: SyncSite, url: str, sign: Signer, verify: Verify = True) -> bool:
     """Push to one peer until it holds our log; print one line saying what happened."""
     async with PeerClient(url, sign, PEER_TIMEOUT_S, verify=verify) as client:
         state = PeerState(url=client.base_url)
         try:
-            name = await identify_peer(store, client, state)
-            stats = await push_once(store, client, name)
+            name = await identify_peer(site, client, state)
+            stats = await push_once(site, client, name)
         except (PeerUnavailable, ProtocolError, StorageError, PushFailed) as exc:
             _fail(f"{client.base_url}: {type(exc).__name__}: {exc}", "push")
             return False
         finally:
-            await _add_counters(store, state, client)
-    print(
-        f"pushed {store.node_id} to {client.base_url} (node {name}): caught up; {stats.summary()}"
-    )
+            await _add_counters(site, state, client)
+    print(f"pushed {site.node_id} to {client.base_url} (node {name}): caught up; {stats.summary()}")
     return True
 
 
@@ -492,8 +494,9 @@ async def status_all(
                 _fail("no node is running on this data dir: name peers with --peer", "status")
                 return 1
             states = [PeerState(url=url) for url in peers]
-            reports = await full_reports(store, states, sign, verify)
-            document = {"node_id": store.node_id, "peers": [r.to_json() for r in reports]}
+            site = await SyncSite.open(store)
+            reports = await full_reports(site, states, sign, verify)
+            document = {"node_id": site.node_id, "peers": [r.to_json() for r in reports]}
         finally:
             await store.close()
     print(json.dumps(document, indent=2, sort_keys=True) if as_json else format_status(document))
