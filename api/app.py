@@ -37,7 +37,7 @@ from api import (
     tagging,
 )
 from api.access import BucketAccessCache, action_for, authorize, check_expected_owner
-from api.context import S3Context
+from api.context import ReplicationStatus, S3Context, no_replication_status
 from api.errors import S3Error, from_storage_error, render_error_xml
 from api.header_limits import check_header_section
 from api.keyring import ANONYMOUS, Identity, KeyRing
@@ -186,8 +186,8 @@ class ApiRuntime:
     store: Store
     keyring: KeyRing
     bucket_access: BucketAccessCache
-    # Node ids of the configured replication peers (None while one is not identified yet).
-    replication_peers: Callable[[], list[str | None]] = list
+    # x-amz-replication-status of a version, from the configured peers' acknowledgements.
+    replication_status: ReplicationStatus = no_replication_status
     # Maintenance mode closes it: mutations get SlowDown, reads go on.
     write_gate: WriteGate = field(default_factory=WriteGate)
 
@@ -277,7 +277,7 @@ def _build_context(
         runtime.store,
         identity,
         runtime.bucket_access,
-        runtime.replication_peers,
+        runtime.replication_status,
         runtime.keyring,
     )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -12,10 +12,19 @@ from starlette.requests import Request
 from api.keyring import Identity, KeyRing
 from api.settings import ApiSettings
 from api.sigv4 import AuthContext
+from storage.manifest import Manifest
 from storage.store import Store
 
 if TYPE_CHECKING:
     from api.access import BucketAccessCache
+
+# A version's x-amz-replication-status (None: no header); node/ answers it from the replication
+# side of the store (storage/sync/site.py), which api/ does not import.
+ReplicationStatus = Callable[[Manifest], Awaitable[str | None]]
+
+
+async def no_replication_status(_manifest: Manifest) -> str | None:
+    return None
 
 
 @dataclass
@@ -31,7 +40,7 @@ class S3Context:
     store: Store
     identity: Identity
     bucket_access: BucketAccessCache
-    replication_peers: Callable[[], list[str | None]] = list
+    replication_status: ReplicationStatus = no_replication_status
     # Resolves ACL grantees' canonical ids; POST Object verifies its form's signature with it.
     keyring: KeyRing | None = None
 

@@ -236,7 +236,7 @@ def _object_headers(ctx: S3Context, manifest: Manifest, ranged: bool) -> dict[st
 
 
 async def _replication_header(ctx: S3Context, manifest: Manifest) -> dict[str, str]:
-    status = await ctx.store.replication_status(manifest, ctx.replication_peers())
+    status = await ctx.replication_status(manifest)
     return {"x-amz-replication-status": status} if status else {}
 
 

@@ -48,6 +48,7 @@ from replication.routes import (
 )
 from storage.ops.operator_state import MaintenanceRecord
 from storage.store import Store, StoreConfig
+from storage.sync.site import SyncSite
 
 log = logging.getLogger("lakenode.node")
 
@@ -61,6 +62,7 @@ class NodeState:
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
         self.store: Store | None = None
+        self.site: SyncSite | None = None  # the store's replication side
         self.runtime: ApiRuntime | None = None
         self.keyring = KeyRing(config.access_key, config.secret_key)
         self.pullers = Pullers()
@@ -76,6 +78,11 @@ class NodeState:
             raise StoreUnavailable("store is not open")
         return self.store
 
+    def require_site(self) -> SyncSite:
+        if self.site is None:
+            raise StoreUnavailable("store is not open")
+        return self.site
+
     def require_runtime(self) -> ApiRuntime:
         if self.runtime is None:
             raise RuntimeError("store is not open")
@@ -85,7 +92,7 @@ class NodeState:
         """The status document of the running node (admin channel, `lakenode status`)."""
         maintenance = self.maintenance
         return await collect_status(
-            self.require_store(),
+            self.require_site(),
             uptime_s=time.monotonic() - self.started_monotonic,
             maintenance=MaintenanceRecord(maintenance.enabled, maintenance.changed_ms),
             peer_states=self.pullers.states,
@@ -181,16 +188,19 @@ def build_app(config: ServeConfig) -> NodeApps:
                 segment_bytes_max=config.segment_size,
             )
         )
+        site = await SyncSite.open(store)
         await reload_keys(store, state.keyring)
-        await store.record_configured_peers(config.peers)
+        await site.record_configured_peers(config.peers)
         in_maintenance = await state.maintenance.restore(store)
         record = _record_address(config)
-        state.store = store
+        state.store, state.site = store, site
         state.runtime = ApiRuntime(
             store,
             state.keyring,
             BucketAccessCache(store),
-            lambda: [peer.node_id for peer in state.pullers.states],
+            lambda manifest: site.replication_status(
+                manifest, [peer.node_id for peer in state.pullers.states]
+            ),
             state.write_gate,
         )
         store.observe_commits(state.metrics.commits)
@@ -199,7 +209,7 @@ def build_app(config: ServeConfig) -> NodeApps:
             refresh_usage_forever(state.metrics.storage), name="usage-metrics"
         )
         state.pullers.start(
-            store,
+            site,
             config.peers,
             peer_signer(*config.peer_credentials, config.region),
             config.repl_max_clock_skew,
@@ -207,7 +217,7 @@ def build_app(config: ServeConfig) -> NodeApps:
             paused=in_maintenance,
         )
         tombstone_gc = asyncio.create_task(
-            purge_forever(store, gc_settings(config), lambda: state.maintenance.enabled),
+            purge_forever(site, gc_settings(config), lambda: state.maintenance.enabled),
             name="tombstone-gc",
         )
         admin = AdminServer(
@@ -225,7 +235,7 @@ def build_app(config: ServeConfig) -> NodeApps:
             await _cancel(poller)
             await _cancel(usage)
             state.runtime = None
-            state.store = None
+            state.store, state.site = None, None
             record.unlink(missing_ok=True)
             await store.close()
             state.metrics.close()
@@ -235,7 +245,7 @@ def build_app(config: ServeConfig) -> NodeApps:
     authorize = replication_authorizer(settings, state.keyring)
     app.include_router(
         build_router(
-            state.require_store,
+            state.require_site,
             authorize,
             max_skew_ms=config.repl_max_clock_skew,
             write_slot=repl_write_slot(state.write_gate),
@@ -249,18 +259,18 @@ def build_app(config: ServeConfig) -> NodeApps:
             await authorize(request)
         except HTTPException as exc:
             return error_response(exc.status_code, "AccessDenied", str(exc.detail))
-        store = state.store
-        if store is None:
+        site = state.site
+        if site is None:
             return error_response(503, "Unavailable", "the node's store is not open")
-        await state.pullers.flush_counters(store)
+        await state.pullers.flush_counters(site)
         sign = state.pullers.sign
         reports = (
-            await full_reports(store, state.pullers.states, sign, state.peer_verify)
+            await full_reports(site, state.pullers.states, sign, state.peer_verify)
             if sign is not None
-            else await local_reports(store, [])
+            else await local_reports(site, [])
         )
         return JSONResponse(
-            {"node_id": store.node_id, "peers": [report.to_json() for report in reports]}
+            {"node_id": site.node_id, "peers": [report.to_json() for report in reports]}
         )
 
     add_probe_routes(app, state)
@@ -276,11 +286,11 @@ def add_probe_routes(app: FastAPI, state: NodeState) -> None:
     @app.get("/_lakenode/metrics", include_in_schema=False)
     async def metrics() -> Response:
         # No authentication: metrics name peers and counts, nothing stored.
-        store = state.store
-        if store is None:
+        site = state.site
+        if site is None:
             return Response("store is not open\n", status_code=503, media_type="text/plain")
-        await state.pullers.flush_counters(store)
-        body = await state.metrics.render(store, state.pullers.states)
+        await state.pullers.flush_counters(site)
+        body = await state.metrics.render(site, state.pullers.states)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/_lakenode/health", include_in_schema=False)

@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from api.sigv4_signing import sign_headers
 from replication.client import PeerClient, Signer
 from replication.puller import PeerState, pull_forever
-from storage.store import Store
 from storage.sync.peer_stats import PeerCounters
+from storage.sync.site import SyncSite
 
 log = logging.getLogger("lakenode.node")
 
@@ -52,13 +52,13 @@ class Pullers:
         # What of each state's totals is already added to the counters on disk.
         self._flushed: list[PeerCounters] = []
         self._flush_lock = asyncio.Lock()
-        self._store: Store | None = None
+        self._site: SyncSite | None = None
         self._max_skew_ms = 0
         self._named: dict[int, str] = {}  # state index -> node id remembered on disk
 
     def start(
         self,
-        store: Store,
+        site: SyncSite,
         peers: tuple[str, ...],
         sign: Signer,
         max_skew_ms: int,
@@ -68,7 +68,7 @@ class Pullers:
     ) -> None:
         """``verify``: how https peers' certificates are checked (node/tls.py peer_verify)."""
         self.sign = sign
-        self._store = store
+        self._site = site
         self._max_skew_ms = max_skew_ms
         for url in peers:
             client = PeerClient(url, sign, PEER_TIMEOUT_S, verify=verify)
@@ -77,7 +77,7 @@ class Pullers:
             self._flushed.append(PeerCounters())
             log.info("replicating from peer %s", client.base_url)
         if peers:
-            self._flusher = asyncio.create_task(self._flush_forever(store), name="repl-counters")
+            self._flusher = asyncio.create_task(self._flush_forever(site), name="repl-counters")
         if not paused:
             self.resume()
 
@@ -87,12 +87,12 @@ class Pullers:
 
     def resume(self) -> None:
         """(Re)start one pull task per peer, with the peers' states as they were."""
-        if self._pulls or self._store is None:
+        if self._pulls or self._site is None:
             return
-        store = self._store
+        site = self._site
         self._pulls = [
             asyncio.create_task(
-                pull_forever(store, client, state, self._max_skew_ms),
+                pull_forever(site, client, state, self._max_skew_ms),
                 name=f"pull:{client.base_url}",
             )
             for client, state in zip(self._clients, self.states, strict=True)
@@ -103,23 +103,23 @@ class Pullers:
         whole; what the committer already holds still commits), then flush the counters."""
         pulls, self._pulls = self._pulls, []
         await _cancel(pulls)
-        if self._store is not None:
-            await self.flush_counters(self._store)
+        if self._site is not None:
+            await self.flush_counters(self._site)
 
     async def stop(self) -> None:
         """Cancel every pull and the counter flusher; save the counters; close the clients."""
         await _cancel([*self._pulls, *([self._flusher] if self._flusher else [])])
         self._pulls, self._flusher = [], None
-        if self._store is not None:
+        if self._site is not None:
             try:
-                await self.flush_counters(self._store)
+                await self.flush_counters(self._site)
             except Exception:
                 log.exception("saving replication counters failed")
         for client in self._clients:
             await client.close()
         self._clients.clear()
 
-    async def flush_counters(self, store: Store) -> None:
+    async def flush_counters(self, site: SyncSite) -> None:
         """Add what the pull tasks counted since the last flush to the counters on disk.
 
         Bytes received and failed rounds (not unavailability: that is ``link_up``) per peer
@@ -130,7 +130,7 @@ class Pullers:
                 if state.node_id is None:
                     continue
                 if self._named.get(index) != state.node_id:
-                    await store.remember_peer_url(state.url, state.node_id)
+                    await site.remember_peer_url(state.url, state.node_id)
                     self._named[index] = state.node_id
                 delta = PeerCounters(
                     bytes_received=state.totals.bytes_received - flushed.bytes_received,
@@ -142,14 +142,14 @@ class Pullers:
                 )
                 if delta.is_zero():
                     continue
-                await store.add_repl_counters(state.node_id, delta)
+                await site.add_repl_counters(state.node_id, delta)
                 flushed.add(delta)
 
-    async def _flush_forever(self, store: Store) -> None:
+    async def _flush_forever(self, site: SyncSite) -> None:
         while True:
             await asyncio.sleep(COUNTER_FLUSH_INTERVAL_S)
             try:
-                await self.flush_counters(store)
+                await self.flush_counters(site)
             except Exception:
                 log.exception("saving replication counters failed")
 

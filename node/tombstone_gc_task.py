@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from storage.hlc import wall_clock_ms
-from storage.store import Store
+from storage.sync.site import SyncSite
 from storage.sync.tombstone_gc import PurgeLimits
 
 log = logging.getLogger("lakenode.repl.gc")
@@ -21,7 +21,7 @@ class GcSettings:
     conflict_retention_ms: int
 
 
-async def purge_once(store: Store, settings: GcSettings) -> None:
+async def purge_once(site: SyncSite, settings: GcSettings) -> None:
     """Configured peers not reached yet hold back the horizon by themselves
     (storage/sync/retention.py reads the --peer list the node records at start)."""
     limits = PurgeLimits(
@@ -29,7 +29,7 @@ async def purge_once(store: Store, settings: GcSettings) -> None:
         window_ms=settings.window_ms,
         conflict_retention_ms=settings.conflict_retention_ms,
     )
-    report = await store.purge_tombstones(limits)
+    report = await site.purge_tombstones(limits)
     if report.purged:
         log.info(
             "tombstone GC: %d tombstones, %d version tombstones, %d documents, %d tag sets,"
@@ -45,7 +45,7 @@ async def purge_once(store: Store, settings: GcSettings) -> None:
 
 
 async def purge_forever(
-    store: Store,
+    site: SyncSite,
     settings: GcSettings,
     paused: Callable[[], bool] = lambda: False,
 ) -> None:
@@ -55,6 +55,6 @@ async def purge_forever(
         if paused():
             continue
         try:
-            await purge_once(store, settings)
+            await purge_once(site, settings)
         except Exception:
             log.exception("tombstone GC failed; retrying in %d ms", settings.interval_ms)

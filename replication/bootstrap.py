@@ -28,8 +28,8 @@ from replication.protocol import ProtocolError, SnapshotPage
 from replication.puller import PullStats, fetch_then_apply, pull_once
 from storage.clock import SYSTEM_CLOCK
 from storage.errors import StorageError
+from storage.sync.apply import ApplyResult
 from storage.sync.bootstrap_state import BootstrapRecord
-from storage.sync.replica import ApplyResult
 
 DEFAULT_PAGE_SIZE: Final = 500
 _OBJECT_OPS: Final = frozenset({"object.put", "object.delete"})

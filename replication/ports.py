@@ -1,7 +1,8 @@
 """What replication uses of the store, as a structural type.
 
-``storage.store.Store`` satisfies it; naming only these methods keeps replication's reach into
-storage explicit and lets unit tests use a small in-memory fake instead of a data dir.
+``storage.sync.site.SyncSite`` (the replication side of a Store) satisfies it; naming only these
+methods keeps replication's reach into storage explicit and lets unit tests use a small in-memory
+fake instead of a data dir.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from typing import Protocol
 from storage.clock import Clock
 from storage.digest import KeyFacts, Leaf
 from storage.hlc import HybridClock
+from storage.sync.apply import ApplyResult
 from storage.sync.bootstrap_state import BootstrapRecord, Position
+from storage.sync.feed import Change
 from storage.sync.peer_stats import Backlog
-from storage.sync.replica import ApplyResult, Change
 
 
 class ReplicaStore(Protocol):

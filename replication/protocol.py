@@ -29,7 +29,7 @@ from typing import Any, Final
 from storage.digest import KeyFacts, VersionFact
 from storage.errors import FormatError
 from storage.manifest import decode as decode_manifest
-from storage.sync.replica import Change
+from storage.sync.feed import Change
 
 PROTOCOL_VERSION: Final = 1
 MAX_PAGE_CHANGES: Final = 1000

@@ -5,7 +5,7 @@ One round (:func:`pull_once`) repeats until the peer says there is no more:
 1. read the cursor ``(peer node id, 'pull')``: how far into the peer's log this node is;
 2. fetch the page after it, leaving out changes that originated here (never sent home),
    except in the first full round after this node's data dir was restored from a snapshot:
-   then its own changes are asked for too, so those it lost come back (storage/sync/replica.py);
+   then its own changes are asked for too, so those it lost come back (storage/sync/apply.py);
 3. fetch the chunks the page's manifests reference that this node lacks (a few at a time,
    each verified on arrival and stored durably before it counts);
 4. ``apply_remote``: the whole page with last-writer-wins and the new cursor, in one
@@ -41,7 +41,8 @@ from replication.protocol import (
     chunk_sizes,
 )
 from storage.errors import StorageError
-from storage.sync.replica import ApplyResult, Change, MissingChunks
+from storage.sync.apply import ApplyResult, MissingChunks
+from storage.sync.feed import Change
 
 log = logging.getLogger("lakenode.replication")
 
@@ -153,7 +154,7 @@ async def pull_once(
     """Pull pages from the peer until it has no more; what was done, for logs and stats."""
     stats = PullStats()
     bytes_before = client.bytes_received
-    # After a restore, one full round also asks for our own changes (storage/sync/replica.py).
+    # After a restore, one full round also asks for our own changes (storage/sync/apply.py).
     own_too = store.repulls_own_changes(peer_name)
     exclude = None if own_too else store.node_id
     while True:

@@ -43,7 +43,8 @@ from replication.protocol import (
     ProtocolError,
 )
 from storage.digest import DEPTH
-from storage.sync.replica import ApplyResult, Change, LogPruned, MissingChunks, ReplicationError
+from storage.sync.apply import ApplyResult, MissingChunks, ReplicationError
+from storage.sync.feed import Change, LogPruned
 
 log = logging.getLogger("lakenode.replication.routes")
 

@@ -1,7 +1,7 @@
 """Compare two sites' Merkle digests (storage/digest.py) and list what differs.
 
-Both sides answer the same three questions (a local Store does directly; a peer through
-/_lakenode/repl/digest): a node's XOR digest, a node's 16 children, the leaves under a
+Both sides answer the same three questions (a local store's SyncSite does directly; a peer
+through /_lakenode/repl/digest): a node's XOR digest, a node's 16 children, the leaves under a
 deepest node. The walk descends only into children whose digests differ, so a matching site
 costs one comparison and each difference costs at most DEPTH x 16 node reads plus one leaf
 range.

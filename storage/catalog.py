@@ -183,6 +183,14 @@ def index_chunks(conn: sqlite3.Connection, chunks: Iterable[ChunkRef]) -> None:
     )
 
 
+def chunk_location(conn: sqlite3.Connection, digest: bytes) -> ChunkRef | None:
+    """Where this node holds the chunk with this BLAKE3 (the first copy indexed), or None."""
+    row = conn.execute(
+        "SELECT segment_id, offset, length FROM chunk_index WHERE blake3 = ?", (digest,)
+    ).fetchone()
+    return None if row is None else ChunkRef(int(row[0]), int(row[1]), int(row[2]), digest)
+
+
 def insert_version(conn: sqlite3.Connection, manifest: Manifest, manifest_bytes: bytes) -> None:
     """Store a version row (not latest yet: see promote_latest) and index its chunks."""
     index_chunks(conn, manifest.chunks)

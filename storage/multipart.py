@@ -82,7 +82,7 @@ class Multipart:
         token, chunks = await self._hold_chunks(source.chunks)
         try:
             for chunk, low, high in chunk_spans(chunks, first, last):
-                data = await loop.run_in_executor(None, self._store.read_chunk, chunk)
+                data = await loop.run_in_executor(None, self._store.read_chunk_at, chunk)
                 piece = data[low:high]
                 md5.update(piece)
                 if (low, high) == (0, chunk.length):

@@ -1,4 +1,4 @@
-"""Store: the storage facade used by the S3 API and by replication.
+"""Store: the storage facade used by the S3 API (replication uses it through storage/sync/site.py).
 
 Buckets, objects, verified reads, listing, bucket documents and tags; its parts live beside
 it: opening and recovering the data dir (storage/data_dir.py), streaming a body in
@@ -18,9 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import blake3
-
-from storage import bucket_config, catalog, digest, keys, listing
+from storage import bucket_config, catalog, keys, listing
 from storage.cache import LatestCache
 from storage.catalog import BucketInfo
 from storage.chunker import CHUNK_BYTES
@@ -53,7 +51,6 @@ from storage.segments import (
     SegmentWriter,
 )
 from storage.stats_hooks import CommitObserver
-from storage.sync import bootstrap_state, peer_stats, replica, retention, tombstone_gc
 
 log = logging.getLogger("lakenode.store")
 
@@ -105,10 +102,6 @@ class Store:
         self._reader = SegmentReader(config.data_dir / "segments")
         self._latest = LatestCache()
         self._lock: int | None = None
-        # Chunks appended by receive_chunk, indexed by the next apply_remote; each holds an
-        # in-flight floor (storage/inflight.py) until then.
-        self._received: dict[bytes, ChunkRef] = {}
-        self._received_tokens: dict[bytes, int] = {}
         self.inflight = InFlight()
         # One maintenance job that moves data (gc run/rewrite, scrub --repair) at a time.
         self.maintenance_lock = asyncio.Lock()
@@ -116,9 +109,6 @@ class Store:
         # Buckets that hold (or held) object tags: a superset, only ever grown, so that
         # GET/HEAD look tags up only where there can be some (see may_have_tags).
         self._tagged_buckets: set[str] = set()
-        # After a restore: pull our own changes back from each peer once (replica.py).
-        self._repull_own = False
-        self._repulled_from: set[str] = set()
         self.committer = GroupCommitter(
             writer_db, segments, clock, self._latest.invalidate, self._latest.fill_committed
         )
@@ -135,7 +125,6 @@ class Store:
         )
         store._lock = opened.lock
         store._tagged_buckets.update(await writer_db.run(bucket_config.tagged_buckets))
-        store._repull_own, store._repulled_from = await writer_db.run(replica.repull_state)
         store.committer.start()
         log.info(
             "store open: node %s, data dir %s, segment %d",
@@ -308,7 +297,7 @@ class Store:
 
     async def locate(self, chunk: ChunkRef) -> ChunkRef:
         """Where this node holds a chunk's bytes now (GC moves them; the index follows)."""
-        found = await self._reader_db.run(replica.chunk_location, chunk.blake3)
+        found = await self._reader_db.run(catalog.chunk_location, chunk.blake3)
         if found is None or found.length != chunk.length:
             raise CorruptData(f"chunk {chunk.blake3.hex()} is no longer stored")
         return found
@@ -324,7 +313,7 @@ class Store:
             raise unreadable
         return await asyncio.to_thread(self._reader.read_chunk, found)
 
-    def read_chunk(self, chunk: ChunkRef) -> bytes:
+    def read_chunk_at(self, chunk: ChunkRef) -> bytes:
         """A chunk's verified bytes, read where ``chunk`` says (blocking: run it in a thread
         unless the chunk is small); CorruptData if they fail their BLAKE3."""
         return self._reader.read_chunk(chunk)
@@ -377,220 +366,18 @@ class Store:
     async def list_keys(self) -> list[keys.AccessKey]:
         return await self._reader_db.run(keys.list_keys)
 
-    # ---- replication ------------------------------------------------------------------------
+    # ---- primitives for the replication side (storage/sync/site.py) -------------------------
 
-    async def changes_after(
-        self, after_seq: int, limit: int, exclude_origin: str | None
-    ) -> list[replica.Change]:
-        return await self._reader_db.run(replica.changes_after, after_seq, limit, exclude_origin)
-
-    async def last_seq(self) -> int:
-        return await self._reader_db.run(replica.last_seq)
-
-    async def read_chunk_by_hash(self, digest: bytes) -> bytes | None:
-        """The verified bytes of a chunk this node holds, or None."""
-        location = await self._reader_db.run(replica.chunk_location, digest)
-        if location is None:
-            return None
+    async def read_chunk(self, chunk: ChunkRef) -> bytes:
+        """A chunk's verified bytes (where GC or scrub --repair moved it, if it moved)."""
         try:
-            return await asyncio.to_thread(self._reader.read_chunk, location)
+            return await asyncio.to_thread(self._reader.read_chunk, chunk)
         except CorruptData as unreadable:
-            return await self._read_moved(location, unreadable)
+            return await self._read_moved(chunk, unreadable)
 
-    async def missing_chunks(self, digests: Iterable[bytes]) -> set[bytes]:
-        wanted = [d for d in dict.fromkeys(digests) if d not in self._received]
-        return await self._reader_db.run(replica.missing_chunks, wanted)
-
-    async def receive_chunk(self, data: bytes) -> None:
-        """Append a chunk received for the next batch, without a commit of its own.
-
-        The next apply_remote indexes it in its transaction, whose commit fsyncs the segment
-        first: one commit per batch instead of one per chunk (a 10,000-change backlog of small
-        objects is mostly chunk commits otherwise). A crash before that apply leaves the bytes
-        as orphans; the chunk is fetched again.
-        """
-        digest = blake3.blake3(data).digest()
-        token = self.inflight.enter(self._segments.active_segment_id)
-        try:
-            record = await asyncio.to_thread(self._segments.append, RecordKind.CHUNK, data, digest)
-        except BaseException:
-            self.inflight.leave(token)
-            raise
-        self._received[digest] = ChunkRef(record.segment_id, record.offset, record.length, digest)
-        replaced = self._received_tokens.pop(digest, None)
-        self._received_tokens[digest] = token
-        if replaced is not None:
-            self.inflight.leave(replaced)
-
-    def _indexed(self, received: tuple[ChunkRef, ...]) -> None:
-        """These received chunks are committed (indexed): forget them, drop their floors."""
-        for chunk in received:
-            self._received.pop(chunk.blake3, None)
-            token = self._received_tokens.pop(chunk.blake3, None)
-            if token is not None:
-                self.inflight.leave(token)
-
-    async def store_chunk(self, data: bytes) -> None:
-        """Append a received chunk and index it; durable when this returns."""
-        digest = blake3.blake3(data).digest()
-        token = self.inflight.enter(self._segments.active_segment_id)
-        try:
-            record = await asyncio.to_thread(self._segments.append, RecordKind.CHUNK, data, digest)
-            chunk = ChunkRef(record.segment_id, record.offset, record.length, digest)
-            await self._commit(replica.IndexChunks((chunk,)))
-        finally:
-            self.inflight.leave(token)
-
-    async def apply_remote(
-        self, peer: str, changes: list[replica.Change], cursor: int, max_skew_ms: int
-    ) -> replica.ApplyResult:
-        """Apply a peer's batch (LWW, all or nothing) and move its pull cursor."""
-        received = tuple(self._received.values())
-        result = await self._commit(
-            peer_stats.CountedApply(
-                replica.ApplyRemote(peer, tuple(changes), cursor, max_skew_ms, self.clock, received)
-            )
-        )
-        self._indexed(received)
-        return result
-
-    async def purge_tombstones(self, limits: tombstone_gc.PurgeLimits) -> tombstone_gc.PurgeReport:
-        """Tombstone GC (storage/sync/tombstone_gc.py) in bounded transactions until done."""
-        total = tombstone_gc.PurgeReport()
-        while True:
-            step = await self._commit(tombstone_gc.PurgeBatch(limits))
-            self._latest.invalidate(step.keys)
-            total.add(step)
-            if step.purged == 0:
-                return total
-
-    async def record_configured_peers(self, urls: tuple[str, ...]) -> None:
-        await self._commit(retention.RecordConfiguredPeers(urls))
-
-    async def log_pruned_through(self) -> int:
-        return await self._reader_db.run(tombstone_gc.log_pruned_through)
-
-    async def digest_node(self, prefix: str) -> bytes:
-        return await self._reader_db.run(digest.node, prefix)
-
-    async def digest_children(self, prefix: str) -> dict[str, bytes]:
-        return await self._reader_db.run(digest.children, prefix)
-
-    async def key_facts(self, bucket: str, key: str) -> digest.KeyFacts:
-        return await self._reader_db.run(digest.key_facts, bucket, key)
-
-    async def facts_page(self, after: tuple[str, str] | None, keys: int) -> list[digest.KeyFacts]:
-        return await self._reader_db.run(digest.facts_page, after, keys)
-
-    async def purge_cutoff(self) -> int:
-        return await self._reader_db.run(digest.purge_cutoff)
-
-    async def digest_leaves(self, prefix: str) -> list[digest.Leaf]:
-        return await self._reader_db.run(digest.leaves, prefix)
-
-    async def replication_status(self, manifest: Manifest, peers: list[str | None]) -> str | None:
-        """S3's x-amz-replication-status: REPLICA for a version written elsewhere; for ours,
-        COMPLETED once every configured peer acknowledged it, else PENDING; None without
-        peers. A peer not yet identified has acknowledged nothing."""
-        if manifest.origin != self.node_id:
-            return "REPLICA"
-        if not peers:
-            return None
-        if any(peer is None for peer in peers):
-            return "PENDING"
-        known = [peer for peer in peers if peer is not None]
-        return await self._reader_db.run(
-            replica.replication_state, manifest.origin, manifest.hlc, known
-        )
-
-    async def get_cursor(self, peer: str, direction: str) -> int:
-        return await self._reader_db.run(replica.get_cursor, peer, direction)
-
-    def repulls_own_changes(self, peer: str) -> bool:
-        """True until a pull round from ``peer`` has brought back this node's own changes
-        after a restore (they are otherwise never sent to their origin)."""
-        return self._repull_own and peer not in self._repulled_from
-
-    async def own_changes_repulled(self, peer: str) -> None:
-        if self.repulls_own_changes(peer):
-            await self._commit(replica.OwnChangesRepulled(peer))
-            self._repulled_from.add(peer)
-
-    # ---- snapshots and bootstrap (storage/sync/bootstrap_state.py) -------------------------------
-
-    async def snapshot_page(
-        self, after: bootstrap_state.Position | None, limit: int
-    ) -> tuple[list[replica.Change], bootstrap_state.Position | None]:
-        """This site's state after ``after`` as synthetic changes; where to continue."""
-        return await self._reader_db.run(bootstrap_state.snapshot_page, after, limit)
-
-    async def count_versions(self) -> int:
-        return await self._reader_db.run(bootstrap_state.count_versions)
-
-    async def is_empty(self) -> bool:
-        return await self._reader_db.run(bootstrap_state.is_empty)
-
-    async def bootstrap_record(self) -> bootstrap_state.BootstrapRecord | None:
-        """The bootstrap in progress in this data dir, if any."""
-        return await self._reader_db.run(bootstrap_state.read_bootstrap)
-
-    async def finished_bootstrap(self) -> bootstrap_state.BootstrapRecord | None:
-        return await self._reader_db.run(bootstrap_state.read_finished_bootstrap)
-
-    async def apply_snapshot_page(
-        self,
-        changes: list[replica.Change],
-        record: bootstrap_state.BootstrapRecord,
-        max_skew_ms: int,
-    ) -> replica.ApplyResult:
-        """Apply a snapshot page (LWW, all or nothing) and record the bootstrap's progress."""
-        for change in changes:
-            if change.op == "object.tags" or (change.payload or {}).get("tags"):
-                self._tagged_buckets.add(change.bucket)
-        received = tuple(self._received.values())  # see receive_chunk
-        result = await self._commit(
-            bootstrap_state.ApplySnapshotPage(
-                tuple(changes), record, max_skew_ms, self.clock, received
-            )
-        )
-        self._indexed(received)
-        return result
-
-    async def finish_bootstrap(self, record: bootstrap_state.BootstrapRecord) -> None:
-        """Set the peer's pull cursor to the snapshot's seq and clear the bootstrap record."""
-        await self._commit(bootstrap_state.FinishBootstrap(record, self.clock))
-
-    async def set_cursor(self, peer: str, direction: str, seq: int) -> None:
-        await self._commit(replica.SetCursor(peer, direction, seq, self.clock))
-
-    # ---- replication status and metrics (storage/sync/peer_stats.py) -----------------------------
-
-    async def repl_backlog(self, after_seq: int, exclude_origin: str | None) -> peer_stats.Backlog:
-        """Changes of this node's log after ``after_seq`` (not from ``exclude_origin``)."""
-        return await self._reader_db.run(peer_stats.backlog, after_seq, exclude_origin)
-
-    async def peer_cursors(self) -> list[peer_stats.CursorRow]:
-        return await self._reader_db.run(peer_stats.cursor_rows)
-
-    async def repl_counters(self) -> dict[str, peer_stats.PeerCounters]:
-        return await self._reader_db.run(peer_stats.read_counters)
-
-    async def add_repl_counters(self, peer: str, delta: peer_stats.PeerCounters) -> None:
-        if not delta.is_zero():
-            await self._commit(peer_stats.AddCounters(peer, delta))
-
-    async def validate_records(self) -> dict[str, peer_stats.ValidateRecord]:
-        return await self._reader_db.run(peer_stats.read_validates)
-
-    async def bootstrap_progress(self) -> dict[str, float]:
-        return await self._reader_db.run(peer_stats.read_bootstrap_progress)
-
-    async def peer_urls(self) -> dict[str, str]:
-        """URL -> the node id last seen answering there."""
-        return await self._reader_db.run(peer_stats.read_peer_urls)
-
-    async def remember_peer_url(self, url: str, node_id: str) -> None:
-        await self._commit(peer_stats.RememberPeerUrl(url, node_id))
+    def invalidate_latest(self, touched: Iterable[tuple[str, str]]) -> None:
+        """Forget the cached latest versions of these (bucket, key)s (a purge changed them)."""
+        self._latest.invalidate(touched)
 
     # ---- for the store's parts (multipart.py, object_writer.py) and operator tools (ops/) ----
 

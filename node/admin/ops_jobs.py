@@ -24,6 +24,7 @@ from replication.protocol import ProtocolError
 from storage.ops import fsck, gc, mpu_gc, scrub
 from storage.ops.jobstate import Progress
 from storage.store import Store
+from storage.sync.site import SyncSite
 
 log = logging.getLogger("lakenode.ops")
 
@@ -47,7 +48,8 @@ async def run_scrub_repair(
     verifying https peers against ``params["peer_ca"]`` (a PEM file) if given."""
     urls = list(params.get("peers") or [])
     if not urls:
-        urls = sorted(await store.peer_urls())
+        site = await SyncSite.open(store)  # the peers this data dir replicated with
+        urls = sorted(await site.peer_urls())
     if not urls:
         return {"exit_code": 2, "error": "no peer to repair from: name one with --peer"}
     credentials = [str(params.get(name) or "") for name in ("access_key", "secret_key", "region")]

@@ -21,6 +21,7 @@ from storage.ops import operator_state
 from storage.ops.operator_state import MaintenanceRecord
 from storage.ops.usage import store_usage
 from storage.store import Store
+from storage.sync.site import SyncSite
 
 # What `lakenode status` shows of each peer (the full report is `lakenode repl status`).
 PEER_FIELDS: Final = (
@@ -44,7 +45,7 @@ def lakenode_version() -> str:
 
 
 async def collect_status(
-    store: Store,
+    site: SyncSite,
     *,
     uptime_s: float | None,
     maintenance: MaintenanceRecord,
@@ -52,8 +53,9 @@ async def collect_status(
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The status document; ``uptime_s`` None means the node is not running."""
+    store = site.store
     usage = await store_usage(store)
-    reports = await local_reports(store, peer_states)
+    reports = await local_reports(site, peer_states)
     document: dict[str, Any] = {
         "node_id": store.node_id,
         "version": lakenode_version(),
@@ -83,8 +85,9 @@ async def gather_status(data_dir: Path) -> dict[str, Any]:
     """The status of the data dir: asked of its running node, else read from the store."""
 
     async def offline(store: Store) -> dict[str, Any]:
+        site = await SyncSite.open(store)
         return await collect_status(
-            store, uptime_s=None, maintenance=await operator_state.maintenance(store)
+            site, uptime_s=None, maintenance=await operator_state.maintenance(store)
         )
 
     async def online(channel: AdminChannel) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from storage.data_dir import DataDirLocked
 from storage.errors import StorageError
 from storage.store import Store, StoreConfig
 from storage.sync.bootstrap_state import BootstrapRecord, read_bootstrap
+from storage.sync.site import SyncSite
 
 MiB = 1 << 20
 
@@ -80,10 +81,11 @@ async def bootstrap_site(
         return 1
     printer = ProgressPrinter(sys.stdout)
     try:
+        site = await SyncSite.open(store)
         async with PeerClient(url, sign, PEER_TIMEOUT_S, verify=verify) as client:
             try:
-                peer_id = await identify_peer(store, client, PeerState(url=client.base_url))
-                state = await bootstrap(store, client, peer_id, skew_ms, printer, page_size)
+                peer_id = await identify_peer(site, client, PeerState(url=client.base_url))
+                state = await bootstrap(site, client, peer_id, skew_ms, printer, page_size)
             except (PeerUnavailable, ProtocolError, StorageError) as exc:
                 printer.finish()
                 _fail(f"{client.base_url}: {type(exc).__name__}: {exc}")

@@ -24,6 +24,7 @@ from storage.hlc import wall_clock_ms
 from storage.store import Store, StoreConfig
 from storage.sync.conflicts import ConflictRecord, list_conflicts
 from storage.sync.retention import forget_peer
+from storage.sync.site import SyncSite
 from storage.sync.tombstone_gc import (
     DEFAULT_CONFLICT_RETENTION_MS,
     DEFAULT_WINDOW_MS,
@@ -99,7 +100,8 @@ async def purge(data_dir: Path, limits: PurgeLimits) -> int:
         )
         return 1
     try:
-        report = await store.purge_tombstones(limits)
+        site = await SyncSite.open(store)
+        report = await site.purge_tombstones(limits)
     finally:
         await store.close()
     print(summary(report))

@@ -21,6 +21,7 @@ from storage.data_dir import DataDirLocked
 from storage.errors import StorageError
 from storage.store import Store, StoreConfig
 from storage.sync.peer_stats import PeerCounters
+from storage.sync.site import SyncSite
 
 
 async def pull_all(
@@ -32,8 +33,9 @@ async def pull_all(
         fail(f"{exc}: stop that node first (a running node pulls from its --peer itself)")
         return 1
     try:
+        site = await SyncSite.open(store)
         for url in peers:
-            if not await pull_peer(store, url, sign, skew_ms, verify):
+            if not await pull_peer(site, url, sign, skew_ms, verify):
                 return 1
         return 0
     finally:
@@ -41,20 +43,20 @@ async def pull_all(
 
 
 async def pull_peer(
-    store: Store, url: str, sign: Signer, skew_ms: int, verify: Verify = True
+    site: SyncSite, url: str, sign: Signer, skew_ms: int, verify: Verify = True
 ) -> bool:
     """Pull one peer until caught up; print one line saying what happened."""
     async with PeerClient(url, sign, PEER_TIMEOUT_S, verify=verify) as client:
         state = PeerState(url=client.base_url)
         try:
-            name = await identify_peer(store, client, state)
-            stats = await pull_once(store, client, name, skew_ms, state=state)
+            name = await identify_peer(site, client, state)
+            stats = await pull_once(site, client, name, skew_ms, state=state)
         except (PeerUnavailable, ProtocolError, StorageError) as exc:
             fail(f"{client.base_url}: {type(exc).__name__}: {exc}")
             return False
         finally:
-            await _add_counters(store, state, client)
-    print(f"pulled {client.base_url} (node {name}) into {store.node_id}: {_summary(stats)}")
+            await _add_counters(site, state, client)
+    print(f"pulled {client.base_url} (node {name}) into {site.node_id}: {_summary(stats)}")
     return True
 
 
@@ -62,11 +64,11 @@ def _summary(stats: PullStats) -> str:
     return f"caught up; {stats.summary()}"
 
 
-async def _add_counters(store: Store, state: PeerState, client: PeerClient) -> None:
+async def _add_counters(site: SyncSite, state: PeerState, client: PeerClient) -> None:
     """What a one-shot job moved, into the peer's counters on disk (metrics, status)."""
     if state.node_id is not None:
         delta = PeerCounters(bytes_sent=client.bytes_sent, bytes_received=client.bytes_received)
-        await store.add_repl_counters(state.node_id, delta)
+        await site.add_repl_counters(state.node_id, delta)
 
 
 async def push_all(
@@ -78,27 +80,26 @@ async def push_all(
         fail(f"{exc}: stop that node first (push runs on a stopped data dir)", "push")
         return 1
     try:
+        site = await SyncSite.open(store)
         for url in peers:
-            if not await push_peer(store, url, sign, verify):
+            if not await push_peer(site, url, sign, verify):
                 return 1
         return 0
     finally:
         await store.close()
 
 
-async def push_peer(store: Store, url: str, sign: Signer, verify: Verify = True) -> bool:
+async def push_peer(site: SyncSite, url: str, sign: Signer, verify: Verify = True) -> bool:
     """Push to one peer until it holds our log; print one line saying what happened."""
     async with PeerClient(url, sign, PEER_TIMEOUT_S, verify=verify) as client:
         state = PeerState(url=client.base_url)
         try:
-            name = await identify_peer(store, client, state)
-            stats = await push_once(store, client, name)
+            name = await identify_peer(site, client, state)
+            stats = await push_once(site, client, name)
         except (PeerUnavailable, ProtocolError, StorageError, PushFailed) as exc:
             fail(f"{client.base_url}: {type(exc).__name__}: {exc}", "push")
             return False
         finally:
-            await _add_counters(store, state, client)
-    print(
-        f"pushed {store.node_id} to {client.base_url} (node {name}): caught up; {stats.summary()}"
-    )
+            await _add_counters(site, state, client)
+    print(f"pushed {site.node_id} to {client.base_url} (node {name}): caught up; {stats.summary()}")
     return True

@@ -21,6 +21,7 @@ from storage.data_dir import DataDirLocked
 from storage.errors import StorageError
 from storage.hlc import wall_clock_ms
 from storage.store import Store, StoreConfig
+from storage.sync.site import SyncSite
 
 
 async def status_all(
@@ -43,8 +44,9 @@ async def status_all(
                 fail("no node is running on this data dir: name peers with --peer", "status")
                 return 1
             states = [PeerState(url=url) for url in peers]
-            reports = await full_reports(store, states, sign, verify)
-            document = {"node_id": store.node_id, "peers": [r.to_json() for r in reports]}
+            site = await SyncSite.open(store)
+            reports = await full_reports(site, states, sign, verify)
+            document = {"node_id": site.node_id, "peers": [r.to_json() for r in reports]}
         finally:
             await store.close()
     print(json.dumps(document, indent=2, sort_keys=True) if as_json else format_status(document))

@@ -29,6 +29,7 @@ from storage.errors import StorageError
 from storage.hlc import wall_clock_ms
 from storage.store import Store, StoreConfig
 from storage.sync.peer_stats import ValidateRecord, record_validate
+from storage.sync.site import SyncSite
 
 
 async def validate_all(
@@ -83,7 +84,8 @@ async def _validate_one(
             async with running_node_client(data_dir, sign) as local:
                 return (*await _compare(RemoteDigests(local), RemoteDigests(peer), deep), peer_id)
         try:
-            return (*await _compare(store, RemoteDigests(peer), deep), peer_id)
+            site = await SyncSite.open(store)
+            return (*await _compare(site, RemoteDigests(peer), deep), peer_id)
         finally:
             await store.close()
 

@@ -47,7 +47,7 @@ from node.metrics.replication import PeerReport, local_reports
 from node.metrics.requests import CommitMetrics, S3RequestMetrics
 from node.metrics.storage import CatalogReader, StorageCollector, read_state_rows
 from replication.puller import PeerState
-from storage.store import Store
+from storage.sync.site import SyncSite
 
 PREFIX = "lakenode_repl_"
 
@@ -135,10 +135,10 @@ class NodeMetrics:
         self._catalog = CatalogReader(data_dir)
         self._lock = asyncio.Lock()
 
-    async def render(self, store: Store, states: Sequence[PeerState]) -> bytes:
+    async def render(self, site: SyncSite, states: Sequence[PeerState]) -> bytes:
         async with self._lock:  # concurrent scrapes: one refresh and render at a time
             self.storage.rows = await self._catalog.run(read_state_rows)
-            self.replication.reports = await local_reports(store, states)
+            self.replication.reports = await local_reports(site, states)
             return generate_latest(self.registry)
 
     def close(self) -> None:

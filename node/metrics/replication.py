@@ -29,8 +29,8 @@ from replication.protocol import ProtocolError
 from replication.puller import PeerState, identify_peer
 from replication.routes import ACKNOWLEDGED
 from storage.hlc import LOGICAL_BITS, wall_clock_ms
-from storage.store import Store
 from storage.sync.peer_stats import PeerCounters, ValidateRecord
+from storage.sync.site import SyncSite
 
 PROBE_TIMEOUT_S: Final = 5.0
 PROBE_RETRY: Final = RetryPolicy(attempts=1, total_s=PROBE_TIMEOUT_S)
@@ -101,15 +101,15 @@ def lag_seconds(oldest_hlc: int | None, now_ms: int) -> float:
     return max(0, now_ms - (oldest_hlc >> LOGICAL_BITS)) / 1000
 
 
-async def local_reports(store: Store, states: Sequence[PeerState]) -> list[PeerReport]:
+async def local_reports(site: SyncSite, states: Sequence[PeerState]) -> list[PeerReport]:
     """One report per configured peer (``states``) and per peer that acknowledged our log."""
     now_ms = wall_clock_ms()
-    rows = await store.peer_cursors()
+    rows = await site.peer_cursors()
     cursors = {(row.peer, row.direction): row for row in rows}
-    counters = await store.repl_counters()
-    validates = await store.validate_records()
-    progress = await store.bootstrap_progress()
-    named = await store.peer_urls()  # a peer not reached since a restart: its last known id
+    counters = await site.repl_counters()
+    validates = await site.validate_records()
+    progress = await site.bootstrap_progress()
+    named = await site.peer_urls()  # a peer not reached since a restart: its last known id
     reports: dict[str, PeerReport] = {}
     for state in states:
         node_id = state.node_id or named.get(state.url)
@@ -128,7 +128,7 @@ async def local_reports(store: Store, states: Sequence[PeerState]) -> list[PeerR
             ),
         )
     for row in rows:
-        known = row.peer in reports or row.peer == store.node_id
+        known = row.peer in reports or row.peer == site.node_id
         if row.direction in (ACKNOWLEDGED, "push") and not known:
             reports[row.peer] = PeerReport(peer=row.peer, node_id=row.peer)
     for report in reports.values():
@@ -139,7 +139,7 @@ async def local_reports(store: Store, states: Sequence[PeerState]) -> list[PeerR
             (cursors[(peer, d)].seq for d in (ACKNOWLEDGED, "push") if (peer, d) in cursors),
             default=0,
         )
-        pending = await store.repl_backlog(acked, peer)
+        pending = await site.repl_backlog(acked, peer)
         report.backlog_ops, report.backlog_bytes = pending.ops, pending.bytes
         report.lag_s = lag_seconds(pending.oldest_hlc, now_ms)
         moved = [
@@ -169,7 +169,7 @@ class Probe:
 
 
 async def probe_peer(
-    store: Store, url: str, sign: Signer, verify: ssl.SSLContext | bool = True
+    site: SyncSite, url: str, sign: Signer, verify: ssl.SSLContext | bool = True
 ) -> Probe:
     """Ask the peer its info and its backlog after our pull cursor; one attempt, short timeout."""
     probe = Probe(url=url)
@@ -178,11 +178,11 @@ async def probe_peer(
         probe.url = client.base_url
         state = PeerState(url=client.base_url)
         try:
-            probe.node_id = await identify_peer(store, client, state)
+            probe.node_id = await identify_peer(site, client, state)
             probe.link_up = True
             probe.clock_offset_ms = state.clock_offset_ms
-            cursor = await store.get_cursor(probe.node_id, "pull")
-            pending = await client.backlog(cursor, store.node_id)
+            cursor = await site.get_cursor(probe.node_id, "pull")
+            pending = await client.backlog(cursor, site.node_id)
         except (PeerUnavailable, ProtocolError) as exc:
             probe.link_up = not isinstance(exc, PeerUnavailable)
             probe.error = f"{type(exc).__name__}: {exc}"
@@ -193,13 +193,13 @@ async def probe_peer(
 
 
 async def full_reports(
-    store: Store,
+    site: SyncSite,
     states: Sequence[PeerState],
     sign: Signer,
     verify: ssl.SSLContext | bool = True,
 ) -> list[PeerReport]:
     """Reports from disk, with each configured peer probed live (concurrently)."""
-    probes = await asyncio.gather(*(probe_peer(store, state.url, sign, verify) for state in states))
+    probes = await asyncio.gather(*(probe_peer(site, state.url, sign, verify) for state in states))
     # Copies of the pull tasks' states with what the probe saw (a peer its pull task has not
     # identified yet is reported under the node id the probe learnt).
     named = [
@@ -215,7 +215,7 @@ async def full_reports(
         )
         for state, probe in zip(states, probes, strict=True)
     ]
-    reports = await local_reports(store, named)
+    reports = await local_reports(site, named)
     by_url = {probe.url: probe for probe in probes}
     for report in reports:
         found = by_url.get(report.url or "")

@@ -47,7 +47,6 @@ from storage.manifest import Kind, Manifest, decode
 from storage.ops.liveness import hash_references, read_snapshot
 from storage.ops.records import HeaderScan, RecordHeader, read_payload
 from storage.segments import RecordKind, list_segment_ids, segment_path
-from storage.sync.replica import chunk_location
 
 FINDINGS_PER_CODE_MAX = 1000
 Stamp = tuple[int, str]  # (HLC, origin): the LWW order
@@ -267,7 +266,7 @@ def _check_hash_references(conn: sqlite3.Connection, report: FsckReport) -> None
     undecodable: list[str] = []
     for digest, owner in sorted(hash_references(conn, undecodable).items()):
         report.count("hash_references")
-        if chunk_location(conn, digest) is None:
+        if catalog.chunk_location(conn, digest) is None:
             code = f"{owner.split()[0]}-chunk-missing"
             report.add(code, owner, f"needs chunk {digest.hex()}, which the chunk index lacks")
     for subject in undecodable:

@@ -47,7 +47,7 @@ from storage.ops.records import HeaderScan, payload_intact, read_payload
 from storage.ops.remap import Move, Relocation
 from storage.segments import RECORD_HEADER, segment_path
 from storage.store import Store
-from storage.sync.replica import CHUNKS_RECLAIMED_THROUGH
+from storage.sync.feed import CHUNKS_RECLAIMED_THROUGH
 
 DEFAULT_THRESHOLD = 0.5
 # Live bytes copied per commit (default): bounds the work a crash throws away; each commit
@@ -348,7 +348,7 @@ def _settle_index(
 
 def _reclaimed_through(conn: sqlite3.Connection, horizon: int) -> None:
     """Chunks only changes at or before ``horizon`` needed may be gone now: a peer asking
-    for the log from an older position must bootstrap (replica.changes_after says so)
+    for the log from an older position must bootstrap (feed.changes_after says so)
     instead of stalling on chunks this node no longer holds. Every known peer has
     acknowledged ``horizon``, so only a new site (or one forgotten) is concerned."""
     current = int(catalog.read_meta(conn, CHUNKS_RECLAIMED_THROUGH) or 0)

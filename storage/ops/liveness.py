@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 
 import blake3
 
+from storage.catalog import chunk_location
 from storage.errors import FormatError
 from storage.manifest import Kind, decode
 from storage.ops.records import RecordHeader
 from storage.segments import RecordKind
-from storage.sync.replica import chunk_location
 from storage.sync.retention import replication_horizon
 
 Span = tuple[int, int]  # (payload offset, length) inside one segment

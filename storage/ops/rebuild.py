@@ -8,7 +8,7 @@ The rebuild, on a stopped data dir:
    staging chunk records, manifests and journal entries in temporary tables (memory stays
    bounded by one record): storage/ops/rebuild_staging.py;
 2. replays the change entries **in their original log order** (``seq``), each through the
-   replication apply path (storage/sync/replica.py: LWW by ``(hlc, origin)``, version tombstones,
+   replication apply path (storage/sync/apply.py: LWW by ``(hlc, origin)``, version tombstones,
    latest flags, tags, bucket documents, digests) and logs it again **at its original seq**
    with its original stamp, so the change log and the peers' cursors into it stay valid.
    A manifest is used only if every chunk it names lies in an intact chunk record;
@@ -47,7 +47,7 @@ from storage.ops.rebuild_replay import (
 from storage.ops.rebuild_staging import STAGING_TABLES, RebuildStats, scan_segments
 from storage.schema import migrate
 from storage.segments import fsync_directory
-from storage.sync import replica
+from storage.sync.feed import continue_log_above, last_seq
 
 CATALOG: Final = "meta.db"
 SQLITE_SUFFIXES: Final = ("", "-wal", "-shm", "-journal")
@@ -201,7 +201,7 @@ def _finish(
     now_ms = clock.wall_ms()
     # Never reissue a stamp a peer may hold from before the loss: at least every stamp seen.
     catalog.write_meta(conn, "hlc_last", str(max(stats.max_hlc, pack(now_ms, 0))))
-    replica.continue_log_above(conn, stats.last_change_ms or now_ms, now_ms)
+    continue_log_above(conn, stats.last_change_ms or now_ms, now_ms)
     # Both maintained by the replay itself (index_chunks, digest.refresh_key).
     catalog.write_meta(conn, "chunk_index_complete", "1")
     catalog.write_meta(conn, "digests_complete", "1")
@@ -222,7 +222,7 @@ def _counts(conn: sqlite3.Connection) -> dict[str, int]:
         "tagged_versions": count("SELECT count(*) FROM object_tags"),
         "version_tombstones": count("SELECT count(*) FROM version_tombstones"),
         "uploads": count("SELECT count(*) FROM uploads"),
-        "last_seq": replica.last_seq(conn),
+        "last_seq": last_seq(conn),
     }
 
 

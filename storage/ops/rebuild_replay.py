@@ -25,8 +25,8 @@ from storage.ops.rebuild_staging import (
     chunks_intact,
     usable_manifest,
 )
-from storage.sync import replica
-from storage.sync.replica import Change
+from storage.sync.apply import apply_and_log
+from storage.sync.feed import Change
 
 PAGE: Final = 1000
 
@@ -49,7 +49,7 @@ def _replay(
     conn.execute("SAVEPOINT replay")
     try:
         # Manifests were checked against the intact chunk records: kept as they are.
-        replica.apply_and_log(conn, change, seq, chunks_local=True, now_ms=clock.wall_ms)
+        apply_and_log(conn, change, seq, chunks_local=True, now_ms=clock.wall_ms)
     except StorageError as exc:
         conn.execute("ROLLBACK TO replay")
         stats.skip(what, f"{type(exc).__name__}: {exc}")

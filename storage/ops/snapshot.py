@@ -45,7 +45,8 @@ from storage.hlc import pack
 from storage.manifest import Kind
 from storage.ops.jobstate import Progress
 from storage.segments import fsync_directory, segment_path
-from storage.sync import replica
+from storage.sync.apply import start_repulling_own_changes
+from storage.sync.feed import continue_log_above, last_seq
 
 FORMAT: Final = 1
 MANIFEST_FILE: Final = "SNAPSHOT.json"
@@ -268,7 +269,7 @@ def _catalog_facts(path: Path) -> dict[str, int]:
     conn = sqlite3.connect(path)
     try:
         return {
-            "last_seq": replica.last_seq(conn),
+            "last_seq": last_seq(conn),
             "hlc": catalog.last_hlc(conn),
             "objects": int(
                 conn.execute(
@@ -436,8 +437,8 @@ def _prepare_catalog(staging: Path, snapshot_ms: int, clock: Clock) -> int:
         now_ms = clock.wall_ms()
         hlc_last = max(catalog.last_hlc(conn), pack(now_ms, 0))
         catalog.write_meta(conn, "hlc_last", str(hlc_last))
-        floor = replica.continue_log_above(conn, snapshot_ms, now_ms)
-        replica.start_repulling_own_changes(conn, now_ms)
+        floor = continue_log_above(conn, snapshot_ms, now_ms)
+        start_repulling_own_changes(conn, now_ms)
         restored = {"snapshot_created_ms": snapshot_ms, "restored_ms": now_ms}
         catalog.write_meta(conn, "restored", json.dumps(restored, sort_keys=True))
         # The keys as of the snapshot (a newer journal would bring back later keys).

@@ -2,7 +2,7 @@
 
 Bootstrapping a new site copies a peer's *state*, not its change log (tombstone GC prunes old
 log rows, so the log may not start at seq 0). ``snapshot_page`` reads the state in a stable
-order, a page at a time, as :class:`~storage.sync.replica.Change` records that carry the
+order, a page at a time, as :class:`~storage.sync.feed.Change` records that carry the
 **original** ``(origin, hlc)`` of what they describe:
 
 * per bucket, by name: ``bucket.create`` (its creation stamp, owner in the payload), then its
@@ -15,7 +15,7 @@ order, a page at a time, as :class:`~storage.sync.replica.Change` records that c
   with the tags' own stamp, an empty set included), and an ACL set later (``object.acl``
   with its own stamp).
 
-Applied through :func:`storage.sync.replica.apply_changes` these behave like the changes they
+Applied through :func:`storage.sync.apply.apply_changes` these behave like the changes they
 stand for: LWW decides, ``(origin, hlc)`` deduplicates (a change also pulled from a log later
 is a duplicate), and the target relays them to third sites with their original stamps.
 
@@ -42,9 +42,9 @@ from storage import catalog
 from storage.commit import Outcome
 from storage.hlc import HybridClock, Timestamp
 from storage.manifest import ChunkRef, Kind
-from storage.sync import replica
+from storage.sync.apply import ApplyResult, apply_changes
+from storage.sync.feed import Change, set_cursor
 from storage.sync.peer_stats import BOOTSTRAP_PREFIX
-from storage.sync.replica import Change
 
 Position = tuple[str, str, str]
 
@@ -309,9 +309,9 @@ class ApplySnapshotPage:
     def touched(self) -> tuple[str, str | None]:
         return "", None  # may touch anything: the read cache is cleared
 
-    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[replica.ApplyResult]:
+    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[ApplyResult]:
         catalog.index_chunks(conn, self.received)
-        result = replica.apply_changes(conn, self.changes, self.max_skew_ms, self.clock)
+        result = apply_changes(conn, self.changes, self.max_skew_ms, self.clock)
         catalog.write_meta(conn, BOOTSTRAP_META, self.record.to_json())
         catalog.write_meta(conn, BOOTSTRAP_PREFIX + self.record.peer, str(self.record.ratio))
         return Outcome(result)
@@ -329,7 +329,7 @@ class FinishBootstrap:
 
     def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[None]:
         seq = self.record.snapshot_seq
-        replica.set_cursor(conn, self.record.peer, "pull", seq, self.clock.wall_ms())
+        set_cursor(conn, self.record.peer, "pull", seq, self.clock.wall_ms())
         conn.execute("DELETE FROM meta WHERE name = ?", (BOOTSTRAP_META,))
         finished = dict(asdict(self.record), finished_ms=self.clock.wall_ms())
         catalog.write_meta(conn, BOOTSTRAP_DONE_META, json.dumps(finished, sort_keys=True))

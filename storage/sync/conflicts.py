@@ -1,6 +1,6 @@
 """Replicated writes that lost under LWW, kept for review (``conflicts`` table).
 
-A losing write is recorded by the apply path (storage/sync/replica.py) with its own stamp, the
+A losing write is recorded by the apply path (storage/sync/apply.py) with its own stamp, the
 winner's stamp and its manifest (so its bytes stay readable until the record expires:
 chunk GC treats conflict manifests as live). Tombstone GC drops records older than the
 conflict retention period.

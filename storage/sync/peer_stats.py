@@ -28,7 +28,7 @@ from typing import Any, Final
 from storage import catalog
 from storage.commit import Outcome
 from storage.hlc import Timestamp
-from storage.sync.replica import ApplyRemote, ApplyResult
+from storage.sync.apply import ApplyRemote, ApplyResult
 
 COUNTERS_PREFIX: Final = "repl_counters:"
 VALIDATE_PREFIX: Final = "repl_validate:"

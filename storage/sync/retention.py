@@ -21,7 +21,7 @@ from storage import catalog
 from storage.commit import Outcome
 from storage.hlc import Timestamp
 from storage.sync import peer_stats
-from storage.sync.replica import last_seq
+from storage.sync.feed import last_seq
 
 CONFIGURED_PEERS = "repl_configured_peers"  # meta: JSON list of the node's --peer URLs
 ACKED = "acked"

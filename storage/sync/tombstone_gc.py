@@ -31,7 +31,7 @@ from storage import catalog, digest
 from storage.commit import Outcome
 from storage.hlc import LOGICAL_BITS, Timestamp
 from storage.manifest import Kind
-from storage.sync.replica import LOG_PRUNED_THROUGH, last_seq
+from storage.sync.feed import LOG_PRUNED_THROUGH, last_seq
 from storage.sync.retention import replication_horizon
 
 LAST_PURGE: Final = "tombstone_gc_last"

@@ -28,7 +28,7 @@ from typing import Any
 from replication.protocol import ChangesPage, page_from_json
 from storage.lww import Stamp
 from storage.manifest import Kind, decode
-from storage.sync.replica import Change
+from storage.sync.feed import Change
 from tests.integration.sites import BucketState, ObjectRow, SiteState, VersionRow
 
 NULL_VERSION = "null"

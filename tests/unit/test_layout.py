@@ -34,17 +34,7 @@ ROOMS: dict[str, tuple[str, ...]] = {
     "storage.ops": ("node",),
     "node.cli": ("node.__main__",),
 }
-# Importers allowed into a room today only until issue 10 splits them (the list may only shrink).
-ENTERS_TODAY: dict[str, frozenset[str]] = {
-    "storage.store": frozenset({"storage.sync"}),
-}
 MODULE_LINES_MAX = 600
-# Modules over the limit today, at most this long: issue 10 splits them. The list may only
-# shrink: a listed module must not grow, and no other module may pass the limit.
-OVERSIZED_TODAY = {
-    "storage/store.py": 659,
-    "storage/sync/replica.py": 605,  # split into feed and apply by issue 10
-}
 
 
 def _modules() -> Iterator[Path]:
@@ -107,11 +97,7 @@ def test_every_import_follows_the_layering() -> None:
     violations = []
     for path in _modules():
         importer = _module_name(path)
-        found = layering_violations(importer, imported_modules(path.read_text(), importer))
-        rooms_allowed = ENTERS_TODAY.get(importer, frozenset())
-        violations += [
-            v for v in found if not any(f"({r.replace('.', '/')} " in v for r in rooms_allowed)
-        ]
+        violations += layering_violations(importer, imported_modules(path.read_text(), importer))
     assert violations == []
 
 
@@ -176,6 +162,6 @@ def test_no_module_passes_the_size_limit() -> None:
     for path in _modules():
         lines = len(path.read_text().splitlines())
         relative = path.relative_to(ROOT).as_posix()
-        if lines > OVERSIZED_TODAY.get(relative, MODULE_LINES_MAX):
+        if lines > MODULE_LINES_MAX:
             over[relative] = lines
-    assert over == {}, f"modules over {MODULE_LINES_MAX} lines (or grown past their cap): {over}"
+    assert over == {}, f"modules over {MODULE_LINES_MAX} lines: {over}"

@@ -13,7 +13,7 @@ from replication import protocol
 from replication.protocol import ChangesPage, PeerInfo, ProtocolError
 from storage.bucket_config import BUCKET_DOCUMENTS
 from storage.manifest import ChunkRef, Kind, Manifest
-from storage.sync.replica import Change
+from storage.sync.feed import Change
 
 DIGEST = blake3.blake3(b"chunk").digest()
 

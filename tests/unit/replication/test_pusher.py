@@ -17,7 +17,7 @@ from replication.client import PeerUnavailable, PushRejected
 from replication.protocol import ChangesPage
 from replication.pusher import MAX_REJECTIONS_IN_A_ROW, PushFailed, push_once
 from storage.clock import ManualClock
-from storage.sync.replica import Change
+from storage.sync.feed import Change
 
 T = TypeVar("T")
 

@@ -19,37 +19,39 @@ from storage.ops.snapshot import restore_snapshot, take_snapshot
 from storage.store import Store, StoreConfig
 from tests.unit.replication.test_routes_puller import SKEW_MS, client_of
 from tests.unit.storage.ops.test_rebuild import Notes
-from tests.unit.storage.stores import put_object, read_all, run_with_two_stores
+from tests.unit.storage.stores import put_object, read_all, run_with_two_stores, site_of
 
 
 def test_a_restored_node_pulls_its_lost_writes_back_and_refuses_pushes_until_then(
     tmp_path: Path,
 ) -> None:
     async def scenario(a: Store, b: Store) -> None:
+        site_a, site_b = await site_of(a), await site_of(b)
         await a.create_bucket("s", "owner")
-        await pull_once(b, client_of(a), "node-a", SKEW_MS)
+        await pull_once(site_b, client_of(site_a), "node-a", SKEW_MS)
         take_snapshot(a.config.data_dir, tmp_path / "snap", Notes())
         await put_object(a, "s", "lost", b"written after the snapshot")
-        await pull_once(b, client_of(a), "node-a", SKEW_MS)
+        await pull_once(site_b, client_of(site_a), "node-a", SKEW_MS)
         await put_object(b, "s", "from-b", b"written on b")
 
         restore_snapshot(tmp_path / "snap", tmp_path / "restored", Notes())
         restored = await Store.open(StoreConfig(tmp_path / "restored", node_id="node-a"))
+        site_restored = await site_of(restored)
         try:
-            assert restored.repulls_own_changes("node-b")
-            page = await read_page(b, 0, 100, "node-a")
+            assert site_restored.repulls_own_changes("node-b")
+            page = await read_page(site_b, 0, 100, "node-a")
             with pytest.raises(PushRejected) as refused:
-                await client_of(restored).push(page, 0)
+                await client_of(site_restored).push(page, 0)
             assert refused.value.code == "Recovering"
 
-            stats = await pull_once(restored, client_of(b), "node-b", SKEW_MS)
+            stats = await pull_once(site_restored, client_of(site_b), "node-b", SKEW_MS)
 
             assert stats.applied >= 2
-            assert not restored.repulls_own_changes("node-b")
+            assert not site_restored.repulls_own_changes("node-b")
             for key, data in (("lost", b"written after the snapshot"), ("from-b", b"written on b")):
                 manifest = await restored.head_object("s", key)
                 assert await read_all(restored, manifest) == data
-            assert (await client_of(restored).push(page, 0))["applied"] == 0  # all held now
+            assert (await client_of(site_restored).push(page, 0))["applied"] == 0  # all held now
         finally:
             await restored.close()
 

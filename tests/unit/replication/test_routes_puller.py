@@ -24,10 +24,12 @@ from replication.puller import PeerState, check_page, identify_peer, pull_foreve
 from replication.routes import StoreUnavailable, build_router, read_page
 from storage.errors import NoSuchKey
 from storage.store import Store
+from storage.sync.site import SyncSite
 from tests.unit.storage.stores import (
     current_objects,
     put_object,
     run_with_two_stores,
+    site_of,
 )
 
 SKEW_MS = 1000
@@ -49,12 +51,12 @@ async def deny(_request: Request) -> None:
 
 
 def client_of(
-    store: Store | None, authorize: Callable[[Request], Awaitable[None]] = allow
+    site: SyncSite | None, authorize: Callable[[Request], Awaitable[None]] = allow
 ) -> PeerClient:
-    def current() -> Store:
-        if store is None:
+    def current() -> SyncSite:
+        if site is None:
             raise StoreUnavailable("closed")
-        return store
+        return site
 
     app = FastAPI()
     app.include_router(build_router(current, authorize, max_skew_ms=SKEW_MS))
@@ -64,6 +66,7 @@ def client_of(
 
 def test_pull_converges_in_pages_and_then_idles(tmp_path: Path) -> None:
     async def body(a: Store, b: Store) -> None:
+        site_a, site_b = await site_of(a), await site_of(b)
         await a.create_bucket("docs", "owner")
         big = os.urandom(3 * (1 << 20) + 5)
         await put_object(a, "docs", "big", big)
@@ -71,19 +74,19 @@ def test_pull_converges_in_pages_and_then_idles(tmp_path: Path) -> None:
             await put_object(a, "docs", f"k{i}", f"v{i}".encode())
         await put_object(a, "docs", "gone", b"x")
         await a.delete_object("docs", "gone")
-        client = client_of(a)
+        client = client_of(site_a)
         state = PeerState(url=client.base_url)
-        stats = await pull_once(b, client, "node-a", SKEW_MS, batch_limit=3, state=state)
+        stats = await pull_once(site_b, client, "node-a", SKEW_MS, batch_limit=3, state=state)
         assert stats.pages == 4  # 9 changes, 3 per page, then an empty page with no more
         assert (stats.changes, stats.applied, stats.duplicates) == (9, 9, 0)
         assert stats.chunks_fetched == 4 + 5 + 1
         assert stats.bytes_received > len(big)
-        assert stats.cursor == await a.last_seq() == await b.get_cursor("node-a", "pull")
+        assert stats.cursor == await site_a.last_seq() == await site_b.get_cursor("node-a", "pull")
         assert await current_objects(b, "docs") == await current_objects(a, "docs")
         with pytest.raises(NoSuchKey):
             await b.head_object("docs", "gone")
         assert state.clock_offset_ms is not None and abs(state.clock_offset_ms) < 1000
-        again = await pull_once(b, client, "node-a", SKEW_MS)
+        again = await pull_once(site_b, client, "node-a", SKEW_MS)
         assert (again.pages, again.changes, again.chunks_fetched) == (1, 0, 0)
         await client.close()
 
@@ -92,20 +95,21 @@ def test_pull_converges_in_pages_and_then_idles(tmp_path: Path) -> None:
 
 def test_two_way_pull_does_not_loop(tmp_path: Path) -> None:
     async def body(a: Store, b: Store) -> None:
-        from_a, from_b = client_of(a), client_of(b)
+        site_a, site_b = await site_of(a), await site_of(b)
+        from_a, from_b = client_of(site_a), client_of(site_b)
         await a.create_bucket("shared", "owner")
-        await pull_once(b, from_a, "node-a", SKEW_MS)
+        await pull_once(site_b, from_a, "node-a", SKEW_MS)
         await put_object(b, "shared", "made-on-b", b"b")
         await put_object(a, "shared", "made-on-a", b"a")
-        a_seq, b_seq = await a.last_seq(), await b.last_seq()
-        to_a = await pull_once(a, from_b, "node-b", SKEW_MS)
-        to_b = await pull_once(b, from_a, "node-a", SKEW_MS)
+        a_seq, b_seq = await site_a.last_seq(), await site_b.last_seq()
+        to_a = await pull_once(site_a, from_b, "node-b", SKEW_MS)
+        to_b = await pull_once(site_b, from_a, "node-a", SKEW_MS)
         assert (to_a.applied, to_b.applied) == (1, 1)  # each other's put; nothing sent home
-        assert (await a.last_seq(), await b.last_seq()) == (a_seq + 1, b_seq + 1)
+        assert (await site_a.last_seq(), await site_b.last_seq()) == (a_seq + 1, b_seq + 1)
         for _ in range(2):  # quiescent: no change travels back and forth
-            assert (await pull_once(a, from_b, "node-b", SKEW_MS)).changes == 0
-            assert (await pull_once(b, from_a, "node-a", SKEW_MS)).changes == 0
-        assert (await a.last_seq(), await b.last_seq()) == (a_seq + 1, b_seq + 1)
+            assert (await pull_once(site_a, from_b, "node-b", SKEW_MS)).changes == 0
+            assert (await pull_once(site_b, from_a, "node-a", SKEW_MS)).changes == 0
+        assert (await site_a.last_seq(), await site_b.last_seq()) == (a_seq + 1, b_seq + 1)
         assert await current_objects(a, "shared") == await current_objects(b, "shared")
         await from_a.close()
         await from_b.close()
@@ -115,15 +119,16 @@ def test_two_way_pull_does_not_loop(tmp_path: Path) -> None:
 
 def test_excluded_changes_still_advance_the_cursor(tmp_path: Path) -> None:
     async def body(a: Store, b: Store) -> None:
+        site_a, site_b = await site_of(a), await site_of(b)
         await b.create_bucket("x", "owner")
-        from_b = client_of(b)
-        await pull_once(a, from_b, "node-b", SKEW_MS)  # a now relays b's change
+        from_b = client_of(site_b)
+        await pull_once(site_a, from_b, "node-b", SKEW_MS)  # a now relays b's change
         # b pulls a's log: its only change originated at b, so the page is empty but the
         # cursor moves past it (never re-examined).
-        page = await read_page(a, 0, 10, "node-b")
-        assert page.changes == [] and page.last_seq == await a.last_seq() and not page.more
-        stats = await pull_once(b, client_of(a), "node-a", SKEW_MS)
-        assert stats.changes == 0 and await b.get_cursor("node-a", "pull") == page.last_seq
+        page = await read_page(site_a, 0, 10, "node-b")
+        assert page.changes == [] and page.last_seq == await site_a.last_seq() and not page.more
+        stats = await pull_once(site_b, client_of(site_a), "node-a", SKEW_MS)
+        assert stats.changes == 0 and await site_b.get_cursor("node-a", "pull") == page.last_seq
         await from_b.close()
 
     run_with_two_stores(body, tmp_path)
@@ -131,7 +136,8 @@ def test_excluded_changes_still_advance_the_cursor(tmp_path: Path) -> None:
 
 def test_chunk_routes(tmp_path: Path) -> None:
     async def body(a: Store, _b: Store) -> None:
-        client = client_of(a)
+        site_a = await site_of(a)
+        client = client_of(site_a)
         data = b"pushed chunk"
         digest = blake3.blake3(data).digest()
         with pytest.raises(ChunkNotFound):
@@ -139,7 +145,7 @@ def test_chunk_routes(tmp_path: Path) -> None:
         with pytest.raises(PeerRefused) as caught:
             await client.put_chunk(digest, b"other bytes")
         assert (caught.value.status, caught.value.code) == (400, "ChunkMismatch")
-        assert await a.missing_chunks([digest]) == {digest}
+        assert await site_a.missing_chunks([digest]) == {digest}
         await client.put_chunk(digest, data)
         assert await client.chunk(digest) == data
         answer = await client._http.get(f"{client.base_url}/_lakenode/repl/chunks/ABC")
@@ -151,21 +157,22 @@ def test_chunk_routes(tmp_path: Path) -> None:
 
 def test_push_route(tmp_path: Path) -> None:
     async def body(a: Store, b: Store) -> None:
+        site_a, site_b = await site_of(a), await site_of(b)
         await a.create_bucket("p", "owner")
         await put_object(a, "p", "k", b"pushed data")
-        page = await read_page(a, 0, 100, "node-b")
-        to_b = client_of(b)
+        page = await read_page(site_a, 0, 100, "node-b")
+        to_b = client_of(site_b)
         with pytest.raises(PushRejected) as caught:
             await to_b.push(page, 0)
         assert caught.value.code == "MissingChunks" and len(caught.value.missing) == 1
         with pytest.raises(PushRejected) as gap:  # b holds nothing of a's log yet: a gap
-            await to_b.push(await read_page(a, 1, 100, "node-b"), 1)
+            await to_b.push(await read_page(site_a, 1, 100, "node-b"), 1)
         assert gap.value.code == "CursorMismatch" and gap.value.body["cursor"] == 0
         for digest in caught.value.missing:
-            await to_b.put_chunk(digest, await a.read_chunk_by_hash(digest) or b"")
+            await to_b.put_chunk(digest, await site_a.read_chunk_by_hash(digest) or b"")
         counts = await to_b.push(page, 0)
         assert counts["applied"] == 2 and counts["cursor"] == page.last_seq
-        assert await b.get_cursor("node-a", "pull") == page.last_seq
+        assert await site_b.get_cursor("node-a", "pull") == page.last_seq
         assert await current_objects(b, "p") == await current_objects(a, "p")
         assert (await to_b.push(page, 0))["applied"] == 0  # already held: nothing to do
         with pytest.raises(PeerRefused, match="at or before 'after'"):
@@ -180,7 +187,8 @@ def test_push_route(tmp_path: Path) -> None:
 
 def test_every_route_asks_authorize_first(tmp_path: Path) -> None:
     async def body(a: Store, _b: Store) -> None:
-        client = client_of(a, deny)
+        site_a = await site_of(a)
+        client = client_of(site_a, deny)
         digest = bytes(32)
         page = ChangesPage("node-x", [], last_seq=0, more=False, now_ms=0)
         for call in (
@@ -201,7 +209,8 @@ def test_every_route_asks_authorize_first(tmp_path: Path) -> None:
 
 def test_bad_query_parameters(tmp_path: Path) -> None:
     async def body(a: Store, _b: Store) -> None:
-        client = client_of(a)
+        site_a = await site_of(a)
+        client = client_of(site_a)
         for query in ("after=-1", "after=x", "limit=0", "exclude_origin=a%2Fb", "after=1e3"):
             answer = await client._http.get(f"{client.base_url}/_lakenode/repl/changes?{query}")
             assert answer.status_code == 400, query
@@ -242,9 +251,10 @@ def test_page_checks(page: ChangesPage, cursor: int, message: str) -> None:
 
 def test_identify_refuses_to_pull_from_itself(tmp_path: Path) -> None:
     async def body(a: Store, _b: Store) -> None:
-        client = client_of(a)
+        site_a = await site_of(a)
+        client = client_of(site_a)
         with pytest.raises(ProtocolError, match="is this node"):
-            await identify_peer(a, client, PeerState(url=client.base_url))
+            await identify_peer(site_a, client, PeerState(url=client.base_url))
         await client.close()
 
     run_with_two_stores(body, tmp_path)
@@ -252,13 +262,14 @@ def test_identify_refuses_to_pull_from_itself(tmp_path: Path) -> None:
 
 def test_pull_forever_converges_and_stops_on_cancel(tmp_path: Path) -> None:
     async def body(a: Store, b: Store) -> None:
-        client = client_of(a)
+        site_a, site_b = await site_of(a), await site_of(b)
+        client = client_of(site_a)
         state = PeerState(url=client.base_url)
-        task = asyncio.create_task(pull_forever(b, client, state, SKEW_MS, interval_s=0.01))
+        task = asyncio.create_task(pull_forever(site_b, client, state, SKEW_MS, interval_s=0.01))
         await a.create_bucket("live", "owner")
         await put_object(a, "live", "k", b"v")
         for _ in range(500):
-            if state.cursor == await a.last_seq():
+            if state.cursor == await site_a.last_seq():
                 break
             await asyncio.sleep(0.01)
         assert state.node_id == "node-a" and state.totals.applied == 2
@@ -276,6 +287,8 @@ def test_pull_forever_backs_off_and_records_failures(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def body(_a: Store, b: Store) -> None:
+        site_b = await site_of(b)
+
         def refuse(request: httpx.Request) -> httpx.Response:
             raise httpx.ConnectError("refused", request=request)
 
@@ -283,7 +296,7 @@ def test_pull_forever_backs_off_and_records_failures(
             "http://down", no_signature, 1.0, retry=FAST, transport=httpx.MockTransport(refuse)
         )
         state = PeerState(url=client.base_url)
-        task = asyncio.create_task(pull_forever(b, client, state, SKEW_MS, interval_s=0.01))
+        task = asyncio.create_task(pull_forever(site_b, client, state, SKEW_MS, interval_s=0.01))
         await asyncio.sleep(0.3)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -299,11 +312,12 @@ def test_pull_forever_backs_off_and_records_failures(
 
 def test_page_limit_and_size_bound(tmp_path: Path) -> None:
     async def body(a: Store, _b: Store) -> None:
+        site_a = await site_of(a)
         for i in range(3):
             await a.create_bucket(f"b{i}", "owner")
-        page = await read_page(a, 0, 2, None)
+        page = await read_page(site_a, 0, 2, None)
         assert [c.seq for c in page.changes] == [1, 2] and page.more and page.last_seq == 2
-        rest = await read_page(a, 2, 2, None)
+        rest = await read_page(site_a, 2, 2, None)
         assert [c.seq for c in rest.changes] == [3] and not rest.more and rest.last_seq == 3
         assert protocol.decode_page(protocol.encode_page(rest)) == rest
 

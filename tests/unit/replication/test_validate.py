@@ -11,18 +11,19 @@ from pathlib import Path
 from replication.validate import compare
 from storage.digest import DEPTH
 from storage.store import Store
-from tests.unit.storage.stores import put_object, run_with_two_stores
-from tests.unit.storage.sync.test_replica import replicate
+from tests.unit.storage.stores import put_object, run_with_two_stores, site_of
+from tests.unit.storage.sync.test_apply import replicate
 
 
 def test_converged_sites_agree_after_one_comparison(tmp_path: Path) -> None:
     async def body(a: Store, b: Store) -> None:
+        site_a, site_b = await site_of(a), await site_of(b)
         await a.create_bucket("bkt", "owner")
         for i in range(300):
             await put_object(a, "bkt", f"k{i}", str(i).encode())
         await a.delete_object("bkt", "k7")
         await replicate(a, b)
-        differences, stats = await compare(a, b)
+        differences, stats = await compare(site_a, site_b)
         assert differences == []
         assert stats.nodes_compared == 1
 
@@ -31,6 +32,7 @@ def test_converged_sites_agree_after_one_comparison(tmp_path: Path) -> None:
 
 def test_each_divergence_is_named_and_costs_few_reads(tmp_path: Path) -> None:
     async def body(a: Store, b: Store) -> None:
+        site_a, site_b = await site_of(a), await site_of(b)
         await a.create_bucket("bkt", "owner")
         for i in range(300):
             await put_object(a, "bkt", f"k{i}", str(i).encode())
@@ -38,7 +40,7 @@ def test_each_divergence_is_named_and_costs_few_reads(tmp_path: Path) -> None:
         await put_object(a, "bkt", "only-on-a", b"x")  # missing on b
         await put_object(b, "bkt", "k1", b"changed on b")  # different content
         await b.delete_object("bkt", "k2")  # tombstone on b only
-        differences, stats = await compare(a, b)
+        differences, stats = await compare(site_a, site_b)
         assert [(d.bucket, d.key) for d in differences] == [
             ("bkt", "k1"),
             ("bkt", "k2"),
@@ -50,6 +52,6 @@ def test_each_divergence_is_named_and_costs_few_reads(tmp_path: Path) -> None:
         assert stats.nodes_compared <= 1 + 3 * DEPTH * 16
         await replicate(a, b)
         await replicate(b, a)
-        assert (await compare(a, b))[0] == []
+        assert (await compare(site_a, site_b))[0] == []
 
     run_with_two_stores(body, tmp_path, chunk_bytes=4 << 20)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -12,9 +13,20 @@ from storage.conditions import WriteCondition
 from storage.manifest import Manifest
 from storage.segments import DEFAULT_SEGMENT_BYTES_MAX
 from storage.store import Store, StoreConfig
+from storage.sync.site import SyncSite
 from storage.uploads import UploadInfo
 
 T = TypeVar("T")
+
+_SITES: weakref.WeakKeyDictionary[Store, SyncSite] = weakref.WeakKeyDictionary()
+
+
+async def site_of(store: Store) -> SyncSite:
+    """The replication side of ``store`` (one per open store, as node/ wires it)."""
+    site = _SITES.get(store)
+    if site is None:
+        site = _SITES[store] = await SyncSite.open(store)
+    return site
 
 
 def run_with_store(

@@ -24,7 +24,7 @@ from storage.ops import fsck, gc, usage
 from storage.ops.rebuild import rebuild_index
 from storage.segments import RecordKind, SegmentWriter, list_segment_ids, segment_path
 from storage.store import Store
-from storage.sync.replica import LogPruned
+from storage.sync.feed import LogPruned
 from tests.unit.storage.stores import (
     Stored,
     assert_stored,
@@ -33,6 +33,7 @@ from tests.unit.storage.stores import (
     read_all,
     run_with_store,
     run_with_two_stores,
+    site_of,
 )
 
 SEGMENT = 64 * 1024
@@ -107,27 +108,28 @@ def test_gc_reclaims_garbage_and_keeps_every_live_version_and_part(tmp_path: Pat
 
 def test_a_chunk_a_peer_still_needs_survives_until_acknowledged(tmp_path: Path) -> None:
     async def body(store: Store) -> None:
-        await store.set_cursor("peer-x", "acked", 0)  # a known peer that has pulled nothing
+        site = await site_of(store)
+        await site.set_cursor("peer-x", "acked", 0)  # a known peer that has pulled nothing
         old = os.urandom(40_000)
         first = await put_object(store, "b", "k", old)
         for _ in range(4):
             await put_object(store, "b", "k", os.urandom(40_000))
         digests = [c.blake3 for c in first.chunks]
         await gc_run(store, threshold=1.0)
-        assert [await store.read_chunk_by_hash(d) for d in digests] == [
+        assert [await site.read_chunk_by_hash(d) for d in digests] == [
             old[i * CHUNK : (i + 1) * CHUNK] for i in range(len(digests))
         ]
         await assert_fsck_clean(store)
-        await store.set_cursor("peer-x", "acked", await store.last_seq())
+        await site.set_cursor("peer-x", "acked", await site.last_seq())
         await gc_run(store, threshold=1.0)
-        assert [await store.read_chunk_by_hash(d) for d in digests] == [None] * len(digests)
+        assert [await site.read_chunk_by_hash(d) for d in digests] == [None] * len(digests)
         await assert_fsck_clean(store)
 
     run_small(body, tmp_path)
 
 
 def test_a_conflict_loser_is_kept_while_its_conflict_is(tmp_path: Path) -> None:
-    from tests.unit.storage.sync.test_replica import replicate
+    from tests.unit.storage.sync.test_apply import replicate
 
     async def body(a: Store, b: Store) -> None:
         for store in (a, b):
@@ -139,12 +141,13 @@ def test_a_conflict_loser_is_kept_while_its_conflict_is(tmp_path: Path) -> None:
         await replicate(a, b)  # b learns of a, so a's bucket exists for b's changes
         _applied, conflicts = await replicate(b, a)
         assert conflicts == 1
-        await a.set_cursor(b.node_id, "acked", await a.last_seq())  # nothing owed to b
+        site_a = await site_of(a)
+        await site_a.set_cursor(b.node_id, "acked", await site_a.last_seq())  # nothing owed to b
         for _ in range(3):  # move a's active segment on, so the loser's is sealed
             await put_object(a, "b", "filler", os.urandom(60_000))
         digest = blake3_of(loser[:CHUNK])
         await gc_run(a, threshold=1.0)
-        assert await a.read_chunk_by_hash(digest) == loser[:CHUNK]
+        assert await site_a.read_chunk_by_hash(digest) == loser[:CHUNK]
         await assert_fsck_clean(a)
         conn = sqlite3.connect(a.config.data_dir / "meta.db")
         conn.execute("DELETE FROM conflicts")  # the review period is over
@@ -153,7 +156,7 @@ def test_a_conflict_loser_is_kept_while_its_conflict_is(tmp_path: Path) -> None:
         for _ in range(3):  # seal the segment GC copied the loser into
             await put_object(a, "b", "filler", os.urandom(60_000))
         await gc_run(a, threshold=1.0)
-        assert await a.read_chunk_by_hash(digest) is None
+        assert await site_a.read_chunk_by_hash(digest) is None
 
     run_with_two_stores(body, tmp_path, chunk_bytes=CHUNK, segment_bytes_max=SEGMENT)
 
@@ -299,20 +302,21 @@ def test_a_site_asking_for_log_whose_chunks_gc_reclaimed_is_told_to_bootstrap(
     tmp_path: Path,
 ) -> None:
     async def body(store: Store) -> None:
-        await store.set_cursor("peer-x", "acked", 0)
+        site = await site_of(store)
+        await site.set_cursor("peer-x", "acked", 0)
         for _ in range(4):
             await put_object(store, "b", "k", os.urandom(40_000))
         await gc_run(store, threshold=1.0)  # peer-x is owed everything: nothing reclaimed
-        assert len(await store.changes_after(0, 100, None)) == 5
-        horizon = await store.last_seq()
-        await store.set_cursor("peer-x", "acked", horizon)
+        assert len(await site.changes_after(0, 100, None)) == 5
+        horizon = await site.last_seq()
+        await site.set_cursor("peer-x", "acked", horizon)
         for _ in range(3):  # seal the segment the first run copied into
             await put_object(store, "b", "filler", os.urandom(60_000))
         outcome = await gc_run(store, threshold=1.0)
         assert outcome.segments_rewritten > 0
         with pytest.raises(LogPruned):  # a new site starting from 0 would stall on chunks
-            await store.changes_after(0, 100, None)
-        assert len(await store.changes_after(horizon, 100, None)) == 3  # peer-x goes on
+            await site.changes_after(0, 100, None)
+        assert len(await site.changes_after(horizon, 100, None)) == 3  # peer-x goes on
 
     run_small(body, tmp_path)
 

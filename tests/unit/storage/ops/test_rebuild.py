@@ -25,8 +25,8 @@ from storage.manifest import ChunkRef, Kind, Manifest
 from storage.ops.rebuild import COMPLETE, INCOMPLETE, RebuildRefused, rebuild_index
 from storage.segments import RECORD_HEADER, RecordKind, list_segment_ids, segment_path
 from storage.store import Store, StoreConfig
-from tests.unit.storage.stores import put_object, read_all, run_with_two_stores
-from tests.unit.storage.sync.test_replica import replicate
+from tests.unit.storage.stores import put_object, read_all, run_with_two_stores, site_of
+from tests.unit.storage.sync.test_apply import replicate
 
 # Every table rebuild-index restores, with the columns compared.
 RESTORED = {
@@ -408,7 +408,7 @@ def test_a_seq_reused_after_an_uncommitted_batch_takes_the_committed_change(
 
     async def after_restart(store: Store) -> None:
         await put_object(store, "b", "real", b"committed second")
-        assert await store.last_seq() == 3
+        assert await (await site_of(store)).last_seq() == 3
 
     run(data_dir, after_restart)
     drop_catalog(data_dir)

@@ -22,7 +22,7 @@ from storage.ops import scrub
 from storage.segments import segment_path
 from storage.store import Store, StoreConfig
 from tests.integration.test_corruption import flip
-from tests.unit.storage.stores import put_object, read_all, run_with_store
+from tests.unit.storage.stores import put_object, read_all, run_with_store, site_of
 
 SEGMENT = 64 * 1024
 CHUNK = 16 * 1024
@@ -85,7 +85,8 @@ def test_repair_fetches_the_chunk_again_and_the_next_scrub_is_clean(tmp_path: Pa
         store = await Store.open(StoreConfig(tmp_path / "a"))
         peer = await Store.open(StoreConfig(tmp_path / "peer"))
         try:
-            result = await scrub.scrub(store, None, NoProgress(), fetch=peer.read_chunk_by_hash)
+            fetch = (await site_of(peer)).read_chunk_by_hash
+            result = await scrub.scrub(store, None, NoProgress(), fetch=fetch)
             assert [c.blake3 for c in result.repaired] == [damaged.blake3]
             assert result.unrepaired == []
             assert await read_all(store, await store.head_object("b", "k")) == objects["k"]

@@ -28,7 +28,7 @@ from storage.ops.snapshot import (
 from storage.segments import segment_path
 from storage.store import Store, StoreConfig
 from tests.unit.storage.ops.test_rebuild import RESTORED, Notes, drop_catalog, dump
-from tests.unit.storage.stores import put_object, read_all
+from tests.unit.storage.stores import put_object, read_all, site_of
 
 WRITERS = 4
 SEGMENT_BYTES = 256 * 1024  # many sealed segments, to link and to copy
@@ -123,7 +123,7 @@ def test_restored_node_continues_its_log_and_clock_beyond_the_snapshot(tmp_path:
             if not await store.list_buckets():
                 await store.create_bucket("b", "owner")
             manifest = await put_object(store, "b", key, content(key))
-            return await store.last_seq(), manifest.hlc
+            return await (await site_of(store)).last_seq(), manifest.hlc
         finally:
             await store.close()
 

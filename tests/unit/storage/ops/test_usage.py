@@ -7,7 +7,7 @@ from pathlib import Path
 
 from storage.ops import usage
 from storage.store import Store
-from tests.unit.storage.stores import put_object, run_with_store
+from tests.unit.storage.stores import put_object, run_with_store, site_of
 
 
 def test_overwrite_and_delete_turn_bytes_into_garbage(tmp_path: Path) -> None:
@@ -57,13 +57,14 @@ def test_noncurrent_versions_parts_and_copies_are_live_once(tmp_path: Path) -> N
 
 def test_changes_a_known_peer_still_needs_keep_their_chunks(tmp_path: Path) -> None:
     async def scenario(store: Store) -> None:
-        await store.set_cursor("peer-x", "acked", 0)  # a peer that has nothing of our log
+        site = await site_of(store)
+        await site.set_cursor("peer-x", "acked", 0)  # a peer that has nothing of our log
         await put_object(store, "b", "k", os.urandom(1000))
         await put_object(store, "b", "k", os.urandom(400))
         assert (
             await usage.store_usage(store)
         ).live_bytes == 1400  # the peer must still fetch the first
-        await store.set_cursor("peer-x", "acked", await store.last_seq())
+        await site.set_cursor("peer-x", "acked", await site.last_seq())
         assert (await usage.store_usage(store)).live_bytes == 400
 
     run_with_store(scenario, tmp_path)

@@ -20,9 +20,9 @@ from typing import Any
 from storage.manifest import decode
 from storage.store import Store, StoreConfig
 from storage.sync.bootstrap_state import BootstrapRecord, Position
-from storage.sync.replica import Change
-from tests.unit.storage.stores import put_object, read_all
-from tests.unit.storage.sync.test_replica import SKEW_MS, replicate
+from storage.sync.feed import Change
+from tests.unit.storage.stores import put_object, read_all, site_of
+from tests.unit.storage.sync.test_apply import SKEW_MS, replicate
 
 TABLES = {
     "buckets": "name, owner, created_ms, hlc, origin, versioning",
@@ -104,26 +104,28 @@ async def write_state(a: Store, x: Store) -> None:
 
 
 async def copy_chunks(source: Store, target: Store, changes: list[Change]) -> None:
+    site_source, site_target = await site_of(source), await site_of(target)
     digests = [c.blake3 for ch in changes if ch.manifest for c in decode(ch.manifest).chunks]
-    for digest in await target.missing_chunks(digests):
-        data = await source.read_chunk_by_hash(digest)
+    for digest in await site_target.missing_chunks(digests):
+        data = await site_source.read_chunk_by_hash(digest)
         assert data is not None
-        await target.store_chunk(data)
+        await site_target.store_chunk(data)
 
 
 def test_snapshot_while_writing_then_log_after_snapshot_seq_converges(tmp_path: Path) -> None:
     async def body(a: Store, b: Store, x: Store) -> None:
+        site_a, site_b = await site_of(a), await site_of(b)
         await write_state(a, x)
-        assert await b.is_empty()
-        snapshot_seq = await a.last_seq()
+        assert await site_b.is_empty()
+        snapshot_seq = await site_a.last_seq()
         record = BootstrapRecord(
-            "node-a", snapshot_seq, None, objects_total=await a.count_versions()
+            "node-a", snapshot_seq, None, objects_total=await site_a.count_versions()
         )
         after: Position | None = None
         writes = 0
         pages = 0
         while True:
-            changes, after = await a.snapshot_page(after, 2)
+            changes, after = await site_a.snapshot_page(after, 2)
             pages += 1
             await copy_chunks(a, b, changes)
             objects = sum(c.op in ("object.put", "object.delete") for c in changes)
@@ -131,9 +133,9 @@ def test_snapshot_while_writing_then_log_after_snapshot_seq_converges(tmp_path: 
                 "node-a", snapshot_seq, None if after is None else repr(after), pages,
                 record.objects_done + objects, record.objects_total,
             )  # fmt: skip
-            await b.apply_snapshot_page(changes, record, SKEW_MS)
-            assert await b.bootstrap_record() == record
-            assert await b.get_cursor("node-a", "pull") == 0  # pages never move the cursor
+            await site_b.apply_snapshot_page(changes, record, SKEW_MS)
+            assert await site_b.bootstrap_record() == record
+            assert await site_b.get_cursor("node-a", "pull") == 0  # pages never move the cursor
             if after is None:
                 break
             # A keeps writing: before and after the position just read.
@@ -148,12 +150,12 @@ def test_snapshot_while_writing_then_log_after_snapshot_seq_converges(tmp_path: 
                 await a.create_bucket("late-bucket", "owner")
                 await a.set_versioning("ver", "Suspended")
         assert pages > 5 and writes == pages - 1
-        await b.finish_bootstrap(record)
-        assert await b.bootstrap_record() is None
-        assert await b.get_cursor("node-a", "pull") == snapshot_seq
+        await site_b.finish_bootstrap(record)
+        assert await site_b.bootstrap_record() is None
+        assert await site_b.get_cursor("node-a", "pull") == snapshot_seq
         await replicate(a, b)  # the log after the snapshot seq
         assert rows(b) == rows(a) and all(rows(a).values())
-        assert await b.digest_node("") == await a.digest_node("")
+        assert await site_b.digest_node("") == await site_a.digest_node("")
         assert await version_bytes(b) == await version_bytes(a)
         assert (await b.get_bucket("ver")).versioning == "Suspended"
         assert b.may_have_tags("plain") and b.may_have_tags("from-x")
@@ -169,13 +171,14 @@ def test_snapshot_while_writing_then_log_after_snapshot_seq_converges(tmp_path: 
 
 def test_pages_cover_the_state_exactly_once(tmp_path: Path) -> None:
     async def body(a: Store, _b: Store, x: Store) -> None:
+        site_a = await site_of(a)
         await write_state(a, x)
-        whole, end = await a.snapshot_page(None, 10_000)
+        whole, end = await site_a.snapshot_page(None, 10_000)
         assert end is None
         paged: list[Change] = []
         after: Position | None = None
         while True:
-            changes, after = await a.snapshot_page(after, 1)
+            changes, after = await site_a.snapshot_page(after, 1)
             paged += changes
             if after is None:
                 break
@@ -189,7 +192,7 @@ def test_pages_cover_the_state_exactly_once(tmp_path: Path) -> None:
         }  # fmt: skip
         assert all(c.seq == 0 for c in whole)
         # Every stamp is the original change's: each is in A's log with the same operation.
-        logged = {(c.origin, c.hlc): c.op for c in await a.changes_after(0, 10_000, None)}
+        logged = {(c.origin, c.hlc): c.op for c in await site_a.changes_after(0, 10_000, None)}
         assert all(logged[(c.origin, c.hlc)] == c.op for c in whole)
 
     three_stores(body, tmp_path)
@@ -199,17 +202,19 @@ def test_bootstrap_record_survives_a_restart(tmp_path: Path) -> None:
     async def main() -> None:
         config = StoreConfig(tmp_path / "b", node_id="node-b")
         store = await Store.open(config)
+        site = await site_of(store)
         record = BootstrapRecord("node-a", 42, "token", 3, 10, 100, 7)
-        await store.apply_snapshot_page([], record, SKEW_MS)
+        await site.apply_snapshot_page([], record, SKEW_MS)
         await store.close()
         store = await Store.open(config)
+        site = await site_of(store)
         try:
-            assert await store.bootstrap_record() == record
-            await store.finish_bootstrap(record)
-            assert await store.bootstrap_record() is None
-            assert await store.finished_bootstrap() == record
-            assert await store.get_cursor("node-a", "pull") == 42
-            assert (await store.bootstrap_progress()) == {"node-a": 1.0}
+            assert await site.bootstrap_record() == record
+            await site.finish_bootstrap(record)
+            assert await site.bootstrap_record() is None
+            assert await site.finished_bootstrap() == record
+            assert await site.get_cursor("node-a", "pull") == 42
+            assert (await site.bootstrap_progress()) == {"node-a": 1.0}
         finally:
             await store.close()
 

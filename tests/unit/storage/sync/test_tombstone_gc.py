@@ -11,11 +11,11 @@ from storage.errors import NoSuchKey
 from storage.hlc import wall_clock_ms
 from storage.manifest import Kind
 from storage.store import Store
-from storage.sync.replica import LogPruned
+from storage.sync.feed import LogPruned
 from storage.sync.retention import forget_peer
 from storage.sync.tombstone_gc import PurgeLimits
-from tests.unit.storage.stores import put_object, run_with_store, run_with_two_stores
-from tests.unit.storage.sync.test_replica import replicate
+from tests.unit.storage.stores import put_object, run_with_store, run_with_two_stores, site_of
+from tests.unit.storage.sync.test_apply import replicate
 
 HOUR_MS = 3600 * 1000
 
@@ -44,16 +44,17 @@ async def _write_and_delete(store: Store, keys: int) -> None:
 
 def test_a_lone_node_purges_tombstones_only_after_the_window(tmp_path: Path) -> None:
     async def body(store: Store) -> None:
+        site = await site_of(store)
         await _write_and_delete(store, 5)
-        early = await store.purge_tombstones(_later(hours=23))
+        early = await site.purge_tombstones(_later(hours=23))
         assert early.tombstones == 0
-        late = await store.purge_tombstones(_later(hours=25))
+        late = await site.purge_tombstones(_later(hours=25))
         assert late.tombstones == 5
         for index in range(5):
             with pytest.raises(NoSuchKey):
                 await store.head_object("b", f"k{index}")
         assert late.log_rows > 0
-        assert await store.last_seq() > 0  # the log's last seq never goes back
+        assert await site.last_seq() > 0  # the log's last seq never goes back
 
     run_with_store(body, tmp_path)
     assert _tombstones(tmp_path) == 0
@@ -61,46 +62,49 @@ def test_a_lone_node_purges_tombstones_only_after_the_window(tmp_path: Path) -> 
 
 def test_nothing_is_purged_until_every_peer_acknowledged(tmp_path: Path) -> None:
     async def body(a: Store, b: Store) -> None:
+        site_a = await site_of(a)
         await a.create_bucket("b", "owner")
         await replicate(a, b)
         await _write_and_delete(a, 3)
         # b knows a (it pulled from it) but has not acknowledged the deletes yet.
-        await a.set_cursor(b.node_id, "acked", 1)
-        held = await a.purge_tombstones(_later(hours=48))
+        await site_a.set_cursor(b.node_id, "acked", 1)
+        held = await site_a.purge_tombstones(_later(hours=48))
         assert held.tombstones == 0
         assert held.log_pruned_through == 1  # only what b acknowledged (the bucket)
         await replicate(a, b)
-        await a.set_cursor(b.node_id, "acked", await a.last_seq())
-        done = await a.purge_tombstones(_later(hours=48))
+        await site_a.set_cursor(b.node_id, "acked", await site_a.last_seq())
+        done = await site_a.purge_tombstones(_later(hours=48))
         assert done.tombstones == 3
         # A peer still behind the pruned part of the log is told to bootstrap.
         with pytest.raises(LogPruned):
-            await a.changes_after(0, 100, exclude_origin=None)
-        assert await a.changes_after(await a.last_seq(), 100, exclude_origin=None) == []
+            await site_a.changes_after(0, 100, exclude_origin=None)
+        assert await site_a.changes_after(await site_a.last_seq(), 100, exclude_origin=None) == []
 
     run_with_two_stores(body, tmp_path)
 
 
 def test_an_unidentified_configured_peer_blocks_the_purge(tmp_path: Path) -> None:
     async def body(store: Store) -> None:
+        site = await site_of(store)
         await _write_and_delete(store, 2)
         limits = _later(hours=48)
         blocked = PurgeLimits(limits.now_ms, limits.window_ms, extra_peers=frozenset({"url"}))
-        assert (await store.purge_tombstones(blocked)).purged == 0
-        assert (await store.purge_tombstones(limits)).tombstones == 2
+        assert (await site.purge_tombstones(blocked)).purged == 0
+        assert (await site.purge_tombstones(limits)).tombstones == 2
 
     run_with_store(body, tmp_path)
 
 
 def test_deleted_versions_and_documents_are_purged_too(tmp_path: Path) -> None:
     async def body(store: Store) -> None:
+        site = await site_of(store)
         await store.set_versioning("b", "Enabled")
         manifest = await put_object(store, "b", "k", b"v1")
         await put_object(store, "b", "k", b"v2")
         await store.delete_object("b", "k", manifest.version_id)
         await store.put_bucket_document("b", "cors", "<CORSConfiguration/>")
         await store.put_bucket_document("b", "cors", None)
-        report = await store.purge_tombstones(_later(hours=25))
+        report = await site.purge_tombstones(_later(hours=25))
         assert report.version_tombstones == 1
         assert report.documents == 1
         current = await store.head_object("b", "k")
@@ -111,9 +115,10 @@ def test_deleted_versions_and_documents_are_purged_too(tmp_path: Path) -> None:
 
 def test_a_forgotten_peer_no_longer_holds_back_the_purge(tmp_path: Path) -> None:
     async def body(store: Store) -> None:
+        site = await site_of(store)
         await _write_and_delete(store, 3)
-        await store.set_cursor("gone-site", "acked", 1)  # a peer that left long ago
-        assert (await store.purge_tombstones(_later(hours=48))).tombstones == 0
+        await site.set_cursor("gone-site", "acked", 1)  # a peer that left long ago
+        assert (await site.purge_tombstones(_later(hours=48))).tombstones == 0
 
     run_with_store(body, tmp_path)
     with sqlite3.connect(tmp_path / "meta.db") as conn:
@@ -121,7 +126,8 @@ def test_a_forgotten_peer_no_longer_holds_back_the_purge(tmp_path: Path) -> None
         assert forget_peer(conn, "gone-site") == 0
 
     async def after(store: Store) -> None:
-        assert (await store.purge_tombstones(_later(hours=48))).tombstones == 3
+        site = await site_of(store)
+        assert (await site.purge_tombstones(_later(hours=48))).tombstones == 3
 
     run_with_store(after, tmp_path, bucket=None)
 
@@ -130,10 +136,11 @@ def test_a_configured_peer_never_reached_holds_back_the_purge(tmp_path: Path) ->
     """The node records its --peer list; offline GC sees it too."""
 
     async def body(store: Store) -> None:
+        site = await site_of(store)
         await _write_and_delete(store, 2)
-        await store.record_configured_peers(("http://127.0.0.1:1",))
-        assert (await store.purge_tombstones(_later(hours=48))).purged == 0
-        await store.record_configured_peers(())  # the --peer was removed
-        assert (await store.purge_tombstones(_later(hours=48))).tombstones == 2
+        await site.record_configured_peers(("http://127.0.0.1:1",))
+        assert (await site.purge_tombstones(_later(hours=48))).purged == 0
+        await site.record_configured_peers(())  # the --peer was removed
+        assert (await site.purge_tombstones(_later(hours=48))).tombstones == 2
 
     run_with_store(body, tmp_path)

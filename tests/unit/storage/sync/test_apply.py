@@ -16,11 +16,13 @@ from storage.errors import NoSuchKey
 from storage.hlc import pack, wall_clock_ms
 from storage.manifest import decode
 from storage.store import Store
-from storage.sync.replica import Change, MissingChunks
+from storage.sync.apply import MissingChunks
+from storage.sync.feed import Change
 from tests.unit.storage.stores import (
     current_objects,
     put_object,
     run_with_two_stores,
+    site_of,
 )
 
 SKEW_MS = 1000
@@ -28,17 +30,18 @@ SKEW_MS = 1000
 
 async def replicate(source: Store, target: Store, fetch_chunks: bool = True) -> tuple[int, int]:
     """Pull everything ``target`` has not seen from ``source``; return (applied, conflicts)."""
-    cursor = await target.get_cursor(source.node_id, "pull")
-    changes = await source.changes_after(cursor, 1000, exclude_origin=target.node_id)
+    src, dst = await site_of(source), await site_of(target)
+    cursor = await dst.get_cursor(source.node_id, "pull")
+    changes = await src.changes_after(cursor, 1000, exclude_origin=target.node_id)
     if not changes:
         return 0, 0
     digests = [c.blake3 for ch in changes if ch.manifest for c in decode(ch.manifest).chunks]
     if fetch_chunks:
-        for digest in await target.missing_chunks(digests):
-            data = await source.read_chunk_by_hash(digest)
+        for digest in await dst.missing_chunks(digests):
+            data = await src.read_chunk_by_hash(digest)
             assert data is not None
-            await target.store_chunk(data)
-    result = await target.apply_remote(source.node_id, changes, changes[-1].seq, SKEW_MS)
+            await dst.store_chunk(data)
+    result = await dst.apply_remote(source.node_id, changes, changes[-1].seq, SKEW_MS)
     return result.applied, result.conflicts
 
 
@@ -72,16 +75,17 @@ def test_applying_a_batch_twice_changes_nothing(tmp_path: Path) -> None:
     async def body(a: Store, b: Store) -> None:
         await a.create_bucket("bkt", "owner")
         await put_object(a, "bkt", "k", b"data")
-        changes = await a.changes_after(0, 1000, "node-b")
-        for digest in await b.missing_chunks(
+        site_a, site_b = await site_of(a), await site_of(b)
+        changes = await site_a.changes_after(0, 1000, "node-b")
+        for digest in await site_b.missing_chunks(
             [c.blake3 for ch in changes if ch.manifest for c in decode(ch.manifest).chunks]
         ):
-            await b.store_chunk(await a.read_chunk_by_hash(digest) or b"")
-        first = await b.apply_remote("node-a", changes, changes[-1].seq, SKEW_MS)
-        seq_after_first = await b.last_seq()
-        second = await b.apply_remote("node-a", changes, changes[-1].seq, SKEW_MS)
+            await site_b.store_chunk(await site_a.read_chunk_by_hash(digest) or b"")
+        first = await site_b.apply_remote("node-a", changes, changes[-1].seq, SKEW_MS)
+        seq_after_first = await site_b.last_seq()
+        second = await site_b.apply_remote("node-a", changes, changes[-1].seq, SKEW_MS)
         assert (first.applied, second.applied, second.duplicates) == (2, 0, 2)
-        assert await b.last_seq() == seq_after_first
+        assert await site_b.last_seq() == seq_after_first
 
     run_with_two_stores(body, tmp_path)
 
@@ -90,12 +94,13 @@ def test_missing_chunks_apply_nothing_and_keep_the_cursor(tmp_path: Path) -> Non
     async def body(a: Store, b: Store) -> None:
         await a.create_bucket("bkt", "owner")
         await put_object(a, "bkt", "k", os.urandom(2000))
-        changes = await a.changes_after(0, 1000, "node-b")
+        site_a, site_b = await site_of(a), await site_of(b)
+        changes = await site_a.changes_after(0, 1000, "node-b")
         with pytest.raises(MissingChunks) as excinfo:
-            await b.apply_remote("node-a", changes, changes[-1].seq, SKEW_MS)
+            await site_b.apply_remote("node-a", changes, changes[-1].seq, SKEW_MS)
         assert len(excinfo.value.digests) == 1
         assert await b.list_buckets() == []  # the bucket.create in the same batch was not kept
-        assert await b.get_cursor("node-a", "pull") == 0
+        assert await site_b.get_cursor("node-a", "pull") == 0
 
     run_with_two_stores(body, tmp_path)
 
@@ -144,7 +149,7 @@ def test_changes_from_the_future_are_rejected_and_counted(tmp_path: Path) -> Non
         await b.create_bucket("bkt", "owner")
         future = pack(wall_clock_ms() + 60_000, 0)
         change = Change(1, future, "node-a", "bucket.create", "evil", payload={"owner": "x"})
-        result = await b.apply_remote("node-a", [change], 1, SKEW_MS)
+        result = await (await site_of(b)).apply_remote("node-a", [change], 1, SKEW_MS)
         assert (result.applied, result.skew_rejected) == (0, 1)
         assert [bk.name for bk in await b.list_buckets()] == ["bkt"]
         assert b.clock.last < future  # the clock was not dragged forward
@@ -157,8 +162,9 @@ def test_a_change_never_goes_back_to_its_origin(tmp_path: Path) -> None:
         await a.create_bucket("bkt", "owner")
         await put_object(a, "bkt", "k", b"x")
         await replicate(a, b)
-        assert await b.changes_after(0, 1000, exclude_origin="node-a") == []
-        assert len(await b.changes_after(0, 1000, exclude_origin=None)) == 2  # relayed on
+        site_b = await site_of(b)
+        assert await site_b.changes_after(0, 1000, exclude_origin="node-a") == []
+        assert len(await site_b.changes_after(0, 1000, exclude_origin=None)) == 2  # relayed on
 
     run_with_two_stores(body, tmp_path)
 

@@ -1,17 +1,15 @@
-"""What replication needs from the store: the change feed, chunks by hash, remote apply.
+"""The apply path: a peer's changes applied here with last-writer-wins, whole or not at all.
 
-Contract (implemented below and in Store):
+* ``apply_remote`` (:class:`ApplyRemote`): apply a batch with LWW and advance the peer's pull
+  cursor in the same transaction. Raises MissingChunks (nothing applied) if a version's chunks
+  are not all present locally, so a replicated version becomes visible only with all its data.
+* A change that loses LWW is a conflict, recorded (storage/sync/conflicts.py) and counted in
+  :class:`ApplyResult`; every applied change is relogged with its origin and HLC, so it
+  relays on to other sites.
+* After a restore, this node's own changes are pulled back once from each peer
+  (``start_repulling_own_changes``, :class:`OwnChangesRepulled`).
 
-* ``Change``: one change-log row. ``seq`` is its position in the log of the node serving it
-  (the peer's cursor); ``(origin, hlc)`` identifies it across sites.
-* ``changes_after(after_seq, limit, exclude_origin)``: the serving node's log in commit order,
-  without the changes that originated at ``exclude_origin`` (never send a change home).
-* chunks by BLAKE3: ``read_chunk_by_hash`` (verified bytes or None), ``missing_chunks``
-  (which of these digests this node lacks), ``store_chunk`` (verify, append, fsync, index).
-* ``apply_remote(peer, changes, cursor)``: apply a batch with last-writer-wins, whole or not
-  at all, and advance the peer's pull cursor in the same transaction. Raises MissingChunks
-  (nothing applied) if a version's chunks are not all present locally, so a replicated
-  version becomes visible only with all its data.
+What is read of the log is storage/sync/feed.py.
 """
 
 from __future__ import annotations
@@ -21,7 +19,6 @@ import json
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from storage import bucket_config, catalog, conditions, digest
 from storage.clock import SYSTEM_CLOCK
@@ -30,21 +27,7 @@ from storage.errors import FormatError, StorageError
 from storage.hlc import LOGICAL_BITS, HybridClock, Timestamp
 from storage.lww import Stamp, wins
 from storage.manifest import ChunkRef, Kind, Manifest, decode
-
-
-@dataclass(frozen=True)
-class Change:
-    seq: int
-    hlc: int
-    origin: str
-    op: str
-    bucket: str
-    key: str | None = None
-    version_id: str | None = None
-    size: int | None = None
-    etag: str | None = None
-    manifest: bytes | None = None
-    payload: dict[str, Any] | None = None
+from storage.sync.feed import Change, set_cursor
 
 
 @dataclass
@@ -67,125 +50,8 @@ class MissingChunks(StorageError):
         self.digests = digests
 
 
-LOG_PRUNED_THROUGH = "log_pruned_through"  # written by storage/sync/tombstone_gc.py
-# Written by storage/ops/gc.py: chunks that only changes at or before this seq needed may be gone,
-# so the log after an older position can no longer be served whole either.
-CHUNKS_RECLAIMED_THROUGH = "chunks_reclaimed_through"
-
-
-class LogPruned(StorageError):
-    """Changes after the position asked for were pruned (tombstone GC): bootstrap again."""
-
-    def __init__(self, after_seq: int, pruned_through: int) -> None:
-        super().__init__(
-            f"changes after seq {after_seq} were pruned (the log starts after seq"
-            f" {pruned_through}): this site must be bootstrapped again"
-            " (`lakenode repl bootstrap --from URL` on an empty data dir)"
-        )
-        self.after_seq = after_seq
-        self.pruned_through = pruned_through
-
-
 class ReplicationError(StorageError):
     """A remote change cannot be applied (unknown operation, malformed manifest...)."""
-
-
-# ---- reading the feed ------------------------------------------------------------------------
-
-_CHANGE_COLUMNS = "seq, hlc, origin, op, bucket, key, version_id, size, etag, manifest, payload"
-
-
-def changes_after(
-    conn: sqlite3.Connection, after_seq: int, limit: int, exclude_origin: str | None
-) -> list[Change]:
-    pruned = max(
-        int(catalog.read_meta(conn, name) or 0)
-        for name in (LOG_PRUNED_THROUGH, CHUNKS_RECLAIMED_THROUGH)
-    )
-    if after_seq < pruned:
-        raise LogPruned(after_seq, pruned)
-    rows = conn.execute(
-        f"SELECT {_CHANGE_COLUMNS} FROM changes WHERE seq > ? AND origin != ? ORDER BY seq LIMIT ?",
-        (after_seq, exclude_origin or "", limit),
-    ).fetchall()
-    return [
-        Change(seq, hlc, origin, op, bucket, key, version_id, size, etag,
-               bytes(manifest) if manifest is not None else None,
-               json.loads(payload) if payload else None)
-        for seq, hlc, origin, op, bucket, key, version_id, size, etag, manifest, payload in rows
-    ]  # fmt: skip
-
-
-def last_seq(conn: sqlite3.Connection) -> int:
-    """The log's last position: the largest seq ever given out. Normally the last row's seq;
-    after a restore or rebuild, the floor set by :func:`continue_log_above` (no row yet)."""
-    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").fetchone()
-    return int(row[0]) if row is not None else 0
-
-
-# Changes a node can commit per millisecond, with a wide margin: SQLite inserts change rows
-# at well under a million per second, and every change of this node goes through one writer.
-LOG_GROWTH_PER_MS_MAX = 10_000
-
-
-def continue_log_above(conn: sqlite3.Connection, since_ms: int, now_ms: int) -> int:
-    """After a restore or a rebuild, make the next seq greater than any seq the lost log
-    can have reached, and return the new last seq.
-
-    Peers hold cursors into the log as it was before the loss; the log kept (or rebuilt)
-    may end earlier. Were new changes numbered from there, a peer whose cursor is ahead
-    would skip them without noticing. The lost log had at most the kept last seq plus
-    what could be committed between ``since_ms`` (when the kept state was current) and
-    ``now_ms``: the next seq is put above that.
-    """
-    elapsed_ms = max(0, now_ms - since_ms)
-    floor = last_seq(conn) + elapsed_ms * LOG_GROWTH_PER_MS_MAX + 1
-    updated = conn.execute(
-        "UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'changes'", (floor,)
-    ).rowcount
-    if not updated:
-        conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('changes', ?)", (floor,))
-    return last_seq(conn)
-
-
-def chunk_location(conn: sqlite3.Connection, digest: bytes) -> ChunkRef | None:
-    row = conn.execute(
-        "SELECT segment_id, offset, length FROM chunk_index WHERE blake3 = ?", (digest,)
-    ).fetchone()
-    return None if row is None else ChunkRef(int(row[0]), int(row[1]), int(row[2]), digest)
-
-
-def missing_chunks(conn: sqlite3.Connection, digests: list[bytes]) -> set[bytes]:
-    return {d for d in digests if chunk_location(conn, d) is None}
-
-
-def replication_state(conn: sqlite3.Connection, origin: str, hlc: int, peers: list[str]) -> str:
-    """COMPLETED when every peer has acknowledged the change that wrote (origin, hlc)."""
-    row = conn.execute(
-        "SELECT seq FROM changes WHERE origin = ? AND hlc = ?", (origin, hlc)
-    ).fetchone()
-    if row is None:
-        # Pruned rows were acknowledged by every peer before tombstone GC dropped them.
-        return "COMPLETED" if catalog.read_meta(conn, LOG_PRUNED_THROUGH) else "PENDING"
-    done = all(get_cursor(conn, peer, "acked") >= int(row[0]) for peer in peers)
-    return "COMPLETED" if done else "PENDING"
-
-
-def get_cursor(conn: sqlite3.Connection, peer: str, direction: str) -> int:
-    row = conn.execute(
-        "SELECT seq FROM peer_cursors WHERE peer = ? AND direction = ?", (peer, direction)
-    ).fetchone()
-    return 0 if row is None else int(row[0])
-
-
-def set_cursor(conn: sqlite3.Connection, peer: str, direction: str, seq: int, now_ms: int) -> None:
-    """Move a cursor forward (never back: a push and a pull from one peer may race)."""
-    conn.execute(
-        "INSERT INTO peer_cursors (peer, direction, seq, updated_ms) VALUES (?, ?, ?, ?)"
-        " ON CONFLICT (peer, direction) DO UPDATE SET seq = max(seq, excluded.seq),"
-        " updated_ms = excluded.updated_ms",
-        (peer, direction, seq, now_ms),
-    )
 
 
 # ---- re-pulling this node's own changes after a restore ----------------------------------------
@@ -239,21 +105,6 @@ class IndexChunks:
 
     def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[None]:
         catalog.index_chunks(conn, self.chunks)
-        return Outcome(None)
-
-
-@dataclass(frozen=True)
-class SetCursor:
-    peer: str
-    direction: str
-    seq: int
-    clock: HybridClock
-
-    def touched(self) -> tuple[str, str | None]:
-        return "", ""
-
-    def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[None]:
-        set_cursor(conn, self.peer, self.direction, self.seq, self.clock.wall_ms())
         return Outcome(None)
 
 
@@ -408,7 +259,7 @@ def _localized(conn: sqlite3.Connection, remote: Manifest) -> Manifest:
     local: list[ChunkRef] = []
     lacking: set[bytes] = set()
     for chunk in remote.chunks:
-        found = chunk_location(conn, chunk.blake3)
+        found = catalog.chunk_location(conn, chunk.blake3)
         if found is None or found.length != chunk.length:
             lacking.add(chunk.blake3)
         else:
