@@ -165,3 +165,15 @@ def test_no_module_passes_the_size_limit() -> None:
         if lines > MODULE_LINES_MAX:
             over[relative] = lines
     assert over == {}, f"modules over {MODULE_LINES_MAX} lines: {over}"
+
+
+def test_the_architecture_doc_has_a_line_for_every_module() -> None:
+    """docs/architecture.md describes the tree one module per row: a new module gets its row."""
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    missing = [
+        relative
+        for path in _modules()
+        if path.name != "__init__.py"
+        and f"`{(relative := path.relative_to(ROOT).as_posix())}`" not in doc
+    ]
+    assert missing == []
