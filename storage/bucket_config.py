@@ -18,7 +18,16 @@ from storage.errors import NoSuchConfiguration, NoSuchKey
 from storage.hlc import Timestamp
 from storage.manifest import Kind, Manifest, decode
 
-BUCKET_DOCUMENTS = ("policy", "cors", "tagging", "acl", "ownership", "public-access-block")
+BUCKET_DOCUMENTS = (
+    "policy",
+    "cors",
+    "tagging",
+    "acl",
+    "ownership",
+    "public-access-block",
+    "object-lock",  # the ObjectLockConfiguration (storage/object_lock.py: per-version state)
+    "lifecycle",
+)
 Tags = tuple[tuple[str, str], ...]
 
 

@@ -22,6 +22,8 @@ Tables:
   completed_uploads  multipart uploads completed recently: a repeated CompleteMultipartUpload
                 (a client retrying after a lost answer) gets the same answer. Kept a day;
                 not rebuilt by rebuild-index (a retry after it gets NoSuchUpload, as before)
+  version_locks object lock state per version (retention, legal hold), merged across sites;
+                kept after the version is removed, so a late lock can bring it back
   access_keys   keys besides the root key: secret, status, limits; read by the node and by
                 `lakenode keys` (which may write while the node runs)
 """
@@ -228,6 +230,20 @@ MIGRATIONS: tuple[str, ...] = (
         origin      TEXT NOT NULL,
         PRIMARY KEY (bucket, key, version_id)
     ) STRICT;
+    """,
+    # 8: object lock state per version (storage/object_lock.py, storage/locks.py).
+    """
+    CREATE TABLE version_locks (
+        bucket            TEXT NOT NULL,
+        key               TEXT NOT NULL,
+        version_id        TEXT NOT NULL,
+        state             TEXT NOT NULL,     -- JSON (storage/object_lock.py LockState)
+        protected_until   INTEGER NOT NULL,  -- ms: no removal before; max int while held
+        hlc               INTEGER NOT NULL,  -- stamp of the last lock change merged here
+        origin            TEXT NOT NULL,
+        PRIMARY KEY (bucket, key, version_id)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX version_locks_by_protection ON version_locks (protected_until);
     """,
 )
 

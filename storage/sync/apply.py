@@ -451,6 +451,8 @@ _HANDLERS = {
     "bucket.acl": _apply_document,
     "bucket.ownership": _apply_document,
     "bucket.public-access-block": _apply_document,
+    "bucket.object-lock": _apply_document,
+    "bucket.lifecycle": _apply_document,
     "object.tags": _apply_tags,
     "object.acl": _apply_object_acl,
 }
