@@ -29,6 +29,8 @@ from typing import Any, Final
 from storage.digest import KeyFacts, VersionFact
 from storage.errors import FormatError
 from storage.manifest import decode as decode_manifest
+from storage.object_lock import BadLockState
+from storage.sync.apply_locks import LOCK_OP, payload_lock
 from storage.sync.feed import Change
 
 PROTOCOL_VERSION: Final = 1
@@ -193,7 +195,7 @@ def change_from_json(document: Any, index: int = 0) -> Change:
     bucket = _text(fields, "bucket", where)
     if bucket is None:
         raise ProtocolError(f"{where}: 'bucket' is required")
-    return Change(
+    change = Change(
         seq=_int(fields, "seq", where),
         hlc=_int(fields, "hlc", where),
         origin=_node_id(fields, "origin", where),
@@ -206,6 +208,19 @@ def change_from_json(document: Any, index: int = 0) -> Change:
         manifest=_manifest(fields, where),
         payload=_payload(fields, where),
     )
+    _check_lock(change, where)
+    return change
+
+
+def _check_lock(change: Change, where: str) -> None:
+    """Object lock state a change carries must be well formed: a peer's malformed lock would
+    otherwise stop replication at apply time, or worse, be merged."""
+    if change.op == LOCK_OP and (change.key is None or change.version_id is None):
+        raise ProtocolError(f"{where}: {LOCK_OP} needs 'key' and 'version_id'")
+    try:
+        payload_lock(change.op, change.payload)
+    except BadLockState as exc:
+        raise ProtocolError(f"{where}: bad object lock state: {exc}") from exc
 
 
 _CHANGE_FIELDS: Final = frozenset(

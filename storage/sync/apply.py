@@ -27,6 +27,8 @@ from storage.errors import FormatError, StorageError
 from storage.hlc import LOGICAL_BITS, HybridClock, Timestamp
 from storage.lww import Stamp, wins
 from storage.manifest import ChunkRef, Kind, Manifest, decode
+from storage.object_lock import BadLockState
+from storage.sync import apply_locks
 from storage.sync.feed import Change, set_cursor
 
 
@@ -206,14 +208,23 @@ def apply_and_log(
     stamps a conflict's record (the store's clock).
     """
     manifest_bytes = change.manifest
-    if change.op in VERSION_OPS:
-        manifest = _checked_manifest(change)
-        if not chunks_local:
-            manifest = _localized(conn, manifest)
-        conflict = _apply_version(conn, change, manifest, now_ms)
-        manifest_bytes = manifest.encode()
-    else:
-        conflict = _apply_change(conn, change)
+    try:
+        if change.op in VERSION_OPS:
+            manifest = _checked_manifest(change)
+            if not chunks_local:
+                manifest = _localized(conn, manifest)
+            conflict = _apply_version(conn, change, manifest, now_ms)
+            manifest_bytes = manifest.encode()
+        elif change.op == apply_locks.LOCK_OP:
+            locked = _lock_manifest(conn, change, chunks_local)
+            conflict = _apply_version_lock(conn, change, locked)
+            manifest_bytes = None if locked is None else locked.encode()
+        elif change.op == "version.delete":
+            conflict = _apply_version_delete(conn, change, now_ms())
+        else:
+            conflict = _apply_change(conn, change)
+    except BadLockState as exc:
+        raise ReplicationError(f"bad lock in change {change.origin}/{change.hlc}: {exc}") from exc
     conn.execute(
         "INSERT INTO changes (seq, hlc, origin, op, bucket, key, version_id, size, etag,"
         " manifest, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -280,8 +291,15 @@ def _apply_version(
         " AND version_id = ?",
         (manifest.bucket, manifest.key, manifest.version_id),
     ).fetchone()
-    if tomb is not None and not wins(incoming, Stamp(int(tomb[0]), str(tomb[1]))):
-        return True
+    if change.op == "object.put":
+        apply_locks.merge_payload_lock(conn, change, manifest)
+    if tomb is not None:
+        delete = Stamp(int(tomb[0]), str(tomb[1]))
+        # An older version deleted for good stays deleted, unless its lock forbade the delete.
+        if not wins(incoming, delete) and apply_locks.delete_permitted(
+            conn, manifest.bucket, manifest.key, manifest.version_id, delete
+        ):
+            return True
     row = conn.execute(
         "SELECT hlc, origin FROM versions WHERE bucket = ? AND key = ? AND version_id = ?",
         (manifest.bucket, manifest.key, manifest.version_id),
@@ -327,8 +345,42 @@ def _record_conflict(
     )
 
 
-def _apply_version_delete(conn: sqlite3.Connection, change: Change) -> bool:
+def _lock_manifest(conn: sqlite3.Connection, change: Change, chunks_local: bool) -> Manifest | None:
+    """A version.lock's manifest (the locked version's: it can bring the version back here),
+    checked and with chunk locations on this node. None: the change carries none (bootstrap
+    of a lock on a removed version, rebuild-index after GC dropped the manifest record)."""
+    if change.key is None or change.version_id is None:
+        raise ReplicationError("version.lock without a key and version id")
+    if change.manifest is None:
+        return None
+    try:
+        manifest = decode(change.manifest)
+    except FormatError as exc:
+        raise ReplicationError(f"bad manifest in change {change.origin}/{change.hlc}") from exc
+    problem = apply_locks.check_lock_manifest(change, manifest)
+    if problem is not None:
+        raise ReplicationError(f"version.lock {change.origin}/{change.hlc}: {problem}")
+    return manifest if chunks_local else _localized(conn, manifest)
+
+
+def _apply_version_lock(
+    conn: sqlite3.Connection, change: Change, manifest: Manifest | None
+) -> bool:
+    """Lock state merges (never a conflict); a version whose delete it forbids comes back."""
     assert change.key is not None and change.version_id is not None
+    catalog.get_bucket(conn, change.bucket)
+    apply_locks.merge_change_lock(conn, change)
+    apply_locks.settle(conn, change.bucket, change.key, change.version_id, manifest)
+    return False
+
+
+def _apply_version_delete(conn: sqlite3.Connection, change: Change, now_ms: int) -> bool:
+    """A version removed for good on a peer: recorded, and applied unless it loses LWW to a
+    newer write of the (null) version or the version's merged lock forbids it (then it stays
+    recorded, pending: see storage/sync/apply_locks.py)."""
+    if change.key is None or change.version_id is None:
+        raise ReplicationError("version.delete without a key and version id")
+    apply_locks.payload_lock(change.op, change.payload)  # checks the bypass flag
     catalog.get_bucket(conn, change.bucket)
     catalog.record_version_tombstone(
         conn, change.bucket, change.key, change.version_id, change.hlc, change.origin
@@ -341,6 +393,12 @@ def _apply_version_delete(conn: sqlite3.Connection, change: Change) -> bool:
         return False
     if not wins(_stamp(change), Stamp(int(row[0]), str(row[1]))):
         return True  # a newer write of this (null) version stands
+    bypass = (change.payload or {}).get("bypass_governance") is True
+    if not apply_locks.delete_permitted(
+        conn, change.bucket, change.key, change.version_id, _stamp(change), bypass
+    ):
+        apply_locks.record_refused_delete(conn, change, now_ms)
+        return True
     catalog.delete_version_row(conn, change.bucket, change.key, change.version_id)
     catalog.promote_latest(conn, change.bucket, change.key)
     return False
@@ -441,7 +499,6 @@ def _apply_object_acl(conn: sqlite3.Connection, change: Change) -> bool:
 
 VERSION_OPS = frozenset({"object.put", "object.delete"})
 _HANDLERS = {
-    "version.delete": _apply_version_delete,
     "bucket.create": _apply_bucket_create,
     "bucket.delete": _apply_bucket_delete,
     "bucket.versioning": _apply_document,

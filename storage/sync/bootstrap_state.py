@@ -13,7 +13,9 @@ order, a page at a time, as :class:`~storage.sync.feed.Change` records that carr
   marker or an unversioned tombstone, with its manifest; tags written with the version ride
   in its payload as they did in the original change), and tags set later (``object.tags``
   with the tags' own stamp, an empty set included), and an ACL set later (``object.acl``
-  with its own stamp).
+  with its own stamp), and its object lock state (``version.lock`` under the stamp of the last
+  lock change merged, with the version's manifest; in the version's payload when that stamp
+  is the version's own).
 
 Applied through :func:`storage.sync.apply.apply_changes` these behave like the changes they
 stand for: LWW decides, ``(origin, hlc)`` deduplicates (a change also pulled from a log later
@@ -117,6 +119,8 @@ def _entries_after(
         " WHERE bucket = ?1 AND (key, version_id) > (?2, ?3)"
         " UNION SELECT key, version_id FROM object_acls"
         " WHERE bucket = ?1 AND (key, version_id) > (?2, ?3)"
+        " UNION SELECT key, version_id FROM version_locks"
+        " WHERE bucket = ?1 AND (key, version_id) > (?2, ?3)"
         " ORDER BY 1, 2 LIMIT ?4",
         (bucket, start[0], start[1], max(count, 1)),
     ).fetchall()
@@ -203,18 +207,40 @@ def _entry_changes(
         where,
     ).fetchone()
     tag_list = json.loads(tags[0]) if tags is not None else None
-    with_version = False
+    lock = conn.execute(
+        "SELECT state, hlc, origin FROM version_locks WHERE bucket = ? AND key = ?"
+        " AND version_id = ?",
+        where,
+    ).fetchone()
+    with_version = lock_with_version = False
     if version is not None:
         kind, hlc, origin, size, etag, manifest = version
         stamp = (int(hlc), str(origin))
-        # Tags written with the version share its stamp: they ride in its payload, as in the
-        # original change (a separate change with the same stamp would be a "duplicate").
+        # Tags (and a lock) written with the version share its stamp: they ride in its
+        # payload, as in the original change (a separate change with the same stamp would be
+        # a "duplicate").
         with_version = tags is not None and (int(tags[1]), str(tags[2])) == stamp
+        lock_with_version = lock is not None and (int(lock[1]), str(lock[2])) == stamp
+        payload: dict[str, Any] = {}
+        if with_version and tag_list:
+            payload["tags"] = tag_list
+        if lock_with_version:
+            payload["lock"] = json.loads(lock[0])
         changes.append(
             Change(0, stamp[0], stamp[1],
                    "object.put" if int(kind) == Kind.OBJECT else "object.delete",
                    bucket, key, version_id, int(size), str(etag), bytes(manifest),
-                   {"tags": tag_list} if with_version and tag_list else None)
+                   payload or None)
+        )  # fmt: skip
+    if lock is not None and not lock_with_version:
+        # The merged state under the stamp of the last lock change merged; the version's
+        # manifest with it, as a version.lock carries (none once the version is removed).
+        carried = (
+            bytes(version[5]) if version is not None and int(version[0]) == Kind.OBJECT else None
+        )
+        changes.append(
+            Change(0, int(lock[1]), str(lock[2]), "version.lock", bucket, key, version_id,
+                   manifest=carried, payload={"lock": json.loads(lock[0])})
         )  # fmt: skip
     if tags is not None and not with_version:
         changes.append(

@@ -15,6 +15,17 @@ peer asking for changes after an older position can no longer be served from the
 told to bootstrap again (``LogPruned``). The last row of the log is never pruned, so the log's
 last seq never goes back.
 
+Object lock (storage/sync/apply_locks.py): a version tombstone also records a delete that a
+lock refused (it waits, and takes effect if the lock is later lifted) or one whose version a
+lock brought back. Such a tombstone is kept while the version row it deleted exists, or while
+a lock row may forbid the delete (``protected_until`` after the delete's time, GOVERNANCE
+counted as if not bypassed): dropping it would let two sites decide differently. A version
+tombstone is purged only once its delete took effect for good. Lock rows (``version_locks``)
+are never purged, not even for removed versions: a lock is a few bytes and a late copy of the
+version must still meet it. Log rows of ``version.lock`` changes are pruned like any other:
+the merged state is in ``version_locks``, and the segments' journal keeps every change for
+rebuild-index.
+
 Conflict records (replicated writes that lost, kept for review) are dropped after their own
 retention period.
 
@@ -153,7 +164,16 @@ class _StampedTombstones:
 _STAMPED_TOMBSTONES: Final = (
     _StampedTombstones(
         "version_tombstones",
-        "SELECT bucket, key, version_id, hlc, origin FROM version_tombstones WHERE hlc < ?",
+        # Kept while it still decides something: the version is present (the lock refused
+        # the delete, which waits) or a lock row may forbid the delete (the version waits to
+        # come back). See the module docstring.
+        "SELECT bucket, key, version_id, hlc, origin FROM version_tombstones t WHERE hlc < ?"
+        " AND NOT EXISTS (SELECT 1 FROM versions v WHERE v.bucket = t.bucket"
+        " AND v.key = t.key AND v.version_id = t.version_id"
+        " AND (v.hlc, v.origin) < (t.hlc, t.origin))"
+        " AND NOT EXISTS (SELECT 1 FROM version_locks l WHERE l.bucket = t.bucket"
+        " AND l.key = t.key AND l.version_id = t.version_id"
+        f" AND l.protected_until > (t.hlc >> {LOGICAL_BITS}))",
         "DELETE FROM version_tombstones WHERE bucket = ? AND key = ? AND version_id = ?",
     ),
     _StampedTombstones(
