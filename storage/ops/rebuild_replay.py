@@ -23,9 +23,11 @@ from storage.ops.rebuild_staging import (
     RebuildStats,
     any_manifest,
     chunks_intact,
+    manifest_just_before,
     usable_manifest,
 )
 from storage.sync.apply import apply_and_log
+from storage.sync.apply_locks import LOCK_OP
 from storage.sync.feed import Change
 
 PAGE: Final = 1000
@@ -80,12 +82,20 @@ def replay_changes(
     (total,) = conn.execute("SELECT count(*) FROM rb_changes").fetchone()
     progress.note(f"replaying {total} change(s) in log order")
     done = 0
-    for seq, text in _pages(
-        conn, "SELECT seq, entry FROM rb_changes WHERE seq > ? ORDER BY seq LIMIT ?", (-1,)
+    for seq, position, text in _pages(
+        conn,
+        "SELECT seq, position, entry FROM rb_changes WHERE seq > ? ORDER BY seq LIMIT ?",
+        (-1,),
     ):
         entry = json.loads(text)
         manifest: bytes | None = None
-        if entry["manifest"]:
+        if entry["manifest"] and entry["op"] == LOCK_OP:
+            # The lock is replayed even without its manifest (GC may have dropped the
+            # record once the version was gone): only bringing a version back needs it.
+            version = (entry["bucket"], entry["key"], entry["version_id"])
+            found = manifest_just_before(conn, position, version)
+            manifest = None if found is None else found.encode()
+        elif entry["manifest"]:
             found = usable_manifest(conn, entry["hlc"], entry["origin"])
             if found is None:
                 what = f"{entry['op']} {entry['bucket']}/{entry['key']} {entry['version_id']}"

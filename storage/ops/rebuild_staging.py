@@ -64,6 +64,7 @@ CREATE TEMP TABLE rb_uploads (hlc INTEGER, origin TEXT, position INTEGER, entry 
 CREATE TEMP TABLE rb_missing (what TEXT, reason TEXT, bucket TEXT, key TEXT, version_id TEXT,
                               hlc INTEGER, origin TEXT, upload_id TEXT);
 CREATE INDEX temp.rb_uploads_order ON rb_uploads (hlc, origin, position);
+CREATE INDEX temp.rb_manifests_by_position ON rb_manifests (position);
 """
 
 
@@ -190,3 +191,22 @@ def any_manifest(conn: sqlite3.Connection, hlc: int, origin: str) -> Manifest | 
         (hlc, origin),
     ).fetchone()
     return None if row is None else decode(bytes(row[0]))
+
+
+def manifest_just_before(
+    conn: sqlite3.Connection, position: int, version: tuple[str, str, str]
+) -> Manifest | None:
+    """The manifest record written just before a change entry, if it names ``version`` and its
+    chunks are intact. A ``version.lock`` carries the locked version's manifest, which has the
+    version's stamp, not the change's, so it is found by its place: a commit appends each
+    change's manifest right before its journal entry (storage/journal.py)."""
+    row = conn.execute(
+        "SELECT bytes FROM rb_manifests WHERE position < ? ORDER BY position DESC LIMIT 1",
+        (position,),
+    ).fetchone()
+    if row is None:
+        return None
+    manifest = decode(bytes(row[0]))
+    if (manifest.bucket, manifest.key, manifest.version_id) != version:
+        return None
+    return manifest if chunks_intact(conn, manifest) else None

@@ -20,7 +20,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from storage import bucket_config, catalog, conditions, digest
+from storage import bucket_config, catalog, conditions, digest, lock_deletes
 from storage.clock import SYSTEM_CLOCK
 from storage.commit import Outcome
 from storage.errors import FormatError, StorageError
@@ -296,7 +296,7 @@ def _apply_version(
     if tomb is not None:
         delete = Stamp(int(tomb[0]), str(tomb[1]))
         # An older version deleted for good stays deleted, unless its lock forbade the delete.
-        if not wins(incoming, delete) and apply_locks.delete_permitted(
+        if not wins(incoming, delete) and lock_deletes.delete_permitted(
             conn, manifest.bucket, manifest.key, manifest.version_id, delete
         ):
             return True
@@ -370,7 +370,7 @@ def _apply_version_lock(
     assert change.key is not None and change.version_id is not None
     catalog.get_bucket(conn, change.bucket)
     apply_locks.merge_change_lock(conn, change)
-    apply_locks.settle(conn, change.bucket, change.key, change.version_id, manifest)
+    lock_deletes.settle(conn, change.bucket, change.key, change.version_id, manifest)
     return False
 
 
@@ -394,7 +394,7 @@ def _apply_version_delete(conn: sqlite3.Connection, change: Change, now_ms: int)
     if not wins(_stamp(change), Stamp(int(row[0]), str(row[1]))):
         return True  # a newer write of this (null) version stands
     bypass = (change.payload or {}).get("bypass_governance") is True
-    if not apply_locks.delete_permitted(
+    if not lock_deletes.delete_permitted(
         conn, change.bucket, change.key, change.version_id, _stamp(change), bypass
     ):
         apply_locks.record_refused_delete(conn, change, now_ms)

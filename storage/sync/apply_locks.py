@@ -11,25 +11,24 @@ decreases through replication). What this module adds is how lock state and perm
   wall time, with its ``bypass_governance`` flag): a refused remote delete stays recorded,
   *pending*, and is counted as a conflict.
 * After every change that can alter the verdict (a lock arriving, the version arriving, the
-  delete arriving), :func:`settle` makes the version's presence agree with it: present iff
-  there is no delete, or the merged lock forbids it. So a version whose delete raced with a
-  lock comes back from the lock change's manifest (resurrection), and a pending delete takes
-  effect once a later change (a legal hold lifted, GOVERNANCE shortened with bypass) permits
-  it. The outcome depends only on the set of changes a site holds, not on their order: two
-  sites that hold the same changes hold the same versions.
+  delete arriving), ``settle`` (storage/lock_deletes.py, where the rule itself lives) makes
+  the version's presence agree with it: present iff there is no delete, or the merged lock
+  forbids it. So a version whose delete raced with a lock comes back from the lock change's
+  manifest (resurrection), and a pending delete takes effect once a later change (a legal
+  hold lifted, GOVERNANCE shortened with bypass) permits it. The outcome depends only on the
+  set of changes a site holds, not on their order: two sites that hold the same changes hold
+  the same versions.
 
 docs/replication.md ("Object lock") states the rule for operators.
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from typing import Any
 
-from storage import catalog, locks
-from storage.hlc import LOGICAL_BITS
-from storage.lww import Stamp, wins
+from storage import locks
+from storage.lww import Stamp
 from storage.manifest import Kind, Manifest
 from storage.object_lock import BadLockState, LockState, from_json
 from storage.sync.feed import Change
@@ -87,52 +86,7 @@ def merge_change_lock(conn: sqlite3.Connection, change: Change) -> LockState:
     return locks.merge_lock(conn, change.bucket, change.key, change.version_id, state, stamp)
 
 
-# ---- deletes against locks -------------------------------------------------------------------
-
-
-def version_tombstone(
-    conn: sqlite3.Connection, bucket: str, key: str, version_id: str
-) -> Stamp | None:
-    row = conn.execute(
-        "SELECT hlc, origin FROM version_tombstones WHERE bucket = ? AND key = ?"
-        " AND version_id = ?",
-        (bucket, key, version_id),
-    ).fetchone()
-    return None if row is None else Stamp(int(row[0]), str(row[1]))
-
-
-def _bypassed(conn: sqlite3.Connection, delete: Stamp) -> bool:
-    """Whether the delete was made with x-amz-bypass-governance-retention, from its change.
-
-    Once tombstone GC pruned the change row the flag is unknown: taken as not bypassed, the
-    answer that protects the version (such a delete is older than the safety window, and every
-    peer held it, so a lock can hardly still be on its way)."""
-    row = conn.execute(
-        "SELECT payload FROM changes WHERE origin = ? AND hlc = ? AND op = 'version.delete'",
-        (delete.origin, delete.hlc),
-    ).fetchone()
-    if row is None or not row[0]:
-        return False
-    return json.loads(row[0]).get("bypass_governance") is True
-
-
-def delete_permitted(
-    conn: sqlite3.Connection,
-    bucket: str,
-    key: str,
-    version_id: str,
-    delete: Stamp,
-    bypass: bool | None = None,
-) -> bool:
-    """Does the version's merged lock state permit a delete made at ``delete``'s wall time?
-
-    ``bypass`` None: read the delete's flag from its change row."""
-    state = locks.get_lock(conn, bucket, key, version_id)
-    if state is None:
-        return True
-    if bypass is None:
-        bypass = _bypassed(conn, delete)
-    return state.may_delete(delete.hlc >> LOGICAL_BITS, bypass_governance=bypass)
+# ---- deletes against locks (the rule itself: storage/lock_deletes.py) -----------------------
 
 
 def lock_stamp(conn: sqlite3.Connection, bucket: str, key: str, version_id: str) -> Stamp:
@@ -154,34 +108,6 @@ def record_refused_delete(conn: sqlite3.Connection, change: Change, now_ms: int)
         (change.bucket, change.key, change.version_id, change.hlc, change.origin,
          winner.hlc, winner.origin, now_ms),
     )  # fmt: skip
-
-
-def settle(
-    conn: sqlite3.Connection, bucket: str, key: str, version_id: str, manifest: Manifest | None
-) -> str | None:
-    """Make the version's presence agree with its delete and its merged lock state.
-
-    Returns "removed" (a pending delete took effect), "restored" (a removed version came back
-    from ``manifest``) or None (nothing to do)."""
-    delete = version_tombstone(conn, bucket, key, version_id)
-    if delete is None:
-        return None
-    permitted = delete_permitted(conn, bucket, key, version_id, delete)
-    row = conn.execute(
-        "SELECT hlc, origin FROM versions WHERE bucket = ? AND key = ? AND version_id = ?",
-        (bucket, key, version_id),
-    ).fetchone()
-    if row is not None:
-        if permitted and wins(delete, Stamp(int(row[0]), str(row[1]))):
-            catalog.delete_version_row(conn, bucket, key, version_id)
-            catalog.promote_latest(conn, bucket, key)
-            return "removed"
-        return None
-    if permitted or manifest is None or manifest.kind != Kind.OBJECT:
-        return None
-    catalog.insert_version(conn, manifest, manifest.encode())
-    catalog.promote_latest(conn, bucket, key)  # refreshes the key's digest
-    return "restored"
 
 
 def check_lock_manifest(change: Change, manifest: Manifest) -> str | None:
