@@ -246,3 +246,56 @@ def test_bucket_configuration_changes_cross_the_wire(op: str) -> None:
 def test_object_acl_change_crosses_the_wire() -> None:
     change = Change(1, 2, "node-a", "object.acl", "b", "k", "v1", payload={"acl": "{}"})
     assert protocol.change_from_json(protocol.change_to_json(change)) == change
+
+
+LOCK = {"compliance_until_ms": 5, "hold_set": {"node-a": 2}}
+
+
+def test_lock_changes_cross_the_wire_with_their_manifest() -> None:
+    """version.lock carries the locked version's manifest: its chunks are fetched like an
+    object.put's, so a site that removed the version can bring it back."""
+    changes = [
+        Change(1, 9, "node-a", "version.lock", "b", "k", "null", manifest=manifest_bytes(),
+               payload={"lock": LOCK}),
+        Change(2, 10, "node-a", "object.put", "b", "k", "null", manifest=manifest_bytes(),
+               payload={"lock": LOCK, "tags": [["t", "1"]]}),
+        Change(3, 11, "node-a", "version.delete", "b", "k", "null",
+               payload={"kind": "OBJECT", "bypass_governance": True}),
+    ]  # fmt: skip
+    for change in changes:
+        assert protocol.change_from_json(protocol.change_to_json(change)) == change
+    assert protocol.chunk_digests(changes[:1]) == {DIGEST}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (change_json(op="version.lock", key="k", version_id="v"), "bad object lock state"),
+        (change_json(op="version.lock", key=None, payload={"lock": LOCK}), "needs 'key'"),
+        (change_json(op="version.lock", version_id=None, payload={"lock": LOCK}), "needs 'key'"),
+        (
+            change_json(op="version.lock", key="k", version_id="v", payload={"lock": []}),
+            "not a lock state",
+        ),
+        (
+            change_json(op="version.lock", key="k", version_id="v", payload={"lock": LOCK, "x": 1}),
+            "payload must be",
+        ),
+        (
+            change_json(op="object.put", payload={"lock": {"governance": [1, "n", "soon"]}}),
+            "governance must be",
+        ),
+        (
+            change_json(op="object.put", payload={"lock": {"compliance_until_ms": -1}}),
+            "in [0, 2^63)",
+        ),
+        (
+            change_json(op="version.delete", payload={"bypass_governance": "true"}),
+            "bypass_governance must be a boolean",
+        ),
+    ],
+)
+def test_malformed_lock_state_is_refused_with_the_page(
+    change: dict[str, Any], message: str
+) -> None:
+    assert message in refused(page_json(changes=[change]))
