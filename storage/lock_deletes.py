@@ -36,7 +36,7 @@ def version_tombstone(
     return None if row is None else Stamp(int(row[0]), str(row[1]))
 
 
-def _bypassed(conn: sqlite3.Connection, delete: Stamp) -> bool:
+def bypassed(conn: sqlite3.Connection, delete: Stamp) -> bool:
     """Whether the delete was made with x-amz-bypass-governance-retention, from its change.
 
     Once tombstone GC pruned the change row the flag is unknown: taken as not bypassed, the
@@ -66,7 +66,7 @@ def delete_permitted(
     if state is None:
         return True
     if bypass is None:
-        bypass = _bypassed(conn, delete)
+        bypass = bypassed(conn, delete)
     return state.may_delete(delete.hlc >> LOGICAL_BITS, bypass_governance=bypass)
 
 

@@ -40,9 +40,10 @@ import sqlite3
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
-from storage import catalog
+from storage import catalog, lock_deletes
 from storage.commit import Outcome
 from storage.hlc import HybridClock, Timestamp
+from storage.lww import Stamp
 from storage.manifest import ChunkRef, Kind
 from storage.sync.apply import ApplyResult, apply_changes
 from storage.sync.feed import Change, set_cursor
@@ -193,9 +194,12 @@ def _entry_changes(
         where,
     ).fetchone()
     if tomb is not None:
+        delete: dict[str, Any] = {"kind": "UNKNOWN"}
+        if lock_deletes.bypassed(conn, Stamp(int(tomb[0]), str(tomb[1]))):
+            delete["bypass_governance"] = True  # the lock decides with it (apply_locks.py)
         changes.append(
             Change(0, int(tomb[0]), str(tomb[1]), "version.delete", bucket, key, version_id,
-                   payload={"kind": "UNKNOWN"})
+                   payload=delete)
         )  # fmt: skip
     version = conn.execute(
         "SELECT kind, hlc, origin, size, etag, manifest FROM versions WHERE bucket = ?"

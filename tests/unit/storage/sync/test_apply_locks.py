@@ -163,6 +163,13 @@ def test_governance_refuses_a_delete_unless_it_was_bypassed(tmp_path: Path) -> N
         result = await (await site_of(b)).apply_remote("node-c", changes, 2, SKEW_MS)
         assert (result.applied, result.conflicts) == (2, 1)
         assert await present(b, kept) and not await present(b, bypassed)
+        # A snapshot of b keeps each delete's flag: the lock decides with it on a new site.
+        page, _end = await (await site_of(b)).snapshot_page(None, 100)
+        flags = {c.key: c.payload for c in page if c.op == "version.delete"}
+        assert flags == {
+            "k": {"kind": "UNKNOWN"},
+            "k2": {"kind": "UNKNOWN", "bypass_governance": True},
+        }
 
     run_with_two_stores(body, tmp_path)
 
@@ -215,6 +222,14 @@ def test_a_lock_written_with_the_version_rides_in_its_put(tmp_path: Path) -> Non
         assert await get_lock(b, BUCKET, "k", v.version_id) == LockState(until)
         result = await site_b.apply_remote("node-c", [delete_from_elsewhere(v)], 1, SKEW_MS)
         assert result.conflicts == 1 and await present(b, v)
+        # A snapshot of b (bootstrap) says the same: the refused delete, then the version
+        # with its lock in its payload (same stamp: one change, as it was made).
+        page, _end = await site_b.snapshot_page(None, 100)
+        entry = [(c.op, c.payload) for c in page if c.key == "k"]
+        assert entry == [
+            ("version.delete", {"kind": "UNKNOWN"}),
+            ("object.put", lock_payload(LockState(until))),
+        ]
 
     run_with_two_stores(body, tmp_path)
 

@@ -1,7 +1,8 @@
 """Snapshots for bootstrap (storage/sync/bootstrap_state.py): two real stores in-process, no HTTP.
 
 Method: A holds every kind of state (versions, delete markers, tombstones, version
-tombstones, tags written with a version and changed later, bucket documents set and deleted,
+tombstones, object lock state (of a version, and of one since removed), tags written with a
+version and changed later, bucket documents set and deleted,
 a bucket deleted, changes relayed from a third site). B, empty, applies A's snapshot read in
 small pages while A keeps writing between pages, then pulls A's log after the snapshot seq.
 B must then hold exactly A's state: every row that carries a stamp, compared table by table,
@@ -17,11 +18,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from storage.hlc import wall_clock_ms
 from storage.manifest import decode
 from storage.store import Store, StoreConfig
 from storage.sync.bootstrap_state import BootstrapRecord, Position
 from storage.sync.feed import Change
 from tests.unit.storage.stores import put_object, read_all, site_of
+from tests.unit.storage.sync.locking import DAY_MS, compliance, hold, set_lock
 from tests.unit.storage.sync.test_apply import SKEW_MS, replicate
 
 TABLES = {
@@ -32,6 +35,7 @@ TABLES = {
     "object_tags": "bucket, key, version_id, tags, hlc, origin",
     "object_acls": "bucket, key, version_id, acl, hlc, origin",
     "bucket_config": "bucket, name, value, hlc, origin",
+    "version_locks": "bucket, key, version_id, state, protected_until, hlc, origin",
 }
 
 
@@ -99,6 +103,12 @@ async def write_state(a: Store, x: Store) -> None:
     tagged = await put_object(a, "ver", "untagged", b"u", tags=(("a", "b"),))
     await a.put_tags("ver", "untagged", tagged.version_id, None)  # tags removed
     await a.put_object_acl("ver", "untagged", tagged.version_id, '{"acl": "set later"}')
+    locked = await put_object(a, "ver", "locked", b"kept")  # locked, then held too
+    await set_lock(a, "ver", "locked", locked.version_id, compliance(wall_clock_ms() + DAY_MS))
+    await set_lock(a, "ver", "locked", locked.version_id, hold)
+    expired = await put_object(a, "ver", "expired", b"removed once its lock ran out")
+    await set_lock(a, "ver", "expired", expired.version_id, compliance(wall_clock_ms() - 1))
+    await a.delete_object("ver", "expired", expired.version_id)  # its lock row stays
     await a.create_bucket("doomed", "owner")
     await a.delete_bucket("doomed")
 
@@ -188,7 +198,7 @@ def test_pages_cover_the_state_exactly_once(tmp_path: Path) -> None:
         assert {c.op for c in whole} == {
             "bucket.create", "bucket.policy", "bucket.cors", "bucket.versioning",
             "object.put", "object.delete", "version.delete", "object.tags", "object.acl",
-            "bucket.ownership",
+            "bucket.ownership", "version.lock",
         }  # fmt: skip
         assert all(c.seq == 0 for c in whole)
         # Every stamp is the original change's: each is in A's log with the same operation.
