@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,15 @@ from storage.sync.feed import LogPruned
 from storage.sync.retention import forget_peer
 from storage.sync.tombstone_gc import PurgeLimits
 from tests.unit.storage.stores import put_object, run_with_store, run_with_two_stores, site_of
-from tests.unit.storage.sync.test_apply import replicate
+from tests.unit.storage.sync.locking import hold, lock_rows, set_lock, unhold
+from tests.unit.storage.sync.test_apply import SKEW_MS, replicate
+from tests.unit.storage.sync.test_apply_locks import (
+    BUCKET,
+    delete_from_elsewhere,
+    exchange,
+    present,
+    versioned_pair,
+)
 
 HOUR_MS = 3600 * 1000
 
@@ -144,3 +153,67 @@ def test_a_configured_peer_never_reached_holds_back_the_purge(tmp_path: Path) ->
         assert (await site.purge_tombstones(_later(hours=48))).tombstones == 2
 
     run_with_store(body, tmp_path)
+
+
+async def _synced(a: Store, b: Store) -> dict[Store, int]:
+    """After an exchange went quiet each site holds all of the other's log: its last seq."""
+    return {store: await (await site_of(store)).last_seq() for store in (a, b)}
+
+
+async def _acknowledge(store: Store, other: Store, synced: dict[Store, int]) -> None:
+    """``other`` holds ``store``'s log up to ``synced``; a third site (node-c) all of it.
+    The pull cursor too, as the puller's page ``last_seq`` moves it past our own changes."""
+    site = await site_of(store)
+    await (await site_of(other)).set_cursor(store.node_id, "pull", synced[store])
+    await site.set_cursor(other.node_id, "acked", synced[store])
+    await site.set_cursor("node-c", "acked", await site.last_seq())
+
+
+def _version_tombstones(store: Store) -> list[str]:
+    with sqlite3.connect(store.config.data_dir / "meta.db") as conn:
+        rows = conn.execute("SELECT key FROM version_tombstones ORDER BY key").fetchall()
+    return [str(row[0]) for row in rows]
+
+
+def test_version_tombstones_a_lock_still_decides_are_kept(tmp_path: Path) -> None:
+    """A delete a lock refused waits (its tombstone stays while the version does); a delete
+    whose version a lock may bring back keeps its tombstone too; lock rows are never purged;
+    an ordinary version tombstone goes as before."""
+
+    async def body(a: Store, b: Store) -> None:
+        held = await versioned_pair(a, b)
+        plain = await put_object(a, BUCKET, "plain", b"no lock")
+        await set_lock(a, BUCKET, "k", held.version_id, hold)
+        await b.delete_object(BUCKET, "k", held.version_id)  # b did not know the hold
+        await a.delete_object(BUCKET, "plain", plain.version_id)
+        await exchange(a, b)
+        synced = await _synced(a, b)
+        # b learns of a delete (from a third site) and of a hold, but not yet of the version.
+        late = await put_object(a, BUCKET, "late", b"arrives after the purge")
+        await set_lock(a, BUCKET, "late", late.version_id, hold)
+        site_a, site_b = await site_of(a), await site_of(b)
+        put, lock = await site_a.changes_after(
+            await site_b.get_cursor("node-a", "pull"), 9, "node-b"
+        )
+        await site_b.apply_remote("node-c", [delete_from_elsewhere(late)], 1, SKEW_MS)
+        await site_b.apply_remote("node-a", [replace(lock, manifest=None)], put.seq - 1, SKEW_MS)
+        locks_before = {name: await lock_rows(store) for name, store in (("a", a), ("b", b))}
+        for store, other in ((a, b), (b, a)):
+            await _acknowledge(store, other, synced)
+            await (await site_of(store)).purge_tombstones(_later(hours=48))
+        assert _version_tombstones(a) == ["k"]
+        assert _version_tombstones(b) == ["k", "late"]
+        assert {"a": await lock_rows(a), "b": await lock_rows(b)} == locks_before
+        await replicate(a, b)  # the late version meets its kept tombstone: the hold lets it in
+        assert await present(b, late) and await present(a, held) and await present(b, held)
+        # The hold lifted: the waiting delete takes effect on both, then its tombstone can go.
+        await set_lock(a, BUCKET, "k", held.version_id, unhold)
+        await exchange(a, b)
+        assert not await present(a, held) and not await present(b, held)
+        synced = await _synced(a, b)
+        for store, other in ((a, b), (b, a)):
+            await _acknowledge(store, other, synced)
+            await (await site_of(store)).purge_tombstones(_later(hours=48))
+        assert "k" not in _version_tombstones(a) + _version_tombstones(b)
+
+    run_with_two_stores(body, tmp_path)
