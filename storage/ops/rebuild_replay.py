@@ -23,7 +23,7 @@ from storage.ops.rebuild_staging import (
     RebuildStats,
     any_manifest,
     chunks_intact,
-    manifest_just_before,
+    locked_version_manifest,
     usable_manifest,
 )
 from storage.sync.apply import apply_and_log
@@ -82,18 +82,16 @@ def replay_changes(
     (total,) = conn.execute("SELECT count(*) FROM rb_changes").fetchone()
     progress.note(f"replaying {total} change(s) in log order")
     done = 0
-    for seq, position, text in _pages(
-        conn,
-        "SELECT seq, position, entry FROM rb_changes WHERE seq > ? ORDER BY seq LIMIT ?",
-        (-1,),
+    for seq, text in _pages(
+        conn, "SELECT seq, entry FROM rb_changes WHERE seq > ? ORDER BY seq LIMIT ?", (-1,)
     ):
         entry = json.loads(text)
         manifest: bytes | None = None
         if entry["manifest"] and entry["op"] == LOCK_OP:
-            # The lock is replayed even without its manifest (GC may have dropped the
-            # record once the version was gone): only bringing a version back needs it.
+            # The lock is replayed even without its manifest (GC may have dropped it once the
+            # version was gone): only bringing a version back needs it.
             version = (entry["bucket"], entry["key"], entry["version_id"])
-            found = manifest_just_before(conn, position, version)
+            found = locked_version_manifest(conn, version, entry["hlc"])
             manifest = None if found is None else found.encode()
         elif entry["manifest"]:
             found = usable_manifest(conn, entry["hlc"], entry["origin"])

@@ -18,7 +18,7 @@ from typing import Any, Final
 from storage import journal
 from storage.errors import FormatError
 from storage.hlc import LOGICAL_BITS
-from storage.manifest import Manifest, decode
+from storage.manifest import Kind, Manifest, decode
 from storage.ops.jobstate import Progress
 from storage.segments import Record, RecordKind, SegmentScan, list_segment_ids, segment_path
 
@@ -56,7 +56,8 @@ CREATE TEMP TABLE rb_chunks (
     segment_id INTEGER, offset INTEGER, length INTEGER, blake3 BLOB,
     PRIMARY KEY (segment_id, offset)) WITHOUT ROWID;
 CREATE TEMP TABLE rb_manifests (
-    hlc INTEGER, origin TEXT, position INTEGER, bytes BLOB, PRIMARY KEY (hlc, origin, position));
+    hlc INTEGER, origin TEXT, position INTEGER, bytes BLOB, bucket TEXT, key TEXT,
+    version_id TEXT, PRIMARY KEY (hlc, origin, position));
 CREATE TEMP TABLE rb_changes (seq INTEGER PRIMARY KEY, position INTEGER, entry TEXT);
 CREATE TEMP TABLE rb_journaled (hlc INTEGER, origin TEXT, PRIMARY KEY (hlc, origin));
 CREATE TEMP TABLE rb_uploads (hlc INTEGER, origin TEXT, position INTEGER, entry TEXT);
@@ -64,7 +65,7 @@ CREATE TEMP TABLE rb_uploads (hlc INTEGER, origin TEXT, position INTEGER, entry 
 CREATE TEMP TABLE rb_missing (what TEXT, reason TEXT, bucket TEXT, key TEXT, version_id TEXT,
                               hlc INTEGER, origin TEXT, upload_id TEXT);
 CREATE INDEX temp.rb_uploads_order ON rb_uploads (hlc, origin, position);
-CREATE INDEX temp.rb_manifests_by_position ON rb_manifests (position);
+CREATE INDEX temp.rb_manifests_by_version ON rb_manifests (bucket, key, version_id);
 """
 
 
@@ -123,9 +124,10 @@ def _stage(
             manifest = decode(payload)
             stats.saw_stamp(manifest.hlc)
             conn.execute(
-                "INSERT INTO rb_manifests VALUES (?, ?, ?, ?)",
-                (manifest.hlc, manifest.origin, position, payload),
-            )
+                "INSERT INTO rb_manifests VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (manifest.hlc, manifest.origin, position, payload, manifest.bucket,
+                 manifest.key, manifest.version_id),
+            )  # fmt: skip
         else:
             _stage_entry(conn, journal.decode(payload), position, stats)
     except FormatError as exc:
@@ -193,20 +195,19 @@ def any_manifest(conn: sqlite3.Connection, hlc: int, origin: str) -> Manifest | 
     return None if row is None else decode(bytes(row[0]))
 
 
-def manifest_just_before(
-    conn: sqlite3.Connection, position: int, version: tuple[str, str, str]
+def locked_version_manifest(
+    conn: sqlite3.Connection, version: tuple[str, str, str], lock_hlc: int
 ) -> Manifest | None:
-    """The manifest record written just before a change entry, if it names ``version`` and its
-    chunks are intact. A ``version.lock`` carries the locked version's manifest, which has the
-    version's stamp, not the change's, so it is found by its place: a commit appends each
-    change's manifest right before its journal entry (storage/journal.py)."""
-    row = conn.execute(
-        "SELECT bytes FROM rb_manifests WHERE position < ? ORDER BY position DESC LIMIT 1",
-        (position,),
-    ).fetchone()
-    if row is None:
-        return None
-    manifest = decode(bytes(row[0]))
-    if (manifest.bucket, manifest.key, manifest.version_id) != version:
-        return None
-    return manifest if chunks_intact(conn, manifest) else None
+    """The manifest of a locked version, for replaying its ``version.lock``: the newest
+    intact copy of a version written before the lock. A lock change carries the version's
+    manifest, whose stamp is the version's, not the change's, so it is found by the version
+    it names (GC may have moved it since, or dropped it once the version was gone)."""
+    for (blob,) in conn.execute(
+        "SELECT bytes FROM rb_manifests WHERE bucket = ? AND key = ? AND version_id = ?"
+        " AND hlc <= ? ORDER BY hlc DESC, position DESC",
+        (*version, lock_hlc),
+    ).fetchall():
+        manifest = decode(bytes(blob))
+        if manifest.kind == Kind.OBJECT and chunks_intact(conn, manifest):
+            return manifest
+    return None

@@ -38,6 +38,7 @@ RESTORED = {
     "object_tags": "bucket, key, version_id, tags, hlc, origin",
     "object_acls": "bucket, key, version_id, acl, hlc, origin",
     "version_tombstones": "bucket, key, version_id, hlc, origin",
+    "version_locks": "bucket, key, version_id, state, protected_until, hlc, origin",
     "uploads": "upload_id, bucket, key, initiated_ms, owner, headers, checksum",
     "parts": "upload_id, part_number, size, etag, modified_ms, manifest",
     "access_keys": "access_key, secret_key, status, read_only, buckets, policy, replication,"
