@@ -19,7 +19,7 @@ from storage.ops import gc
 from storage.ops.rebuild import COMPLETE
 from storage.ops.snapshot import restore_snapshot, take_snapshot
 from storage.store import Store, StoreConfig
-from tests.unit.storage.ops.test_gc import NoProgress
+from tests.unit.storage.ops.test_gc import NoProgress, assert_fsck_clean
 from tests.unit.storage.ops.test_rebuild import RESTORED, Notes, drop_catalog, dump, rebuild
 from tests.unit.storage.stores import put_object, read_all, run_with_two_stores
 from tests.unit.storage.sync.locking import DAY_MS, compliance, hold, set_lock
@@ -96,8 +96,10 @@ def test_chunk_gc_keeps_locked_versions_and_a_later_rebuild_their_locks(tmp_path
     data_dir = tmp_path / "b"
 
     async def collect(store: Store) -> None:
+        await assert_fsck_clean(store)
         await gc.run(store, 1.0, NoProgress())  # rewrite every segment it may
         await assert_locked_versions_readable(store)
+        await assert_fsck_clean(store)
 
     open_and(data_dir, "node-b", collect)
     before = dump(data_dir)
