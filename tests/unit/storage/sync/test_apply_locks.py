@@ -37,13 +37,25 @@ from tests.unit.storage.sync.test_apply import SKEW_MS, replicate
 BUCKET = "locked"
 
 
-async def versioned_pair(a: Store, b: Store) -> Manifest:
-    """A versioned bucket on both sites and one version V of key k, held by both."""
+async def only_on_a(a: Store, b: Store, data: bytes) -> Manifest:
+    """A versioned bucket on both sites and one version of key k that only a holds yet."""
     await a.create_bucket(BUCKET, "owner")
     await a.set_versioning(BUCKET, "Enabled")
-    version = await put_object(a, BUCKET, "k", b"backup data")
+    await replicate(a, b)
+    return await put_object(a, BUCKET, "k", data)
+
+
+async def versioned_pair(a: Store, b: Store) -> Manifest:
+    """A versioned bucket on both sites and one version V of key k, held by both."""
+    version = await only_on_a(a, b, b"backup data")
     await replicate(a, b)
     return version
+
+
+async def not_pulled(a: Store, b: Store) -> list[Change]:
+    """a's own changes that b has not pulled yet."""
+    cursor = await (await site_of(b)).get_cursor(a.node_id, "pull")
+    return await (await site_of(a)).changes_after(cursor, 100, b.node_id)
 
 
 async def exchange(a: Store, b: Store) -> None:
@@ -208,13 +220,10 @@ def test_a_refused_delete_waits_and_takes_effect_once_the_hold_is_lifted(
 
 def test_a_lock_written_with_the_version_rides_in_its_put(tmp_path: Path) -> None:
     async def body(a: Store, b: Store) -> None:
-        await a.create_bucket(BUCKET, "owner")
-        await a.set_versioning(BUCKET, "Enabled")
-        await replicate(a, b)
-        v = await put_object(a, BUCKET, "k", b"written locked")
+        v = await only_on_a(a, b, b"written locked")
         until = wall_clock_ms() + DAY_MS
         site_a, site_b = await site_of(a), await site_of(b)
-        changes = await site_a.changes_after(await site_b.get_cursor("node-a", "pull"), 10, None)
+        changes = await not_pulled(a, b)
         assert [c.op for c in changes] == ["object.put"]
         locked = dataclasses.replace(changes[0], payload=lock_payload(LockState(until)))
         await site_b.store_chunk(await site_a.read_chunk_by_hash(v.chunks[0].blake3) or b"")
@@ -238,15 +247,10 @@ def test_a_version_put_after_its_refused_delete_still_arrives(tmp_path: Path) ->
     """b learns of the delete and the lock before the version itself."""
 
     async def body(a: Store, b: Store) -> None:
-        await a.create_bucket(BUCKET, "owner")
-        await a.set_versioning(BUCKET, "Enabled")
-        await replicate(a, b)
-        v = await put_object(a, BUCKET, "k", b"late")
-        site_a, site_b = await site_of(a), await site_of(b)
+        v = await only_on_a(a, b, b"late")
+        site_b = await site_of(b)
         lock = await set_lock(a, BUCKET, "k", v.version_id, hold)
-        put, lock_change = await site_a.changes_after(
-            await site_b.get_cursor("node-a", "pull"), 10, None
-        )
+        put, lock_change = await not_pulled(a, b)
         no_manifest = dataclasses.replace(lock_change, manifest=None)
         await site_b.apply_remote("node-c", [delete_from_elsewhere(v)], 1, SKEW_MS)
         await site_b.apply_remote("node-a", [no_manifest], put.seq - 1, SKEW_MS)
@@ -274,9 +278,9 @@ def test_a_malformed_lock_change_is_refused_and_nothing_applied(
     async def body(a: Store, b: Store) -> None:
         v = await versioned_pair(a, b)
         await set_lock(a, BUCKET, "k", v.version_id, hold)
-        site_a, site_b = await site_of(a), await site_of(b)
+        site_b = await site_of(b)
         cursor = await site_b.get_cursor("node-a", "pull")
-        (good,) = await site_a.changes_after(cursor, 10, None)
+        (good,) = await not_pulled(a, b)
         bad = dataclasses.replace(good, **change)  # type: ignore[arg-type]
         with pytest.raises(ReplicationError, match=problem):
             await site_b.apply_remote("node-a", [bad], bad.seq, SKEW_MS)

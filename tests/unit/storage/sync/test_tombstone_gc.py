@@ -22,6 +22,7 @@ from tests.unit.storage.sync.test_apply_locks import (
     BUCKET,
     delete_from_elsewhere,
     exchange,
+    not_pulled,
     present,
     versioned_pair,
 )
@@ -191,10 +192,8 @@ def test_version_tombstones_a_lock_still_decides_are_kept(tmp_path: Path) -> Non
         # b learns of a delete (from a third site) and of a hold, but not yet of the version.
         late = await put_object(a, BUCKET, "late", b"arrives after the purge")
         await set_lock(a, BUCKET, "late", late.version_id, hold)
-        site_a, site_b = await site_of(a), await site_of(b)
-        put, lock = await site_a.changes_after(
-            await site_b.get_cursor("node-a", "pull"), 9, "node-b"
-        )
+        site_b = await site_of(b)
+        put, lock = await not_pulled(a, b)
         await site_b.apply_remote("node-c", [delete_from_elsewhere(late)], 1, SKEW_MS)
         await site_b.apply_remote("node-a", [replace(lock, manifest=None)], put.seq - 1, SKEW_MS)
         locks_before = {name: await lock_rows(store) for name, store in (("a", a), ("b", b))}
