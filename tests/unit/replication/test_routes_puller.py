@@ -31,6 +31,13 @@ from tests.unit.storage.stores import (
     run_with_two_stores,
     site_of,
 )
+from tests.unit.storage.sync.locking import hold, set_lock
+from tests.unit.storage.sync.test_apply_locks import (
+    BUCKET,
+    delete_from_elsewhere,
+    not_pulled,
+    only_on_a,
+)
 
 SKEW_MS = 1000
 FAST = RetryPolicy(attempts=2, total_s=1.0, initial_s=0.01, max_s=0.01, jitter_s=0.0)
@@ -320,5 +327,27 @@ def test_page_limit_and_size_bound(tmp_path: Path) -> None:
         rest = await read_page(site_a, 2, 2, None)
         assert [c.seq for c in rest.changes] == [3] and not rest.more and rest.last_seq == 3
         assert protocol.decode_page(protocol.encode_page(rest)) == rest
+
+    run_with_two_stores(body, tmp_path)
+
+
+def test_the_puller_fetches_a_lock_changes_chunks_and_the_version_comes_back(
+    tmp_path: Path,
+) -> None:
+    """A version.lock carries its version's manifest: the puller fetches its chunks like an
+    object.put's, so a site that removed the version (here: never got its put, and applied a
+    third site's delete of it) brings it back, readable, when the lock arrives."""
+
+    async def body(a: Store, b: Store) -> None:
+        site_a, site_b = await site_of(a), await site_of(b)
+        version = await only_on_a(a, b, os.urandom(100_000))
+        await set_lock(a, BUCKET, "k", version.version_id, hold)
+        put, _lock = await not_pulled(a, b)
+        await site_b.apply_remote("node-c", [delete_from_elsewhere(version)], 1, SKEW_MS)
+        await site_b.set_cursor("node-a", "pull", put.seq)  # the lock alone is left to pull
+        client = client_of(site_a)
+        stats = await pull_once(site_b, client, "node-a", SKEW_MS, state=PeerState(client.base_url))
+        assert stats.applied == 1 and stats.chunks_fetched == len(version.chunks) > 0
+        assert await current_objects(b, BUCKET) == await current_objects(a, BUCKET)
 
     run_with_two_stores(body, tmp_path)
