@@ -6,6 +6,10 @@
 * A change that loses LWW is a conflict, recorded (storage/sync/conflicts.py) and counted in
   :class:`ApplyResult`; every applied change is relogged with its origin and HLC, so it
   relays on to other sites.
+* Object lock state does not go by LWW: ``version.lock`` changes and the lock an
+  ``object.put`` carries merge (storage/object_lock.py), and a ``version.delete`` is applied
+  only while the version's merged lock permits it; a lock arriving for a version removed here
+  may bring it back (storage/sync/apply_locks.py, storage/lock_deletes.py).
 * After a restore, this node's own changes are pulled back once from each peer
   (``start_repulling_own_changes``, :class:`OwnChangesRepulled`).
 
