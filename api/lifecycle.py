@@ -1,0 +1,159 @@
+"""Get/Put/DeleteBucketLifecycleConfiguration (``?lifecycle``) and ``x-amz-expiration``.
+
+The document is validated by api/lifecycle_xml.py and stored as the JSON of the rules
+(storage/lifecycle.py), the ``lifecycle`` bucket document, which replicates like the other
+bucket documents; the lifecycle worker inside ``lakenode serve`` applies it. HEAD and GET
+answer ``x-amz-expiration`` for a current version a rule will expire; the rules are read once
+per bucket per second (:class:`RulesCache`), so that costs a dict lookup on most requests.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import string
+import time
+import urllib.parse
+import weakref
+
+from starlette.responses import Response
+
+from api.body import checksum_fields, read_small_body
+from api.context import S3Context
+from api.errors import S3Error
+from api.lifecycle_xml import parse_lifecycle, render_lifecycle
+from storage import lifecycle
+from storage.errors import NoSuchConfiguration
+from storage.lifecycle import BadLifecycle, Lifecycle
+from storage.manifest import Kind, Manifest
+from storage.store import Store
+
+log = logging.getLogger("lakenode.api")
+
+DOCUMENT = "lifecycle"
+BODY_BYTES_MAX = 1024 * 1024
+CACHE_TTL_S = 1.0
+CACHE_BUCKETS_MAX = 10_000
+# Printable ASCII but the quote and the backslash: a rule ID is shown as is, anything else
+# (non-ASCII, control characters) percent-encoded, so the header stays valid.
+_RULE_ID_SAFE = "".join(c for c in string.printable if c not in '"\\%' and not c.isspace()) + " "
+
+
+def _require_integrity_header(ctx: S3Context) -> None:
+    """AWS requires Content-MD5 or an x-amz-checksum-* value (header or trailer) here."""
+    if "content-md5" in ctx.headers:
+        return
+    if any(name.startswith("x-amz-checksum-") for name in checksum_fields(ctx.request)):
+        return
+    if "x-amz-checksum-" in ctx.headers.get("x-amz-trailer", "").lower():
+        return
+    raise S3Error(
+        "InvalidRequest",
+        "Missing required header for this request: Content-MD5 (or an x-amz-checksum-* header)",
+    )
+
+
+async def put_bucket_lifecycle(ctx: S3Context) -> Response:
+    _require_integrity_header(ctx)
+    document = parse_lifecycle(await read_small_body(ctx.request, ctx.auth, BODY_BYTES_MAX))
+    await ctx.store.put_bucket_document(ctx.bucket_name, DOCUMENT, document.dumps())
+    cache_for(ctx.store).invalidate(ctx.bucket_name)
+    # AWS answers the rules' transition default size with this header; we have none to vary.
+    return Response(
+        status_code=200,
+        headers={"x-amz-transition-default-minimum-object-size": "all_storage_classes_128K"},
+    )
+
+
+def _no_configuration(ctx: S3Context) -> S3Error:
+    return S3Error(
+        "NoSuchLifecycleConfiguration",
+        "The lifecycle configuration does not exist",
+        ctx.resource,
+    )
+
+
+async def get_bucket_lifecycle(ctx: S3Context) -> Response:
+    try:
+        stored = await ctx.store.get_bucket_document(ctx.bucket_name, DOCUMENT)
+        rules = lifecycle.loads(stored)
+    except NoSuchConfiguration as exc:
+        raise _no_configuration(ctx) from exc
+    except BadLifecycle as exc:
+        log.warning("bucket %s: stored lifecycle configuration is invalid: %s", ctx.bucket, exc)
+        raise _no_configuration(ctx) from exc
+    return Response(render_lifecycle(rules), media_type="application/xml")
+
+
+async def delete_bucket_lifecycle(ctx: S3Context) -> Response:
+    await ctx.store.put_bucket_document(ctx.bucket_name, DOCUMENT, None)
+    cache_for(ctx.store).invalidate(ctx.bucket_name)
+    return Response(status_code=204)
+
+
+# ---- x-amz-expiration -------------------------------------------------------------------------
+
+
+class RulesCache:
+    """Each bucket's rules, trusted for CACHE_TTL_S (a change made elsewhere shows within it)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._entries: dict[str, tuple[float, Lifecycle | None]] = {}
+
+    def invalidate(self, bucket: str) -> None:
+        self._entries.pop(bucket, None)
+
+    async def rules(self, bucket: str) -> Lifecycle | None:
+        cached = self._entries.get(bucket)
+        if cached is not None and time.monotonic() - cached[0] < CACHE_TTL_S:
+            return cached[1]
+        found: Lifecycle | None
+        try:
+            found = lifecycle.loads(await self._store.get_bucket_document(bucket, DOCUMENT))
+        except NoSuchConfiguration:
+            found = None
+        except BadLifecycle:
+            log.warning("bucket %s: stored lifecycle configuration is invalid; ignored", bucket)
+            found = None
+        if len(self._entries) >= CACHE_BUCKETS_MAX:
+            self._entries.clear()
+        self._entries[bucket] = (time.monotonic(), found)
+        return found
+
+
+_caches: weakref.WeakKeyDictionary[Store, RulesCache] = weakref.WeakKeyDictionary()
+
+
+def cache_for(store: Store) -> RulesCache:
+    cache = _caches.get(store)
+    if cache is None:
+        cache = _caches[store] = RulesCache(store)
+    return cache
+
+
+async def expiration_header(ctx: S3Context, manifest: Manifest, is_current: bool) -> dict[str, str]:
+    """``x-amz-expiration`` for a current object version some enabled rule will expire."""
+    if not is_current or manifest.kind != Kind.OBJECT:
+        return {}
+    rules = await cache_for(ctx.store).rules(manifest.bucket)
+    if rules is None or not rules.enabled:
+        return {}
+    tags: lifecycle.Tags = ()
+    if any(rule.filter.tags for rule in rules.enabled):
+        _version, tags = await ctx.store.get_tags(
+            manifest.bucket, manifest.key, manifest.version_id
+        )
+    expiry = lifecycle.current_expiry(
+        rules,
+        manifest.key,
+        manifest.size,
+        tags,
+        manifest.last_modified_ms,
+        ctx.settings.lifecycle_day_ms,
+    )
+    if expiry is None:
+        return {}
+    date = email.utils.formatdate(expiry.at_ms / 1000, usegmt=True)
+    rule_id = urllib.parse.quote(expiry.rule_id, safe=_RULE_ID_SAFE)
+    return {"x-amz-expiration": f'expiry-date="{date}", rule-id="{rule_id}"'}
