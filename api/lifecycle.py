@@ -4,7 +4,7 @@ The document is validated by api/lifecycle_xml.py and stored as the JSON of the 
 (storage/lifecycle.py), the ``lifecycle`` bucket document, which replicates like the other
 bucket documents; the lifecycle worker inside ``lakenode serve`` applies it. HEAD and GET
 answer ``x-amz-expiration`` for a current version a rule will expire; the rules are read once
-per bucket per second (:class:`RulesCache`), so that costs a dict lookup on most requests.
+per bucket per second (api/document_cache.py), so that costs a dict lookup on most requests.
 """
 
 from __future__ import annotations
@@ -12,28 +12,24 @@ from __future__ import annotations
 import email.utils
 import logging
 import string
-import time
 import urllib.parse
-import weakref
 
 from starlette.responses import Response
 
 from api.body import checksum_fields, read_small_body
 from api.context import S3Context
+from api.document_cache import DocumentCache, PerStore
 from api.errors import S3Error
 from api.lifecycle_xml import parse_lifecycle, render_lifecycle
 from storage import lifecycle
 from storage.errors import NoSuchConfiguration
 from storage.lifecycle import BadLifecycle, Lifecycle
 from storage.manifest import Kind, Manifest
-from storage.store import Store
 
 log = logging.getLogger("lakenode.api")
 
 DOCUMENT = "lifecycle"
 BODY_BYTES_MAX = 1024 * 1024
-CACHE_TTL_S = 1.0
-CACHE_BUCKETS_MAX = 10_000
 # Printable ASCII but the quote and the backslash: a rule ID is shown as is, anything else
 # (non-ASCII, control characters) percent-encoded, so the header stays valid.
 _RULE_ID_SAFE = "".join(c for c in string.printable if c not in '"\\%' and not c.isspace()) + " "
@@ -94,49 +90,20 @@ async def delete_bucket_lifecycle(ctx: S3Context) -> Response:
 # ---- x-amz-expiration -------------------------------------------------------------------------
 
 
-class RulesCache:
-    """Each bucket's rules, trusted for CACHE_TTL_S (a change made elsewhere shows within it)."""
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self._entries: dict[str, tuple[float, Lifecycle | None]] = {}
-
-    def invalidate(self, bucket: str) -> None:
-        self._entries.pop(bucket, None)
-
-    async def rules(self, bucket: str) -> Lifecycle | None:
-        cached = self._entries.get(bucket)
-        if cached is not None and time.monotonic() - cached[0] < CACHE_TTL_S:
-            return cached[1]
-        found: Lifecycle | None
-        try:
-            found = lifecycle.loads(await self._store.get_bucket_document(bucket, DOCUMENT))
-        except NoSuchConfiguration:
-            found = None
-        except BadLifecycle:
-            log.warning("bucket %s: stored lifecycle configuration is invalid; ignored", bucket)
-            found = None
-        if len(self._entries) >= CACHE_BUCKETS_MAX:
-            self._entries.clear()
-        self._entries[bucket] = (time.monotonic(), found)
-        return found
+def _rules_of(document: str) -> Lifecycle | None:
+    return lifecycle.loads(document)
 
 
-_caches: weakref.WeakKeyDictionary[Store, RulesCache] = weakref.WeakKeyDictionary()
-
-
-def cache_for(store: Store) -> RulesCache:
-    cache = _caches.get(store)
-    if cache is None:
-        cache = _caches[store] = RulesCache(store)
-    return cache
+cache_for: PerStore[Lifecycle | None] = PerStore(
+    lambda store: DocumentCache(store, DOCUMENT, _rules_of, None, (BadLifecycle,))
+)
 
 
 async def expiration_header(ctx: S3Context, manifest: Manifest, is_current: bool) -> dict[str, str]:
     """``x-amz-expiration`` for a current object version some enabled rule will expire."""
     if not is_current or manifest.kind != Kind.OBJECT:
         return {}
-    rules = await cache_for(ctx.store).rules(manifest.bucket)
+    rules = await cache_for(ctx.store).get(manifest.bucket)
     if rules is None or not rules.enabled:
         return {}
     tags: lifecycle.Tags = ()

@@ -8,43 +8,29 @@ stores them (storage/lifecycle.py's JSON), a pass run in process; then the catal
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 from storage import locks
 from storage.clock import ManualClock
 from storage.commit import Outcome
 from storage.hlc import Timestamp
-from storage.lifecycle import DAY_MS, Filter, FilterForm, Lifecycle, Rule
+from storage.lifecycle import DAY_MS, Filter, FilterForm, Lifecycle, Rule, after_days
 from storage.lww import Stamp
 from storage.manifest import Kind
 from storage.object_lock import LockState
 from storage.ops.lifecycle import PassSettings, run_pass
 from storage.ops.lifecycle_actions import key_versions, read_state
-from storage.store import Store, StoreConfig
+from storage.store import Store
 from tests.unit.storage.stores import put_object, put_part, run_with_two_stores
 from tests.unit.storage.sync.test_apply import replicate
+from tests.unit.storage.test_clock import START_MS, run_with_manual_clock
 
-START_MS = 1_800_000_000_000 // DAY_MS * DAY_MS + 3_600_000  # 01:00 UTC on some day
 FAST = PassSettings(actions_per_s=0)  # no pacing in tests
 
 
 def prefix_rule(rule_id: str, prefix: str, **actions: object) -> Rule:
     return Rule(rule_id, True, Filter(FilterForm.PREFIX, prefix=prefix), **actions)  # type: ignore[arg-type]
-
-
-def run_on_clock(test: Callable[[Store, ManualClock], Awaitable[None]], data_dir: Path) -> None:
-    clock = ManualClock(START_MS)
-
-    async def main() -> None:
-        store = await Store.open(StoreConfig(data_dir, time_source=clock))
-        try:
-            await store.create_bucket("b", "owner")
-            await test(store, clock)
-        finally:
-            await store.close()
-
-    asyncio.run(main())
 
 
 async def kinds(store: Store, key: str) -> list[Kind]:
@@ -61,9 +47,10 @@ def test_current_versions_expire_by_prefix_and_nothing_else(tmp_path: Path) -> N
         await rules(store, prefix_rule("logs", "logs/", expiration_days=1))
         for key in ("logs/a", "logs/b", "keep/c"):
             await put_object(store, "b", key, b"x")
-        clock.advance(DAY_MS / 1000 - 3600 - 1)  # 23:59:59 later: not midnight + 1 day yet
+        due_ms = after_days(START_MS, 1)  # the midnight after a day has passed
+        clock.advance((due_ms - 1 - clock.wall_ms()) / 1000)
         assert (await run_pass(store, FAST)).actions == 0
-        clock.advance(1 + DAY_MS / 1000)
+        clock.advance(0.001)
         report = await run_pass(store, FAST)
         assert report.complete and report.actions == 2
         assert await kinds(store, "logs/a") == [Kind.TOMBSTONE]  # unversioned: a tombstone
@@ -73,7 +60,7 @@ def test_current_versions_expire_by_prefix_and_nothing_else(tmp_path: Path) -> N
         assert state["last_pass_finished_ms"] == clock.wall_ms()
         assert (await run_pass(store, FAST)).actions == 0  # nothing twice
 
-    run_on_clock(body, tmp_path)
+    run_with_manual_clock(body, tmp_path)
 
 
 def test_versions_markers_and_uploads_and_a_locked_version(tmp_path: Path) -> None:
@@ -117,7 +104,7 @@ def test_versions_markers_and_uploads_and_a_locked_version(tmp_path: Path) -> No
         assert state["uploads_aborted"] == 1 and state["delete_markers_removed"] == 1
         assert state["locked_skipped"] >= 1 and state["versions_expired"] == 3
 
-    run_on_clock(body, tmp_path)
+    run_with_manual_clock(body, tmp_path)
 
 
 class _Apply:
@@ -153,7 +140,7 @@ def test_a_bounded_pass_resumes_from_its_cursor(tmp_path: Path) -> None:
         state = await store.inspect(read_state)
         assert state["objects_expired"] == 10 and state["cursor"] is None
 
-    run_on_clock(body, tmp_path)
+    run_with_manual_clock(body, tmp_path)
 
 
 def test_each_site_expires_what_it_wrote_and_both_converge(tmp_path: Path) -> None:
