@@ -41,7 +41,7 @@ async def lifecycle_forever(
 ) -> None:
     """A pass every interval (at once if one was left unfinished); failures are logged and
     counted in the ``lifecycle`` row by the pass, and the next interval tries again."""
-    unfinished = (await store.inspect(read_state)).get("cursor") is not None
+    unfinished = (await store.query(read_state)).get("cursor") is not None
     while True:
         if not unfinished:
             await asyncio.sleep(settings.interval_ms / 1000)

@@ -1,7 +1,8 @@
 """One lifecycle pass over a store: every bucket with rules, key by key, then stale uploads.
 
-A pass is bounded and paced: at most ``max_actions`` actions (the rest waits for the next
-pass) at no more than ``actions_per_s``. It is resumable: after every page of keys it records
+A pass is bounded and paced: at most ``max_actions`` actions and ``max_keys`` keys read (the
+rest waits for the next pass), actions at no more than ``actions_per_s``, keys read a page at
+a time on the store's reader connection. It is resumable: after every page of keys it records
 where it is (``cursor`` in the ``lifecycle`` meta row, storage/ops/lifecycle_actions.py), and a
 pass that finds a cursor (a crash, a stop, or the bound reached) continues from there; the
 pass that reaches the end clears it. Re-reading a key is harmless: each action is decided
@@ -35,9 +36,8 @@ from storage.ops.lifecycle_actions import (
     AbortByRule,
     ExpireByRule,
     UpdateState,
-    key_page,
-    key_versions,
     lifecycle_buckets,
+    page_versions,
     read_state,
     stale_upload_rows,
 )
@@ -48,6 +48,7 @@ log = logging.getLogger("lakenode.lifecycle")
 
 KEYS_PER_PAGE = 100
 MAX_ACTIONS = 10_000
+MAX_KEYS = 1_000_000
 ACTIONS_PER_S = 100.0
 
 
@@ -55,6 +56,7 @@ ACTIONS_PER_S = 100.0
 class PassSettings:
     day_ms: int = DAY_MS
     max_actions: int = MAX_ACTIONS
+    max_keys: int = MAX_KEYS  # keys read per pass: the rest waits for the next pass
     actions_per_s: float = ACTIONS_PER_S
     keys_per_page: int = KEYS_PER_PAGE
 
@@ -94,7 +96,7 @@ class _Budget:
 
 async def run_pass(store: Store, settings: PassSettings) -> PassReport:
     """One pass (resuming an unfinished one); records its progress and end in ``meta``."""
-    state = await store.inspect(read_state)
+    state = await store.query(read_state)
     cursor = state.get("cursor")
     now_ms = store.time_source.wall_ms()
     resume: tuple[str, str] | None = None
@@ -106,9 +108,9 @@ async def run_pass(store: Store, settings: PassSettings) -> PassReport:
     report = PassReport(started_ms, resumed_from=resume)
     await _record(store, report, cursor=_cursor(report, *(resume or ("", ""))))
     node_id = store.node_id
-    peers = await store.inspect(peer_node_ids)
+    peers = await store.query(peer_node_ids)
     budget = _Budget(settings)
-    for bucket, document in await store.inspect(lifecycle_buckets):
+    for bucket, document in await store.query(lifecycle_buckets):
         if resume is not None and bucket < resume[0]:
             continue
         rules = _rules(bucket, document, report)
@@ -121,7 +123,7 @@ async def run_pass(store: Store, settings: PassSettings) -> PassReport:
         )
         if not finished:
             return report
-    for bucket, document in await store.inspect(lifecycle_buckets):
+    for bucket, document in await store.query(lifecycle_buckets):
         rules = _rules(bucket, document, report)
         if rules is not None and rules.enabled:
             await _abort_uploads(store, settings, report, budget, bucket, rules)
@@ -175,11 +177,13 @@ async def _walk_bucket(
     """Walk one bucket's keys from ``after``; False if the action bound stopped the pass."""
     now_ms = store.time_source.wall_ms()
     while True:
-        keys = await store.inspect(key_page, bucket, after, settings.keys_per_page)
-        if not keys:
+        page = await store.query(page_versions, bucket, after, settings.keys_per_page)
+        if not page:
             return True
-        for key in keys:
-            versions = await store.inspect(key_versions, bucket, key)
+        if report.keys >= settings.max_keys:
+            await _record(store, report, _cursor(report, bucket, after))
+            return False
+        for key, versions in page:
             for action in plan_key(rules, key, versions, now_ms, settings.day_ms):
                 if acting_node(action.origin, node_id, peers) != node_id:
                     continue
@@ -218,7 +222,7 @@ async def _abort_uploads(
 ) -> None:
     """Abort the bucket's uploads a rule says are stale (every site its own: not replicated)."""
     now_ms = store.time_source.wall_ms()
-    for key, upload_id, initiated_ms in await store.inspect(stale_upload_rows, bucket):
+    for key, upload_id, initiated_ms in await store.query(stale_upload_rows, bucket):
         if upload_rule(rules, key, initiated_ms, now_ms, settings.day_ms) is None:
             continue
         if not await budget.take():

@@ -94,6 +94,13 @@ def key_versions(conn: sqlite3.Connection, bucket: str, key: str) -> list[Versio
     ]
 
 
+def page_versions(
+    conn: sqlite3.Connection, bucket: str, after: str, limit: int
+) -> list[tuple[str, list[VersionFacts]]]:
+    """The next page of keys after ``after`` with their versions: one short read per page."""
+    return [(key, key_versions(conn, bucket, key)) for key in key_page(conn, bucket, after, limit)]
+
+
 def _tags(text: str | None) -> Tags:
     if not text:
         return ()
