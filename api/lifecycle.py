@@ -30,6 +30,9 @@ log = logging.getLogger("lakenode.api")
 
 DOCUMENT = "lifecycle"
 BODY_BYTES_MAX = 1024 * 1024
+# AWS answers Put/GetBucketLifecycleConfiguration with the transition default (boto3 reads it
+# as TransitionDefaultMinimumObjectSize); with no transitions there is nothing to vary.
+TRANSITION_DEFAULT = {"x-amz-transition-default-minimum-object-size": "all_storage_classes_128K"}
 # Printable ASCII but the quote and the backslash: a rule ID is shown as is, anything else
 # (non-ASCII, control characters) percent-encoded, so the header stays valid.
 _RULE_ID_SAFE = "".join(c for c in string.printable if c not in '"\\%' and not c.isspace()) + " "
@@ -54,11 +57,7 @@ async def put_bucket_lifecycle(ctx: S3Context) -> Response:
     document = parse_lifecycle(await read_small_body(ctx.request, ctx.auth, BODY_BYTES_MAX))
     await ctx.store.put_bucket_document(ctx.bucket_name, DOCUMENT, document.dumps())
     cache_for(ctx.store).invalidate(ctx.bucket_name)
-    # AWS answers the rules' transition default size with this header; we have none to vary.
-    return Response(
-        status_code=200,
-        headers={"x-amz-transition-default-minimum-object-size": "all_storage_classes_128K"},
-    )
+    return Response(status_code=200, headers=TRANSITION_DEFAULT)
 
 
 def _no_configuration(ctx: S3Context) -> S3Error:
@@ -78,7 +77,9 @@ async def get_bucket_lifecycle(ctx: S3Context) -> Response:
     except BadLifecycle as exc:
         log.warning("bucket %s: stored lifecycle configuration is invalid: %s", ctx.bucket, exc)
         raise _no_configuration(ctx) from exc
-    return Response(render_lifecycle(rules), media_type="application/xml")
+    return Response(
+        render_lifecycle(rules), media_type="application/xml", headers=TRANSITION_DEFAULT
+    )
 
 
 async def delete_bucket_lifecycle(ctx: S3Context) -> Response:
