@@ -9,6 +9,7 @@ each test polls what S3 clients see until the expected state, with a time limit.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from tests.integration.nodeproc import NodeProcess
 from tests.integration.s3util import error_of, expect_error, send
 from tests.integration.sites import Sites
 from tests.integration.test_admin import cli_json
+from tests.integration.test_awscli import api_json, make_aws
 
 LIFECYCLE_ARGS = ["--lifecycle-day-seconds", "2", "--lifecycle-interval", "1s"]
 LIMIT_S = 30.0
@@ -280,3 +282,29 @@ def _has_rules(client: Any, bucket: str) -> bool:
     except ClientError:
         return False
     return True
+
+
+def test_awscli_puts_and_gets_the_documented_rules(
+    fast_node: NodeProcess, s3l: Any, lc_bucket: str, tmp_path: Path
+) -> None:
+    """The docs/ops.md example, as awscli v1 sends it (Content-MD5, not a checksum)."""
+    aws = make_aws(fast_node, tmp_path / "home")
+    rules = {
+        "Rules": [
+            {"ID": "logs-30d", "Filter": {"Prefix": "logs/"}, "Status": "Enabled",
+             "Expiration": {"Days": 30}},
+            {"ID": "old-versions", "Filter": {}, "Status": "Enabled",
+             "NoncurrentVersionExpiration": {"NoncurrentDays": 7, "NewerNoncurrentVersions": 3},
+             "Expiration": {"ExpiredObjectDeleteMarker": True}},
+            {"ID": "stale-uploads", "Filter": {}, "Status": "Enabled",
+             "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 2}},
+        ]
+    }  # fmt: skip
+    (tmp_path / "rules.json").write_text(json.dumps(rules))
+    aws("s3api", "put-bucket-lifecycle-configuration", "--bucket", lc_bucket,
+        "--lifecycle-configuration", f"file://{tmp_path / 'rules.json'}")  # fmt: skip
+    got = api_json(aws, "get-bucket-lifecycle-configuration", "--bucket", lc_bucket)
+    assert got["Rules"] == rules["Rules"]
+    aws("s3api", "delete-bucket-lifecycle", "--bucket", lc_bucket)
+    missing = aws("s3api", "get-bucket-lifecycle-configuration", "--bucket", lc_bucket, check=False)
+    assert missing.returncode != 0 and "NoSuchLifecycleConfiguration" in missing.stderr
