@@ -272,6 +272,7 @@ class VersionFacts:
     last_modified_ms: int
     origin: str
     tags: Tags = ()
+    protected_until_ms: int = 0  # object lock (storage/locks.py): no removal before this
 
 
 class ActionKind(Enum):

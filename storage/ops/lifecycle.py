@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from storage.errors import StorageError
 from storage.lifecycle import (
     DAY_MS,
+    ActionKind,
     BadLifecycle,
     Lifecycle,
     acting_node,
@@ -68,6 +69,7 @@ class PassReport:
     actions: int = 0  # carried out
     skipped: int = 0  # planned, but no longer due (or locked) inside the commit
     errors: int = 0
+    locked: int = 0  # not done: an object lock protects the version (counted, no commit)
     keys: int = 0
     resumed_from: tuple[str, str] | None = None
     buckets: list[str] = field(default_factory=list)
@@ -138,9 +140,10 @@ async def run_pass(store: Store, settings: PassSettings) -> PassReport:
                 ("last_pass_actions", report.actions),
             ),
             add_errors=report.errors,
+            add_locked=report.locked,
         )
     )
-    report.errors = 0  # recorded
+    report.errors = report.locked = 0  # recorded
     return report
 
 
@@ -159,8 +162,10 @@ def _cursor(report: PassReport, bucket: str, key: str) -> dict[str, object]:
 
 async def _record(store: Store, report: PassReport, cursor: dict[str, object]) -> None:
     """Save where the pass is (and the errors met so far) in one commit."""
-    await store.commit(UpdateState((("cursor", cursor),), add_errors=report.errors))
-    report.errors = 0
+    await store.commit(
+        UpdateState((("cursor", cursor),), add_errors=report.errors, add_locked=report.locked)
+    )
+    report.errors = report.locked = 0
 
 
 async def _walk_bucket(
@@ -184,8 +189,13 @@ async def _walk_bucket(
             await _record(store, report, _cursor(report, bucket, after))
             return False
         for key, versions in page:
+            locked_until = {v.version_id: v.protected_until_ms for v in versions}
             for action in plan_key(rules, key, versions, now_ms, settings.day_ms):
                 if acting_node(action.origin, node_id, peers) != node_id:
+                    continue
+                removes = action.kind != ActionKind.EXPIRE_CURRENT
+                if removes and locked_until.get(action.version_id, 0) > now_ms:
+                    report.locked += 1  # the commit would refuse it too: skip it here
                     continue
                 if not await budget.take():
                     await _record(store, report, _cursor(report, bucket, after))

@@ -73,11 +73,14 @@ def key_page(conn: sqlite3.Connection, bucket: str, after: str, limit: int) -> l
 
 
 def key_versions(conn: sqlite3.Connection, bucket: str, key: str) -> list[VersionFacts]:
-    """Every version of a key, the current one first, then newest to oldest, with its tags."""
+    """Every version of a key, the current one first, then newest to oldest, with its tags and
+    how long an object lock protects it (the pass skips those without a commit)."""
     rows = conn.execute(
-        "SELECT v.version_id, v.kind, v.size, v.last_modified_ms, v.origin, t.tags"
+        "SELECT v.version_id, v.kind, v.size, v.last_modified_ms, v.origin, t.tags,"
+        " coalesce(l.protected_until, 0)"
         " FROM versions v LEFT JOIN object_tags t ON t.bucket = v.bucket AND t.key = v.key"
-        " AND t.version_id = v.version_id WHERE v.bucket = ? AND v.key = ?"
+        " AND t.version_id = v.version_id LEFT JOIN version_locks l ON l.bucket = v.bucket"
+        " AND l.key = v.key AND l.version_id = v.version_id WHERE v.bucket = ? AND v.key = ?"
         " ORDER BY v.is_latest DESC, v.hlc DESC, v.origin DESC",
         (bucket, key),
     )
@@ -89,8 +92,9 @@ def key_versions(conn: sqlite3.Connection, bucket: str, key: str) -> list[Versio
             int(modified),
             str(origin),
             _tags(tags),
+            int(protected),
         )
-        for version_id, kind, size, modified, origin, tags in rows
+        for version_id, kind, size, modified, origin, tags, protected in rows
     ]
 
 
@@ -149,6 +153,7 @@ class UpdateState:
 
     changes: tuple[tuple[str, Any], ...]
     add_errors: int = 0
+    add_locked: int = 0
 
     def touched(self) -> tuple[str, str | None]:
         return "", ""  # no object: nothing cached to invalidate
@@ -157,6 +162,8 @@ class UpdateState:
         _update_state(conn, **dict(self.changes))
         if self.add_errors:
             _bump(conn, "errors", self.add_errors)
+        if self.add_locked:
+            _bump(conn, "locked_skipped", self.add_locked)
         return Outcome(None)
 
 
