@@ -26,6 +26,7 @@ from api import (
     bucket_policy,
     buckets,
     cors,
+    lifecycle,
     listing,
     multidelete,
     multipart,
@@ -101,6 +102,9 @@ HANDLERS: dict[str, Handler] = {
     "DeleteBucketCors": cors.delete_bucket_cors,
     "GetObjectAttributes": attributes.get_object_attributes,
     "PostObject": post_object.post_object,
+    "GetBucketLifecycleConfiguration": lifecycle.get_bucket_lifecycle,
+    "PutBucketLifecycleConfiguration": lifecycle.put_bucket_lifecycle,
+    "DeleteBucketLifecycle": lifecycle.delete_bucket_lifecycle,
 }
 RESERVED_PREFIX = "/_lakenode/"
 

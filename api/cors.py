@@ -2,7 +2,7 @@
 
 Browsers never sign a preflight, so :func:`preflight` runs before authentication and
 answers from the bucket's rules alone. Rules are parsed once per document and kept per
-bucket for a second (:class:`CorsCache`): a request carrying ``Origin`` costs a dict lookup,
+bucket for a second (api/document_cache.py): a request carrying ``Origin`` costs a dict lookup,
 not an XML parse; this node's own Put/DeleteBucketCors invalidate at once, and a change made
 elsewhere (replication) shows up within that second.
 """
@@ -12,8 +12,6 @@ from __future__ import annotations
 import functools
 import logging
 import re
-import time
-import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from xml.etree.ElementTree import Element
@@ -24,6 +22,7 @@ from starlette.responses import Response
 from api import xml
 from api.body import read_small_body
 from api.context import S3Context
+from api.document_cache import DocumentCache, PerStore
 from api.errors import S3Error
 from api.router import split_target
 from api.settings import ApiSettings
@@ -36,8 +35,6 @@ CORS_RULES_MAX = 100
 CORS_BODY_BYTES_MAX = 64 * 1024
 CORS_METHODS = frozenset(("GET", "PUT", "POST", "DELETE", "HEAD"))
 RULE_ID_CHARS_MAX = 255
-CACHE_TTL_S = 1.0
-CACHE_BUCKETS_MAX = 10_000
 VARY = "Origin, Access-Control-Request-Headers, Access-Control-Request-Method"
 _RULE_FIELDS = frozenset(
     ("ID", "AllowedOrigin", "AllowedMethod", "AllowedHeader", "ExposeHeader", "MaxAgeSeconds")
@@ -190,44 +187,9 @@ def _rules_of(document: str) -> tuple[CorsRule, ...]:
 # ---- the per-bucket cache ---------------------------------------------------------------------
 
 
-class CorsCache:
-    """Parsed rules per bucket, each entry trusted for CACHE_TTL_S."""
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self._entries: dict[str, tuple[float, tuple[CorsRule, ...]]] = {}
-
-    def invalidate(self, bucket: str) -> None:
-        self._entries.pop(bucket, None)
-
-    async def rules(self, bucket: str) -> tuple[CorsRule, ...]:
-        """The bucket's rules, () without a configuration; NoSuchBucket is raised through."""
-        cached = self._entries.get(bucket)
-        if cached is not None and time.monotonic() - cached[0] < CACHE_TTL_S:
-            return cached[1]
-        try:
-            rules = _rules_of(await self._store.get_bucket_document(bucket, "cors"))
-        except NoSuchConfiguration:
-            rules = ()
-        except S3Error:
-            # Stored documents were validated when put; one that no longer parses (from a
-            # peer running other rules) must not break every request with an Origin.
-            log.warning("bucket %s: stored CORS configuration is invalid; ignored", bucket)
-            rules = ()
-        if len(self._entries) >= CACHE_BUCKETS_MAX:
-            self._entries.clear()  # only existing buckets get here; a crude bound is enough
-        self._entries[bucket] = (time.monotonic(), rules)
-        return rules
-
-
-_caches: weakref.WeakKeyDictionary[Store, CorsCache] = weakref.WeakKeyDictionary()
-
-
-def cache_for(store: Store) -> CorsCache:
-    cache = _caches.get(store)
-    if cache is None:
-        cache = _caches[store] = CorsCache(store)
-    return cache
+cache_for: PerStore[tuple[CorsRule, ...]] = PerStore(
+    lambda store: DocumentCache(store, "cors", _rules_of, (), (S3Error,))
+)
 
 
 # ---- Put/Get/DeleteBucketCors -----------------------------------------------------------------
@@ -286,7 +248,7 @@ async def preflight(request: Request, settings: ApiSettings, store: Store) -> Re
         raise S3Error("BadRequest", "Invalid Access-Control-Request-Method: null")
     requested = _requested_headers(request.headers)
     try:
-        rules = await cache_for(store).rules(bucket)
+        rules = await cache_for(store).get(bucket)
     except NoSuchBucket as exc:
         raise _forbidden() from exc
     for rule in rules:
@@ -313,7 +275,7 @@ async def actual_request_headers(
     if not origin or bucket is None:
         return {}
     try:
-        rules = await cache_for(store).rules(bucket)
+        rules = await cache_for(store).get(bucket)
     except StorageError:
         return {}  # no bucket (or it cannot be read): the response stands as it is
     for rule in rules:

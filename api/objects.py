@@ -25,6 +25,7 @@ from api.conditionals import check_preconditions
 from api.context import S3Context
 from api.copy import authorize_copy_source, check_copy_preconditions, parse_copy_source
 from api.errors import S3Error
+from api.lifecycle import expiration_header
 from api.part_get import part_range
 from api.ranges import parse_range
 from api.tagging import copy_tags, header_tags, tag_count_headers
@@ -289,6 +290,7 @@ async def head_object(ctx: S3Context) -> Response:
     ranges, part_headers = _requested_ranges(ctx, manifest)
     headers = _object_headers(ctx, manifest, ranged=ranges is not None)
     headers.update(part_headers)
+    headers.update(await expiration_header(ctx, manifest, "versionId" not in ctx.query))
     headers.update(await _replication_header(ctx, manifest))
     headers.update(await tag_count_headers(ctx, manifest))
     if ranges is not None and len(ranges) == 1:
@@ -306,6 +308,7 @@ async def get_object(ctx: S3Context) -> Response:
     ranges, part_headers = _requested_ranges(ctx, manifest)
     headers = _object_headers(ctx, manifest, ranged=ranges is not None)
     headers.update(part_headers)
+    headers.update(await expiration_header(ctx, manifest, "versionId" not in ctx.query))
     headers.update(await _replication_header(ctx, manifest))
     headers.update(await tag_count_headers(ctx, manifest))
     if ranges is not None and len(ranges) > 1:

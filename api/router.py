@@ -22,7 +22,6 @@ _BUCKET_SUBRESOURCES = frozenset(
         "encryption",
         "intelligent-tiering",
         "inventory",
-        "lifecycle",
         "logging",
         "metrics",
         "notification",
@@ -64,6 +63,9 @@ BUCKET_SUBRESOURCE_OPERATIONS = {
     ("publicAccessBlock", "PUT"): "PutPublicAccessBlock",
     ("publicAccessBlock", "DELETE"): "DeletePublicAccessBlock",
     ("policyStatus", "GET"): "GetBucketPolicyStatus",
+    ("lifecycle", "GET"): "GetBucketLifecycleConfiguration",
+    ("lifecycle", "PUT"): "PutBucketLifecycleConfiguration",
+    ("lifecycle", "DELETE"): "DeleteBucketLifecycle",
 }
 OBJECT_SUBRESOURCE_OPERATIONS = {
     ("acl", "GET"): "GetObjectAcl",

@@ -15,6 +15,7 @@ class ApiSettings:
     domain: str | None = None
     root_access_key: str = ""
     sigv2_enabled: bool = True  # --sigv2: accept AWS Signature Version 2 (boto3's presigning)
+    lifecycle_day_ms: int = 86_400_000  # --lifecycle-day-seconds (tests): x-amz-expiration's day
 
 
 @functools.lru_cache(maxsize=1024)

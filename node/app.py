@@ -31,6 +31,7 @@ from node.admin.maintenance import Maintenance
 from node.admin.server import AdminBackend, AdminServer
 from node.admin.status import collect_status
 from node.config import SERVE_RECORD, ServeConfig
+from node.lifecycle_task import LifecycleSettings, lifecycle_forever
 from node.metrics.registry import NodeMetrics
 from node.metrics.replication import full_reports, local_reports
 from node.metrics.storage import refresh_usage_forever
@@ -124,6 +125,7 @@ def api_settings(config: ServeConfig) -> ApiSettings:
         domain=config.domain,
         root_access_key=config.access_key,
         sigv2_enabled=config.sigv2,
+        lifecycle_day_ms=config.lifecycle_day_ms,
     )
 
 
@@ -220,6 +222,14 @@ def build_app(config: ServeConfig) -> NodeApps:
             purge_forever(site, gc_settings(config), lambda: state.maintenance.enabled),
             name="tombstone-gc",
         )
+        lifecycle = asyncio.create_task(
+            lifecycle_forever(
+                store,
+                LifecycleSettings(config.lifecycle_interval, config.lifecycle_day_ms),
+                lambda: state.maintenance.enabled,
+            ),
+            name="lifecycle",
+        )
         admin = AdminServer(
             config.data_dir, AdminBackend(state.require_store, state.maintenance, state.status)
         )
@@ -228,6 +238,7 @@ def build_app(config: ServeConfig) -> NodeApps:
             yield
         finally:
             await admin.stop()
+            await _cancel(lifecycle)
             tombstone_gc.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await tombstone_gc

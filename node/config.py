@@ -64,6 +64,8 @@ class ServeConfig:
     repl_tombstone_window: int = 24 * 3_600_000  # milliseconds
     repl_conflict_retention: int = 30 * 86_400_000  # milliseconds
     repl_gc_interval: int = 3_600_000  # milliseconds
+    lifecycle_interval: int = 3_600_000  # milliseconds between lifecycle passes
+    lifecycle_day_seconds: int | None = None  # tests only: a lifecycle "day" (default 86400)
     peers: tuple[str, ...] = ()
     log_file: str | None = None  # None: DATA/logs/lakenode.log; "-": no log file
 
@@ -79,6 +81,10 @@ class ServeConfig:
         if self.log_file is None:
             return self.data_dir / DEFAULT_LOG_FILE
         return None if self.log_file == "-" else Path(self.log_file)
+
+    @property
+    def lifecycle_day_ms(self) -> int:
+        return (self.lifecycle_day_seconds or 86_400) * 1000
 
     @property
     def scheme(self) -> str:
@@ -186,6 +192,12 @@ def parse_positive_period_ms(text: str) -> int:
     return value
 
 
+def parse_day_seconds(text: str) -> int:
+    if not text.strip().isdigit() or not 0 < int(text) <= 86_400:
+        raise argparse.ArgumentTypeError(f"expected whole seconds from 1 to 86400, got {text!r}")
+    return int(text)
+
+
 def parse_peer_url(text: str) -> str:
     try:
         return normalize_base_url(text)
@@ -238,6 +250,10 @@ SERVE_OPTIONS: tuple[tuple[str, str | None, object, str | None, str], ...] = (
      "keep records of writes that lost under LWW this long (e.g. 30d)"),
     ("--repl-gc-interval", "LAKENODE_REPL_GC_INTERVAL", parse_positive_period_ms, "1h",
      "how often the node runs tombstone GC (e.g. 1h)"),
+    ("--lifecycle-interval", "LAKENODE_LIFECYCLE_INTERVAL", parse_positive_period_ms, "1h",
+     "how often the lifecycle worker applies the buckets' lifecycle rules (e.g. 1h)"),
+    ("--lifecycle-day-seconds", "LAKENODE_LIFECYCLE_DAY_SECONDS", parse_day_seconds, None,
+     "for tests only: a lifecycle rule's day lasts this many seconds (default 86400)"),
     ("--log-file", "LAKENODE_LOG_FILE", parse_log_file, None,
      "also log to this file, rotated at 10 MiB x 5 (default DATA/logs/lakenode.log; - for none)"),
     ("--metrics-listen", "LAKENODE_METRICS_LISTEN", parse_listen, None,

@@ -4,7 +4,7 @@ The same function builds it in a running node (``GET /admin/status`` on the admi
 uptime known, live peer links) and in ``lakenode status`` on a stopped data dir (``running``
 false, ``uptime_s`` null, peers as last recorded on disk). Every figure comes from the store:
 storage usage from storage/ops/usage.py, replication from node/metrics/replication.py, the last
-scrub and GC from their ``job:*`` rows.
+scrub and GC from their ``job:*`` rows, the lifecycle worker from its ``lifecycle`` row.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from node.admin.client import AdminChannel, on_store_or_node
 from node.metrics.replication import local_reports
 from replication.puller import PeerState
 from storage.ops import operator_state
+from storage.ops.lifecycle_actions import read_state as read_lifecycle_state
 from storage.ops.operator_state import MaintenanceRecord
 from storage.ops.usage import store_usage
 from storage.store import Store
@@ -76,6 +77,7 @@ async def collect_status(
         ],
         "last_scrub": await operator_state.job_state(store, "scrub"),
         "last_gc": await operator_state.job_state(store, "gc"),
+        "lifecycle": await store.inspect(read_lifecycle_state),
     }
     document.update(extra or {})
     return document

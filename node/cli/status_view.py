@@ -43,6 +43,7 @@ def _node_table(document: Mapping[str, Any]) -> Table:
         ),
         ("last scrub", _job(document.get("last_scrub"), "corrupt_chunks", "corrupt chunk(s)")),
         ("last gc", _job(document.get("last_gc"), "reclaimed_bytes", "bytes reclaimed")),
+        ("lifecycle", _lifecycle(document.get("lifecycle"))),
     )
     for name, value in rows:
         table.add_row(name, value)
@@ -85,6 +86,20 @@ def _job(state: Mapping[str, Any] | None, figure: str, label: str) -> str:
     if finished is None:
         return f"running, {float(state.get('done_ratio', 0)):.0%} done"
     return f"{_when(finished)}: {state.get(figure, 0)} {label}"
+
+
+def _lifecycle(state: Mapping[str, Any] | None) -> str:
+    """The lifecycle worker's last pass and totals (storage/ops/lifecycle_actions.py's row)."""
+    if not state:
+        return "no pass yet"
+    finished = state.get("last_pass_finished_ms")
+    last = "no complete pass yet" if finished is None else f"last pass {_when(finished)}"
+    unfinished = ", a pass under way or unfinished" if state.get("cursor") else ""
+    return (
+        f"{last}{unfinished}: {state.get('objects_expired', 0)} objects and "
+        f"{state.get('versions_expired', 0)} versions expired, "
+        f"{state.get('uploads_aborted', 0)} uploads aborted, {state.get('errors', 0)} errors"
+    )
 
 
 def _share(part: int, whole: int) -> str:

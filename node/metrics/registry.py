@@ -6,7 +6,8 @@ A dedicated :class:`CollectorRegistry` (never the process-global default) holds:
   (node/metrics/requests.py, fed through api/observe.py and storage/stats_hooks.py);
 * storage usage, disk space, maintenance mode, scrub and GC progress, build info
   (node/metrics/storage.py: usage in the background, the rest read at scrape time);
-* replication per peer, computed from disk (below).
+* replication per peer, computed from disk (below);
+* the lifecycle worker's counters and last pass (node/metrics/lifecycle.py, its ``meta`` row).
 
 For replication, each scrape first reads the catalog (node/metrics/replication.py: backlog, lag and
 last success from the change log and the cursors; counters from ``meta``), then renders;
@@ -43,6 +44,7 @@ from prometheus_client import CollectorRegistry, disable_created_metrics, genera
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from node.metrics.lifecycle import LifecycleCollector, read_lifecycle_row
 from node.metrics.replication import PeerReport, local_reports
 from node.metrics.requests import CommitMetrics, S3RequestMetrics
 from node.metrics.storage import CatalogReader, StorageCollector, read_state_rows
@@ -132,6 +134,8 @@ class NodeMetrics:
         self.registry.register(self.requests)
         self.registry.register(self.storage)
         self.registry.register(self.replication)
+        self.lifecycle = LifecycleCollector()
+        self.registry.register(self.lifecycle)
         self._catalog = CatalogReader(data_dir)
         self._lock = asyncio.Lock()
 
@@ -139,6 +143,7 @@ class NodeMetrics:
         async with self._lock:  # concurrent scrapes: one refresh and render at a time
             self.storage.rows = await self._catalog.run(read_state_rows)
             self.replication.reports = await local_reports(site, states)
+            self.lifecycle.row = await self._catalog.run(read_lifecycle_row)
             return generate_latest(self.registry)
 
     def close(self) -> None:

@@ -486,7 +486,7 @@ def test_not_implemented(node: NodeProcess, s3: Any, bucket: str) -> None:
         s3.get_bucket_website(Bucket=bucket)
     assert boto_error(excinfo) == (501, "NotImplemented")
     with pytest.raises(ClientError) as excinfo:
-        s3.get_bucket_lifecycle_configuration(Bucket=bucket)
+        s3.get_bucket_logging(Bucket=bucket)
     assert boto_error(excinfo) == (501, "NotImplemented")
     expect_error(send(node.url, "GET", f"/{bucket}", "website"), 501, "NotImplemented")
     expect_error(send(node.url, "GET", f"/{bucket}/src", "retention"), 501, "NotImplemented")

@@ -58,6 +58,9 @@ B, K = "bucket", "some/key"
         ("GET", B, None, {"policyStatus": ""}, False, "GetBucketPolicyStatus"),
         ("OPTIONS", B, None, {}, False, "PreflightCors"),
         ("OPTIONS", B, K, {}, False, "PreflightCors"),
+        ("GET", B, None, {"lifecycle": ""}, False, "GetBucketLifecycleConfiguration"),
+        ("PUT", B, None, {"lifecycle": ""}, False, "PutBucketLifecycleConfiguration"),
+        ("DELETE", B, None, {"lifecycle": ""}, False, "DeleteBucketLifecycle"),
     ],
 )
 def test_operations(
@@ -76,7 +79,7 @@ def test_operations(
     [
         ("GET", B, None, {"website": ""}, False),
         ("PUT", B, None, {"website": ""}, False),
-        ("GET", B, None, {"lifecycle": ""}, False),
+        ("GET", B, None, {"logging": ""}, False),
         ("POST", B, K, {"restore": ""}, False),
         ("GET", B, K, {"retention": ""}, False),
     ],

@@ -88,3 +88,18 @@ def test_repl_pull_requires_a_peer_and_a_data_dir(
     with pytest.raises(SystemExit) as caught:
         main(["repl", "pull", "--peer", "http://a:1", "--data-dir", f"{tmp_path}/none"])
     assert caught.value.code == 2 and "no lakenode data" in capsys.readouterr().err
+
+
+def test_lifecycle_options(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("LAKENODE_LIFECYCLE_INTERVAL", raising=False)
+    monkeypatch.delenv("LAKENODE_LIFECYCLE_DAY_SECONDS", raising=False)
+    base = ["--data-dir", str(tmp_path)]
+    default = serve_config(base)
+    assert (default.lifecycle_interval, default.lifecycle_day_ms) == (3_600_000, 86_400_000)
+    monkeypatch.setenv("LAKENODE_LIFECYCLE_DAY_SECONDS", "2")
+    config = serve_config([*base, "--lifecycle-interval", "500ms"])
+    assert (config.lifecycle_interval, config.lifecycle_day_ms) == (500, 2000)
+    for bad in (["--lifecycle-day-seconds", "0"], ["--lifecycle-interval", "0"]):
+        with pytest.raises(SystemExit) as excinfo:
+            serve_config([*base, *bad])
+        assert excinfo.value.code == 2
