@@ -29,6 +29,7 @@ from api import (
     listing,
     multidelete,
     multipart,
+    object_lock,
     objects,
     ownership,
     post_object,
@@ -101,6 +102,12 @@ HANDLERS: dict[str, Handler] = {
     "DeleteBucketCors": cors.delete_bucket_cors,
     "GetObjectAttributes": attributes.get_object_attributes,
     "PostObject": post_object.post_object,
+    "GetObjectLockConfiguration": object_lock.get_object_lock_configuration,
+    "PutObjectLockConfiguration": object_lock.put_object_lock_configuration,
+    "GetObjectRetention": object_lock.get_object_retention,
+    "PutObjectRetention": object_lock.put_object_retention,
+    "GetObjectLegalHold": object_lock.get_object_legal_hold,
+    "PutObjectLegalHold": object_lock.put_object_legal_hold,
 }
 RESERVED_PREFIX = "/_lakenode/"
 

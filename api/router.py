@@ -26,7 +26,6 @@ _BUCKET_SUBRESOURCES = frozenset(
         "logging",
         "metrics",
         "notification",
-        "object-lock",
         "replication",
         "requestPayment",
         "website",
@@ -34,9 +33,7 @@ _BUCKET_SUBRESOURCES = frozenset(
 )
 _OBJECT_SUBRESOURCES = frozenset(
     (
-        "legal-hold",
         "restore",
-        "retention",
         "select",
         "tagging",
         "torrent",
@@ -64,6 +61,8 @@ BUCKET_SUBRESOURCE_OPERATIONS = {
     ("publicAccessBlock", "PUT"): "PutPublicAccessBlock",
     ("publicAccessBlock", "DELETE"): "DeletePublicAccessBlock",
     ("policyStatus", "GET"): "GetBucketPolicyStatus",
+    ("object-lock", "GET"): "GetObjectLockConfiguration",
+    ("object-lock", "PUT"): "PutObjectLockConfiguration",
 }
 OBJECT_SUBRESOURCE_OPERATIONS = {
     ("acl", "GET"): "GetObjectAcl",
@@ -72,6 +71,10 @@ OBJECT_SUBRESOURCE_OPERATIONS = {
     ("tagging", "PUT"): "PutObjectTagging",
     ("tagging", "DELETE"): "DeleteObjectTagging",
     ("attributes", "GET"): "GetObjectAttributes",
+    ("retention", "GET"): "GetObjectRetention",
+    ("retention", "PUT"): "PutObjectRetention",
+    ("legal-hold", "GET"): "GetObjectLegalHold",
+    ("legal-hold", "PUT"): "PutObjectLegalHold",
 }
 
 

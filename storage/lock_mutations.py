@@ -202,7 +202,10 @@ def check_delete(
 def refuse_suspend(conn: sqlite3.Connection, bucket: str, status: str) -> None:
     """Versioning cannot be suspended on a bucket with object lock (InvalidBucketState)."""
     if status != "Enabled" and bucket_lock(conn, bucket) is not None:
-        raise InvalidBucketState(f"{bucket} has object lock enabled: versioning stays on")
+        raise InvalidBucketState(
+            "An Object Lock configuration is present on this bucket, "
+            "so the versioning state cannot be changed."
+        )
 
 
 def _locked_version(
@@ -371,6 +374,8 @@ class PutLockConfiguration:
 
     def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[None]:
         if catalog.get_bucket(conn, self.bucket).versioning != "Enabled":
-            raise InvalidBucketState(f"{self.bucket}: object lock needs versioning enabled")
+            raise InvalidBucketState(
+                "Versioning must be 'Enabled' on the bucket to apply a Object Lock configuration"
+            )
         document = bucket_config.PutBucketDocument(self.bucket, LOCK_DOCUMENT, self.config.dumps())
         return document.apply(conn, stamp)

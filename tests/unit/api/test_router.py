@@ -58,6 +58,12 @@ B, K = "bucket", "some/key"
         ("GET", B, None, {"policyStatus": ""}, False, "GetBucketPolicyStatus"),
         ("OPTIONS", B, None, {}, False, "PreflightCors"),
         ("OPTIONS", B, K, {}, False, "PreflightCors"),
+        ("GET", B, None, {"object-lock": ""}, False, "GetObjectLockConfiguration"),
+        ("PUT", B, None, {"object-lock": ""}, False, "PutObjectLockConfiguration"),
+        ("GET", B, K, {"retention": ""}, False, "GetObjectRetention"),
+        ("PUT", B, K, {"retention": "", "versionId": "v"}, False, "PutObjectRetention"),
+        ("GET", B, K, {"legal-hold": ""}, False, "GetObjectLegalHold"),
+        ("PUT", B, K, {"legal-hold": ""}, False, "PutObjectLegalHold"),
     ],
 )
 def test_operations(
@@ -78,7 +84,7 @@ def test_operations(
         ("PUT", B, None, {"website": ""}, False),
         ("GET", B, None, {"lifecycle": ""}, False),
         ("POST", B, K, {"restore": ""}, False),
-        ("GET", B, K, {"retention": ""}, False),
+        ("GET", B, K, {"select": ""}, False),
     ],
 )
 def test_known_but_unimplemented_features_are_501(
