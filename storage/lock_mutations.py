@@ -37,7 +37,7 @@ from storage.errors import (
 )
 from storage.hlc import LOGICAL_MAX, Timestamp
 from storage.lww import Stamp
-from storage.manifest import Kind, Manifest, decode
+from storage.manifest import Kind, Manifest
 from storage.object_lock import MODES, LockState, Mode
 
 DAY_MS: Final = 86_400_000
@@ -212,31 +212,17 @@ def _locked_version(
     conn: sqlite3.Connection, bucket: str, key: str, version_id: str | None
 ) -> tuple[Manifest, bytes]:
     """The version a retention or hold call applies to, with its manifest bytes."""
-    catalog.get_bucket(conn, bucket)
-    if bucket_lock(conn, bucket) is None:
+    if bucket_lock(conn, bucket) is None:  # NoSuchBucket first, as get_bucket_document checks
         raise LockNotEnabled(bucket)
     if version_id is not None:
-        row = conn.execute(
-            "SELECT manifest FROM versions WHERE bucket = ? AND key = ? AND version_id = ?"
-            " AND kind != ?",
-            (bucket, key, version_id, int(Kind.TOMBSTONE)),
-        ).fetchone()
-        if row is None:
-            catalog.get_version(conn, bucket, key, version_id)  # raises NoSuchVersion
+        manifest: Manifest | None = catalog.get_version(conn, bucket, key, version_id)
     else:
-        row = conn.execute(
-            "SELECT manifest FROM versions WHERE bucket = ? AND key = ? AND is_latest = 1",
-            (bucket, key),
-        ).fetchone()
-        if row is None:
-            raise NoSuchKey(key)
-    raw = bytes(row[0])
-    manifest = decode(raw)
-    if manifest.kind == Kind.TOMBSTONE:
+        manifest = catalog.get_latest(conn, bucket, key)
+    if manifest is None or manifest.kind == Kind.TOMBSTONE:
         raise NoSuchKey(key)
     if manifest.kind == Kind.DELETE_MARKER:
         raise LockOnDeleteMarker(f"{bucket}/{key} version {manifest.version_id}")
-    return manifest, raw
+    return manifest, manifest.encode()
 
 
 def _log_lock(

@@ -5,7 +5,7 @@ CreateBucket with lock), every x-amz-object-lock-* header on PutObject, CopyObje
 CreateMultipartUpload, HEAD/GET's lock headers, and each error code AWS documents for them;
 deletes of locked versions refused (DeleteObject with a versionId, DeleteObjects) until the
 retention passes and no hold is on; the governance bypass only for a key allowed it.
-Retain-until dates are a few seconds ahead where a test waits for them to pass.
+Time passes for the Veeam-style flow by restarting its node with LAKENODE_CLOCK_OFFSET_MS.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from botocore.exceptions import ClientError
 
 from tests.integration.nodeproc import NodeProcess
 from tests.integration.s3util import MiB, error_of, expect_error, headers_of, send
+from tests.integration.sites import SiteProcess
 from tests.integration.test_access_control import Key
 from tests.integration.test_access_control import make_key as make_key  # the fixture
 from tests.integration.test_awscli import api_json, make_aws
@@ -411,44 +411,59 @@ def test_deletes_of_locked_versions_are_refused_and_markers_still_made(
 # ---- the Veeam-style flow ------------------------------------------------------------------------
 
 
-def test_veeam_style_backup_flow_with_awscli(node: NodeProcess, tmp_path: Path) -> None:
+def test_veeam_style_backup_flow_with_awscli(tmp_path: Path) -> None:
     """A backup tool's life: lock-enabled bucket, each object COMPLIANCE-retained, versions
-    listed, retention extended before it runs out, deletes refused until expiry, then allowed."""
-    aws = make_aws(node, tmp_path / "aws-home")
-    name = "veeam-style-flow"
-    aws("s3api", "create-bucket", "--bucket", name, "--object-lock-enabled-for-bucket")
-    config = api_json(aws, "get-object-lock-configuration", "--bucket", name)
-    assert config["ObjectLockConfiguration"]["ObjectLockEnabled"] == "Enabled"
-    blocks = tmp_path / "block.vbk"
-    blocks.write_bytes(b"backup block" * 1000)
-    first_until = ahead(15)  # each awscli call takes about a second
-    versions = {}
-    for n in range(3):
-        written = api_json(
-            aws, "put-object", "--bucket", name, "--key", f"Veeam/Backup/blk{n}",
-            "--body", str(blocks), "--object-lock-mode", "COMPLIANCE",
-            "--object-lock-retain-until-date", iso(first_until), "--checksum-algorithm", "CRC32",
-        )  # fmt: skip
-        versions[f"Veeam/Backup/blk{n}"] = written["VersionId"]
-    listed = api_json(aws, "list-object-versions", "--bucket", name)
-    assert {v["Key"]: v["VersionId"] for v in listed["Versions"]} == versions
-    extended = first_until + timedelta(seconds=8)
-    key, version = "Veeam/Backup/blk0", versions["Veeam/Backup/blk0"]
-    retention = f"Mode=COMPLIANCE,RetainUntilDate={iso(extended)}"
-    aws("s3api", "put-object-retention", "--bucket", name, "--key", key,
-        "--version-id", version, "--retention", retention)  # fmt: skip
-    for each_key, each_version in versions.items():
-        denied = aws("s3api", "delete-object", "--bucket", name, "--key", each_key,
-                     "--version-id", each_version, check=False)  # fmt: skip
-        assert denied.returncode != 0 and "AccessDenied" in denied.stderr
-    time.sleep(max(0.0, (first_until - datetime.now(UTC)).total_seconds()) + 1.5)
-    denied = aws("s3api", "delete-object", "--bucket", name, "--key", key,
-                 "--version-id", version, check=False)  # fmt: skip
-    assert denied.returncode != 0 and "AccessDenied" in denied.stderr  # extended: still locked
-    for each_key, each_version in versions.items():
-        if each_key != key:
-            aws("s3api", "delete-object", "--bucket", name, "--key", each_key,
-                "--version-id", each_version)  # fmt: skip
-    time.sleep(max(0.0, (extended - datetime.now(UTC)).total_seconds()) + 1.5)
-    aws("s3api", "delete-object", "--bucket", name, "--key", key, "--version-id", version)
-    assert not api_json(aws, "list-object-versions", "--bucket", name).get("Versions")
+    listed, retention extended before it runs out, deletes refused until expiry, then allowed.
+    Time passes by restarting the node with LAKENODE_CLOCK_OFFSET_MS (signatures still use
+    the real clock), so no step races a retain-until date."""
+    node = SiteProcess(tmp_path / "data")
+    node.start()
+    try:
+        aws = make_aws(node, tmp_path / "aws-home")
+        name = "veeam-style-flow"
+        aws("s3api", "create-bucket", "--bucket", name, "--object-lock-enabled-for-bucket")
+        config = api_json(aws, "get-object-lock-configuration", "--bucket", name)
+        assert config["ObjectLockConfiguration"]["ObjectLockEnabled"] == "Enabled"
+        blocks = tmp_path / "block.vbk"
+        blocks.write_bytes(b"backup block" * 1000)
+        versions = {}
+        for n in range(3):
+            written = api_json(
+                aws, "put-object", "--bucket", name, "--key", f"Veeam/Backup/blk{n}",
+                "--body", str(blocks), "--object-lock-mode", "COMPLIANCE",
+                "--object-lock-retain-until-date", iso(ahead(HOUR_S)),
+                "--checksum-algorithm", "CRC32",
+            )  # fmt: skip
+            versions[f"Veeam/Backup/blk{n}"] = written["VersionId"]
+        listed = api_json(aws, "list-object-versions", "--bucket", name)
+        assert {v["Key"]: v["VersionId"] for v in listed["Versions"]} == versions
+        key, version = "Veeam/Backup/blk0", versions["Veeam/Backup/blk0"]
+        retention = f"Mode=COMPLIANCE,RetainUntilDate={iso(ahead(3 * HOUR_S))}"
+        aws("s3api", "put-object-retention", "--bucket", name, "--key", key,
+            "--version-id", version, "--retention", retention)  # fmt: skip
+        shown = api_json(aws, "get-object-retention", "--bucket", name, "--key", key)
+        assert shown["Retention"]["Mode"] == "COMPLIANCE"
+
+        def delete(each_key: str) -> bool:
+            done = aws("s3api", "delete-object", "--bucket", name, "--key", each_key,
+                       "--version-id", versions[each_key], check=False)  # fmt: skip
+            assert done.returncode == 0 or "AccessDenied" in done.stderr, done.stderr
+            return done.returncode == 0
+
+        assert not any(delete(each_key) for each_key in versions)
+        restart_at(node, 2 * HOUR_S)  # the first retention has passed, the extended one not
+        assert [delete(each_key) for each_key in versions] == [False, True, True]
+        restart_at(node, 4 * HOUR_S)
+        assert delete(key)
+        assert not api_json(aws, "list-object-versions", "--bucket", name).get("Versions")
+    finally:
+        node.stop()
+
+
+HOUR_S = 3600
+
+
+def restart_at(node: SiteProcess, offset_s: int) -> None:
+    node.stop()
+    node.env["LAKENODE_CLOCK_OFFSET_MS"] = str(offset_s * 1000)
+    node.start()
