@@ -161,7 +161,9 @@ class Store:
     async def create_bucket(self, name: str, owner: str, object_lock: bool = False) -> BucketInfo:
         """A new bucket; with ``object_lock``, versioned and lock-enabled in the same commit."""
         if object_lock:
-            return await self._commit(CreateLockedBucket(name, owner))
+            created = await self._commit(CreateLockedBucket(name, owner))
+            await self.object_locks.enabled(name)  # remembered: it stays enabled
+            return created
         return await self._commit(CreateBucket(name, owner))
 
     async def delete_bucket(self, name: str) -> None:

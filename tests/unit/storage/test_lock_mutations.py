@@ -23,6 +23,7 @@ from storage.lock_mutations import (
     DAY_MS,
     BucketLock,
     LockRequest,
+    PutLockConfiguration,
     next_stamp,
     parse_bucket_lock,
     request_from_upload,
@@ -199,3 +200,24 @@ def test_pure_parts() -> None:
     request = LockRequest("GOVERNANCE", 42, legal_hold=True)
     assert request_from_upload((*request.upload_headers(), ("a", "b"))) == request
     assert request_from_upload((("a", "b"),)) is None
+
+
+def test_reads_ask_for_lock_state_only_where_lock_may_be(tmp_path: Path) -> None:
+    async def test(store: Store, clock: ManualClock) -> None:
+        locks = store.object_locks
+        assert await locks.may_be_locked("b")  # created with lock: known at once
+        await store.create_bucket("plain", "owner")
+        assert not await locks.may_be_locked("plain")
+        await store.set_versioning("plain", "Enabled")
+        await locks.put_configuration("plain", BucketLock())
+        assert await locks.may_be_locked("plain")  # enabled here: no waiting
+        await store.create_bucket("remote", "owner")
+        await store.set_versioning("remote", "Enabled")
+        assert not await locks.may_be_locked("remote")
+        # As if enabled by a peer: this store's cache is not told, and believes it a second.
+        await store.commit(PutLockConfiguration("remote", BucketLock()))
+        assert not await locks.may_be_locked("remote")
+        clock.advance(1.5)
+        assert await locks.may_be_locked("remote")
+
+    run_locked(test, tmp_path)
