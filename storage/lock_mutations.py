@@ -7,9 +7,9 @@ cannot both pass a check that only one of them may pass. What may change is S3's
 
 * COMPLIANCE is only ever extended: shortening it, removing it or switching it to GOVERNANCE
   while it is in force raises :class:`ObjectLocked`, whoever asks (the root key included);
-* GOVERNANCE may be extended by anyone allowed to set a retention; shortening or removing
-  it while it is in force needs ``bypass_governance`` (the S3 layer grants that flag only to
-  a key allowed ``s3:BypassGovernanceRetention``);
+* GOVERNANCE may be extended by anyone allowed to set a retention; shortening it, removing
+  it or switching it to COMPLIANCE while it is in force needs ``bypass_governance`` (the S3
+  layer grants that flag only to a key allowed ``s3:BypassGovernanceRetention``);
 * a legal hold is set or lifted by anyone allowed to; it blocks every removal while on.
 
 The bucket's "object-lock" document (storage/bucket_config.py) is JSON in AWS's shape:
@@ -261,9 +261,11 @@ def retention_change(
     governance = state.governance_until_ms or 0
     if compliance > now_ms and (mode != "COMPLIANCE" or until_ms is None or until_ms < compliance):
         raise ObjectLocked("a COMPLIANCE retention can only be extended")
-    shortened = until_ms is None or until_ms < governance
-    if governance > now_ms and shortened and not bypass_governance:
-        raise ObjectLocked("shortening a GOVERNANCE retention needs the bypass permission")
+    # Shortening, removing or switching a GOVERNANCE retention in force to COMPLIANCE all
+    # alter it in a way only the bypass may (as AWS and the s3-tests suite answer).
+    altered = until_ms is None or until_ms < governance or mode == "COMPLIANCE"
+    if governance > now_ms and altered and not bypass_governance:
+        raise ObjectLocked("altering a GOVERNANCE retention needs the bypass permission")
     if mode == "COMPLIANCE":
         change = LockState(compliance_until_ms=until_ms)
         if state.governance is not None:

@@ -116,6 +116,8 @@ def test_governance_yields_only_to_bypass_and_holds_to_nobody(tmp_path: Path) ->
             await store.delete_object("b", "k", version)
         with pytest.raises(ObjectLocked):
             await locks.put_retention("b", "k", version, "GOVERNANCE", START_MS + 1, False)
+        with pytest.raises(ObjectLocked):  # to COMPLIANCE, even for longer: the bypass only
+            await locks.put_retention("b", "k", version, "COMPLIANCE", START_MS + 99_000, False)
         await locks.put_retention("b", "k", version, "GOVERNANCE", START_MS + 30_000, False)
         await locks.put_legal_hold("b", "k", version, True)
         with pytest.raises(ObjectLocked):
