@@ -304,6 +304,18 @@ def test_governance_yields_to_the_bypass_permission_only(
     policy_file = tmp_path / "policy.json"
     policy_file.write_text(json.dumps(policy))
     key: Key = make_key("nobypass", "--policy", str(policy_file))
+    try:
+        _bypass_refused_to(key, args, shorter)
+    finally:
+        key.client.close()
+    s3.put_object_retention(**args, Retention=shorter, BypassGovernanceRetention=True)
+    s3.put_object_retention(**args, Retention={}, BypassGovernanceRetention=True)
+    assert refused(s3.get_object_retention, **args)[1] == "NoSuchObjectLockConfiguration"
+    s3.delete_object(**args)
+
+
+def _bypass_refused_to(key: Key, args: dict[str, str], shorter: dict[str, Any]) -> None:
+    assert key.client.get_object_retention(**args)["Retention"]["Mode"] == "GOVERNANCE"
     assert refused(key.client.delete_object, **args, BypassGovernanceRetention=True) == (
         403,
         "AccessDenied",
@@ -311,10 +323,6 @@ def test_governance_yields_to_the_bypass_permission_only(
     assert refused(
         key.client.put_object_retention, **args, Retention=shorter, BypassGovernanceRetention=True
     ) == (403, "AccessDenied")
-    s3.put_object_retention(**args, Retention=shorter, BypassGovernanceRetention=True)
-    s3.put_object_retention(**args, Retention={}, BypassGovernanceRetention=True)
-    assert refused(s3.get_object_retention, **args)[1] == "NoSuchObjectLockConfiguration"
-    s3.delete_object(**args)
 
 
 def test_a_legal_hold_blocks_every_delete_until_lifted(s3: Any, locked: str) -> None:
