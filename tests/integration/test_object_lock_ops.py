@@ -1,11 +1,11 @@
-"""Operator tools with locked versions present: `lakenode gc`, `mpu-gc` and `rebuild-index`.
+"""Operator tools with locked versions present: `gc`, `mpu-gc`, `rebuild-index`, `restore`.
 
 One node writes a lock-enabled bucket (COMPLIANCE and GOVERNANCE retention by header, a
 legal hold, a retention extended by PutObjectRetention, the bucket's default retention,
 garbage from overwrites, a stale multipart upload), then, stopped, is garbage-collected,
-mpu-gc'd and finally rebuilt from its segments. After each step every version must still be
-there with the same bytes, and the lock state HEAD shows (and the refusal of a delete) must be
-what it was before.
+mpu-gc'd, snapshotted, rebuilt from its segments and finally restored from the snapshot.
+After each step every version must still be there with the same bytes, and the lock state
+HEAD shows (and the refusal of a delete) must be what it was before.
 """
 
 from __future__ import annotations
@@ -105,6 +105,7 @@ class Run:
     before: Observed
     after_gc: Observed
     after_rebuild: Observed
+    after_restore: Observed
     gc_output: str
     mpu_gc_output: str
     rebuild_code: int
@@ -118,9 +119,8 @@ def ok(*args: str) -> str:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
-    node = NodeProcess(
-        tmp_path_factory.mktemp("lock-ops") / "data", extra_args=["--segment-size", "256KiB"]
-    ).start()
+    root = tmp_path_factory.mktemp("lock-ops")
+    node = NodeProcess(root / "data", extra_args=["--segment-size", "256KiB"]).start()
     data_dir = ["--data-dir", str(node.data_dir)]
     try:
         write_locked_vault(make_client(node.url))
@@ -131,12 +131,25 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         node.start()
         after_gc = observe(make_client(node.url), try_deletes=True)
         node.stop()
+        ok("snapshot", "--out", str(root / "snapshot"), *data_dir)
         for path in node.data_dir.glob("meta.db*"):
             path.unlink()
         rebuilt = lakenode("rebuild-index", *data_dir)
         node.start()
         after_rebuild = observe(make_client(node.url), try_deletes=True)
-        yield Run(before, after_gc, after_rebuild, gc_output, mpu_gc_output, rebuilt.returncode)
+        node.stop()
+        ok("restore", "--from", str(root / "snapshot"), "--force", *data_dir)
+        node.start()
+        after_restore = observe(make_client(node.url), try_deletes=True)
+        yield Run(
+            before,
+            after_gc,
+            after_rebuild,
+            after_restore,
+            gc_output,
+            mpu_gc_output,
+            rebuilt.returncode,
+        )
     finally:
         node.stop()
 
@@ -154,6 +167,12 @@ def test_gc_and_mpu_gc_keep_every_locked_version_and_its_lock(run: Run) -> None:
     assert run.after_gc.versions == run.before.versions
     assert run.after_gc.locks == run.before.locks
     assert run.after_gc.delete_refused == run.before.delete_refused
+
+
+def test_restore_brings_back_every_locked_version_and_its_lock(run: Run) -> None:
+    assert run.after_restore.versions == run.before.versions
+    assert run.after_restore.locks == run.before.locks
+    assert run.after_restore.delete_refused == run.before.delete_refused
 
 
 def test_rebuild_index_keeps_every_locked_version(run: Run) -> None:
