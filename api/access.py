@@ -125,6 +125,12 @@ ACTION_BY_OPERATION = {
     "PutPublicAccessBlock": "s3:PutBucketPublicAccessBlock",
     "DeletePublicAccessBlock": "s3:PutBucketPublicAccessBlock",
     "GetBucketPolicyStatus": "s3:GetBucketPolicyStatus",
+    "GetObjectRetention": "s3:GetObjectRetention",
+    "PutObjectRetention": "s3:PutObjectRetention",
+    "GetObjectLegalHold": "s3:GetObjectLegalHold",
+    "PutObjectLegalHold": "s3:PutObjectLegalHold",
+    "GetObjectLockConfiguration": "s3:GetBucketObjectLockConfiguration",
+    "PutObjectLockConfiguration": "s3:PutBucketObjectLockConfiguration",
 }
 _VERSIONED_ACTIONS = {
     "s3:GetObject": "s3:GetObjectVersion",

@@ -30,6 +30,7 @@ from api import (
     listing,
     multidelete,
     multipart,
+    object_lock,
     objects,
     ownership,
     post_object,
@@ -105,6 +106,12 @@ HANDLERS: dict[str, Handler] = {
     "GetBucketLifecycleConfiguration": lifecycle.get_bucket_lifecycle,
     "PutBucketLifecycleConfiguration": lifecycle.put_bucket_lifecycle,
     "DeleteBucketLifecycle": lifecycle.delete_bucket_lifecycle,
+    "GetObjectLockConfiguration": object_lock.get_object_lock_configuration,
+    "PutObjectLockConfiguration": object_lock.put_object_lock_configuration,
+    "GetObjectRetention": object_lock.get_object_retention,
+    "PutObjectRetention": object_lock.put_object_retention,
+    "GetObjectLegalHold": object_lock.get_object_legal_hold,
+    "PutObjectLegalHold": object_lock.put_object_legal_hold,
 }
 RESERVED_PREFIX = "/_lakenode/"
 

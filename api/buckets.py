@@ -142,8 +142,9 @@ async def create_bucket(ctx: S3Context) -> Response:
                 f"endpoint this request was sent to ({ctx.settings.region}).",
             )
     acl, ownership = bucket_creation_acl(ctx)
+    object_lock = _lock_enabled_header(ctx)
     try:
-        await ctx.store.create_bucket(ctx.bucket_name, ctx.access_key)
+        await ctx.store.create_bucket(ctx.bucket_name, ctx.access_key, object_lock)
     except BucketAlreadyExists as exists:
         owner = (await ctx.store.get_bucket(ctx.bucket_name)).owner
         if owner == ctx.access_key or ctx.identity.root:
@@ -167,6 +168,16 @@ async def create_bucket(ctx: S3Context) -> Response:
     await apply_bucket_creation_acl(ctx, acl, ownership)
     ctx.bucket_access.invalidate(ctx.bucket_name)
     return _created(ctx)
+
+
+def _lock_enabled_header(ctx: S3Context) -> bool:
+    """``x-amz-bucket-object-lock-enabled``: true makes a versioned bucket with object lock."""
+    value = ctx.headers.get("x-amz-bucket-object-lock-enabled")
+    if value is None:
+        return False
+    if value.strip().lower() not in ("true", "false"):
+        raise S3Error("InvalidArgument", "x-amz-bucket-object-lock-enabled must be true or false.")
+    return value.strip().lower() == "true"
 
 
 def _created(ctx: S3Context) -> Response:

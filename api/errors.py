@@ -37,6 +37,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "InvalidArgument": 400,
     "InvalidBucketAclWithObjectOwnership": 400,
     "InvalidBucketName": 400,
+    "InvalidBucketState": 409,
     "InvalidDigest": 400,
     "InvalidPart": 400,
     "InvalidPartNumber": 416,
@@ -61,12 +62,14 @@ STATUS_BY_CODE: dict[str, int] = {
     "NoSuchCORSConfiguration": 404,
     "NoSuchKey": 404,
     "NoSuchLifecycleConfiguration": 404,
+    "NoSuchObjectLockConfiguration": 404,
     "NoSuchPublicAccessBlockConfiguration": 404,
     "NoSuchTagSet": 404,
     "NoSuchUpload": 404,
     "NoSuchVersion": 404,
     "NotImplemented": 501,
     "NotModified": 304,
+    "ObjectLockConfigurationNotFoundError": 404,
     "OwnershipControlsNotFoundError": 404,
     "PolicyTooLarge": 400,
     "PreconditionFailed": 412,
@@ -157,6 +160,9 @@ _AWS_MESSAGES = {
     "specified in order by part number.",
     "EntityTooSmall": "Your proposed upload is smaller than the minimum allowed object size.",
     "PreconditionFailed": "At least one of the pre-conditions you specified did not hold",
+    "AccessDenied": "Access Denied because object protected by object lock.",
+    "InvalidRequest": "Bucket is missing Object Lock Configuration",
+    "MethodNotAllowed": "The specified method is not allowed against this resource.",
     "ConditionalRequestConflict": (
         "The conditional request cannot succeed due to a conflicting operation against this "
         "resource."
@@ -178,6 +184,10 @@ _CODE_BY_STORAGE_ERROR: dict[type[storage_errors.StorageError], str] = {
     storage_errors.PreconditionFailed: "PreconditionFailed",
     storage_errors.ConditionalConflict: "ConditionalRequestConflict",
     storage_errors.BadDigest: "BadDigest",
+    storage_errors.ObjectLocked: "AccessDenied",
+    storage_errors.InvalidBucketState: "InvalidBucketState",
+    storage_errors.LockNotEnabled: "InvalidRequest",
+    storage_errors.LockOnDeleteMarker: "MethodNotAllowed",
 }
 
 

@@ -16,6 +16,7 @@ from api.access import action_for, authorize
 from api.body import Body, content_md5
 from api.context import S3Context
 from api.errors import S3Error, from_storage_error
+from api.object_lock import bypass_governance
 from api.upload import KEY_BYTES_MAX
 from api.write_conditions import etag_value
 from storage.conditions import WriteCondition
@@ -102,7 +103,11 @@ async def _delete_one(
     except S3Error as denied:
         return denied
     try:
+        bypass = await bypass_governance(ctx, key) if version_id is not None else False
+    except S3Error as denied:
+        return denied
+    try:
         condition = None if etag is None else WriteCondition(if_match_etag=etag_value(etag))
-        return await ctx.store.delete_object(ctx.bucket_name, key, version_id, condition)
+        return await ctx.store.delete_object(ctx.bucket_name, key, version_id, condition, bypass)
     except StorageError as exc:
         return from_storage_error(exc, f"/{ctx.bucket_name}/{key}")

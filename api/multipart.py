@@ -30,6 +30,7 @@ from api.copy import (
 )
 from api.errors import S3Error
 from api.listing import encode_key, max_keys_param
+from api.object_lock import write_lock
 from api.part_get import part_number_param
 from api.settings import owner_id
 from api.tagging import pop_upload_tags, upload_tagging_headers
@@ -68,7 +69,9 @@ async def _upload(ctx: S3Context) -> UploadInfo:
 
 async def create_multipart_upload(ctx: S3Context) -> Response:
     validate_key(ctx.object_key)
-    headers = tuple(object_headers(ctx.headers)) + upload_tagging_headers(ctx)
+    headers = tuple(object_headers(ctx.headers, lock=True)) + upload_tagging_headers(ctx)
+    lock = await write_lock(ctx, body=False)  # kept with the upload, applied at completion
+    headers += lock.upload_headers() if lock is not None else ()
     headers += await object_acl_headers(ctx)  # applied at completion, with the headers
     algorithm, checksum_type = _upload_checksum(ctx)
     if checksum_type:

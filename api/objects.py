@@ -26,6 +26,7 @@ from api.context import S3Context
 from api.copy import authorize_copy_source, check_copy_preconditions, parse_copy_source
 from api.errors import S3Error
 from api.lifecycle import expiration_header
+from api.object_lock import bypass_governance, version_lock_headers, write_lock
 from api.part_get import part_range
 from api.ranges import parse_range
 from api.tagging import copy_tags, header_tags, tag_count_headers
@@ -74,8 +75,9 @@ async def put_object(ctx: S3Context) -> Response:
     # the body streams in (and returned, as S3 returns it).
     body = Body(ctx.request, ctx.auth, default=DEFAULT_ALGORITHM)
     check_declared_length(ctx, body, ctx.settings.max_object_size)
-    headers = object_headers(ctx.headers)  # validates metadata before the body is read
+    headers = object_headers(ctx.headers, lock=True)  # validated before the body is read
     headers += await object_acl_headers(ctx)
+    lock = await write_lock(ctx)
     tags = header_tags(ctx)
     condition = await observe_write_condition(ctx)  # 412 now if it already fails
     writer = await ctx.store.begin_object(
@@ -83,7 +85,7 @@ async def put_object(ctx: S3Context) -> Response:
     )
     await receive(ctx, writer, body)
     checksums = body.object_checksums()
-    manifest = await writer.commit(headers + sorted(checksums.items()), tags, condition)
+    manifest = await writer.commit(headers + sorted(checksums.items()), tags, condition, lock)
     response_headers = {"ETag": _etag(manifest), **_version_headers(manifest)}
     response_headers.update(checksums)
     if checksums:
@@ -93,7 +95,8 @@ async def put_object(ctx: S3Context) -> Response:
 
 async def copy_object(ctx: S3Context) -> Response:
     validate_key(ctx.object_key)
-    refuse_unsupported_headers(ctx.headers)
+    refuse_unsupported_headers(ctx.headers, lock=True)
+    lock = await write_lock(ctx, body=False)
     bucket, key, version_id = parse_copy_source(ctx.headers["x-amz-copy-source"])
     await authorize_copy_source(ctx, bucket, key, version_id)
     source = await _source_version(bucket, key, version_id, ctx)
@@ -113,7 +116,7 @@ async def copy_object(ctx: S3Context) -> Response:
         checksums = fresh_checksum or tuple(
             (n, v) for n, v in source.headers if n.startswith("x-amz-checksum-")
         )
-        headers = tuple(object_headers(ctx.headers)) + checksums + acl_headers
+        headers = tuple(object_headers(ctx.headers, lock=True)) + checksums + acl_headers
     elif fresh_checksum:
         headers = with_acl(_without_checksums(source.headers) + fresh_checksum, acl_headers)
     elif (bucket, key) == (ctx.bucket_name, ctx.object_key) and version_id is None:
@@ -128,7 +131,7 @@ async def copy_object(ctx: S3Context) -> Response:
     headers += await _default_copy_checksum(ctx, source, headers)
     condition = await observe_write_condition(ctx)  # on the destination key
     manifest = await ctx.store.copy_object(
-        source, ctx.bucket_name, ctx.object_key, headers, copy_tags(ctx), condition
+        source, ctx.bucket_name, ctx.object_key, headers, copy_tags(ctx), condition, lock
     )
     response = Response(
         xml.render(
@@ -237,8 +240,13 @@ def _object_headers(ctx: S3Context, manifest: Manifest, ranged: bool) -> dict[st
 
 
 async def _replication_header(ctx: S3Context, manifest: Manifest) -> dict[str, str]:
+    """x-amz-replication-status, and the version's object lock headers (HEAD and GET)."""
     status = await ctx.replication_status(manifest)
-    return {"x-amz-replication-status": status} if status else {}
+    headers = {"x-amz-replication-status": status} if status else {}
+    headers.update(
+        await version_lock_headers(ctx, manifest.bucket, manifest.key, manifest.version_id)
+    )
+    return headers
 
 
 def _valid_header_value(value: str) -> bool:
@@ -391,7 +399,10 @@ async def delete_object(ctx: S3Context) -> Response:
     validate_key(ctx.object_key)
     version_id = ctx.query.get("versionId")
     condition = await observe_write_condition(ctx, allow_if_none_match=False)
-    result = await ctx.store.delete_object(ctx.bucket_name, ctx.object_key, version_id, condition)
+    bypass = await bypass_governance(ctx) if version_id is not None else False
+    result = await ctx.store.delete_object(
+        ctx.bucket_name, ctx.object_key, version_id, condition, bypass
+    )
     headers = {}
     if result.version_id is not None and result.version_id != NULL_VERSION:
         headers["x-amz-version-id"] = result.version_id

@@ -25,7 +25,6 @@ _BUCKET_SUBRESOURCES = frozenset(
         "logging",
         "metrics",
         "notification",
-        "object-lock",
         "replication",
         "requestPayment",
         "website",
@@ -33,9 +32,7 @@ _BUCKET_SUBRESOURCES = frozenset(
 )
 _OBJECT_SUBRESOURCES = frozenset(
     (
-        "legal-hold",
         "restore",
-        "retention",
         "select",
         "tagging",
         "torrent",
@@ -66,6 +63,8 @@ BUCKET_SUBRESOURCE_OPERATIONS = {
     ("lifecycle", "GET"): "GetBucketLifecycleConfiguration",
     ("lifecycle", "PUT"): "PutBucketLifecycleConfiguration",
     ("lifecycle", "DELETE"): "DeleteBucketLifecycle",
+    ("object-lock", "GET"): "GetObjectLockConfiguration",
+    ("object-lock", "PUT"): "PutObjectLockConfiguration",
 }
 OBJECT_SUBRESOURCE_OPERATIONS = {
     ("acl", "GET"): "GetObjectAcl",
@@ -74,6 +73,10 @@ OBJECT_SUBRESOURCE_OPERATIONS = {
     ("tagging", "PUT"): "PutObjectTagging",
     ("tagging", "DELETE"): "DeleteObjectTagging",
     ("attributes", "GET"): "GetObjectAttributes",
+    ("retention", "GET"): "GetObjectRetention",
+    ("retention", "PUT"): "PutObjectRetention",
+    ("legal-hold", "GET"): "GetObjectLegalHold",
+    ("legal-hold", "PUT"): "PutObjectLegalHold",
 }
 
 

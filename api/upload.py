@@ -29,17 +29,25 @@ DEFAULT_CONTENT_TYPE = "binary/octet-stream"
 
 _UNSUPPORTED_HEADER_PREFIXES = (
     "x-amz-server-side-encryption",
-    "x-amz-object-lock-",
     "x-amz-website-redirect-location",
 )
+# Served by PutObject, CopyObject and CreateMultipartUpload (api/object_lock.py), refused
+# wherever else a write could carry them (POST Object's form, for one).
+LOCK_HEADER_PREFIX = "x-amz-object-lock-"
 
 
-def refuse_unsupported_headers(headers: Mapping[str, str]) -> None:
+def refuse_unsupported_headers(headers: Mapping[str, str], lock: bool = False) -> None:
     """Features a client asks for that lakenode does not provide are refused, never ignored:
-    a client told "encrypted" or "locked" must not get a plain object."""
+    a client told "encrypted" or "locked" must not get a plain object. ``lock``: this call
+    applies the object lock headers itself."""
+    refused = (
+        _UNSUPPORTED_HEADER_PREFIXES
+        if lock
+        else (*_UNSUPPORTED_HEADER_PREFIXES, LOCK_HEADER_PREFIX)
+    )
     for name in headers:
         lowered = name.lower()
-        if lowered.startswith(_UNSUPPORTED_HEADER_PREFIXES):
+        if lowered.startswith(refused):
             raise S3Error("NotImplemented", f"{lowered} is not supported by lakenode.")
     storage_class = headers.get("x-amz-storage-class")
     if storage_class is not None and storage_class != "STANDARD":
@@ -54,9 +62,10 @@ def validate_key(key: str) -> None:
         raise S3Error("KeyTooLongError", "Your key is too long", resource=key)
 
 
-def object_headers(headers: Mapping[str, str]) -> list[tuple[str, str]]:
-    """Standard headers and x-amz-meta-* to keep with an object; enforces the 2 KiB limit."""
-    refuse_unsupported_headers(headers)
+def object_headers(headers: Mapping[str, str], lock: bool = False) -> list[tuple[str, str]]:
+    """Standard headers and x-amz-meta-* to keep with an object; enforces the 2 KiB limit.
+    ``lock``: the caller applies x-amz-object-lock-* (else they are refused)."""
+    refuse_unsupported_headers(headers, lock)
     kept: list[tuple[str, str]] = []
     metadata_bytes = 0
     for name, value in headers.items():

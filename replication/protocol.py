@@ -28,8 +28,8 @@ from typing import Any, Final
 
 from storage.digest import KeyFacts, VersionFact
 from storage.errors import FormatError
+from storage.lock_state import BadLockState
 from storage.manifest import decode as decode_manifest
-from storage.object_lock import BadLockState
 from storage.sync.apply_locks import LOCK_OP, payload_lock
 from storage.sync.feed import Change
 

@@ -25,7 +25,7 @@ BUCKET_DOCUMENTS = (
     "acl",
     "ownership",
     "public-access-block",
-    "object-lock",  # the ObjectLockConfiguration (storage/object_lock.py: per-version state)
+    "object-lock",  # the ObjectLockConfiguration (storage/lock_state.py: per-version state)
     "lifecycle",
 )
 Tags = tuple[tuple[str, str], ...]

@@ -66,6 +66,10 @@ class Outcome(Generic[T_co]):
     manifest_bytes: bytes | None = None
     # Journal entries (storage/journal.py) for state the change log does not hold.
     journal: tuple[bytes, ...] = ()
+    # A mutation that logs several change rows stamps the extra ones after its own stamp
+    # (storage/lock_mutations.py next_stamp); the greatest packed stamp it used, which the
+    # clock must then pass so the next mutation's stamp is fresh (None: only its own).
+    last_stamp: int | None = None
 
 
 @dataclass
@@ -214,7 +218,10 @@ def _apply_batch(
     for pending in batch:
         conn.execute("SAVEPOINT mutation")
         try:
-            pending.outcome = pending.mutation.apply(conn, clock.now())
+            outcome = pending.mutation.apply(conn, clock.now())
+            if outcome.last_stamp is not None:
+                clock.observe(outcome.last_stamp)
+            pending.outcome = outcome
         except StorageError as refused:
             conn.execute("ROLLBACK TO mutation")
             pending.outcome = refused

@@ -15,6 +15,10 @@ StorageError
  +-- ConditionalConflict   a write condition failed because another write committed meanwhile
  +-- BadDigest             a completion's whole-object checksum differs from the parts'
  +-- NoSuchConfiguration   a bucket has no document of that kind (policy, CORS, tagging)
+ +-- ObjectLocked          object lock forbids it (a delete, or shortening a retention)
+ +-- InvalidBucketState    the bucket's state forbids it (suspending versioning under lock)
+ +-- LockNotEnabled        lock settings on a bucket without object lock enabled
+ +-- LockOnDeleteMarker    retention or legal hold asked of a delete marker
  +-- ReadOnly              writes are refused (store closing or in maintenance)
  +-- CorruptData           bytes on disk do not match their BLAKE3 hash
  +-- FormatError           an on-disk structure (segment record, manifest) cannot be decoded
@@ -78,6 +82,22 @@ class BadDigest(StorageError):
 
 
 class NoSuchConfiguration(StorageError):
+    pass
+
+
+class ObjectLocked(StorageError):
+    """A retention or legal hold in force forbids removing (or unprotecting) the version."""
+
+
+class InvalidBucketState(StorageError):
+    pass
+
+
+class LockNotEnabled(StorageError):
+    pass
+
+
+class LockOnDeleteMarker(StorageError):
     pass
 
 

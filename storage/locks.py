@@ -1,7 +1,7 @@
 """Object lock rows (``version_locks``): read, merge in, and ask what they protect.
 
 Every write of lock state goes through :func:`merge_lock`, whether it comes from an S3 call on
-this site or from a peer, so the stored state is always the merge (storage/object_lock.py) of
+this site or from a peer, so the stored state is always the merge (storage/lock_state.py) of
 everything this site has learnt. ``protected_until`` is derived from the state when it is
 written, so that GC, lifecycle and deletes can skip protected versions with an indexed query:
 the greatest retain-until date, or :data:`HELD` while a legal hold is on.
@@ -12,8 +12,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Final
 
+from storage.lock_state import LockState, loads, merge
 from storage.lww import Stamp
-from storage.object_lock import LockState, loads, merge
 
 HELD: Final = 2**63 - 1  # protected_until while a legal hold is on: never by date alone
 

@@ -9,9 +9,8 @@ change log does not hold (multipart uploads) goes there as journal entries from 
 
 from __future__ import annotations
 
-import json
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from storage import bucket_config, catalog, completions, conditions, journal, uploads
 from storage.catalog import NULL_VERSION, BucketInfo
@@ -20,6 +19,15 @@ from storage.completions import CompletedUpload
 from storage.conditions import WriteCondition
 from storage.errors import NoSuchKey
 from storage.hlc import Timestamp
+from storage.lock_mutations import (
+    LockRequest,
+    amend_payload,
+    check_delete,
+    lock_new_version,
+    refuse_suspend,
+    request_from_upload,
+    without_upload_lock,
+)
 from storage.manifest import ChunkRef, Kind, Manifest
 from storage.uploads import PartInfo, UploadInfo
 
@@ -65,6 +73,7 @@ class SetVersioning:
         return self.bucket, None
 
     def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[None]:
+        refuse_suspend(conn, self.bucket, self.status)
         catalog.apply_set_versioning(conn, stamp, self.bucket, self.status)
         return Outcome(None)
 
@@ -99,19 +108,22 @@ def _write_version(
 
 
 def _tag(
-    conn: sqlite3.Connection, stamp: Timestamp, outcome: Outcome[Manifest], tags: bucket_config.Tags
+    conn: sqlite3.Connection,
+    stamp: Timestamp,
+    outcome: Outcome[Manifest],
+    tags: bucket_config.Tags,
+    lock: LockRequest | None = None,
 ) -> Outcome[Manifest]:
-    """Tags given with a write that creates a version: one stamp allows one change row, so
-    the tags ride in the payload of the version's object.put change (for replication)."""
+    """Tags and lock given with a write that creates a version: one stamp allows one change
+    row, so they ride in the payload of the version's object.put change (for replication).
+    The bucket's default retention applies here too (storage/lock_mutations.py)."""
+    manifest = outcome.result
     if tags:
-        manifest = outcome.result
         bucket_config.write_tags(
             conn, stamp, manifest.bucket, manifest.key, manifest.version_id, tags
         )
-        conn.execute(
-            "UPDATE changes SET payload = ? WHERE hlc = ? AND origin = ?",
-            (json.dumps({"tags": list(tags)}), stamp.pack(), stamp.node_id),
-        )
+        amend_payload(conn, stamp, {"tags": list(tags)})
+    lock_new_version(conn, stamp, manifest, lock)
     return outcome
 
 
@@ -125,6 +137,7 @@ class PutObject:
     chunks: tuple[ChunkRef, ...]
     tags: bucket_config.Tags = ()
     condition: WriteCondition | None = None
+    lock: LockRequest | None = None
 
     def touched(self) -> tuple[str, str | None]:
         return self.bucket, self.key
@@ -143,7 +156,7 @@ class PutObject:
             conditions.mark(self.headers, self.condition),
             self.chunks,
         )
-        return _tag(conn, stamp, outcome, self.tags)
+        return _tag(conn, stamp, outcome, self.tags, self.lock)
 
 
 @dataclass(frozen=True)
@@ -158,6 +171,7 @@ class CopyObject:
     headers: tuple[tuple[str, str], ...] | None  # None: keep the source's (COPY directive)
     tags: bucket_config.Tags | None = None  # None: copy the source's tags
     condition: WriteCondition | None = None  # on the destination key
+    lock: LockRequest | None = None
 
     def touched(self) -> tuple[str, str | None]:
         return self.bucket, self.key
@@ -186,7 +200,7 @@ class CopyObject:
             headers,
             source.chunks,
         )
-        return _tag(conn, stamp, outcome, tags)
+        return _tag(conn, stamp, outcome, tags, self.lock)
 
 
 @dataclass(frozen=True)
@@ -222,13 +236,17 @@ class DeleteVersion:
     key: str
     version_id: str
     condition: WriteCondition | None = None  # on the key's current version, as AWS checks
+    bypass_governance: bool = False  # x-amz-bypass-governance-retention, already authorized
 
     def touched(self) -> tuple[str, str | None]:
         return self.bucket, self.key
 
     def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[DeleteResult]:
         conditions.enforce(conn, self.condition, self.bucket, self.key)
+        check_delete(conn, stamp, self.bucket, self.key, self.version_id, self.bypass_governance)
         removed = catalog.apply_delete_version(conn, stamp, self.bucket, self.key, self.version_id)
+        if self.bypass_governance:
+            amend_payload(conn, stamp, {"bypass_governance": True})
         marker = removed is not None and removed.kind == Kind.DELETE_MARKER
         return Outcome(DeleteResult(self.version_id, marker))
 
@@ -303,10 +321,11 @@ class CompleteUpload:
             return Outcome(first)
         conditions.enforce(conn, self.condition, self.upload.bucket, self.upload.key)
         headers = conditions.mark(self.extra_headers, self.condition)
+        lock = request_from_upload(self.upload.headers)
         manifest = uploads.apply_complete(
             conn,
             stamp,
-            self.upload,
+            replace(self.upload, headers=without_upload_lock(self.upload.headers)),
             list(self.parts),
             headers,
             self.part_checksums,
@@ -314,7 +333,7 @@ class CompleteUpload:
         )
         completions.record(conn, stamp, self.upload, self.parts, manifest)
         done = journal.upload_done(stamp, self.upload.upload_id)
-        return _tag(conn, stamp, Outcome(manifest, journal=(done,)), self.tags)
+        return _tag(conn, stamp, Outcome(manifest, journal=(done,)), self.tags, lock)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from storage import bucket_config
 from storage.chunker import Chunker
 from storage.conditions import WriteCondition
 from storage.errors import EntityTooLarge
+from storage.lock_mutations import LockRequest
 from storage.manifest import ChunkRef, Manifest
 from storage.mutations import PutObject, PutPart
 from storage.segments import RecordKind
@@ -94,9 +95,10 @@ class ObjectWriter:
         headers: list[tuple[str, str]],
         tags: bucket_config.Tags = (),
         condition: WriteCondition | None = None,
+        lock: LockRequest | None = None,
     ) -> Manifest:
         """Make the object durable and visible (the durability barrier); return its manifest.
-        ``condition`` (If-None-Match/If-Match) is decided inside the commit transaction."""
+        ``condition`` (If-None-Match/If-Match) and ``lock`` are decided inside the commit."""
         self._assert_finished()
         mutation = PutObject(
             self.bucket,
@@ -107,6 +109,7 @@ class ObjectWriter:
             tuple(self._chunks),
             tags,
             condition,
+            lock,
         )
         if tags:
             self._store.mark_tagged(self.bucket)

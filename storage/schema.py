@@ -231,13 +231,13 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (bucket, key, version_id)
     ) STRICT;
     """,
-    # 8: object lock state per version (storage/object_lock.py, storage/locks.py).
+    # 8: object lock state per version (storage/lock_state.py, storage/locks.py).
     """
     CREATE TABLE version_locks (
         bucket            TEXT NOT NULL,
         key               TEXT NOT NULL,
         version_id        TEXT NOT NULL,
-        state             TEXT NOT NULL,     -- JSON (storage/object_lock.py LockState)
+        state             TEXT NOT NULL,     -- JSON (storage/lock_state.py LockState)
         protected_until   INTEGER NOT NULL,  -- ms: no removal before; max int while held
         hlc               INTEGER NOT NULL,  -- stamp of the last lock change merged here
         origin            TEXT NOT NULL,

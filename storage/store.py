@@ -31,6 +31,7 @@ from storage.errors import CorruptData, NoSuchBucket, NoSuchKey
 from storage.hlc import HybridClock
 from storage.inflight import InFlight
 from storage.listing import ListPage, VersionPage
+from storage.lock_mutations import CreateLockedBucket, LockRequest
 from storage.manifest import ChunkRef, Kind, Manifest, chunk_spans, decode
 from storage.multipart import Multipart
 from storage.mutations import (
@@ -42,6 +43,7 @@ from storage.mutations import (
     DeleteVersion,
     SetVersioning,
 )
+from storage.object_locks import ObjectLocks
 from storage.object_writer import INLINE_BYTES_MAX, ObjectWriter
 from storage.segments import (
     DEFAULT_SEGMENT_BYTES_MAX,
@@ -113,6 +115,7 @@ class Store:
             writer_db, segments, clock, self._latest.invalidate, self._latest.fill_committed
         )
         self.multipart = Multipart(self)
+        self.object_locks = ObjectLocks(self)
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -155,7 +158,12 @@ class Store:
 
     # ---- buckets ----------------------------------------------------------------------------
 
-    async def create_bucket(self, name: str, owner: str) -> BucketInfo:
+    async def create_bucket(self, name: str, owner: str, object_lock: bool = False) -> BucketInfo:
+        """A new bucket; with ``object_lock``, versioned and lock-enabled in the same commit."""
+        if object_lock:
+            created = await self._commit(CreateLockedBucket(name, owner))
+            await self.object_locks.enabled(name)  # remembered: it stays enabled
+            return created
         return await self._commit(CreateBucket(name, owner))
 
     async def delete_bucket(self, name: str) -> None:
@@ -217,11 +225,14 @@ class Store:
         key: str,
         version_id: str | None = None,
         condition: WriteCondition | None = None,
+        bypass_governance: bool = False,
     ) -> DeleteResult:
+        """A delete marker (no ``version_id``), or that version removed unless its lock
+        forbids it (ObjectLocked; ``bypass_governance`` lifts GOVERNANCE retention only)."""
         mutation: Mutation[DeleteResult] = (
             DeleteObject(bucket, key, condition)
             if version_id is None
-            else DeleteVersion(bucket, key, version_id, condition)
+            else DeleteVersion(bucket, key, version_id, condition, bypass_governance)
         )
         return await self._commit(mutation)
 
@@ -233,14 +244,23 @@ class Store:
         headers: tuple[tuple[str, str], ...] | None,
         tags: bucket_config.Tags | None = None,
         condition: WriteCondition | None = None,
+        lock: LockRequest | None = None,
     ) -> Manifest:
         """A new version of bucket/key sharing ``source``'s chunks (headers/tags None: keep);
-        ``condition`` applies to the destination key."""
+        ``condition`` applies to the destination key, ``lock`` is the copy's own."""
         if tags or (tags is None and self.may_have_tags(source.bucket)):
             self._tagged_buckets.add(bucket)
         return await self._commit(
             CopyObject(
-                source.bucket, source.key, source.version_id, bucket, key, headers, tags, condition
+                source.bucket,
+                source.key,
+                source.version_id,
+                bucket,
+                key,
+                headers,
+                tags,
+                condition,
+                lock,
             )
         )
 

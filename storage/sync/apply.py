@@ -7,7 +7,7 @@
   :class:`ApplyResult`; every applied change is relogged with its origin and HLC, so it
   relays on to other sites.
 * Object lock state does not go by LWW: ``version.lock`` changes and the lock an
-  ``object.put`` carries merge (storage/object_lock.py), and a ``version.delete`` is applied
+  ``object.put`` carries merge (storage/lock_state.py), and a ``version.delete`` is applied
   only while the version's merged lock permits it; a lock arriving for a version removed here
   may bring it back (storage/sync/apply_locks.py, storage/lock_deletes.py).
 * After a restore, this node's own changes are pulled back once from each peer
@@ -29,9 +29,9 @@ from storage.clock import SYSTEM_CLOCK
 from storage.commit import Outcome
 from storage.errors import FormatError, StorageError
 from storage.hlc import LOGICAL_BITS, HybridClock, Timestamp
+from storage.lock_state import BadLockState
 from storage.lww import Stamp, wins
 from storage.manifest import ChunkRef, Kind, Manifest, decode
-from storage.object_lock import BadLockState
 from storage.sync import apply_locks
 from storage.sync.feed import Change, set_cursor
 

@@ -1,6 +1,6 @@
 """Object lock on the apply path: a peer's lock changes merged, and deletes that race with locks.
 
-The lock state of a version merges as storage/object_lock.py says (protection never
+The lock state of a version merges as storage/lock_state.py says (protection never
 decreases through replication). What this module adds is how lock state and permanent deletes
 (``version.delete``) meet on a site that learns of them in any order:
 
@@ -28,9 +28,9 @@ import sqlite3
 from typing import Any
 
 from storage import locks
+from storage.lock_state import BadLockState, LockState, from_json
 from storage.lww import Stamp
 from storage.manifest import Kind, Manifest
-from storage.object_lock import BadLockState, LockState, from_json
 from storage.sync.feed import Change
 
 LOCK_OP = "version.lock"

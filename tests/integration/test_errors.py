@@ -489,7 +489,7 @@ def test_not_implemented(node: NodeProcess, s3: Any, bucket: str) -> None:
         s3.get_bucket_logging(Bucket=bucket)
     assert boto_error(excinfo) == (501, "NotImplemented")
     expect_error(send(node.url, "GET", f"/{bucket}", "website"), 501, "NotImplemented")
-    expect_error(send(node.url, "GET", f"/{bucket}/src", "retention"), 501, "NotImplemented")
+    expect_error(send(node.url, "POST", f"/{bucket}/src", "select"), 501, "NotImplemented")
     expect_error(send(node.url, "POST", f"/{bucket}/src", "restore"), 501, "NotImplemented")
 
 

@@ -61,6 +61,12 @@ B, K = "bucket", "some/key"
         ("GET", B, None, {"lifecycle": ""}, False, "GetBucketLifecycleConfiguration"),
         ("PUT", B, None, {"lifecycle": ""}, False, "PutBucketLifecycleConfiguration"),
         ("DELETE", B, None, {"lifecycle": ""}, False, "DeleteBucketLifecycle"),
+        ("GET", B, None, {"object-lock": ""}, False, "GetObjectLockConfiguration"),
+        ("PUT", B, None, {"object-lock": ""}, False, "PutObjectLockConfiguration"),
+        ("GET", B, K, {"retention": ""}, False, "GetObjectRetention"),
+        ("PUT", B, K, {"retention": "", "versionId": "v"}, False, "PutObjectRetention"),
+        ("GET", B, K, {"legal-hold": ""}, False, "GetObjectLegalHold"),
+        ("PUT", B, K, {"legal-hold": ""}, False, "PutObjectLegalHold"),
     ],
 )
 def test_operations(
@@ -81,7 +87,7 @@ def test_operations(
         ("PUT", B, None, {"website": ""}, False),
         ("GET", B, None, {"logging": ""}, False),
         ("POST", B, K, {"restore": ""}, False),
-        ("GET", B, K, {"retention": ""}, False),
+        ("GET", B, K, {"select": ""}, False),
     ],
 )
 def test_known_but_unimplemented_features_are_501(

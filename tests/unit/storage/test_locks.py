@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sqlite3
 
+from storage.lock_state import LockState
 from storage.locks import HELD, get_lock, is_protected, merge_lock
 from storage.lww import Stamp
-from storage.object_lock import LockState
 from storage.schema import migrate
 
 

@@ -16,9 +16,9 @@ from storage.clock import ManualClock
 from storage.commit import Outcome
 from storage.hlc import Timestamp
 from storage.lifecycle import DAY_MS, Filter, FilterForm, Lifecycle, Rule, after_days
+from storage.lock_state import LockState
 from storage.lww import Stamp
 from storage.manifest import Kind
-from storage.object_lock import LockState
 from storage.ops.lifecycle import PassSettings, run_pass
 from storage.ops.lifecycle_actions import key_versions, read_state
 from storage.store import Store

@@ -17,8 +17,8 @@ from typing import Any
 from storage import catalog, digest, lock_deletes, locks
 from storage.commit import Outcome
 from storage.hlc import Timestamp
+from storage.lock_state import LockState
 from storage.lww import Stamp
-from storage.object_lock import LockState
 from storage.store import Store
 
 DAY_MS = 24 * 3600 * 1000

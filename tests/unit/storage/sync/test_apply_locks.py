@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from storage.hlc import pack, wall_clock_ms
+from storage.lock_state import LockState
 from storage.lww import Stamp
 from storage.manifest import Manifest
-from storage.object_lock import LockState
 from storage.store import Store
 from storage.sync.apply import ReplicationError
 from storage.sync.feed import Change

@@ -5,7 +5,7 @@ They must end converged (same versions, same lock state, same Merkle root), equa
 independent model computes from the union of their logs (in the spirit of
 tests/integration/lww_model.py), and no version whose lock still forbids its removal may be
 missing. The model: a version is present iff it was written and either never deleted for good,
-or its lock state merged from every lock change (storage/object_lock.py ``merge``) forbids that
+or its lock state merged from every lock change (storage/lock_state.py ``merge``) forbids that
 delete at the delete's own HLC wall time.
 """
 
@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from storage.hlc import LOGICAL_BITS, wall_clock_ms
+from storage.lock_state import LockState, from_json, merge
 from storage.lww import Stamp
 from storage.manifest import decode
-from storage.object_lock import LockState, from_json, merge
 from storage.store import Store
 from storage.sync.feed import Change
 from tests.unit.storage.stores import put_object, run_with_two_stores, site_of

@@ -17,7 +17,7 @@ replication, except by a change that was allowed to decrease it:
   after every removal that saw its sets: a removal lifts only the holds it knew of, so a hold
   set on one site holds on both until it is removed after both know of it.
 
-Laws (tests/unit/storage/test_object_lock.py): ``merge`` is commutative, associative and
+Laws (tests/unit/storage/test_lock_state.py): ``merge`` is commutative, associative and
 idempotent (each part is a semilattice, and a product of semilattices is one); merging never
 lifts a legal hold or shortens a COMPLIANCE date; ``may_delete`` of a merge is never true
 where the COMPLIANCE part or an unseen hold of either side forbids it.

@@ -1,4 +1,4 @@
-"""Object lock merge laws (storage/object_lock.py), checked like the LWW rule's.
+"""Object lock merge laws (storage/lock_state.py), checked like the LWW rule's.
 
 Commutative, associative, idempotent; protection that nobody was allowed to lift (COMPLIANCE
 dates, holds a removal did not see) never decreases through a merge; the wire form round-trips.
@@ -13,8 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from storage.lww import Stamp
-from storage.object_lock import (
+from storage.lock_state import (
     BadLockState,
     LockState,
     Retention,
@@ -22,6 +21,7 @@ from storage.object_lock import (
     loads,
     merge,
 )
+from storage.lww import Stamp
 
 ORIGINS = ["node-a", "node-b", "node-c"]
 stamps = st.builds(Stamp, st.integers(0, 2**40), st.sampled_from(ORIGINS))
