@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +201,29 @@ def test_versions_markers_and_uploads_expire(s3l: Any, lc_bucket: str) -> None:
     wait_for("noncurrent versions, the expired marker and the stale upload", done)
     assert stale != kept
     assert len(versions(s3l, lc_bucket, "m/here")) == 1  # current versions stay
+
+
+def test_a_locked_version_is_never_expired(s3l: Any) -> None:
+    """Noncurrent versions under a hold or a retention outlive their rule; the others go."""
+    bucket = "lc-locked"
+    s3l.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    put_rules(s3l, bucket, {"ID": "old", "Filter": {"Prefix": ""}, "Status": "Enabled",
+                            "NoncurrentVersionExpiration": {"NoncurrentDays": 1}})  # fmt: skip
+    until = datetime.now(UTC) + timedelta(minutes=10)
+    retained = s3l.put_object(
+        Bucket=bucket, Key="retained", Body=b"r", ObjectLockMode="COMPLIANCE",
+        ObjectLockRetainUntilDate=until,
+    )["VersionId"]  # fmt: skip
+    held = s3l.put_object(Bucket=bucket, Key="held", Body=b"h", ObjectLockLegalHoldStatus="ON")
+    free = s3l.put_object(Bucket=bucket, Key="free", Body=b"f")["VersionId"]
+    for key in ("retained", "held", "free"):
+        s3l.put_object(Bucket=bucket, Key=key, Body=b"newer")  # the first version is noncurrent
+
+    wait_for("the unlocked noncurrent version", lambda: len(versions(s3l, bucket, "free")) == 1)
+    time.sleep(2.5)  # another pass or two after that one
+    assert retained in [vid for vid, _marker in versions(s3l, bucket, "retained")]
+    assert held["VersionId"] in [vid for vid, _marker in versions(s3l, bucket, "held")]
+    assert free not in [vid for vid, _marker in versions(s3l, bucket, "free")]
 
 
 def test_kill_during_a_pass_loses_nothing_and_the_next_pass_finishes(tmp_path: Path) -> None:

@@ -80,6 +80,17 @@ def hold_of(client: Any, key: str, version_id: str) -> str | None:
     return str(answer["LegalHold"]["Status"])
 
 
+def lock_of(client: Any, key: str, version_id: str) -> tuple[str | None, str | None]:
+    """(legal hold status, "MODE until") as the site shows them; None where there is none."""
+    hold = hold_of(client, key, version_id)
+    try:
+        retention = client.get_object_retention(Bucket=BUCKET, Key=key, VersionId=version_id)
+    except ClientError:
+        return hold, None
+    shown = retention["Retention"]
+    return hold, f"{shown['Mode']} {shown['RetainUntilDate'].isoformat()}"
+
+
 def put_replicated(sites: Sites, key: str, body: bytes) -> str:
     version_id = str(sites.client(0).put_object(Bucket=BUCKET, Key=key, Body=body)["VersionId"])
     wait_until(f"{key} on site 1", lambda: has_version(sites.client(1), key, version_id))
@@ -215,4 +226,7 @@ def test_random_locks_holds_deletes_and_lifecycle_never_lose_a_locked_version(
                 assert has_version(sites.client(i), key, version_id), (
                     f"seed {seed}: locked version {key}@{version_id} lost on site {i}"
                 )
+        for key, version_id in workload.versions:  # both sites show the same lock state
+            on_0, on_1 = (lock_of(sites.client(i), key, version_id) for i in range(2))
+            assert on_0 == on_1, f"seed {seed}: {key}@{version_id}: {on_0} != {on_1}"
         check_repl_validate(sites)
