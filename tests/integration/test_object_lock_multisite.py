@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,26 +20,16 @@ from botocore.exceptions import ClientError
 
 from tests.integration.s3util import error_of
 from tests.integration.sites import Sites
+from tests.integration.test_lifecycle import LIFECYCLE_ARGS, wait_for
 from tests.integration.test_multisite import CONVERGE_TIMEOUT_S, check_repl_validate
 
 pytestmark = pytest.mark.slow
 
 BUCKET = "vault"
-LIMIT_S = 30.0
-LIFECYCLE_ARGS = ["--lifecycle-day-seconds", "2", "--lifecycle-interval", "1s"]
 
 
 def status_of(exc: ClientError) -> int:
     return int(exc.response["ResponseMetadata"]["HTTPStatusCode"])
-
-
-def wait_until(what: str, check: Callable[[], bool], limit_s: float = LIMIT_S) -> None:
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def make_lock_bucket(sites: Sites) -> None:
@@ -59,7 +48,7 @@ def make_lock_bucket(sites: Sites) -> None:
         except ClientError:
             return False
 
-    wait_until("the lock bucket on every site", everywhere)
+    wait_for("the lock bucket on every site", everywhere)
 
 
 def has_version(client: Any, key: str, version_id: str) -> bool:
@@ -103,7 +92,7 @@ def lock_of(client: Any, key: str, version_id: str) -> tuple[str | None, str | N
 
 def put_replicated(sites: Sites, key: str, body: bytes) -> str:
     version_id = str(sites.client(0).put_object(Bucket=BUCKET, Key=key, Body=body)["VersionId"])
-    wait_until(f"{key} on site 1", lambda: has_version(sites.client(1), key, version_id))
+    wait_for(f"{key} on site 1", lambda: has_version(sites.client(1), key, version_id))
     return version_id
 
 
@@ -116,7 +105,7 @@ def test_a_lock_then_a_cut_then_a_delete_on_the_other_site_loses_nothing(tmp_pat
         sites.client(0).put_object_legal_hold(
             Bucket=BUCKET, Key="known", VersionId=known, LegalHold={"Status": "ON"}
         )
-        wait_until("the hold on site 1", lambda: hold_of(sites.client(1), "known", known) == "ON")
+        wait_for("the hold on site 1", lambda: hold_of(sites.client(1), "known", known) == "ON")
         sites.cut_both(0, 1)
         sites.client(0).put_object_legal_hold(
             Bucket=BUCKET, Key="unknown", VersionId=unknown, LegalHold={"Status": "ON"}
@@ -138,7 +127,7 @@ def test_a_lock_then_a_cut_then_a_delete_on_the_other_site_loses_nothing(tmp_pat
                     and hold_of(client, "unknown", unknown) == "ON"
                 )
 
-            wait_until(f"both versions held on site {i}", both_held)
+            wait_for(f"both versions held on site {i}", both_held)
             for key, version_id in (("known", known), ("unknown", unknown)):
                 body = client.get_object(Bucket=BUCKET, Key=key, VersionId=version_id)["Body"]
                 assert body.read().startswith(b"site 1")
@@ -232,7 +221,7 @@ def test_random_locks_holds_deletes_and_lifecycle_never_lose_a_locked_version(
         # Lifecycle stops before the comparison: repl validate reads a stopped site against a
         # running one, and a running site would go on expiring what became noncurrent.
         sites.client(0).delete_bucket_lifecycle(Bucket=BUCKET)
-        wait_until(
+        wait_for(
             "lifecycle off on both sites",
             lambda: not any(has_rules(sites.client(i)) for i in range(2)),
         )
