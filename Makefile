@@ -26,8 +26,12 @@ run: $(STAMP)
 	$(BIN)/lakenode serve --data-dir ./data --listen 127.0.0.1:9000 \
 		--access-key $(LAKENODE_ACCESS_KEY) --secret-key $(LAKENODE_SECRET_KEY)
 
+# Two pytest workers by default (TEST_WORKERS=0: all in one process); --dist loadfile keeps each
+# test module in one worker, so a module's shared node fixture starts once.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check node api storage replication tests
