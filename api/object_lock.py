@@ -20,6 +20,7 @@ from api.access import authorize
 from api.body import read_small_body
 from api.context import S3Context
 from api.errors import S3Error
+from api.sigv4 import is_sha256_hex
 from storage.catalog import NULL_VERSION
 from storage.errors import NoSuchConfiguration
 from storage.lock_mutations import BucketLock, LockRequest
@@ -81,8 +82,12 @@ def parse_lock_headers(headers: Mapping[str, str], now_ms: int) -> LockRequest |
 
 
 def has_integrity_check(headers: Mapping[str, str]) -> bool:
-    """Content-MD5 or an x-amz-checksum-* value (in a header or announced as a trailer)."""
+    """Content-MD5 or an x-amz-checksum-* value (in a header or announced as a trailer), or a
+    signed payload SHA-256: minio-py over plain HTTP sends that instead of Content-MD5, and
+    the body pipeline verifies it before anything commits (MinIO accepts it too)."""
     if "content-md5" in headers or headers.get("x-amz-sdk-checksum-algorithm"):
+        return True
+    if is_sha256_hex(headers.get("x-amz-content-sha256", "")):
         return True
     if headers.get("x-amz-trailer", "").lower().startswith("x-amz-checksum-"):
         return True

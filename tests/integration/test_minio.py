@@ -153,3 +153,43 @@ def test_remove_object_and_remove_objects(mc: Minio, bucket: str) -> None:
     errors = list(mc.remove_objects(bucket, to_delete))
     assert errors == []
     assert _names(mc.list_objects(bucket, recursive=True)) == keys[20:25]
+
+
+def test_object_lock_and_lifecycle_at_default_settings(mc: Minio) -> None:
+    """minio-py over plain HTTP signs the payload's SHA-256 instead of sending Content-MD5 on
+    a PutObject with lock settings: the node takes that as the integrity check it needs."""
+    from datetime import UTC, datetime, timedelta
+
+    from minio.commonconfig import COMPLIANCE, ENABLED, GOVERNANCE, Filter
+    from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
+    from minio.objectlockconfig import DAYS, ObjectLockConfig
+    from minio.retention import Retention
+
+    mc.make_bucket("minio-lock", object_lock=True)
+    mc.set_object_lock_config("minio-lock", ObjectLockConfig(GOVERNANCE, 1, DAYS))
+    config = mc.get_object_lock_config("minio-lock")
+    assert (config.mode, config.duration, config.duration_unit) == (GOVERNANCE, 1, DAYS)
+    until = datetime.now(UTC) + timedelta(days=1)
+    written = mc.put_object(
+        "minio-lock", "k", io.BytesIO(b"kept"), 4,
+        retention=Retention(COMPLIANCE, until), legal_hold=True,
+    )  # fmt: skip
+    version = written.version_id
+    retention = mc.get_object_retention("minio-lock", "k", version_id=version)
+    assert retention.mode == COMPLIANCE
+    assert abs((retention.retain_until_date - until).total_seconds()) < 1
+    assert mc.is_object_legal_hold_enabled("minio-lock", "k", version_id=version)
+    mc.disable_object_legal_hold("minio-lock", "k", version_id=version)
+    assert not mc.is_object_legal_hold_enabled("minio-lock", "k", version_id=version)
+    with pytest.raises(MinioS3Error) as refused:
+        mc.remove_object("minio-lock", "k", version_id=version)
+    assert refused.value.code == "AccessDenied"
+    stat = mc.stat_object("minio-lock", "k", version_id=version)
+    assert stat.metadata["x-amz-object-lock-mode"] == "COMPLIANCE"
+    rule = Rule(ENABLED, rule_filter=Filter(prefix="logs/"), rule_id="r1",
+                expiration=Expiration(days=30))  # fmt: skip
+    mc.set_bucket_lifecycle("minio-lock", LifecycleConfig([rule]))
+    rules = mc.get_bucket_lifecycle("minio-lock").rules
+    assert [(r.rule_id, r.expiration.days) for r in rules] == [("r1", 30)]
+    mc.delete_bucket_lifecycle("minio-lock")
+    assert mc.get_bucket_lifecycle("minio-lock") is None

@@ -60,6 +60,9 @@ def test_integrity_is_content_md5_or_a_checksum_header_or_trailer() -> None:
     assert not has_integrity_check({"x-amz-checksum-algorithm": "CRC32"})
     assert has_integrity_check({"content-md5": "x"})
     assert has_integrity_check({"x-amz-checksum-crc32": "AAAAAA=="})
+    assert has_integrity_check({"x-amz-content-sha256": "ab" * 32})  # minio-py over HTTP
+    assert not has_integrity_check({"x-amz-content-sha256": "UNSIGNED-PAYLOAD"})
+    assert not has_integrity_check({"x-amz-content-sha256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"})
     assert has_integrity_check({"x-amz-trailer": "x-amz-checksum-crc64nvme"})
     assert has_integrity_check({"x-amz-sdk-checksum-algorithm": "CRC32"})
 
