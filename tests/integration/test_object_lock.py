@@ -129,22 +129,36 @@ def test_lock_configuration_validation(
 
 def test_lock_calls_need_content_md5_or_a_checksum(node: NodeProcess, locked: str) -> None:
     body = LOCK_XML % b""
+    unsigned = "UNSIGNED-PAYLOAD"  # a signed payload SHA-256 would count as the check
     expect_error(
-        send(node.url, "PUT", f"/{locked}", "object-lock=", {}, body), 400, "InvalidRequest"
+        send(node.url, "PUT", f"/{locked}", "object-lock=", {}, body, unsigned),
+        400,
+        "InvalidRequest",
     )
     disabled = body.replace(b">Enabled<", b">Disabled<")
     response = send(node.url, "PUT", f"/{locked}", "object-lock=", md5_header(disabled), disabled)
     expect_error(response, 400, "MalformedXML")
     headers = {"x-amz-object-lock-legal-hold": "ON"}
-    response = send(node.url, "PUT", f"/{locked}/k", "", headers, b"data")
+    response = send(node.url, "PUT", f"/{locked}/k", "", headers, b"data", unsigned)
     expect_error(response, 400, "InvalidRequest")
     response = send(
-        node.url, "PUT", f"/{locked}/k", "", {**headers, **md5_header(b"data")}, b"data"
+        node.url,
+        "PUT",
+        f"/{locked}/k",
+        "",
+        {**headers, **md5_header(b"data")},
+        b"data",
+        unsigned,
     )
+    assert response.status_code == 200, response.text
+    # A signed payload SHA-256 is verified before the commit: it counts (minio-py over HTTP).
+    response = send(node.url, "PUT", f"/{locked}/k", "", headers, b"data")
     assert response.status_code == 200, response.text
     hold = b"<LegalHold><Status>OFF</Status></LegalHold>"
     expect_error(
-        send(node.url, "PUT", f"/{locked}/k", "legal-hold=", {}, hold), 400, "InvalidRequest"
+        send(node.url, "PUT", f"/{locked}/k", "legal-hold=", {}, hold, unsigned),
+        400,
+        "InvalidRequest",
     )
     response = send(node.url, "PUT", f"/{locked}/k", "legal-hold=", md5_header(hold), hold)
     assert response.status_code == 200, response.text
