@@ -122,17 +122,8 @@ def chunk_signature(
     signing_key: bytes, amz_date: str, scope: str, previous_signature: str, chunk: bytes
 ) -> str:
     """Signature of one aws-chunked chunk, chained on the previous one (seed: request's)."""
-    text = "\n".join(
-        [
-            "AWS4-HMAC-SHA256-PAYLOAD",
-            amz_date,
-            scope,
-            previous_signature,
-            EMPTY_SHA256,
-            hashlib.sha256(chunk).hexdigest(),
-        ]
-    )
-    return signature(signing_key, text)
+    digest = hashlib.sha256(chunk).hexdigest()
+    return chunk_signature_from_digest(signing_key, amz_date, scope, previous_signature, digest)
 
 
 def chunk_signature_from_digest(
