@@ -194,23 +194,29 @@ class BucketAccess:
 
 class BucketAccessCache:
     """Owner, parsed policy, ACL, ownership rule and public access block per bucket, kept
-    for a second (a remote change shows up within that time; this node's own changes to them
-    invalidate at once)."""
+    for a second (a remote change shows up within that time; this node's own changes to them,
+    in any of its workers, invalidate at once: ``Store.bucket_epoch``)."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._entries: dict[str, tuple[float, BucketAccess | None]] = {}
+        # bucket -> (when read, the store's bucket epoch then, what was read)
+        self._entries: dict[str, tuple[float, int, BucketAccess | None]] = {}
 
     def invalidate(self, bucket: str) -> None:
         self._entries.pop(bucket, None)
 
     async def get(self, bucket: str) -> BucketAccess | None:
         """None when the bucket does not exist."""
+        epoch = self._store.bucket_epoch  # moves when any worker changes a bucket
         cached = self._entries.get(bucket)
-        if cached is not None and time.monotonic() - cached[0] < BUCKET_CACHE_TTL_S:
-            return cached[1]
+        if (
+            cached is not None
+            and cached[1] == epoch
+            and time.monotonic() - cached[0] < BUCKET_CACHE_TTL_S
+        ):
+            return cached[2]
         access = await self._load(bucket)
-        self._entries[bucket] = (time.monotonic(), access)
+        self._entries[bucket] = (time.monotonic(), epoch, access)
         return access
 
     async def _load(self, bucket: str) -> BucketAccess | None:

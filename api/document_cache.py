@@ -2,8 +2,9 @@
 
 Requests that consult a bucket document on every call (CORS headers for any request with
 ``Origin``, ``x-amz-expiration`` on HEAD/GET) pay a dict lookup instead of a catalog read and
-a parse. This node's own Put/Delete calls invalidate at once; a change made elsewhere
-(replication) shows up within :data:`CACHE_TTL_S`.
+a parse. This node's own Put/Delete calls, in any of its workers, invalidate at once
+(``Store.bucket_epoch``); a change made elsewhere (replication) shows up within
+:data:`CACHE_TTL_S`.
 """
 
 from __future__ import annotations
@@ -42,16 +43,17 @@ class DocumentCache(Generic[T]):
         self._parse = parse
         self._absent = absent
         self._invalid = invalid
-        self._entries: dict[str, tuple[float, T]] = {}
+        self._entries: dict[str, tuple[float, int, T]] = {}  # (read at, bucket epoch, value)
 
     def invalidate(self, bucket: str) -> None:
         self._entries.pop(bucket, None)
 
     async def get(self, bucket: str) -> T:
         """The bucket's parsed document; NoSuchBucket is raised through."""
+        epoch = self._store.bucket_epoch  # moves when any worker changes a bucket
         cached = self._entries.get(bucket)
-        if cached is not None and time.monotonic() - cached[0] < CACHE_TTL_S:
-            return cached[1]
+        if cached is not None and cached[1] == epoch and time.monotonic() - cached[0] < CACHE_TTL_S:
+            return cached[2]
         try:
             value = self._parse(await self._store.get_bucket_document(bucket, self._name))
         except NoSuchConfiguration:
@@ -63,7 +65,7 @@ class DocumentCache(Generic[T]):
             value = self._absent
         if len(self._entries) >= CACHE_BUCKETS_MAX:
             self._entries.clear()  # only existing buckets get here; a crude bound is enough
-        self._entries[bucket] = (time.monotonic(), value)
+        self._entries[bucket] = (time.monotonic(), epoch, value)
         return value
 
 

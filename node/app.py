@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,12 +31,20 @@ from node.admin.maintenance import Maintenance
 from node.admin.server import AdminBackend, AdminServer
 from node.admin.status import collect_status
 from node.config import SERVE_RECORD, ServeConfig
+from node.internal import (
+    ForwardToPrimary,
+    InternalServer,
+    internal_app,
+    local_metrics_of,
+)
 from node.lifecycle_task import LifecycleSettings, lifecycle_forever
 from node.metrics.registry import NodeMetrics
 from node.metrics.replication import full_reports, local_reports
 from node.metrics.storage import refresh_usage_forever
+from node.metrics.workers import WorkersCollector
 from node.peers import Pullers, peer_signer
 from node.redact import public_config
+from node.supervisor import PRIMARY
 from node.tls import peer_verify
 from node.tombstone_gc_task import GcSettings, purge_forever
 from replication.routes import PREFIX as REPL_PREFIX
@@ -49,30 +57,51 @@ from replication.routes import (
 )
 from storage.ops.operator_state import MaintenanceRecord
 from storage.store import Store, StoreConfig
+from storage.sync import peer_stats
 from storage.sync.site import SyncSite
+from storage.workers import SharedState
 
 log = logging.getLogger("lakenode.node")
 
 # How often the node looks for keys created, disabled or deleted by `lakenode keys`.
 KEY_POLL_INTERVAL_S = 0.5
+# How often a worker other than the primary reads the peers' node ids.
+PEER_IDS_INTERVAL_S = 2.0
 
 
 class NodeState:
-    """What the running node holds; filled in by the lifespan."""
+    """What the running node holds; filled in by the lifespan.
 
-    def __init__(self, config: ServeConfig) -> None:
+    ``worker``: None for a node of one process; else this worker's index (node/supervisor.py),
+    0 being the primary, which alone runs the background tasks and the admin channel."""
+
+    def __init__(self, config: ServeConfig, worker: int | None = None) -> None:
         self.config = config
+        self.worker = worker
+        self.shared = SharedState(config.data_dir, worker) if worker is not None else None
         self.store: Store | None = None
         self.site: SyncSite | None = None  # the store's replication side
         self.runtime: ApiRuntime | None = None
         self.keyring = KeyRing(config.access_key, config.secret_key)
         self.pullers = Pullers()
         # Maintenance mode: the gate every write passes (S3 and replication), and its switch.
-        self.write_gate = WriteGate()
+        self.write_gate = WriteGate(shared=self.shared)
         self.maintenance = Maintenance(self.write_gate, self.pullers)
         self.started_monotonic = time.monotonic()
-        self.metrics = NodeMetrics(config.data_dir)
+        workers = WorkersCollector(config.workers, self.shared) if self.shared is not None else None
+        self.metrics = NodeMetrics(config.data_dir, workers)
+        # Peers' node ids as the other workers know them (the primary has its pullers').
+        self.peer_ids: list[str | None] = []
         self.peer_verify = peer_verify(config.peer_ca)
+
+    @property
+    def primary(self) -> bool:
+        return self.worker is None or self.worker == PRIMARY
+
+    def replication_peers(self) -> list[str | None]:
+        if self.primary:
+            return [peer.node_id for peer in self.pullers.states]
+        return self.peer_ids
 
     def require_store(self) -> Store:
         if self.store is None:
@@ -166,6 +195,92 @@ def gc_settings(config: ServeConfig) -> GcSettings:
     )
 
 
+@dataclass
+class _OncePerNode:
+    """What the primary (or the only process) runs for the whole node, to stop at the end."""
+
+    tasks: list[asyncio.Task[None]]
+    admin: AdminServer
+    record: Path
+    pullers: Pullers
+
+    async def stop(self) -> None:
+        await self.admin.stop()
+        for task in self.tasks:
+            await _cancel(task)
+        await self.pullers.stop()
+        self.record.unlink(missing_ok=True)
+
+
+async def _start_once_per_node(state: NodeState, store: Store, site: SyncSite) -> _OncePerNode:
+    """Replication pulls and pushes, tombstone GC, lifecycle, usage metrics, the admin
+    channel and the serve record: one instance per node."""
+    config = state.config
+    await site.record_configured_peers(config.peers)
+    in_maintenance = await state.maintenance.restore(store)
+    if not in_maintenance:
+        state.write_gate.open()  # a primary that died while entering maintenance left it shut
+    record = _record_address(config)
+    tasks = [
+        asyncio.create_task(refresh_usage_forever(state.metrics.storage), name="usage-metrics")
+    ]
+    state.pullers.start(
+        site,
+        config.peers,
+        peer_signer(*config.peer_credentials, config.region),
+        config.repl_max_clock_skew,
+        state.peer_verify,
+        paused=in_maintenance,
+    )
+    tasks.append(
+        asyncio.create_task(
+            purge_forever(site, gc_settings(config), lambda: state.maintenance.enabled),
+            name="tombstone-gc",
+        )
+    )
+    lifecycle = LifecycleSettings(config.lifecycle_interval, config.lifecycle_day_ms)
+    tasks.append(
+        asyncio.create_task(
+            lifecycle_forever(store, lifecycle, lambda: state.maintenance.enabled),
+            name="lifecycle",
+        )
+    )
+    admin = AdminServer(
+        config.data_dir, AdminBackend(state.require_store, state.maintenance, state.status)
+    )
+    await admin.start()
+    return _OncePerNode(tasks, admin, record, state.pullers)
+
+
+async def _start_internal(
+    state: NodeState, main_app: Callable[[], ASGIApp]
+) -> InternalServer | None:
+    """A worker's internal socket (node/internal.py), opened last: the supervisor starts the
+    other workers once the primary's is there."""
+    if state.worker is None:
+        return None
+    fallback = main_app() if state.primary else None
+    server = InternalServer(
+        state.config.data_dir,
+        state.worker,
+        internal_app(state.metrics.local_exposition, fallback),
+    )
+    await server.start()
+    return server
+
+
+async def _follow_peer_ids(state: NodeState, site: SyncSite) -> None:
+    """Outside the primary: the peers' node ids, for x-amz-replication-status."""
+    configured = len(state.config.peers)
+    while True:
+        try:
+            identified = list(await site.store.query(peer_stats.read_peer_urls))
+            state.peer_ids = [*identified, *([None] * max(0, configured - len(identified)))]
+        except Exception:
+            log.exception("reading the peers' node ids failed")
+        await asyncio.sleep(PEER_IDS_INTERVAL_S)
+
+
 @dataclass(frozen=True)
 class NodeApps:
     main: ASGIApp  # S3 and every /_lakenode/ endpoint, on --listen
@@ -178,8 +293,9 @@ async def _cancel(task: asyncio.Task[None]) -> None:
         await task
 
 
-def build_app(config: ServeConfig) -> NodeApps:
-    state = NodeState(config)
+def build_app(config: ServeConfig, worker: int | None = None) -> NodeApps:
+    """The node's applications; ``worker``: this process's index under a supervisor."""
+    state = NodeState(config, worker)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -188,66 +304,38 @@ def build_app(config: ServeConfig) -> NodeApps:
                 data_dir=config.data_dir,
                 node_id=config.node_id,
                 segment_bytes_max=config.segment_size,
+                worker=worker,
             )
         )
         site = await SyncSite.open(store)
         await reload_keys(store, state.keyring)
-        await site.record_configured_peers(config.peers)
-        in_maintenance = await state.maintenance.restore(store)
-        record = _record_address(config)
         state.store, state.site = store, site
         state.runtime = ApiRuntime(
             store,
             state.keyring,
             BucketAccessCache(store),
-            lambda manifest: site.replication_status(
-                manifest, [peer.node_id for peer in state.pullers.states]
-            ),
+            lambda manifest: site.replication_status(manifest, state.replication_peers()),
             state.write_gate,
         )
-        store.observe_commits(state.metrics.commits)
-        poller = asyncio.create_task(_poll_keys(store, state.keyring), name="key-poller")
-        usage = asyncio.create_task(
-            refresh_usage_forever(state.metrics.storage), name="usage-metrics"
-        )
-        state.pullers.start(
-            site,
-            config.peers,
-            peer_signer(*config.peer_credentials, config.region),
-            config.repl_max_clock_skew,
-            state.peer_verify,
-            paused=in_maintenance,
-        )
-        tombstone_gc = asyncio.create_task(
-            purge_forever(site, gc_settings(config), lambda: state.maintenance.enabled),
-            name="tombstone-gc",
-        )
-        lifecycle = asyncio.create_task(
-            lifecycle_forever(
-                store,
-                LifecycleSettings(config.lifecycle_interval, config.lifecycle_day_ms),
-                lambda: state.maintenance.enabled,
-            ),
-            name="lifecycle",
-        )
-        admin = AdminServer(
-            config.data_dir, AdminBackend(state.require_store, state.maintenance, state.status)
-        )
-        await admin.start()
+        tasks = [asyncio.create_task(_poll_keys(store, state.keyring), name="key-poller")]
+        if state.primary:
+            once = await _start_once_per_node(state, store, site)
+        else:
+            await state.maintenance.restore(store)
+            tasks.append(asyncio.create_task(_follow_peer_ids(state, site), name="peer-ids"))
+        store.observe_commits(state.metrics.commits)  # from here: the start's own commits aside
+        internal = await _start_internal(state, lambda: main_app)
         try:
             yield
         finally:
-            await admin.stop()
-            await _cancel(lifecycle)
-            tombstone_gc.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await tombstone_gc
-            await state.pullers.stop()
-            await _cancel(poller)
-            await _cancel(usage)
+            if internal is not None:
+                await internal.stop()
+            if state.primary:
+                await once.stop()
+            for task in tasks:
+                await _cancel(task)
             state.runtime = None
             state.store, state.site = None, None
-            record.unlink(missing_ok=True)
             await store.close()
             state.metrics.close()
 
@@ -288,7 +376,14 @@ def build_app(config: ServeConfig) -> NodeApps:
     probes = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     add_probe_routes(probes, state)
     dispatcher = S3Dispatcher(app, settings, state.require_runtime, state.metrics.requests)
-    return NodeApps(main=AccessLogMiddleware(dispatcher), probes=AccessLogMiddleware(probes))
+    main_app: ASGIApp = AccessLogMiddleware(dispatcher)
+    probes_app: ASGIApp = AccessLogMiddleware(probes)
+    if not state.primary:  # what only the primary knows, it answers (node/internal.py)
+        return NodeApps(
+            main=ForwardToPrimary(main_app, config.data_dir),
+            probes=ForwardToPrimary(probes_app, config.data_dir),
+        )
+    return NodeApps(main=main_app, probes=probes_app)
 
 
 def add_probe_routes(app: FastAPI, state: NodeState) -> None:
@@ -301,12 +396,17 @@ def add_probe_routes(app: FastAPI, state: NodeState) -> None:
         if site is None:
             return Response("store is not open\n", status_code=503, media_type="text/plain")
         await state.pullers.flush_counters(site)
-        body = await state.metrics.render(site, state.pullers.states)
+        others = await local_metrics_of(state.config.data_dir, range(1, state.config.workers))
+        body = await state.metrics.render(
+            site, state.pullers.states, others if state.shared is not None else ()
+        )
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/_lakenode/health", include_in_schema=False)
     async def health() -> Response:
-        return JSONResponse({"status": "ok"})
+        # Which worker answered: operators (and tests) can tell the processes apart.
+        worker = {} if state.worker is None else {"x-lakenode-worker": str(state.worker)}
+        return JSONResponse({"status": "ok"}, headers=worker)
 
     @app.get("/_lakenode/ready", include_in_schema=False)
     async def ready(_request: Request) -> Response:

@@ -74,6 +74,7 @@ class ServeConfig:
     tls_key: Path | None = None
     peer_ca: Path | None = None  # CA bundle for https peers (default: the system store)
     sigv2: bool = True  # accept SigV2 signatures (off: AccessDenied naming SigV4)
+    workers: int = 1  # processes serving S3 (node/supervisor.py); 1: this process alone
 
     @property
     def log_path(self) -> Path | None:
@@ -129,6 +130,24 @@ def parse_listen(text: str) -> tuple[str, int]:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"port out of range in {text!r}")
     return host, port
+
+
+WORKERS_MAX = 256  # storage/workers.py WORKERS_MAX
+
+
+def default_workers() -> int:
+    """The CPUs this process may run on (its affinity mask, not the machine's count)."""
+    return max(1, min(WORKERS_MAX, len(os.sched_getaffinity(0))))
+
+
+def parse_workers(text: str) -> int:
+    try:
+        count = int(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of processes, got {text!r}") from None
+    if not 1 <= count <= WORKERS_MAX:
+        raise argparse.ArgumentTypeError(f"expected 1 to {WORKERS_MAX}, got {count}")
+    return count
 
 
 def parse_on_off(text: str) -> bool:
@@ -263,6 +282,9 @@ SERVE_OPTIONS: tuple[tuple[str, str | None, object, str | None, str], ...] = (
     ("--tls-key", "LAKENODE_TLS_KEY", parse_file, None, "PEM private key of --tls-cert"),
     ("--peer-ca", "LAKENODE_PEER_CA", parse_file, None,
      "PEM CA certificates to verify https peers with (default: the system store)"),
+    ("--workers", "LAKENODE_WORKERS", parse_workers, None,
+     "processes serving S3 over the one data dir (default: the CPUs this process may use; "
+     "1: a single process)"),
 )  # fmt: skip
 PEERS_ENV = "LAKENODE_PEERS"
 
@@ -342,6 +364,8 @@ def resolve_serve_config(parser: argparse.ArgumentParser, args: argparse.Namespa
             parser.error(f"argument {source}: {exc}")
     listen = values.pop("listen")
     assert isinstance(listen, tuple)
+    if values["workers"] is None:
+        values["workers"] = default_workers()
     host, port = listen
     check_peer_credentials(parser, values["peer_access_key"], values["peer_secret_key"])
     config = ServeConfig(

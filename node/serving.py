@@ -10,10 +10,9 @@ meant for a private scrape address (docs/ops.md).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
-from collections.abc import Generator
+import sys
 
 import uvicorn
 import uvloop
@@ -25,6 +24,12 @@ from api.errors import render_error_xml
 from api.header_limits import HEADER_SECTION_CODE, HEADER_SECTION_MESSAGE
 from node.app import NodeApps
 from node.config import ServeConfig
+from node.supervisor import SupervisorPlan
+from node.unix_server import EmbeddedServer
+from storage.data_dir import DataDirLocked, lock_data_dir, recover_data_dir
+from storage.errors import StorageError
+from storage.store import StoreConfig
+from storage.workers import create_shared_file
 
 log = logging.getLogger("lakenode")
 
@@ -92,14 +97,6 @@ class _NodeServer(uvicorn.Server):
                 connection.transport.abort()
 
 
-class _FollowerServer(uvicorn.Server):
-    """A server that leaves signals to the main one (which stops it)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
 def _uvicorn_config(app: ASGIApp, config: ServeConfig, *, main: bool) -> uvicorn.Config:
     tls = main and config.tls_cert is not None
     return uvicorn.Config(
@@ -122,22 +119,34 @@ def _uvicorn_config(app: ASGIApp, config: ServeConfig, *, main: bool) -> uvicorn
 
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server((host, port), family=family, reuse_port=False)
+    # A deep backlog: with several workers, connections wait there while each is busy.
+    return socket.create_server((host, port), family=family, reuse_port=False, backlog=2048)
 
 
 async def _serve_both(
-    main: uvicorn.Server, follower: uvicorn.Server, sockets: list[socket.socket]
+    main: uvicorn.Server,
+    follower: uvicorn.Server,
+    sockets: list[socket.socket],
+    main_sockets: list[socket.socket] | None = None,
 ) -> None:
+    """The S3 server (on ``main_sockets``, else binding --listen itself) and the metrics one."""
     follower_task = asyncio.create_task(follower.serve(sockets=sockets), name="metrics-server")
     try:
-        await main.serve()
+        await main.serve(sockets=main_sockets)
     finally:
         follower.should_exit = True
         await follower_task
 
 
-def run_servers(config: ServeConfig, apps: NodeApps) -> int:
-    """Serve until a signal stops the node; 0 after a clean run, 1 if it never started."""
+def run_servers(
+    config: ServeConfig, apps: NodeApps, inherited: list[socket.socket] | None = None
+) -> int:
+    """Serve until a signal stops the node; 0 after a clean run, 1 if it never started.
+
+    ``inherited``: a worker's listening sockets, bound by its supervisor (node/supervisor.py):
+    S3 first, then --metrics-listen's if configured."""
+    if inherited is not None:
+        return _run_worker(config, apps, inherited)
     sockets: list[socket.socket] = []
     if config.metrics_listen is not None:
         try:
@@ -153,8 +162,68 @@ def run_servers(config: ServeConfig, apps: NodeApps) -> int:
     if not sockets:
         main.run()
         return 0 if main.started else 1
-    follower = _FollowerServer(_uvicorn_config(apps.probes, config, main=False))
+    follower = EmbeddedServer(_uvicorn_config(apps.probes, config, main=False))
     log.info("metrics, health and ready also on %s", sockets[0].getsockname()[:2])
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(_serve_both(main, follower, sockets))
     return 0 if main.started else 1
+
+
+def _run_worker(config: ServeConfig, apps: NodeApps, inherited: list[socket.socket]) -> int:
+    main = _NodeServer(_uvicorn_config(apps.main, config, main=True))
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        if len(inherited) > 1:
+            follower = EmbeddedServer(_uvicorn_config(apps.probes, config, main=False))
+            runner.run(_serve_both(main, follower, inherited[1:], inherited[:1]))
+        else:
+            runner.run(main.serve(sockets=inherited))
+    return 0 if main.started else 1
+
+
+def start_supervisor(config: ServeConfig) -> int:
+    """``--workers N`` > 1: lock and recover the data dir, create the shared state and bind
+    the sockets, then become the supervisor (node/supervisor.py; returns only on failure)."""
+    try:
+        lock = lock_data_dir(config.data_dir)
+    except DataDirLocked as exc:
+        log.error("%s", exc)
+        return 1
+    store_config = StoreConfig(
+        data_dir=config.data_dir, node_id=config.node_id, segment_bytes_max=config.segment_size
+    )
+    try:
+        asyncio.run(recover_data_dir(store_config))
+    except (StorageError, ValueError, OSError) as exc:
+        log.error("cannot open data dir %s: %s", config.data_dir, exc)
+        return 1
+    create_shared_file(config.data_dir)
+    listening = _bind_all(config)
+    if listening is None:
+        return 1
+    SupervisorPlan(
+        data_dir=str(config.data_dir),
+        workers=config.workers,
+        where=f"{config.scheme}://{config.host}:{config.port}",
+        socket_fds=[sock.fileno() for sock in listening],
+        lock_fd=lock,
+        command=sys.orig_argv[1:],
+        log_file=str(config.log_path) if config.log_path is not None else None,
+    ).exec_supervisor()
+    return 1  # not reached: exec replaced this process
+
+
+def _bind_all(config: ServeConfig) -> list[socket.socket] | None:
+    """The S3 socket, then --metrics-listen's; None (logged) if an address is busy."""
+    addresses = [(config.host, config.port, "--listen")]
+    if config.metrics_listen is not None:
+        addresses.append((*config.metrics_listen, "--metrics-listen"))
+    listening: list[socket.socket] = []
+    for host, port, flag in addresses:
+        try:
+            listening.append(_bind(host, port))
+        except OSError as exc:
+            log.error("cannot listen on %s %s:%d: %s", flag, host, port, exc.strerror)
+            for sock in listening:
+                sock.close()
+            return None
+    return listening

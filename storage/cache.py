@@ -10,6 +10,10 @@ manifest of a key is kept in memory after a read. Correctness rests on two rules
 * every invalidation bumps ``epoch``; a reader remembers the epoch from before its database
   read and fills the cache only if no commit happened meanwhile, so a slow reader cannot
   put back a version that a concurrent commit has just replaced.
+
+With several worker processes, commits of the other workers arrive as key digests
+(storage/workers.py): the cache then also indexes its entries by digest, and
+:meth:`forget_digests` counts as a commit (it bumps ``epoch``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 
 from storage.manifest import Manifest
+from storage.workers import key_digest
 
 ENTRIES_MAX = 20_000
 # Manifests of large objects are big and their GETs are long anyway: not worth caching.
@@ -25,10 +30,12 @@ CHUNKS_MAX = 4
 
 
 class LatestCache:
-    def __init__(self, entries_max: int = ENTRIES_MAX) -> None:
+    def __init__(self, entries_max: int = ENTRIES_MAX, by_digest: bool = False) -> None:
         self._entries: OrderedDict[tuple[str, str], Manifest] = OrderedDict()
         self._entries_max = entries_max
         self.epoch = 0
+        # Only with several workers: digest -> (bucket, key) of every entry.
+        self._by_digest: dict[bytes, tuple[str, str]] | None = {} if by_digest else None
 
     def get(self, bucket: str, key: str) -> Manifest | None:
         manifest = self._entries.get((bucket, key))
@@ -39,9 +46,14 @@ class LatestCache:
     def fill(self, manifest: Manifest, epoch_before_read: int) -> None:
         if epoch_before_read != self.epoch or len(manifest.chunks) > CHUNKS_MAX:
             return
-        self._entries[(manifest.bucket, manifest.key)] = manifest
+        name = (manifest.bucket, manifest.key)
+        self._entries[name] = manifest
+        if self._by_digest is not None:
+            self._by_digest[key_digest(*name)] = name
         if len(self._entries) > self._entries_max:
-            self._entries.popitem(last=False)
+            evicted, _manifest = self._entries.popitem(last=False)
+            if self._by_digest is not None:
+                self._by_digest.pop(key_digest(*evicted), None)
 
     def fill_committed(self, versions: list[Manifest]) -> None:
         """Remember versions a commit just made latest (called right after invalidate)."""
@@ -53,10 +65,26 @@ class LatestCache:
         self.epoch += 1
         for bucket, key in touched:
             if key is None:
-                self._entries.clear()
+                self._clear_entries()
                 return
-            self._entries.pop((bucket, key), None)
+            if self._entries.pop((bucket, key), None) is not None and self._by_digest is not None:
+                self._by_digest.pop(key_digest(bucket, key), None)
+
+    def forget_digests(self, digests: Iterable[bytes]) -> None:
+        """Forget the entries of keys another worker committed (by digest)."""
+        self.epoch += 1
+        if self._by_digest is None:
+            return
+        for digest in digests:
+            name = self._by_digest.pop(digest, None)
+            if name is not None:
+                self._entries.pop(name, None)
 
     def clear(self) -> None:
         self.epoch += 1
+        self._clear_entries()
+
+    def _clear_entries(self) -> None:
         self._entries.clear()
+        if self._by_digest is not None:
+            self._by_digest.clear()

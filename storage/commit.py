@@ -17,6 +17,11 @@ mutation's own result (a ``Mutation[T]`` applies to an ``Outcome[T]``, so ``subm
 So before any writer hears "done", its data and manifest are on disk and its metadata is
 committed; many writers share each fsync and each commit. While one batch is being flushed
 the next one accumulates, so batches grow with load without any artificial delay.
+
+With several worker processes (storage/workers.py) each has its own committer; a flush then
+also holds the node's commit lock from before ``BEGIN IMMEDIATE`` until it has published what
+it touched, first moves the HLC past the last stamp any worker committed (``meta`` row
+``hlc_last``), and after ``COMMIT`` tells the other workers which cached reads to forget.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from storage.hlc import HybridClock, Timestamp
 from storage.manifest import Manifest
 from storage.segments import RecordKind, SegmentWriter
 from storage.stats_hooks import NO_COMMIT_OBSERVER, CommitObserver
+from storage.workers import SharedState, Touched, digests_of
 
 log = logging.getLogger("lakenode.commit")
 
@@ -87,6 +93,14 @@ class CommitStats:
     fsync_seconds_total: float = 0.0
 
 
+@dataclass(frozen=True)
+class WorkerLink:
+    """A committer's ties to the other workers of its node (None with one worker)."""
+
+    shared: SharedState
+    forget: Callable[[Touched], None]  # apply what other workers committed to our caches
+
+
 class GroupCommitter:
     def __init__(
         self,
@@ -95,7 +109,9 @@ class GroupCommitter:
         clock: HybridClock,
         on_commit: Callable[[list[tuple[str, str | None]]], None],
         on_committed_versions: Callable[[list[Manifest]], None] = lambda _versions: None,
+        workers: WorkerLink | None = None,
     ) -> None:
+        self._workers = workers
         self._on_commit = on_commit
         self._on_committed_versions = on_committed_versions
         self._database = database
@@ -140,18 +156,23 @@ class GroupCommitter:
                 await self._flush(batch)
 
     async def _flush(self, batch: list[_Pending]) -> None:
+        shared = self._workers.shared if self._workers is not None else None
         try:
-            records = await self._database.run(_apply_batch, batch, self._clock)
+            records = await self._database.run(_apply_batch, batch, self._clock, shared)
             started = time.perf_counter()
             durable, sealed = await asyncio.to_thread(self._append_and_sync, records)
             fsync_seconds = time.perf_counter() - started
-            await self._database.run(_commit, durable, sealed, self._clock.last)
+            missed = await self._database.run(
+                _commit, durable, sealed, self._clock.last, self._publication(batch)
+            )
         except BaseException as exc:
             self._on_commit([("", None)])  # unknown outcome: forget every cached read
             await self._fail_batch(batch, exc)
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return
+        if missed is not None and self._workers is not None:
+            self._workers.forget(missed)
         self._record_stats(len(batch), fsync_seconds)
         # Before any writer hears back, so no acknowledged write can be followed by a stale read.
         self._on_commit([p.mutation.touched() for p in batch if isinstance(p.outcome, Outcome)])
@@ -165,6 +186,15 @@ class GroupCommitter:
                 assert pending.outcome is not None
                 pending.future.set_exception(pending.outcome)
 
+    def _publication(self, batch: list[_Pending]) -> tuple[SharedState, Touched] | None:
+        """What the other workers must forget after this batch (None with one worker)."""
+        if self._workers is None:
+            return None
+        committed = [p.mutation for p in batch if isinstance(p.outcome, Outcome)]
+        keys, buckets = digests_of(mutation.touched() for mutation in committed)
+        tagged = any(_may_set_tags(mutation) for mutation in committed)
+        return self._workers.shared, Touched(keys, buckets, tagged)
+
     def _append_and_sync(self, records: list[journal.Record]) -> tuple[dict[int, int], list[int]]:
         for kind, payload in records:
             self._segments.append(kind, payload)
@@ -176,8 +206,9 @@ class GroupCommitter:
         # dropped dirty pages): refuse further writes rather than acknowledge on top of it.
         log.critical("group commit failed; refusing further writes: %r", exc)
         self._failed = exc
+        shared = self._workers.shared if self._workers is not None else None
         try:
-            await self._database.run(_rollback)
+            await self._database.run(_rollback, shared)
         except Exception as rollback_error:
             log.error("rollback after failed commit also failed: %r", rollback_error)
         error = ReadOnly(f"write failed: {exc!r}")
@@ -191,6 +222,17 @@ class GroupCommitter:
         self.stats.last_batch_size = size
         self.stats.fsync_seconds_total += fsync_seconds
         self.observer.committed(size)
+
+
+def _may_set_tags(mutation: object) -> bool:
+    """Might this mutation give a bucket its first tags? A mutation says so with a
+    ``may_set_tags`` property (replicated batches), else by a ``tags`` field: a PUT, a copy, a
+    completed upload, PutObjectTagging (a copy's None copies the source's tags)."""
+    explicit = getattr(mutation, "may_set_tags", None)
+    if explicit is not None:
+        return bool(explicit)
+    tags = getattr(mutation, "tags", ())
+    return tags is None or len(tags) > 0
 
 
 def _latest_versions(batch: list[_Pending]) -> list[Manifest]:
@@ -210,10 +252,17 @@ def _latest_versions(batch: list[_Pending]) -> list[Manifest]:
 
 
 def _apply_batch(
-    conn: sqlite3.Connection, batch: list[_Pending], clock: HybridClock
+    conn: sqlite3.Connection,
+    batch: list[_Pending],
+    clock: HybridClock,
+    shared: SharedState | None,
 ) -> list[journal.Record]:
     """Apply the batch in an open transaction; return the records to append before commit."""
+    if shared is not None:
+        shared.lock_commits()  # released by _commit or _rollback
     conn.execute("BEGIN IMMEDIATE")
+    if shared is not None:  # another worker may have stamped since: never go backwards
+        clock.observe(int(catalog.read_meta(conn, "hlc_last") or 0))
     log_end = journal.log_end(conn)
     for pending in batch:
         conn.execute("SAVEPOINT mutation")
@@ -240,13 +289,30 @@ def _apply_batch(
 
 
 def _commit(
-    conn: sqlite3.Connection, durable: dict[int, int], sealed: list[int], hlc_last: int
-) -> None:
+    conn: sqlite3.Connection,
+    durable: dict[int, int],
+    sealed: list[int],
+    hlc_last: int,
+    publication: tuple[SharedState, Touched] | None,
+) -> Touched | None:
+    """Commit; with several workers, publish what the batch touched and release the lock.
+    Returns what other workers committed since this one last looked (None: nothing)."""
     catalog.record_segments(conn, durable, sealed)
     catalog.write_meta(conn, "hlc_last", str(hlc_last))
     conn.execute("COMMIT")
+    if publication is None:
+        return None
+    shared, touched = publication
+    try:
+        return shared.publish(touched)
+    finally:
+        shared.unlock_commits()
 
 
-def _rollback(conn: sqlite3.Connection) -> None:
-    if conn.in_transaction:
-        conn.execute("ROLLBACK")
+def _rollback(conn: sqlite3.Connection, shared: SharedState | None = None) -> None:
+    try:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+    finally:
+        if shared is not None:
+            shared.unlock_commits()

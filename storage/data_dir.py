@@ -5,6 +5,10 @@ the store can serve: it takes the lock (one process per data dir), reads or crea
 id, opens the catalog, finishes a GC retirement a crash interrupted, truncates every segment not
 known sealed to its last good record, and fills indexes that older data dirs lack. Offline tools
 (rebuild-index, restore) use the lock and the node id helpers on their own.
+
+With several workers (``StoreConfig.worker``) the supervisor takes the lock and runs
+:func:`recover_data_dir` once, before any worker starts; each worker then only opens the
+catalog and the shared state (storage/workers.py), and appends to segments of its own.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from storage.segments import (
     recover_segment,
     segment_path,
 )
+from storage.workers import SharedState
 
 if TYPE_CHECKING:
     from storage.store import StoreConfig
@@ -50,34 +55,77 @@ class NodeIdMismatch(StorageError):
 class OpenedDataDir:
     """A locked, recovered data dir: what a Store is built from."""
 
-    lock: int  # the lock's descriptor: closing it releases the lock
+    lock: int | None  # the lock's descriptor (closing it releases it); None in a worker
     node_id: str
     writer_db: Database
     reader_db: Database
     segments: SegmentWriter
     clock: HybridClock
     next_segment_id: int
+    shared: SharedState | None = None  # with several workers
 
 
 async def open_data_dir(config: StoreConfig) -> OpenedDataDir:
-    """Lock the data dir, resolve its node id and recover it after a crash."""
+    """Lock the data dir, resolve its node id and recover it after a crash; in a worker of a
+    multi-worker node, only open it (its supervisor did the rest)."""
+    if config.worker is not None:
+        return await _open_in_worker(config, config.worker)
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    lock = lock_data_dir(config.data_dir)
+    try:
+        node_id, writer_db, next_id = await _recover(config)
+    except BaseException:
+        os.close(lock)
+        raise
+    reader_db = await Database.open(config.data_dir / "meta.db", read_only=True)
+    segments = SegmentWriter(config.data_dir / "segments", next_id, config.segment_bytes_max)
+    clock = HybridClock(
+        node_id, last=await writer_db.run(catalog.last_hlc), now_ms=config.time_source.wall_ms
+    )
+    return OpenedDataDir(lock, node_id, writer_db, reader_db, segments, clock, next_id)
+
+
+async def recover_data_dir(config: StoreConfig) -> str:
+    """What opening does after locking, for a supervisor that holds the lock itself: resolve
+    the node id, migrate, and recover segments and catalog. Returns the node id."""
+    node_id, writer_db, _next_id = await _recover(config)
+    await writer_db.close()
+    return node_id
+
+
+async def _recover(config: StoreConfig) -> tuple[str, Database, int]:
     segment_dir = config.data_dir / "segments"
     segment_dir.mkdir(parents=True, exist_ok=True)
-    lock = lock_data_dir(config.data_dir)
+    node_id = resolve_node_id(config.data_dir, config.node_id)
+    writer_db = await Database.open(config.data_dir / "meta.db")
+    try:
+        await writer_db.run(retired.finish_at_open, segment_dir)
+        states = await writer_db.run(catalog.segment_states)
+        next_id = await asyncio.to_thread(_recover_segments, segment_dir, states)
+        await writer_db.run(_mark_recovered, list_segment_ids(segment_dir))
+        await writer_db.run(_backfill_chunk_index)
+        await writer_db.run(key_journal.ensure_baseline, config.data_dir)
+    except BaseException:
+        await writer_db.close()
+        raise
+    return node_id, writer_db, next_id
+
+
+async def _open_in_worker(config: StoreConfig, worker: int) -> OpenedDataDir:
+    segment_dir = config.data_dir / "segments"
     node_id = resolve_node_id(config.data_dir, config.node_id)
     writer_db = await Database.open(config.data_dir / "meta.db")
     reader_db = await Database.open(config.data_dir / "meta.db", read_only=True)
-    await writer_db.run(retired.finish_at_open, segment_dir)
-    states = await writer_db.run(catalog.segment_states)
-    next_id = await asyncio.to_thread(_recover_segments, segment_dir, states)
-    await writer_db.run(_mark_recovered, list_segment_ids(segment_dir))
+    ids = list_segment_ids(segment_dir)
+    # Appends go to fresh segments of this worker's own: the next free id (segments.py skips
+    # ids another worker took meanwhile).
+    next_id = (ids[-1] + 1) if ids else 1
     segments = SegmentWriter(segment_dir, next_id, config.segment_bytes_max)
     clock = HybridClock(
         node_id, last=await writer_db.run(catalog.last_hlc), now_ms=config.time_source.wall_ms
     )
-    await writer_db.run(_backfill_chunk_index)
-    await writer_db.run(key_journal.ensure_baseline, config.data_dir)
-    return OpenedDataDir(lock, node_id, writer_db, reader_db, segments, clock, next_id)
+    shared = SharedState(config.data_dir, worker)
+    return OpenedDataDir(None, node_id, writer_db, reader_db, segments, clock, next_id, shared)
 
 
 def lock_data_dir(data_dir: Path) -> int:

@@ -103,8 +103,20 @@ class Multipart:
         following any that GC moved since their manifest was read."""
         while True:
             token = self._store.inflight.enter_unless_retired({c.segment_id for c in chunks})
+            shared = self._store.workers.shared
             if token is not None:
-                return token, chunks
+                if shared is None:
+                    return token, chunks
+                # GC runs in another worker, whose retirements this one does not see: once
+                # the floor is published and any commit that may have missed it is over, GC
+                # retires nothing at or above it, and what it retired shows in the index.
+                await asyncio.to_thread(shared.pass_commit_in_progress)
+                current = tuple([await self._store.locate(chunk) for chunk in chunks])
+                if current == chunks:
+                    return token, chunks
+                self._store.inflight.leave(token)
+                chunks = current
+                continue
             chunks = tuple([await self._store.locate(chunk) for chunk in chunks])
 
     async def list_parts(

@@ -39,7 +39,7 @@ class ObjectLocks:
         # read, those known not to: the GET/HEAD hot path asks for no lock state in a bucket
         # without lock, so reads of ordinary buckets cost no extra query.
         self._enabled: set[str] = set()
-        self._not_enabled: dict[str, float] = {}
+        self._not_enabled: dict[str, tuple[float, int]] = {}  # (checked at, bucket epoch)
 
     async def configuration(self, bucket: str) -> BucketLock:
         """The bucket's lock configuration; NoSuchConfiguration if lock is not enabled."""
@@ -59,13 +59,14 @@ class ObjectLocks:
         if bucket in self._enabled:
             return True
         now = self._store.time_source.monotonic()
+        epoch = self._store.bucket_epoch  # moves when any worker of the node enables lock
         checked = self._not_enabled.get(bucket)
-        if checked is not None and now - checked < NOT_ENABLED_TTL_S:
+        if checked is not None and checked[1] == epoch and now - checked[0] < NOT_ENABLED_TTL_S:
             return False
         if await self.enabled(bucket):
             self._not_enabled.pop(bucket, None)
             return True
-        self._not_enabled[bucket] = now
+        self._not_enabled[bucket] = (now, epoch)
         return False
 
     async def put_configuration(self, bucket: str, config: BucketLock) -> None:

@@ -195,6 +195,7 @@ class SegmentReader:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._fds: dict[int, int] = {}
+        self._unlinked: list[int] = []  # descriptors of removed files, not yet closed
         self._lock = threading.Lock()
 
     def _fd(self, segment_id: int) -> int:
@@ -210,6 +211,36 @@ class SegmentReader:
 
     def read_chunk(self, chunk: ChunkRef) -> bytes:
         """Return a chunk's bytes after checking its BLAKE3; raise CorruptData otherwise."""
+        try:
+            return self._read_verified(chunk)
+        except CorruptData:
+            # With several workers, GC in another one may have removed this segment file
+            # (and a new segment may have taken its id): read it again from a fresh descriptor.
+            if not self._forget_if_unlinked(chunk.segment_id):
+                raise
+            return self._read_verified(chunk)
+
+    def _forget_if_unlinked(self, segment_id: int) -> bool:
+        with self._lock:
+            fd = self._fds.get(segment_id)
+            if fd is None or os.fstat(fd).st_nlink > 0:
+                return False
+            del self._fds[segment_id]
+            self._unlinked.append(fd)  # closed by forget_unlinked's caller, after a grace
+            return True
+
+    def forget_unlinked(self) -> list[int]:
+        """Stop using descriptors of segment files another worker's GC removed; return them
+        for the caller to close after a grace period (a read may still be using one)."""
+        with self._lock:
+            for segment_id, fd in list(self._fds.items()):
+                if os.fstat(fd).st_nlink == 0:
+                    del self._fds[segment_id]
+                    self._unlinked.append(fd)
+            unlinked, self._unlinked = self._unlinked, []
+            return unlinked
+
+    def _read_verified(self, chunk: ChunkRef) -> bytes:
         data = _pread_exact(self._fd(chunk.segment_id), chunk.length, chunk.offset)
         if blake3.blake3(data).digest() != chunk.blake3:
             raise CorruptData(
@@ -229,9 +260,10 @@ class SegmentReader:
 
     def close(self) -> None:
         with self._lock:
-            for fd in self._fds.values():
+            for fd in [*self._fds.values(), *self._unlinked]:
                 os.close(fd)
             self._fds.clear()
+            self._unlinked.clear()
 
 
 class _OpenSegment:
@@ -273,8 +305,12 @@ class SegmentWriter:
 
     def _open_active(self) -> _OpenSegment:
         """The active segment, created (file and directory fsynced) if needed; under the lock."""
-        if self._active is None:
-            self._active = _OpenSegment(self.directory, self._next_id)
+        while self._active is None:
+            try:
+                self._active = _OpenSegment(self.directory, self._next_id)
+            except FileExistsError:  # another worker of this node took that id
+                self._next_id += 1
+                continue
             self._unsynced[self._active.segment_id] = self._active.end
         return self._active
 

@@ -10,6 +10,7 @@ every chunk's BLAKE3 before handing out a single byte of it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sqlite3
@@ -23,7 +24,7 @@ from storage.cache import LatestCache
 from storage.catalog import BucketInfo
 from storage.chunker import CHUNK_BYTES
 from storage.clock import SYSTEM_CLOCK, Clock
-from storage.commit import GroupCommitter, Mutation
+from storage.commit import GroupCommitter, Mutation, WorkerLink
 from storage.conditions import WriteCondition
 from storage.data_dir import open_data_dir
 from storage.database import Database
@@ -53,11 +54,15 @@ from storage.segments import (
     SegmentWriter,
 )
 from storage.stats_hooks import CommitObserver
+from storage.worker_view import WorkerView
+from storage.workers import SharedState
 
 log = logging.getLogger("lakenode.store")
 
 # A segment GC retired stays open this long for reads that resolved it just before.
 RETIRED_FD_GRACE_S = 30.0
+# With several workers, how often a worker looks for segment files another one's GC removed.
+UNLINKED_SWEEP_S = 10.0
 
 T = TypeVar("T")
 
@@ -71,6 +76,10 @@ class StoreConfig:
     # Every time read by the store and what it drives (HLC, expiry, replication): tests pass
     # a storage.clock.ManualClock.
     time_source: Clock = SYSTEM_CLOCK
+    # None: the only process on the data dir (it locks and recovers it). A number: one of
+    # several workers of a node whose supervisor holds the lock and has recovered the data
+    # dir; they share DATA/run (storage/workers.py).
+    worker: int | None = None
 
 
 class DeleteMarker(NoSuchKey):
@@ -93,6 +102,7 @@ class Store:
         reader_db: Database,
         segments: SegmentWriter,
         clock: HybridClock,
+        shared: SharedState | None = None,
     ) -> None:
         self.config = config
         self.node_id = node_id
@@ -102,17 +112,23 @@ class Store:
         self._reader_db = reader_db
         self._segments = segments
         self._reader = SegmentReader(config.data_dir / "segments")
-        self._latest = LatestCache()
+        self._latest = LatestCache(by_digest=shared is not None)
+        self.workers = WorkerView(
+            self._latest, shared, lambda: self._reader_db.run(bucket_config.tagged_buckets)
+        )
         self._lock: int | None = None
-        self.inflight = InFlight()
+        self.inflight = InFlight(shared)
         # One maintenance job that moves data (gc run/rewrite, scrub --repair) at a time.
         self.maintenance_lock = asyncio.Lock()
         self._retired_fds: list[int] = []
-        # Buckets that hold (or held) object tags: a superset, only ever grown, so that
-        # GET/HEAD look tags up only where there can be some (see may_have_tags).
-        self._tagged_buckets: set[str] = set()
+        self._sweeper: asyncio.Task[None] | None = None  # with several workers
         self.committer = GroupCommitter(
-            writer_db, segments, clock, self._latest.invalidate, self._latest.fill_committed
+            writer_db,
+            segments,
+            clock,
+            self._committed,
+            self._latest.fill_committed,
+            None if shared is None else WorkerLink(shared, self.workers.forget),
         )
         self.multipart = Multipart(self)
         self.object_locks = ObjectLocks(self)
@@ -124,11 +140,19 @@ class Store:
         opened = await open_data_dir(config)
         writer_db = opened.writer_db
         store = cls(
-            config, opened.node_id, writer_db, opened.reader_db, opened.segments, opened.clock
+            config,
+            opened.node_id,
+            writer_db,
+            opened.reader_db,
+            opened.segments,
+            opened.clock,
+            opened.shared,
         )
         store._lock = opened.lock
-        store._tagged_buckets.update(await writer_db.run(bucket_config.tagged_buckets))
+        store.workers.tagged.update(await writer_db.run(bucket_config.tagged_buckets))
         store.committer.start()
+        if opened.shared is not None:
+            store._sweeper = asyncio.create_task(store._sweep_unlinked(), name="fd-sweep")
         log.info(
             "store open: node %s, data dir %s, segment %d",
             opened.node_id,
@@ -138,6 +162,10 @@ class Store:
         return store
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         await self.committer.stop()
         await asyncio.to_thread(self._segments.close)
         self._reader.close()
@@ -155,6 +183,10 @@ class Store:
 
     async def _commit(self, mutation: Mutation[T]) -> T:
         return await self.committer.submit(mutation)
+
+    def _committed(self, touched: list[tuple[str, str | None]]) -> None:
+        self._latest.invalidate(touched)
+        self.workers.committed_here(touched)
 
     # ---- buckets ----------------------------------------------------------------------------
 
@@ -211,10 +243,12 @@ class Store:
         return observed
 
     async def _latest_manifest(self, bucket: str, key: str) -> Manifest | None:
+        self.workers.catch_up()
         manifest = self._latest.get(bucket, key)
         if manifest is None:
             epoch = self._latest.epoch
             manifest = await self._reader_db.run(_lookup_latest, bucket, key)
+            self.workers.catch_up()  # a commit elsewhere during the read: epoch moves
             if manifest is not None:
                 self._latest.fill(manifest, epoch)
         return manifest
@@ -249,7 +283,7 @@ class Store:
         """A new version of bucket/key sharing ``source``'s chunks (headers/tags None: keep);
         ``condition`` applies to the destination key, ``lock`` is the copy's own."""
         if tags or (tags is None and self.may_have_tags(source.bucket)):
-            self._tagged_buckets.add(bucket)
+            self.workers.tagged.add(bucket)
         return await self._commit(
             CopyObject(
                 source.bucket,
@@ -358,7 +392,7 @@ class Store:
     ) -> str:
         """Replace (None: remove) a version's tags; return the version id they apply to."""
         if tags:
-            self._tagged_buckets.add(bucket)
+            self.workers.tagged.add(bucket)
         return await self._commit(bucket_config.PutObjectTags(bucket, key, version_id, tags))
 
     async def get_object_acl(
@@ -373,12 +407,20 @@ class Store:
 
     def may_have_tags(self, bucket: str) -> bool:
         """False only if no version in ``bucket`` has tags: lets the GET hot path skip the
-        tag lookup. Buckets are added before any tag write commits, never removed."""
-        return bucket in self._tagged_buckets
+        tag lookup. Buckets are added before any tag write commits, never removed (other
+        workers' tag writes: storage/worker_view.py)."""
+        return self.workers.may_have_tags(bucket)
 
     def mark_tagged(self, bucket: str) -> None:
         """A write that sets tags in ``bucket`` is about to commit (see may_have_tags)."""
-        self._tagged_buckets.add(bucket)
+        self.workers.tagged.add(bucket)
+
+    @property
+    def bucket_epoch(self) -> int:
+        """Moves on every bucket-wide change committed by any worker of this node: caches of
+        bucket-level state compare it with the value they were filled at."""
+        self.workers.catch_up()
+        return self.workers.bucket_epoch
 
     async def keys_generation(self) -> int:
         return await self._reader_db.run(keys.keys_generation)
@@ -440,6 +482,16 @@ class Store:
         if fds:
             self._retired_fds.extend(fds)
             asyncio.get_running_loop().call_later(RETIRED_FD_GRACE_S, self._close_fds, fds)
+
+    async def _sweep_unlinked(self) -> None:
+        """With several workers: let go of segment files another worker's GC removed, so
+        their space is freed (this worker's own GC does it at once: retire_segments)."""
+        while True:
+            await asyncio.sleep(UNLINKED_SWEEP_S)
+            fds = self._reader.forget_unlinked()
+            if fds:
+                self._retired_fds.extend(fds)
+                asyncio.get_running_loop().call_later(RETIRED_FD_GRACE_S, self._close_fds, fds)
 
     def _close_fds(self, fds: list[int]) -> None:
         for fd in fds:

@@ -21,6 +21,7 @@ from typing import Any, Final, TypeVar
 import httpx
 
 from node.admin.jobs import JobReport, lookup, registered
+from node.unix_server import unix_address
 from storage.data_dir import DataDirLocked
 from storage.ops.jobstate import Progress
 from storage.store import Store, StoreConfig
@@ -69,7 +70,7 @@ class AdminChannel:
         if not socket_path(data_dir).exists():
             raise not_answering(data_dir, f"no socket at {socket_path(data_dir)}")
         self._client = httpx.AsyncClient(
-            transport=httpx.AsyncHTTPTransport(uds=str(socket_path(data_dir))),
+            transport=httpx.AsyncHTTPTransport(uds=unix_address(socket_path(data_dir))),
             base_url="http://lakenode-admin",
             headers={"Authorization": f"Bearer {token}"},
             timeout=httpx.Timeout(timeout_s, connect=CONNECT_TIMEOUT_S),

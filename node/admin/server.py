@@ -28,15 +28,13 @@ import json
 import logging
 import os
 import secrets
-import socket
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.requests import Request
@@ -52,11 +50,11 @@ from node.admin.maintenance import (
     MaintenanceError,
     quiet_refusal,
 )
+from node.unix_server import UnixServer
 from storage.store import Store
 
 log = logging.getLogger("lakenode.admin")
 
-SOCKET_BACKLOG: Final = 16
 SHUTDOWN_GRACE_S: Final = 5
 # Progress lines are coalesced to at most one per this interval (notes are all kept, up to
 # MAX_PENDING_NOTES between two lines; beyond that they are counted, not kept).
@@ -270,14 +268,6 @@ def _outcome(job: Job, task: asyncio.Task[JobReport]) -> dict[str, Any]:
 # ---- the server ---------------------------------------------------------------------------
 
 
-class _EmbeddedServer(uvicorn.Server):
-    """Runs inside the S3 server's event loop, which owns the process's signals."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 def write_token(path: Path) -> str:
     """A new token in ``path``, mode 0600 from its creation (temporary name, then rename)."""
     token = secrets.token_hex(32)
@@ -292,62 +282,34 @@ def write_token(path: Path) -> str:
     return token
 
 
-def listen_unix(path: Path) -> socket.socket:
-    """A listening socket at ``path``, mode 0600 before it accepts anything."""
-    # A socket left by a node that died: this process holds the data dir lock, so it is stale.
-    path.unlink(missing_ok=True)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.bind(str(path))
-        os.chmod(path, 0o600)  # before listen(): nobody can connect until then
-        sock.listen(SOCKET_BACKLOG)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
 class AdminServer:
     """Starts and stops the admin channel of one node."""
 
     def __init__(self, data_dir: Path, backend: AdminBackend) -> None:
         self.data_dir = data_dir
         self.backend = backend
-        self._server: _EmbeddedServer | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._server: UnixServer | None = None
 
     async def start(self) -> None:
         """Serve on DATA/admin.sock. A failure is logged and leaves S3 serving without it."""
         try:
             token = write_token(token_path(self.data_dir))
-            sock = listen_unix(socket_path(self.data_dir))
+            server = UnixServer(
+                socket_path(self.data_dir),
+                build_admin_app(self.backend, token),
+                "admin",
+                SHUTDOWN_GRACE_S,
+            )
+            await server.start()
         except OSError as exc:
             log.error("admin channel disabled: cannot listen on %s: %s", self.data_dir, exc)
             token_path(self.data_dir).unlink(missing_ok=True)
             return
-        config = uvicorn.Config(
-            build_admin_app(self.backend, token),
-            lifespan="off",
-            http="httptools",
-            access_log=False,
-            log_config=None,
-            log_level="warning",
-            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
-        )
-        self._server = _EmbeddedServer(config)
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="admin")
-        while not self._server.started and not self._task.done():
-            await asyncio.sleep(0.01)
-        if self._task.done():
-            self._task.result()  # raises what stopped it
+        self._server = server
         log.info("admin channel on %s", socket_path(self.data_dir))
 
     async def stop(self) -> None:
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            try:
-                await self._task
-            except Exception:
-                log.exception("admin channel shutdown failed")
+        if self._server is not None:
+            await self._server.stop()
         socket_path(self.data_dir).unlink(missing_ok=True)
         token_path(self.data_dir).unlink(missing_ok=True)

@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def serve(config: ServeConfig) -> int:
     from node.app import build_app
-    from node.serving import run_servers
+    from node.serving import run_servers, start_supervisor
+    from node.supervisor import die_with_supervisor, inherited_sockets, worker_index
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format=LOG_FORMAT)
     # Metadata reads and large-chunk hashing run in threads. With CPython's default 5 ms GIL
@@ -123,6 +124,16 @@ def serve(config: ServeConfig) -> int:
         except OSError as exc:
             sys.stderr.write(f"lakenode serve: cannot write log file {config.log_path}: {exc}\n")
             return 1
+    worker = worker_index()
+    if worker is not None:  # started by a supervisor: serve on the sockets it bound
+        die_with_supervisor()
+        # Whole lines: the workers share stdout (the access log) and stderr.
+        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+        # Not a line per request forwarded to the primary (node/internal.py uses httpx).
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        return run_servers(config, build_app(config, worker), inherited_sockets())
     if not config.auth:
         log.warning("authentication is OFF (--auth off): for local development only")
+    if config.workers > 1:
+        return start_supervisor(config)
     return run_servers(config, build_app(config))

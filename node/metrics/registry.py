@@ -48,6 +48,7 @@ from node.metrics.lifecycle import LifecycleCollector, read_lifecycle_row
 from node.metrics.replication import PeerReport, local_reports
 from node.metrics.requests import CommitMetrics, S3RequestMetrics
 from node.metrics.storage import CatalogReader, StorageCollector, read_state_rows
+from node.metrics.workers import BackgroundTasks, WorkersCollector
 from replication.puller import PeerState
 from storage.sync.site import SyncSite
 
@@ -120,18 +121,39 @@ class ReplicationCollector(Collector):
         yield from (received, mismatches, progress, conditional)
 
 
-class NodeMetrics:
-    """The node's registry; ``render`` refreshes from disk and returns the exposition text."""
+class _Registered(Collector):
+    """Another registry's collectors, as one collector (this process's own counts)."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        return self._registry.collect()
+
+
+class NodeMetrics:
+    """The node's registry; ``render`` refreshes from disk and returns the exposition text.
+
+    What this process counts alone (S3 requests, fsyncs, commit batches) is in ``local``;
+    with several workers the node's figures are those of every worker summed
+    (node/metrics/workers.py), else ``local``'s as they are."""
+
+    def __init__(self, data_dir: Path, workers: WorkersCollector | None = None) -> None:
         # No *_created series: they double the series count and nothing here needs them.
         disable_created_metrics()  # type: ignore[no-untyped-call]
-        self.registry = CollectorRegistry(auto_describe=False)
+        self.local = CollectorRegistry(auto_describe=False)
         self.requests = S3RequestMetrics()
-        self.commits = CommitMetrics(self.registry)
+        self.local.register(self.requests)
+        self.commits = CommitMetrics(self.local)
+        self.local.register(BackgroundTasks())
+        self.workers = workers
+        self.registry = CollectorRegistry(auto_describe=False)
         self.storage = StorageCollector(data_dir)
         self.replication = ReplicationCollector()
-        self.registry.register(self.requests)
+        self.registry.register(workers if workers is not None else _Registered(self.local))
         self.registry.register(self.storage)
         self.registry.register(self.replication)
         self.lifecycle = LifecycleCollector()
@@ -139,8 +161,17 @@ class NodeMetrics:
         self._catalog = CatalogReader(data_dir)
         self._lock = asyncio.Lock()
 
-    async def render(self, site: SyncSite, states: Sequence[PeerState]) -> bytes:
+    def local_exposition(self) -> bytes:
+        """What this process counts alone, as Prometheus text (for the primary worker)."""
+        return generate_latest(self.local)
+
+    async def render(
+        self, site: SyncSite, states: Sequence[PeerState], others: Sequence[bytes] = ()
+    ) -> bytes:
+        """The node's metrics; ``others``: the local expositions of the other workers."""
         async with self._lock:  # concurrent scrapes: one refresh and render at a time
+            if self.workers is not None:
+                self.workers.texts = [self.local_exposition(), *others]
             self.storage.rows = await self._catalog.run(read_state_rows)
             self.replication.reports = await local_reports(site, states)
             self.lifecycle.row = await self._catalog.run(read_lifecycle_row)

@@ -33,7 +33,7 @@ from storage.lock_state import BadLockState
 from storage.lww import Stamp, wins
 from storage.manifest import ChunkRef, Kind, Manifest, decode
 from storage.sync import apply_locks
-from storage.sync.feed import Change, set_cursor
+from storage.sync.feed import Change, carries_tags, set_cursor
 
 
 @dataclass
@@ -130,6 +130,11 @@ class ApplyRemote:
 
     def touched(self) -> tuple[str, str | None]:
         return "", None  # may touch anything: the read cache is cleared
+
+    @property
+    def may_set_tags(self) -> bool:
+        """Tell the node's other workers to look tags up again (storage/commit.py)."""
+        return bool(carries_tags(self.changes))
 
     def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[ApplyResult]:
         catalog.index_chunks(conn, self.received)

@@ -46,7 +46,7 @@ from storage.hlc import HybridClock, Timestamp
 from storage.lww import Stamp
 from storage.manifest import ChunkRef, Kind
 from storage.sync.apply import ApplyResult, apply_changes
-from storage.sync.feed import Change, set_cursor
+from storage.sync.feed import Change, carries_tags, set_cursor
 from storage.sync.peer_stats import BOOTSTRAP_PREFIX
 
 Position = tuple[str, str, str]
@@ -338,6 +338,11 @@ class ApplySnapshotPage:
 
     def touched(self) -> tuple[str, str | None]:
         return "", None  # may touch anything: the read cache is cleared
+
+    @property
+    def may_set_tags(self) -> bool:
+        """Tell the node's other workers to look tags up again (storage/commit.py)."""
+        return bool(carries_tags(self.changes))
 
     def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[ApplyResult]:
         catalog.index_chunks(conn, self.received)

@@ -164,3 +164,12 @@ class SetCursor:
     def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[None]:
         set_cursor(conn, self.peer, self.direction, self.seq, self.clock.wall_ms())
         return Outcome(None)
+
+
+def carries_tags(changes: tuple[Change, ...] | list[Change]) -> list[str]:
+    """Buckets that these changes give object tags (the store must look tags up there)."""
+    return [
+        change.bucket
+        for change in changes
+        if change.op == "object.tags" or (change.payload or {}).get("tags")
+    ]

@@ -200,6 +200,10 @@ class CountedApply:
     def touched(self) -> tuple[str, str | None]:
         return self.inner.touched()
 
+    @property
+    def may_set_tags(self) -> bool:
+        return self.inner.may_set_tags
+
     def apply(self, conn: sqlite3.Connection, stamp: Timestamp) -> Outcome[ApplyResult]:
         outcome = self.inner.apply(conn, stamp)
         result = outcome.result

@@ -117,6 +117,8 @@ class SyncSite:
         self, peer: str, changes: list[Change], cursor: int, max_skew_ms: int
     ) -> ApplyResult:
         """Apply a peer's batch (LWW, all or nothing) and move its pull cursor."""
+        for bucket in feed.carries_tags(changes):
+            self.store.mark_tagged(bucket)
         received = tuple(self._received.values())
         result = await self.store.commit(
             peer_stats.CountedApply(
@@ -214,9 +216,8 @@ class SyncSite:
         max_skew_ms: int,
     ) -> ApplyResult:
         """Apply a snapshot page (LWW, all or nothing) and record the bootstrap's progress."""
-        for change in changes:
-            if change.op == "object.tags" or (change.payload or {}).get("tags"):
-                self.store.mark_tagged(change.bucket)
+        for bucket in feed.carries_tags(changes):
+            self.store.mark_tagged(bucket)
         received = tuple(self._received.values())  # see receive_chunk
         result = await self.store.commit(
             bootstrap_state.ApplySnapshotPage(

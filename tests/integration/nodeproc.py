@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 ACCESS_KEY = "test-access-key"
 SECRET_KEY = "test-secret-key"
@@ -72,8 +73,13 @@ class NodeProcess:
         assert self.process is None or self.process.poll() is not None
         self.starts += 1
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child process
+        # A session of its own: kill() takes the whole node (supervisor and workers) down.
         self.process = subprocess.Popen(
-            self.command(), stdout=log, stderr=subprocess.STDOUT, env={**os.environ}
+            self.command(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ},
+            start_new_session=True,
         )
         log.close()
         self.wait_ready()
@@ -114,20 +120,44 @@ class NodeProcess:
                     entries.append(entry)
         return entries
 
+    def pids(self) -> set[int]:
+        """The node's processes: the one started and, with several workers, its workers."""
+        if self.process is None:
+            return set()
+        try:
+            root = psutil.Process(self.process.pid)
+            return {root.pid, *(child.pid for child in root.children(recursive=True))}
+        except psutil.NoSuchProcess:
+            return set()
+
     def kill(self) -> None:
-        """SIGKILL: no shutdown code runs, as in a crash."""
+        """SIGKILL to every process of the node: no shutdown code runs, as in a crash."""
         if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
+            os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
+            wait_for_group_exit(self.process.pid)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(timeout=10)
+                self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=10)
+            wait_for_group_exit(self.process.pid)
+
+
+def wait_for_group_exit(group: int, timeout_s: float = 10.0) -> None:
+    """Until no process of the node's group is left (its workers exit after the supervisor)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.02)
+    os.killpg(group, signal.SIGKILL)
 
 
 def two_way_pair(

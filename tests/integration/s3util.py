@@ -78,16 +78,31 @@ def send(
 ) -> httpx.Response:
     """A SigV4-signed request; ``path`` and ``query`` are sent as given (already encoded)."""
     full = f"{url}{path}" + (f"?{query}" if query else "")
-    signed = sign_headers(
+    signed = _signed(method, full, headers, body, payload_hash)
+    return httpx.request(method, full, headers=signed, content=body, timeout=timeout_s)
+
+
+def send_on(
+    client: httpx.Client, method: str, path: str, query: str = "", body: bytes = b""
+) -> httpx.Response:
+    """:func:`send` over ``client``'s connection (its ``base_url`` names the node)."""
+    full = f"{client.base_url}".rstrip("/") + path + (f"?{query}" if query else "")
+    signed = _signed(method, full, None, body, None)
+    return client.request(method, full, headers=signed, content=body)
+
+
+def _signed(
+    method: str, url: str, headers: dict[str, str] | None, body: bytes, payload_hash: str | None
+) -> dict[str, str]:
+    return sign_headers(
         method,
-        full,
+        url,
         headers or {},
         ACCESS_KEY,
         SECRET_KEY,
         REGION,
         payload_hash or hashlib.sha256(body).hexdigest(),
     )
-    return httpx.request(method, full, headers=signed, content=body, timeout=timeout_s)
 
 
 def error_fields(response: httpx.Response) -> dict[str, str]:

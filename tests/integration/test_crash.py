@@ -290,9 +290,12 @@ def verify_all(node: NodeProcess, s3: Any, ledgers: dict[str, KeyLedger]) -> tup
 # ---- the tests ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def crash_node(tmp_path: Path) -> Iterator[NodeProcess]:
-    node = NodeProcess(tmp_path / "data", extra_args=["--segment-size", SEGMENT_SIZE])
+@pytest.fixture(params=[1, 2], ids=["1-worker", "2-workers"])
+def crash_node(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[NodeProcess]:
+    """The node as one process, and as a supervisor with two workers (SIGKILL takes them all:
+    NodeProcess.kill)."""
+    workers = ["--workers", str(request.param)]
+    node = NodeProcess(tmp_path / "data", extra_args=["--segment-size", SEGMENT_SIZE, *workers])
     node.start()
     yield node
     node.stop()

@@ -8,6 +8,7 @@ UNSIGNED-PAYLOAD) and the download is hashed as it arrives.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 import time
@@ -34,7 +35,8 @@ MiB = 1 << 20
 
 
 class RssSampler:
-    """Samples a process's RSS in a background thread; ``peak`` is the largest seen."""
+    """Samples the RSS of a process and its children (a node's workers) in a background
+    thread; ``peak`` is the largest total seen."""
 
     def __init__(self, pid: int) -> None:
         self._process = psutil.Process(pid)
@@ -44,7 +46,11 @@ class RssSampler:
         self.samples = 0
 
     def rss(self) -> int:
-        return int(self._process.memory_info().rss)
+        total = 0
+        for process in [self._process, *self._process.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                total += int(process.memory_info().rss)
+        return total
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -14,7 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 
 from api.sigv4_signing import sign_headers
@@ -61,7 +60,7 @@ def test_1gib_replicates_with_bounded_memory_and_copies_send_no_chunks(
     make_client(a.url).create_bucket(Bucket="rep")
     make_client(a.url).put_object(Bucket="rep", Key="warm-up", Body=b"w" * 1000)
     wait_for_object(b, "warm-up", 1000)
-    baseline = psutil.Process(b.process.pid).memory_info().rss
+    baseline = RssSampler(b.process.pid).rss()
 
     sent = Digests()
     with RssSampler(b.process.pid) as replicating, httpx.Client(timeout=300) as http:
@@ -103,7 +102,7 @@ def test_10000_small_objects_replicate_with_bounded_memory(
     make_client(a.url).create_bucket(Bucket="rep")
     make_client(a.url).put_object(Bucket="rep", Key="warm-up", Body=b"w")
     wait_for_object(b, "warm-up", 1)
-    baseline = psutil.Process(b.process.pid).memory_info().rss
+    baseline = RssSampler(b.process.pid).rss()
     clients = [make_client(a.url) for _ in range(16)]
 
     def write(worker: int) -> None:

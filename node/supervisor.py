@@ -1,0 +1,253 @@
+"""``lakenode serve --workers N`` (N > 1): a supervisor process and N worker processes.
+
+The supervisor owns what must exist once per node, before and after any worker:
+
+1. it takes the data dir's lock and recovers the data dir (storage/data_dir.py
+   ``recover_data_dir``: migrations, torn segment tails, an interrupted GC) while nothing
+   else has it open;
+2. it creates the shared state (storage/workers.py) and binds the S3 address (and
+   ``--metrics-listen``): a busy address is one clear error before any worker starts;
+3. it starts the workers: the same ``lakenode serve`` command line and environment, plus
+   ``LAKENODE_WORKER`` (the worker's index) and the inherited descriptors (listening sockets,
+   the lock). Every worker accepts connections on the same listening socket, so the kernel
+   spreads them and a connection waiting in the backlog survives the death of a worker. The
+   first worker (the primary) starts alone; the others once its internal socket is up, so
+   that a node that answers ``/_lakenode/ready`` has its admin channel and its background
+   tasks running;
+4. a worker that dies is logged and started again (after a pause that grows when it keeps
+   dying at once), and the shared state forgets its writes in flight and GC floors;
+5. SIGTERM or SIGINT stops the workers (each finishes the requests it has) and then itself.
+
+Steps 1 and 2 need the store's code (node/serving.py ``start_supervisor``); the process then
+replaces itself (exec) with this module, which imports nothing but the standard library and
+storage/workers.py: the supervisor of an idle node holds about 10 MiB, not a worker's 60.
+
+Workers die with the supervisor (PR_SET_PDEATHSIG), and they hold the inherited lock too,
+so the data dir stays locked until the last process of the node is gone.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from node.logfile import LOG_FORMAT, add_log_file
+from storage.workers import run_dir, worker_died
+
+log = logging.getLogger("lakenode.supervisor")
+
+PRIMARY = 0
+WORKER_ENV = "LAKENODE_WORKER"  # the index of a worker process (set by the supervisor only)
+SOCKETS_ENV = "LAKENODE_WORKER_SOCKETS"  # inherited descriptors: "S3[,METRICS]"
+SUPERVISOR_ENV = "LAKENODE_SUPERVISOR_PID"
+PLAN_ENV = "LAKENODE_SUPERVISOR_PLAN"  # what the exec'd supervisor is to do (SupervisorPlan)
+POLL_S = 0.1
+PRIMARY_START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 30.0
+# A worker that dies within this long of its start waits before the next start, doubling
+# up to the maximum: a worker that cannot start must not spin.
+QUICK_DEATH_S = 10.0
+RESTART_PAUSE_MAX_S = 10.0
+PR_SET_PDEATHSIG = 1
+
+
+@dataclass
+class _Worker:
+    index: int
+    process: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+    pause_s: float = 0.0
+    restart_at: float | None = None  # set while it waits to be started again
+    exits: list[int] = field(default_factory=list)
+
+
+def worker_socket(data_dir: Path, index: int) -> Path:
+    """Worker ``index``'s internal socket (node/internal.py)."""
+    return run_dir(data_dir) / f"worker-{index}.sock"
+
+
+@dataclass(frozen=True)
+class SupervisorPlan:
+    """What the preparing process hands to the exec'd supervisor (as JSON in PLAN_ENV)."""
+
+    data_dir: str
+    workers: int
+    where: str  # the S3 URL, for the log
+    socket_fds: list[int]
+    lock_fd: int
+    command: list[str]  # the worker command line: how ``lakenode serve`` was started
+    log_file: str | None
+
+    def exec_supervisor(self) -> None:
+        """Replace this process with the supervisor (the descriptors stay open)."""
+        for fd in (*self.socket_fds, self.lock_fd):
+            os.set_inheritable(fd, True)
+        environment = {**os.environ, PLAN_ENV: json.dumps(self.__dict__)}
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execve(sys.executable, [sys.executable, "-m", "node.supervisor"], environment)
+
+
+class Supervisor:
+    def __init__(self, plan: SupervisorPlan) -> None:
+        self.plan = plan
+        self.data_dir = Path(plan.data_dir)
+        self._socket_fds = plan.socket_fds
+        self._lock_fd = plan.lock_fd
+        self._workers = [_Worker(index) for index in range(plan.workers)]
+        self._stopping = False
+        self._signal: int | None = None  # what stopped the node
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        log.info(
+            "lakenode serving %s data=%s with %d workers (supervisor pid %d)",
+            self.plan.where,
+            self.plan.data_dir,
+            self.plan.workers,
+            os.getpid(),
+        )
+        primary = self._workers[PRIMARY]
+        self._start(primary)
+        if not self._wait_for_primary(primary):
+            self._stop_all()
+            return 1
+        for worker in self._workers[1:]:
+            self._start(worker)
+        while not self._stopping:
+            self._reap_and_restart()
+            time.sleep(POLL_S)
+        self._stop_all()
+        log.info("lakenode stopped")
+        if self._signal is not None:  # end as a single-process node does: by that signal
+            signal.signal(self._signal, signal.SIG_DFL)
+            os.kill(os.getpid(), self._signal)
+        return 0
+
+    def _stop(self, signum: int, _frame: FrameType | None) -> None:
+        if not self._stopping:
+            log.info("stopping on %s", signal.Signals(signum).name)
+        self._stopping = True
+        self._signal = signum
+
+    def _start(self, worker: _Worker) -> None:
+        environment = {
+            **{name: value for name, value in os.environ.items() if name != PLAN_ENV},
+            WORKER_ENV: str(worker.index),
+            SOCKETS_ENV: ",".join(str(fd) for fd in self._socket_fds),
+            SUPERVISOR_ENV: str(os.getpid()),
+        }
+        # The command line the node was started with (a console script, ``-m node``, or a
+        # wrapper module that registers more), so each worker is configured the same way.
+        worker.process = subprocess.Popen(
+            [sys.executable, *self.plan.command],
+            env=environment,
+            pass_fds=(*self._socket_fds, self._lock_fd),
+        )
+        worker.started = time.monotonic()
+        worker.restart_at = None
+        log.info("worker %d started (pid %d)", worker.index, worker.process.pid)
+
+    def _wait_for_primary(self, primary: _Worker) -> bool:
+        """The primary's internal socket appears once its store, background tasks and admin
+        channel run; False if it died first or a signal came."""
+        deadline = time.monotonic() + PRIMARY_START_TIMEOUT_S
+        path = worker_socket(self.data_dir, PRIMARY)
+        assert primary.process is not None
+        while time.monotonic() < deadline and not self._stopping:
+            if primary.process.poll() is not None:
+                log.error("worker 0 exited with %s before it was ready", primary.process.returncode)
+                return False
+            if path.exists():
+                return True
+            time.sleep(0.02)
+        return False
+
+    def _reap_and_restart(self) -> None:
+        now = time.monotonic()
+        for worker in self._workers:
+            if worker.restart_at is not None:
+                if now >= worker.restart_at:
+                    self._start(worker)
+                continue
+            process = worker.process
+            if process is None or process.poll() is None:
+                continue
+            self._schedule_restart(worker, process.returncode, now)
+
+    def _schedule_restart(self, worker: _Worker, code: int, now: float) -> None:
+        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+        worker_died(self.data_dir, worker.index)
+        lived = now - worker.started
+        worker.pause_s = (
+            min(RESTART_PAUSE_MAX_S, max(0.5, worker.pause_s * 2)) if lived < QUICK_DEATH_S else 0
+        )
+        worker.restart_at = now + worker.pause_s
+        log.error(
+            "worker %d (pid %d) died with %s after %.1f s; restarting it%s",
+            worker.index,
+            worker.process.pid if worker.process is not None else -1,
+            how,
+            lived,
+            f" in {worker.pause_s:.1f} s" if worker.pause_s else "",
+        )
+
+    def _stop_all(self) -> None:
+        running = [w.process for w in self._workers if w.process and w.process.poll() is None]
+        for process in running:
+            process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for process in running:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.error("worker pid %d did not stop in %g s: killed", process.pid, STOP_TIMEOUT_S)
+                process.kill()
+                process.wait()
+        for worker in self._workers:
+            worker_socket(self.data_dir, worker.index).unlink(missing_ok=True)
+
+
+def main() -> int:
+    """The exec'd supervisor (``python -m node.supervisor``, from SupervisorPlan)."""
+    plan = SupervisorPlan(**json.loads(os.environ[PLAN_ENV]))
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format=LOG_FORMAT)
+    if plan.log_file is not None:
+        add_log_file(Path(plan.log_file))
+    return Supervisor(plan).run()
+
+
+def die_with_supervisor() -> None:
+    """In a worker: get SIGTERM when the supervisor dies, and exit now if it already has."""
+    expected = int(os.environ.get(SUPERVISOR_ENV, "0"))
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if expected and os.getppid() != expected:
+        sys.exit(1)
+
+
+def inherited_sockets() -> list[socket.socket]:
+    """The listening sockets a worker inherited: S3 first, then --metrics-listen if any."""
+    fds = [int(fd) for fd in os.environ[SOCKETS_ENV].split(",") if fd]
+    return [socket.socket(fileno=fd) for fd in fds]
+
+
+def worker_index() -> int | None:
+    """This process's worker index, None when it is not a worker of a supervisor."""
+    value = os.environ.get(WORKER_ENV)
+    return int(value) if value is not None else None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
