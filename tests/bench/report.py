@@ -105,7 +105,7 @@ def print_summary(results: Results, sizes: list[int], concs: list[int]) -> None:
     cells = [(size, conc) for size in sizes for conc in concs]
     labels = [f"{size_label(size)} c={conc}" for size, conc in cells]
     print(f"\n== summary: ops/s of lakenode / {SUMMARY_BASELINE} (> 1.00x: lakenode faster) ==")
-    print(f"{'target':<13}{'op':<7}" + "".join(f"{label:>14}" for label in labels))
+    print(f"{'target':<14}{'op':<7}" + "".join(f"{label:>14}" for label in labels))
     for name in mine:
         label = name  # printed on the variant's first row only
         for op in OPS:
@@ -116,7 +116,7 @@ def print_summary(results: Results, sizes: list[int], concs: list[int]) -> None:
                 )
                 for size, conc in cells
             ]
-            print(f"{label:<13}{op:<7}" + "".join(f"{x:>14}" for x in ratios))
+            print(f"{label:<14}{op:<7}" + "".join(f"{x:>14}" for x in ratios))
             label = ""
 
 
