@@ -59,25 +59,29 @@ def decode_token(token: str) -> str:
         raise S3Error("InvalidArgument", "The continuation token provided is incorrect") from exc
 
 
-def _contents(
-    ctx: S3Context, page: ListPage, encoding: str | None, owner: str | None
-) -> list[xml.Node]:
-    nodes: list[xml.Node] = []
-    for entry in page.entries:
-        fields: list[xml.Node] = [
-            ("Key", encode_key(entry.key, encoding)),
-            ("LastModified", xml.iso8601_ms(entry.last_modified_ms)),
-            ("ETag", f'"{entry.etag}"'),
-            ("Size", entry.size),
-        ]
-        if owner is not None:
-            fields.append(("Owner", [("ID", owner_id(owner)), ("DisplayName", owner)]))
-        fields.append(("StorageClass", "STANDARD"))
-        nodes.append(("Contents", fields))
-    nodes.extend(
-        ("CommonPrefixes", [("Prefix", encode_key(p, encoding))]) for p in page.common_prefixes
+def _contents(page: ListPage, encoding: str | None, owner: str | None) -> list[str]:
+    """The Contents and CommonPrefixes elements, rendered: one f-string per entry, the same
+    bytes as the node renderer would give (tests/unit/api/test_listing_render.py checks)."""
+    owner_xml = ""
+    if owner is not None:
+        owner_xml = (
+            f"<Owner><ID>{xml.escape(owner_id(owner))}</ID>"
+            f"<DisplayName>{xml.escape(owner)}</DisplayName></Owner>"
+        )
+    escape, iso8601_ms = xml.escape, xml.iso8601_ms
+    # The ETag's quotes are escaped here (&quot;), its text like any other.
+    parts = [
+        f"<Contents><Key>{escape(quote(key, safe='/') if encoding == 'url' else key)}</Key>"
+        f"<LastModified>{iso8601_ms(modified_ms)}</LastModified>"
+        f"<ETag>&quot;{escape(etag)}&quot;</ETag><Size>{size}</Size>{owner_xml}"
+        "<StorageClass>STANDARD</StorageClass></Contents>"
+        for key, size, etag, modified_ms in page.entries
+    ]
+    parts.extend(
+        f"<CommonPrefixes><Prefix>{escape(encode_key(p, encoding))}</Prefix></CommonPrefixes>"
+        for p in page.common_prefixes
     )
-    return nodes
+    return parts
 
 
 async def _latest_page(
@@ -111,8 +115,8 @@ async def list_objects_v1(ctx: S3Context) -> Response:
             ("Delimiter", encode_key(delimiter, encoding) if delimiter else None),
             ("IsTruncated", page.is_truncated),
             ("EncodingType", encoding),
-            *_contents(ctx, page, encoding, bucket.owner),
         ],
+        rendered=_contents(page, encoding, bucket.owner),
     )
     return Response(body, media_type="application/xml")
 
@@ -126,7 +130,11 @@ async def list_objects_v2(ctx: S3Context) -> Response:
     encoding = _encoding_type(ctx)
     fetch_owner = ctx.query.get("fetch-owner", "").lower() == "true"
     marker = decode_token(token) if token is not None else start_after
-    bucket = await ctx.store.get_bucket(ctx.bucket_name)
+    owner: str | None = None
+    if fetch_owner or max_keys == 0:
+        # Otherwise the listing itself answers NoSuchBucket: one catalog call fewer.
+        bucket = await ctx.store.get_bucket(ctx.bucket_name)
+        owner = bucket.owner if fetch_owner else None
     page = await _latest_page(ctx, prefix, delimiter, marker, max_keys)
     next_token = (
         encode_token(page.last_returned)
@@ -146,8 +154,8 @@ async def list_objects_v2(ctx: S3Context) -> Response:
             ("NextContinuationToken", next_token),
             ("StartAfter", encode_key(start_after, encoding) if start_after else None),
             ("EncodingType", encoding),
-            *_contents(ctx, page, encoding, bucket.owner if fetch_owner else None),
         ],
+        rendered=_contents(page, encoding, owner),
     )
     return Response(body, media_type="application/xml")
 

@@ -37,11 +37,18 @@ def escape(text: str) -> str:
     return _CONTROL.sub(lambda match: f"&#{ord(match.group())};", out)
 
 
-def render(root: str, children: Iterable[Node], namespace: bool = True) -> bytes:
-    """Render ``<root xmlns=...>children</root>``; a child is (tag, value-or-children)."""
+def render(
+    root: str, children: Iterable[Node], namespace: bool = True, rendered: Iterable[str] = ()
+) -> bytes:
+    """Render ``<root xmlns=...>children</root>``; a child is (tag, value-or-children).
+
+    ``rendered`` is XML already escaped and rendered by the caller, placed after the children:
+    a listing's thousand entries are cheaper as one f-string each than as node trees.
+    """
     xmlns = f' xmlns="{S3_NAMESPACE}"' if namespace else ""
     parts = [XML_DECLARATION, f"<{root}{xmlns}>"]
     _render_children(children, parts)
+    parts.extend(rendered)
     parts.append(f"</{root}>")
     return "".join(parts).encode()
 

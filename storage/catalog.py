@@ -191,12 +191,16 @@ def chunk_location(conn: sqlite3.Connection, digest: bytes) -> ChunkRef | None:
     return None if row is None else ChunkRef(int(row[0]), int(row[1]), int(row[2]), digest)
 
 
-def insert_version(conn: sqlite3.Connection, manifest: Manifest, manifest_bytes: bytes) -> None:
-    """Store a version row (not latest yet: see promote_latest) and index its chunks."""
-    index_chunks(conn, manifest.chunks)
+def insert_version(
+    conn: sqlite3.Connection, manifest: Manifest, manifest_bytes: bytes, latest: bool = False
+) -> None:
+    """Store a version row and index its chunks; not latest unless ``latest`` (the caller
+    then has cleared the key's previous latest row; else see promote_latest)."""
+    if manifest.chunks:
+        index_chunks(conn, manifest.chunks)
     conn.execute(
         "INSERT INTO versions (bucket, key, version_id, kind, hlc, origin, size, etag,"
-        " last_modified_ms, is_latest, manifest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
+        " last_modified_ms, is_latest, manifest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             manifest.bucket,
             manifest.key,
@@ -207,6 +211,7 @@ def insert_version(conn: sqlite3.Connection, manifest: Manifest, manifest_bytes:
             manifest.size,
             manifest.etag,
             manifest.last_modified_ms,
+            int(latest),
             manifest_bytes,
         ),
     )
@@ -241,20 +246,16 @@ def apply_put_version(
     """Make a local write the latest version of its key, replacing the null version if any.
 
     A local stamp is greater than every stamp this node has issued or observed, so the new
-    version is the key's latest by the LWW rule without comparing.
+    version is the key's latest by the LWW rule without comparing. The caller has read the
+    bucket in this transaction (its versioning chose the version id), so it exists.
     """
-    get_bucket(conn, manifest.bucket)
     if manifest.version_id == NULL_VERSION:
         delete_version_row(conn, manifest.bucket, manifest.key, NULL_VERSION)
-    insert_version(conn, manifest, manifest_bytes)
     conn.execute(
         "UPDATE versions SET is_latest = 0 WHERE bucket = ? AND key = ? AND is_latest = 1",
         (manifest.bucket, manifest.key),
     )
-    conn.execute(
-        "UPDATE versions SET is_latest = 1 WHERE bucket = ? AND key = ? AND version_id = ?",
-        (manifest.bucket, manifest.key, manifest.version_id),
-    )
+    insert_version(conn, manifest, manifest_bytes, latest=True)
     op = "object.put" if manifest.kind == Kind.OBJECT else "object.delete"
     log_change(conn, stamp, op, manifest.bucket, manifest, manifest_bytes)
     digest.refresh_key(conn, manifest.bucket, manifest.key)

@@ -94,6 +94,19 @@ class CommitStats:
 
 
 @dataclass(frozen=True)
+class Publication:
+    """A batch's news for the other workers: built from it after it is applied."""
+
+    shared: SharedState
+    batch: list[_Pending]
+
+    def touched(self) -> Touched:
+        committed = [p.mutation for p in self.batch if isinstance(p.outcome, Outcome)]
+        keys, buckets = digests_of(mutation.touched() for mutation in committed)
+        return Touched(keys, buckets, any(_may_set_tags(mutation) for mutation in committed))
+
+
+@dataclass(frozen=True)
 class WorkerLink:
     """A committer's ties to the other workers of its node (None with one worker)."""
 
@@ -156,14 +169,9 @@ class GroupCommitter:
                 await self._flush(batch)
 
     async def _flush(self, batch: list[_Pending]) -> None:
-        shared = self._workers.shared if self._workers is not None else None
         try:
-            records = await self._database.run(_apply_batch, batch, self._clock, shared)
-            started = time.perf_counter()
-            durable, sealed = await asyncio.to_thread(self._append_and_sync, records)
-            fsync_seconds = time.perf_counter() - started
-            missed = await self._database.run(
-                _commit, durable, sealed, self._clock.last, self._publication(batch)
+            fsync_seconds, missed = await self._database.run(
+                self._write_batch, batch, self._publication(batch)
             )
         except BaseException as exc:
             self._on_commit([("", None)])  # unknown outcome: forget every cached read
@@ -186,20 +194,31 @@ class GroupCommitter:
                 assert pending.outcome is not None
                 pending.future.set_exception(pending.outcome)
 
-    def _publication(self, batch: list[_Pending]) -> tuple[SharedState, Touched] | None:
-        """What the other workers must forget after this batch (None with one worker)."""
+    def _publication(self, batch: list[_Pending]) -> Publication | None:
+        """What the other workers must forget after this batch (None with one worker),
+        computed once the batch is applied (it names the mutations that committed)."""
         if self._workers is None:
             return None
-        committed = [p.mutation for p in batch if isinstance(p.outcome, Outcome)]
-        keys, buckets = digests_of(mutation.touched() for mutation in committed)
-        tagged = any(_may_set_tags(mutation) for mutation in committed)
-        return self._workers.shared, Touched(keys, buckets, tagged)
+        return Publication(self._workers.shared, batch)
 
-    def _append_and_sync(self, records: list[journal.Record]) -> tuple[dict[int, int], list[int]]:
+    def _write_batch(
+        self, conn: sqlite3.Connection, batch: list[_Pending], publication: Publication | None
+    ) -> tuple[float, Touched | None]:
+        """Steps 1 to 3 in one call on the writer connection's thread (one thread hop per
+        batch, not three: at one writer the hops cost as much as the work); returns the
+        seconds the segment append and fsync took, and what other workers committed since
+        this one last looked. The transaction stays open across the fsync as before, and
+        nothing else runs on this connection meanwhile."""
+        shared = publication.shared if publication is not None else None
+        records = _apply_batch(conn, batch, self._clock, shared)
+        started = time.perf_counter()
         for kind, payload in records:
             self._segments.append(kind, payload)
         durable = self._segments.sync()
-        return durable, self._segments.take_sealed()
+        sealed = self._segments.take_sealed()
+        fsync_seconds = time.perf_counter() - started
+        missed = _commit(conn, durable, sealed, self._clock.last, publication)
+        return fsync_seconds, missed
 
     async def _fail_batch(self, batch: list[_Pending], exc: BaseException) -> None:
         # An fsync or commit failure leaves the disk state unknown (a failed fsync may have
@@ -293,7 +312,7 @@ def _commit(
     durable: dict[int, int],
     sealed: list[int],
     hlc_last: int,
-    publication: tuple[SharedState, Touched] | None,
+    publication: Publication | None,
 ) -> Touched | None:
     """Commit; with several workers, publish what the batch touched and release the lock.
     Returns what other workers committed since this one last looked (None: nothing)."""
@@ -302,11 +321,10 @@ def _commit(
     conn.execute("COMMIT")
     if publication is None:
         return None
-    shared, touched = publication
     try:
-        return shared.publish(touched)
+        return publication.shared.publish(publication.touched())
     finally:
-        shared.unlock_commits()
+        publication.shared.unlock_commits()
 
 
 def _rollback(conn: sqlite3.Connection, shared: SharedState | None = None) -> None:

@@ -50,17 +50,22 @@ def leaf_digest(conn: sqlite3.Connection, bucket: str, key: str) -> bytes | None
     return hasher.digest()
 
 
+_NODES_ON_PATH = (
+    f"SELECT prefix, xor FROM digest_nodes WHERE prefix IN ({', '.join('?' * (DEPTH + 1))})"
+)
+
+
 def _adjust_nodes(conn: sqlite3.Connection, khash: bytes, delta: bytes) -> None:
+    """XOR ``delta`` into the DEPTH + 1 nodes on the key's path: one read and one batch of
+    writes for the whole path (every write commits one, so this runs once per change)."""
     digits = khash.hex()
-    for level in range(DEPTH + 1):
-        prefix = digits[:level]
-        row = conn.execute("SELECT xor FROM digest_nodes WHERE prefix = ?", (prefix,)).fetchone()
-        value = _xor(bytes(row[0]) if row else ZERO, delta)
-        conn.execute(
-            "INSERT INTO digest_nodes (prefix, xor) VALUES (?, ?)"
-            " ON CONFLICT (prefix) DO UPDATE SET xor = excluded.xor",
-            (prefix, value),
-        )
+    prefixes = [digits[:level] for level in range(DEPTH + 1)]
+    current = dict(conn.execute(_NODES_ON_PATH, prefixes).fetchall())
+    conn.executemany(
+        "INSERT INTO digest_nodes (prefix, xor) VALUES (?, ?)"
+        " ON CONFLICT (prefix) DO UPDATE SET xor = excluded.xor",
+        [(prefix, _xor(bytes(current.get(prefix, ZERO)), delta)) for prefix in prefixes],
+    )
 
 
 def refresh_key(conn: sqlite3.Connection, bucket: str, key: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from storage.catalog import get_bucket
 from storage.manifest import Kind
@@ -16,8 +17,9 @@ from storage.manifest import Kind
 PAGE_ROWS = 1000
 
 
-@dataclass(frozen=True)
-class ListEntry:
+class ListEntry(NamedTuple):
+    """One current object of a listing (a tuple: a page builds a thousand of them)."""
+
     key: str
     size: int
     etag: str
@@ -87,15 +89,19 @@ def list_latest(
     # Seek position: rows with key > after_key (exclusive) and key >= floor (inclusive).
     after_key, floor = marker, prefix
     while True:
+        # One row past what the page still needs says whether it is truncated; fetching a
+        # full PAGE_ROWS instead would read a second thousand rows to look at one.
+        wanted = min(max_keys - len(entries) - len(prefixes), PAGE_ROWS) + 1
         rows = conn.execute(
             "SELECT key, size, etag, last_modified_ms FROM versions INDEXED BY versions_latest"
             " WHERE bucket = ? AND is_latest = 1 AND key > ? AND key >= ? AND kind = ?"
             " ORDER BY key LIMIT ?",
-            (bucket, after_key, floor, int(Kind.OBJECT), PAGE_ROWS),
+            (bucket, after_key, floor, int(Kind.OBJECT), wanted),
         ).fetchall()
         if not rows:
             return ListPage(entries, prefixes, False, last)
-        for key, size, etag, last_modified_ms in rows:
+        for row in rows:
+            key = row[0]
             if not key.startswith(prefix):
                 return ListPage(entries, prefixes, False, last)
             group = common_prefix(key, prefix, delimiter)
@@ -106,7 +112,7 @@ def list_latest(
             if len(entries) + len(prefixes) == max_keys:
                 return ListPage(entries, prefixes, True, last)
             if group is None:
-                entries.append(ListEntry(key, size, etag, last_modified_ms))
+                entries.append(ListEntry._make(row))
                 last = key
                 after_key = key
                 continue
@@ -114,6 +120,9 @@ def list_latest(
             last = group
             floor = after(group)
             break
+        else:
+            if len(rows) < wanted:  # the walk reached the end of the bucket: no more query
+                return ListPage(entries, prefixes, False, last)
 
 
 _VERSION_COLUMNS = "key, version_id, is_latest, kind, size, etag, last_modified_ms, hlc"

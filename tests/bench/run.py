@@ -35,7 +35,9 @@ from tests.bench.workload import (
 )
 
 CREDS = Credentials("benchkey", "benchsecret")
-ALL_TARGETS = ("lakenode", "bare", "seaweedfs")
+ALL_TARGETS = ("lakenode", "lakenode-w2", "bare", "seaweedfs")
+# What `make bench` measures: lakenode with one and two worker processes against SeaweedFS.
+DEFAULT_TARGETS = ("lakenode", "lakenode-w2", "seaweedfs")
 DEFAULT_JSON = servers.REPO_ROOT / "build" / "bench" / "results.json"
 READY_TIMEOUT_S = 60.0
 UNITS = {"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20}
@@ -57,7 +59,12 @@ def _csv(kind: type[int] | type[str], parse: Any = None) -> Any:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m tests.bench.run", description=__doc__)
-    p.add_argument("--targets", type=_csv(str), default=list(ALL_TARGETS))
+    p.add_argument(
+        "--targets",
+        type=_csv(str),
+        default=list(DEFAULT_TARGETS),
+        help=f"comma-separated, from {', '.join(ALL_TARGETS)} (default: %(default)s)",
+    )
     p.add_argument("--sizes", type=_csv(int, parse_size), default=[4 << 10, 64 << 20])
     p.add_argument("--concurrency", type=_csv(int), default=[1, 16])
     p.add_argument("--ops", type=int, default=None, help="ops per small-object phase (2000)")
@@ -70,6 +77,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json-out", type=Path, default=DEFAULT_JSON)
     p.add_argument("--work-dir", type=Path, default=None, help="parent of the temp data dir")
     p.add_argument("--keep-data", action="store_true", help="keep server data and logs")
+    p.add_argument(
+        "--no-pin-client",
+        action="store_true",
+        help="let the client run on every CPU (default: pinned to one when there are several)",
+    )
     args = p.parse_args(argv)
     unknown = set(args.targets) - set(ALL_TARGETS)
     if unknown:
@@ -196,6 +208,7 @@ def summarize(outcomes: dict[str, TargetOutcome], args: argparse.Namespace) -> l
     results = {n: o.state.results for n, o in outcomes.items() if o.state.results}
     report.print_tables(results, args.sizes, args.concurrency)
     print("\nRatios are lakenode ops/s divided by the baseline's (for PUT/GET also MB/s).")
+    report.print_summary(results, args.sizes, args.concurrency)
     print("'bare' GETs carry no body and are not verified; its GET MB/s is not comparable.")
     for name, o in outcomes.items():
         if o.status != "ok":
@@ -217,12 +230,20 @@ def summarize(outcomes: dict[str, TargetOutcome], args: argparse.Namespace) -> l
 
 
 def json_document(
-    outcomes: dict[str, TargetOutcome], settings: Settings, args: argparse.Namespace
+    outcomes: dict[str, TargetOutcome],
+    settings: Settings,
+    args: argparse.Namespace,
+    client_cpu: int | None,
 ) -> dict[str, Any]:
     results = {n: o.state.results for n, o in outcomes.items()}
     return {
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "host": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "host": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "client_pinned_to_cpu": client_cpu,
+            "server_cpus": sorted(servers.SERVER_CPUS) if servers.SERVER_CPUS else None,
+        },
         "settings": {
             **vars(settings),
             "sizes": args.sizes,
@@ -240,6 +261,10 @@ def main(argv: list[str] | None = None) -> int:
     payload = Payload(args.seed)
     workdir = Path(tempfile.mkdtemp(prefix="lakenode-bench-", dir=args.work_dir))
     print(f"data and server logs in {workdir}; settings: {settings}", flush=True)
+    client_cpu = None if args.no_pin_client else servers.pin_client()
+    where = "every CPU" if client_cpu is None else f"CPU {client_cpu}"
+    cpus = sorted(servers.SERVER_CPUS) if servers.SERVER_CPUS else "all"
+    print(f"client runs on {where}; servers on CPUs {cpus}", flush=True)
     outcomes: dict[str, TargetOutcome] = {}
     try:
         for name in args.targets:
@@ -248,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep_data:
             shutil.rmtree(workdir, ignore_errors=True)
     reasons = summarize(outcomes, args)
-    report.write_json(args.json_out, json_document(outcomes, settings, args))
+    report.write_json(args.json_out, json_document(outcomes, settings, args, client_cpu))
     print(f"\nJSON results: {args.json_out}")
     if reasons:
         print("\nEXIT 1: " + "; ".join(reasons))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.client
 import importlib.util
 import json
@@ -23,6 +24,11 @@ BIN_DIR = Path(sys.executable).parent
 HEALTH_PATH = "/_lakenode/health"
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
+# The CPUs servers may run on; run.py narrows the client (this process) to one of them after
+# reading this, and every server is started with the whole set again (see _launch).
+SERVER_CPUS: frozenset[int] | None = (
+    frozenset(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+)
 
 
 class TargetUnavailable(Exception):
@@ -86,12 +92,34 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
+def pin_client() -> int | None:
+    """Keep this process (the load generator) on one CPU, the last one it may use, so the
+    servers get the others; None (nothing changed) on a one-CPU machine or where Linux's
+    affinity calls are missing. Servers started afterwards still get every CPU (_launch)."""
+    if SERVER_CPUS is None or len(SERVER_CPUS) < 2:
+        return None
+    cpu = max(SERVER_CPUS)
+    os.sched_setaffinity(0, {cpu})
+    return cpu
+
+
+def _all_cpus() -> None:
+    """In the forked child before exec: undo the client's pinning for the server."""
+    if SERVER_CPUS is not None:
+        os.sched_setaffinity(0, SERVER_CPUS)
+
+
 def _launch(name: str, cmd: list[str], port: int, workdir: Path, cwd: Path) -> Target:
     log_path = workdir / f"{name}.log"
     with log_path.open("wb") as log:
         # Its own session, so stopping it also reaches any worker processes it forks.
         proc = subprocess.Popen(
-            cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            cmd,
+            cwd=cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_all_cpus,
         )
     return Target(name, port, proc, log_path)
 
@@ -138,27 +166,59 @@ def stop(target: Target) -> None:
         target.proc.wait()
 
 
+# `python -m node` from the checkout: the code under test is this tree's, even where the
+# virtual environment's `lakenode` script belongs to another checkout sharing it.
+LAKENODE_CMD = (sys.executable, "-m", "node")
+
+
+@functools.cache
+def serve_has_workers() -> bool:
+    """Whether this checkout's `lakenode serve` takes --workers (multi-process serving)."""
+    done = subprocess.run(
+        [*LAKENODE_CMD, "serve", "--help"], cwd=REPO_ROOT, capture_output=True, timeout=60
+    )
+    return done.returncode == 0 and b"--workers" in done.stdout
+
+
+def lakenode_workers_args(workers: int) -> list[str]:
+    """The --workers flag for ``workers`` processes: always explicit once the flag exists
+    (the default is one per CPU), never passed before it does (then only 1 can run)."""
+    if serve_has_workers():
+        return ["--workers", str(workers)]
+    if workers != 1:
+        raise TargetUnavailable("`lakenode serve` has no --workers option in this checkout yet")
+    return []
+
+
 def start_lakenode(
-    workdir: Path, access_key: str, secret_key: str, reuse_data: bool = False
+    workdir: Path,
+    access_key: str,
+    secret_key: str,
+    reuse_data: bool = False,
+    workers: int = 1,
 ) -> Target:
-    """Start lakenode on WORKDIR/lakenode-data (kept as is when ``reuse_data``: a restart)."""
-    exe = BIN_DIR / "lakenode"
-    if not exe.exists():
-        raise TargetUnavailable(f"no lakenode console script at {exe} (run `make` to install)")
-    # The console script is installed before node/cli/main.py is written; don't count that as a
+    """Start lakenode with ``workers`` worker processes on WORKDIR/NAME-data (kept as is when
+    ``reuse_data``: a restart). NAME is ``lakenode``, or ``lakenode-wN`` for N > 1."""
+    # The node package is found before node/cli/main.py is written; don't count that as a
     # failed start.
     if importlib.util.find_spec("node.cli.main") is None:
         raise TargetUnavailable("node.cli.main does not exist yet, so `lakenode serve` cannot run")
+    name = lakenode_target_name(workers)
+    extra = lakenode_workers_args(workers)
     (port,) = free_ports(1)
-    data = workdir / "lakenode-data"
+    data = workdir / f"{name}-data"
     data.mkdir(exist_ok=reuse_data)
     cmd = [
-        str(exe), "serve", "--data-dir", str(data), "--listen", f"{HOST}:{port}",
-        "--access-key", access_key, "--secret-key", secret_key,
+        *LAKENODE_CMD, "serve", "--data-dir", str(data), "--listen", f"{HOST}:{port}",
+        "--access-key", access_key, "--secret-key", secret_key, *extra,
     ]  # fmt: skip
-    target = _launch("lakenode", cmd, port, workdir, REPO_ROOT)
+    target = _launch(name, cmd, port, workdir, REPO_ROOT)
     wait_ready(target, lambda status: status == 200, START_TIMEOUT_S)
     return target
+
+
+def lakenode_target_name(workers: int) -> str:
+    return "lakenode" if workers == 1 else f"lakenode-w{workers}"
 
 
 def start_bare(workdir: Path, access_key: str, secret_key: str) -> Target:
@@ -225,6 +285,7 @@ def _s3_identities(access_key: str, secret_key: str) -> dict[str, object]:
 
 STARTERS: dict[str, Callable[[Path, str, str], Target]] = {
     "lakenode": start_lakenode,
+    "lakenode-w2": functools.partial(start_lakenode, workers=2),
     "bare": start_bare,
     "seaweedfs": start_seaweedfs,
 }
