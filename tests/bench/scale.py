@@ -59,6 +59,7 @@ class Run:
         (the node is restarted if the failure left it stopped)."""
         row: dict[str, Any] = {"objects": objects, "fill_ops_s": fill.objects / fill.seconds,
                                "fill_mb_s": fill.bytes / fill.seconds / 1e6}  # fmt: skip
+        self.results.append(row)
         steps = [
             ("ops", self.probe_ops), ("list", self.probe_lists), ("restart", self.restart),
             ("offline", self.offline), ("bootstrap", self.second_site),
@@ -74,6 +75,8 @@ class Run:
                 row.setdefault("errors", {})[name] = str(exc)
                 if self.a.target is None:
                     self.a.start()
+            print(f"  {name} done at {objects:,} objects", flush=True)
+            self.write_json()  # a long run keeps what it measured if it is stopped
         return row
 
     async def probe_ops(self, objects: int) -> dict[str, Any]:
@@ -195,7 +198,7 @@ class Run:
                 print(f"filling to {checkpoint:,} objects", flush=True)
                 fill = await load.fill(self.a.port, filled, checkpoint, self.args.concurrency)
                 filled = checkpoint
-                self.results.append(await self.checkpoint(checkpoint, fill))
+                await self.checkpoint(checkpoint, fill)
                 self.report()
         finally:
             self.a.stop()
@@ -203,6 +206,9 @@ class Run:
     def report(self) -> None:
         print(table(self.results), flush=True)
         print(targets(self.results), flush=True)
+        self.write_json()
+
+    def write_json(self) -> None:
         out = Path(self.args.json_out)
         out.parent.mkdir(parents=True, exist_ok=True)
         settings = {k: v for k, v in vars(self.args).items() if k != "json_out"}

@@ -51,7 +51,8 @@ async def _spread(
     async def worker(client: S3Client, first: int) -> None:
         nonlocal moved
         for item in items[first :: len(made)]:
-            moved += await op(client, item)
+            got = await op(client, item)  # not `moved += await ...`: that reads moved first
+            moved += got
 
     started = time.perf_counter()
     await asyncio.gather(*(worker(client, n) for n, client in enumerate(made)))
