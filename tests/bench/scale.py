@@ -62,7 +62,7 @@ class Run:
         self.results.append(row)
         steps = [
             ("ops", self.probe_ops), ("list", self.probe_lists), ("restart", self.restart),
-            ("offline", self.offline), ("bootstrap", self.second_site),
+            ("bootstrap", self.second_site), ("offline", self.offline),
             ("rebuild", self.rebuild),
         ]  # fmt: skip
         for name, step in steps:
@@ -189,12 +189,22 @@ class Run:
             raise RuntimeError(f"no verdict in validate's output:\n{timed.output[-2000:]}")
         return timed.seconds, int(verdict.group(2) or 0)
 
+    def resume(self) -> int:
+        """Figures of the earlier run on this data (``--json-out``); the objects it filled."""
+        earlier = json.loads(Path(self.args.json_out).read_text())["checkpoints"]
+        last = earlier[-1]
+        self.results = earlier
+        self.extra_objects = last.get("total_objects", last["objects"]) - last["objects"]
+        self.extra_objects += DIFFERENCES if "validate100_s" in last else 0
+        print(f"resuming after {last['objects']:,} objects", flush=True)
+        return int(last["objects"])
+
     async def run(self) -> None:
         self.a.start()
         await load.create_buckets(self.a.port)
-        filled = 0
+        filled = self.resume() if self.args.resume else 0
         try:
-            for checkpoint in self.args.checkpoints:
+            for checkpoint in (c for c in self.args.checkpoints if c > filled):
                 print(f"filling to {checkpoint:,} objects", flush=True)
                 fill = await load.fill(self.a.port, filled, checkpoint, self.args.concurrency)
                 filled = checkpoint
@@ -212,6 +222,7 @@ class Run:
         out = Path(self.args.json_out)
         out.parent.mkdir(parents=True, exist_ok=True)
         settings = {k: v for k, v in vars(self.args).items() if k != "json_out"}
+        settings["data_root"] = self.root
         out.write_text(
             json.dumps({"settings": settings, "checkpoints": self.results}, indent=1, default=str)
         )
@@ -236,6 +247,9 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--probe-ops", type=int, default=3000, help="PUTs/GETs per round")
     parser.add_argument("--list-ops", type=int, default=50, help="LISTs per kind")
     parser.add_argument("--json-out", default=str(REPO_ROOT / "build/bench/scale.json"))
+    parser.add_argument("--resume", type=Path, default=None,
+                        help="data dir root of an earlier --keep-data run: fill on from its last "
+                        "checkpoint, its figures read from --json-out")  # fmt: skip
     args = parser.parse_args()
     args.skip = {s for s in args.skip.split(",") if s}
     if args.skip - set(STEPS):
@@ -249,12 +263,12 @@ def main() -> None:
     args = _parse()
     if args.work_dir is not None:
         args.work_dir.mkdir(parents=True, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix="lakenode-scale-", dir=args.work_dir))
+    root = args.resume or Path(tempfile.mkdtemp(prefix="lakenode-scale-", dir=args.work_dir))
     print(f"data under {root}", flush=True)
     try:
         asyncio.run(Run(args, root).run())
     finally:
-        if not args.keep_data:
+        if not (args.keep_data or args.resume):
             shutil.rmtree(root, ignore_errors=True)
 
 
