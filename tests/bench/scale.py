@@ -8,10 +8,11 @@ checkpoint, measures what must not grow with the store (issue 12, items 3 and 4)
    ``big`` asks for, and a delimiter listing of a prefix with 1,000 sub-prefixes;
 3. the node's idle RSS (whole process tree), then stop: meta.db (+ -wal) bytes per object;
    start again: seconds until GET /_lakenode/ready is 200;
-4. offline, node stopped: fsck and scrub (MB/s of stored data), gc plan, rebuild-index;
-5. a second site (site-b) bootstraps from site-a (time, objects/s, MB/s, RSS of both), then
+4. a second site (site-b) bootstraps from site-a (time, objects/s, MB/s, RSS of both), then
    ``repl validate`` between them with 0 differences and after 100 PUTs on site-a alone
-   (neither node names the other with --peer, so nothing replicates; the count is checked).
+   (neither node names the other with --peer, so nothing replicates; the count is checked);
+5. offline, node stopped: fsck and scrub (MB/s of stored data), gc plan; then rebuild-index
+   (last: it replaces meta.db) and start to ready once more.
 
 Prints a markdown table after each checkpoint and writes JSON (``--json-out``).
 """
