@@ -3,11 +3,12 @@
 Fills one node (site-a) with mixed-size objects (tests/bench/scale_layout.py) and, at each
 checkpoint, measures what must not grow with the store (issue 12, items 3 and 4):
 
-1. 4 KiB PUT and GET ops/s at concurrency 16 (best of two rounds of ``--probe-ops``);
-2. LIST p50/p99 (max-keys 1000): first page, the page a continuation token 90% into bucket
-   ``big`` asks for, and a delimiter listing of a prefix with 1,000 sub-prefixes;
-3. the node's idle RSS (whole process tree), then stop: meta.db (+ -wal) bytes per object;
+1. the node's idle RSS (whole process tree), then stop: meta.db (+ -wal) bytes per object;
    start again: seconds until GET /_lakenode/ready is 200;
+2. on that fresh node: 4 KiB PUT and GET ops/s at concurrency 16 (best of two rounds of
+   ``--probe-ops``; each GET reads a different random object: cache misses at every size);
+3. LIST p50/p99 (max-keys 1000): first page, the page a continuation token 90% into bucket
+   ``big`` asks for, and a delimiter listing of a prefix with 1,000 sub-prefixes;
 4. a second site (site-b) bootstraps from site-a (time, objects/s, MB/s, RSS of both), then
    ``repl validate`` between them with 0 differences and after 100 PUTs on site-a alone
    (neither node names the other with --peer, so nothing replicates; the count is checked);
@@ -62,7 +63,7 @@ class Run:
                                "fill_mb_s": fill.bytes / fill.seconds / 1e6}  # fmt: skip
         self.results.append(row)
         steps = [
-            ("ops", self.probe_ops), ("list", self.probe_lists), ("restart", self.restart),
+            ("restart", self.restart), ("ops", self.probe_ops), ("list", self.probe_lists),
             ("bootstrap", self.second_site), ("offline", self.offline),
             ("rebuild", self.rebuild),
         ]  # fmt: skip

@@ -15,7 +15,7 @@ Sizes: 95% 1-4 KiB, 4.9% 16-64 KiB, 0.1% 1-4 MiB (about 7 GB at a million object
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+import random
 
 BIG = "big"
 FLAT = tuple(f"flat{n}" for n in range(4))
@@ -61,13 +61,15 @@ def big_keys(objects: int) -> list[str]:
     return sorted(big_key(j) for j in range((objects + 1) // 2))
 
 
-def small_indexes(objects: int, count: int, seed: int) -> Iterator[int]:
-    """``count`` pseudo-random small objects among the first ``objects`` (for GETs)."""
-    step = 0
-    found = 0
-    while found < count:
-        index = _hash(seed * 1_000_003 + step) % objects
-        step += 1
+def small_indexes(objects: int, count: int, seed: int) -> list[int]:
+    """``count`` distinct pseudo-random small objects among the first ``objects`` (for GETs:
+    distinct, so that after a restart every GET misses the node's cache at any store size)."""
+    rng = random.Random(seed)
+    picked: set[int] = set()
+    while len(picked) < count:
+        index = rng.randrange(objects)
         if is_small(index):
-            found += 1
-            yield index
+            picked.add(index)
+    ordered = sorted(picked)
+    rng.shuffle(ordered)
+    return ordered

@@ -19,7 +19,7 @@ def _get(row: Row, path: str) -> Any:
 
 # (label, path in a checkpoint's JSON, format)
 LINES: list[tuple[str, str, str]] = [
-    ("objects on site-a (fill + probes)", "total_objects", "{:,.0f}"),
+    ("objects on site-a at the restart (fill + earlier probes)", "total_objects", "{:,.0f}"),
     ("fill PUT/s (mixed sizes, c=32)", "fill_ops_s", "{:,.0f}"),
     ("fill MB/s", "fill_mb_s", "{:.1f}"),
     ("4 KiB PUT ops/s (c=16)", "put_ops_s", "{:,.0f}"),
