@@ -198,8 +198,9 @@ class Run:
         self.results = earlier
         self.extra_objects = last.get("total_objects", last["objects"]) - last["objects"]
         self.extra_objects += DIFFERENCES if "validate100_s" in last else 0
-        print(f"resuming after {last['objects']:,} objects", flush=True)
-        return int(last["objects"])
+        filled = max(int(last["objects"]), self.args.filled)
+        print(f"resuming after {filled:,} objects", flush=True)
+        return filled
 
     async def run(self) -> None:
         self.a.start()
@@ -252,6 +253,9 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--resume", type=Path, default=None,
                         help="data dir root of an earlier --keep-data run: fill on from its last "
                         "checkpoint, its figures read from --json-out")  # fmt: skip
+    parser.add_argument("--filled", type=int, default=0,
+                        help="with --resume: objects 0..N-1 are already stored (a fill "
+                        "stopped between checkpoints: a bit less than its progress)")  # fmt: skip
     args = parser.parse_args()
     args.skip = {s for s in args.skip.split(",") if s}
     if args.skip - set(STEPS):
