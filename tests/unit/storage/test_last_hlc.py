@@ -7,6 +7,7 @@ import sqlite3
 
 from storage.catalog import LAST_LOGGED_HLC, last_hlc, write_meta
 from storage.schema import migrate
+from tests.unit.storage.test_listing_cost import sqlite_steps
 
 
 def _log(rows: list[tuple[int, str]]) -> sqlite3.Connection:
@@ -34,24 +35,12 @@ def test_the_largest_stamp_over_every_origin() -> None:
     assert last_hlc(conn) == 6_000
 
 
-def _steps(conn: sqlite3.Connection) -> int:
-    steps = 0
-
-    def count() -> int:
-        nonlocal steps
-        steps += 1
-        return 0
-
-    conn.set_progress_handler(count, 1)
-    conn.execute(LAST_LOGGED_HLC).fetchone()
-    conn.set_progress_handler(None, 1)
-    return steps
-
-
 def test_cost_does_not_grow_with_the_log() -> None:
     short = _log([(n, f"site-{n % 3}") for n in range(100)])
     long = _log([(n, f"site-{n % 3}") for n in range(30_000)])
     assert last_hlc(long) == 29_999
-    assert _steps(long) < 2 * _steps(short)
+    assert sqlite_steps(long, lambda: last_hlc(long)) < 2 * sqlite_steps(
+        short, lambda: last_hlc(short)
+    )
     plan = " ".join(str(row) for row in long.execute("EXPLAIN QUERY PLAN " + LAST_LOGGED_HLC))
     assert "SCAN changes" not in plan

@@ -36,7 +36,8 @@ def _catalog(keys_per_group: int) -> sqlite3.Connection:
     return conn
 
 
-def _steps(conn: sqlite3.Connection, listing: Callable[[], object]) -> int:
+def sqlite_steps(conn: sqlite3.Connection, listing: Callable[[], object]) -> int:
+    """SQLite virtual machine steps ``listing()`` takes on ``conn`` (other cost tests too)."""
     steps = 0
 
     def count() -> int:
@@ -57,16 +58,16 @@ def test_delimiter_listing_cost_does_not_grow_with_keys_under_each_prefix() -> N
     for conn in (few, many):
         page = list_latest(conn, "b", "p/", "/", "", 1000)
         assert len(page.common_prefixes) == GROUPS and not page.entries
-    cheap = _steps(few, lambda: list_latest(few, "b", "p/", "/", "", 1000))
-    dear = _steps(many, lambda: list_latest(many, "b", "p/", "/", "", 1000))
+    cheap = sqlite_steps(few, lambda: list_latest(few, "b", "p/", "/", "", 1000))
+    dear = sqlite_steps(many, lambda: list_latest(many, "b", "p/", "/", "", 1000))
     # Only the depth of the index grows (log of the key count).
     assert dear < 1.5 * cheap, (cheap, dear)
 
 
 def test_version_listing_with_delimiter_costs_the_same_way() -> None:
     few, many = _catalog(2), _catalog(200)
-    cheap = _steps(few, lambda: list_versions(few, "b", "p/", "/", "", "", 1000))
-    dear = _steps(many, lambda: list_versions(many, "b", "p/", "/", "", "", 1000))
+    cheap = sqlite_steps(few, lambda: list_versions(few, "b", "p/", "/", "", "", 1000))
+    dear = sqlite_steps(many, lambda: list_versions(many, "b", "p/", "/", "", "", 1000))
     assert len(list_versions(many, "b", "p/", "/", "", "", 1000).common_prefixes) == GROUPS
     assert dear < 1.5 * cheap, (cheap, dear)
 
@@ -75,11 +76,11 @@ def test_prefix_listing_reads_nothing_after_the_prefix() -> None:
     conn = _catalog(2)
     page = list_latest(conn, "b", "p/g099/", "", "", 1000)
     assert [e.key for e in page.entries] == ["p/g099/k0000", "p/g099/k0001"]
-    alone = _steps(conn, lambda: list_latest(conn, "b", "p/g099/", "", "", 1000))
+    alone = sqlite_steps(conn, lambda: list_latest(conn, "b", "p/g099/", "", "", 1000))
     conn.executemany(
         "INSERT INTO versions (bucket, key, version_id, kind, hlc, origin, size, etag,"
         " last_modified_ms, is_latest, manifest) VALUES ('b', ?, 'v', ?, 1, 'n', 1, 'e', 0, 1,"
         " x'')",
         [(f"r/{n:05d}", int(Kind.OBJECT)) for n in range(5000)],
     )
-    assert _steps(conn, lambda: list_latest(conn, "b", "p/g099/", "", "", 1000)) < 1.5 * alone
+    assert sqlite_steps(conn, lambda: list_latest(conn, "b", "p/g099/", "", "", 1000)) < 1.5 * alone
