@@ -54,10 +54,26 @@ def read_meta_prefixed(conn: sqlite3.Connection, prefix: str) -> dict[str, str]:
     return {str(name)[len(prefix) :]: str(value) for name, value in rows}
 
 
+# The largest HLC in the log, read at every open. A plain max(hlc) walks the whole
+# UNIQUE (origin, hlc) index (70-370 ms at a million rows); this hops from origin to origin on
+# that index (a loose index scan SQLite does not do by itself) and takes each origin's max:
+# a few index seeks whatever the log's length.
+LAST_LOGGED_HLC = """
+    WITH RECURSIVE origins(origin) AS (
+        SELECT min(origin) FROM changes
+        UNION ALL
+        SELECT (SELECT min(origin) FROM changes WHERE origin > origins.origin)
+        FROM origins WHERE origins.origin IS NOT NULL
+    )
+    SELECT coalesce(max((SELECT max(hlc) FROM changes WHERE changes.origin = origins.origin)), 0)
+    FROM origins
+"""
+
+
 def last_hlc(conn: sqlite3.Connection) -> int:
     """The largest HLC this data dir ever issued or stored."""
     stored = read_meta(conn, "hlc_last")
-    (logged,) = conn.execute("SELECT coalesce(max(hlc), 0) FROM changes").fetchone()
+    (logged,) = conn.execute(LAST_LOGGED_HLC).fetchone()
     return max(int(stored or 0), int(logged))
 
 

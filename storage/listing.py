@@ -8,13 +8,13 @@ whole common prefix at once instead of reading every key under it.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Generator
+from contextlib import closing
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from storage.catalog import get_bucket
 from storage.manifest import Kind
-
-PAGE_ROWS = 1000
 
 
 class ListEntry(NamedTuple):
@@ -73,6 +73,37 @@ def common_prefix(key: str, prefix: str, delimiter: str) -> str | None:
     return key[: position + len(delimiter)]
 
 
+def _rows(
+    conn: sqlite3.Connection, sql: str, params: tuple[object, ...]
+) -> Generator[Any, None, None]:
+    """The query's rows stepped one at a time, the statement closed when the walk stops.
+
+    A delimiter walk reads one row per common prefix and then seeks past the prefix: with
+    ``fetchall`` (or a LIMIT of a page) every seek read up to a whole page of rows only to use
+    the first, so a listing of 1,000 sub-prefixes read up to a million rows.
+    """
+    cursor = conn.execute(sql, params)
+    try:
+        yield from cursor
+    finally:
+        cursor.close()
+
+
+def _lower_bound(after_key: str, floor: str) -> tuple[str, str]:
+    """One lower bound on key: after ``after_key`` (exclusive) and from ``floor`` on.
+
+    Given both as SQL terms, SQLite seeks the index on one of them and filters on the other:
+    seeking on ``key > after_key`` while ``floor`` is far ahead re-read every key between
+    them, once per common prefix.
+    """
+    return ("key >= ?", floor) if floor > after_key else ("key > ?", after_key)
+
+
+def _upper_bound(prefix: str) -> tuple[str, tuple[str, ...]]:
+    """SQL and parameter bounding the scan to keys that start with ``prefix``."""
+    return (" AND key < ?", (after(prefix),)) if prefix else ("", ())
+
+
 def list_latest(
     conn: sqlite3.Connection,
     bucket: str,
@@ -88,40 +119,38 @@ def list_latest(
     last: str | None = None
     # Seek position: rows with key > after_key (exclusive) and key >= floor (inclusive).
     after_key, floor = marker, prefix
+    bound, bound_params = _upper_bound(prefix)
     while True:
-        # One row past what the page still needs says whether it is truncated; fetching a
-        # full PAGE_ROWS instead would read a second thousand rows to look at one.
-        wanted = min(max_keys - len(entries) - len(prefixes), PAGE_ROWS) + 1
-        rows = conn.execute(
+        lower, start = _lower_bound(after_key, floor)
+        scan = _rows(
+            conn,
             "SELECT key, size, etag, last_modified_ms FROM versions INDEXED BY versions_latest"
-            " WHERE bucket = ? AND is_latest = 1 AND key > ? AND key >= ? AND kind = ?"
-            " ORDER BY key LIMIT ?",
-            (bucket, after_key, floor, int(Kind.OBJECT), wanted),
-        ).fetchall()
-        if not rows:
-            return ListPage(entries, prefixes, False, last)
-        for row in rows:
-            key = row[0]
-            if not key.startswith(prefix):
-                return ListPage(entries, prefixes, False, last)
-            group = common_prefix(key, prefix, delimiter)
-            if group is not None and group == marker:
-                # This group ended the previous page (it is the marker): skip all of it.
+            f" WHERE bucket = ? AND is_latest = 1 AND {lower}{bound} AND kind = ?"
+            " ORDER BY key",
+            (bucket, start, *bound_params, int(Kind.OBJECT)),
+        )
+        with closing(scan):
+            for row in scan:
+                key = row[0]
+                if not key.startswith(prefix):
+                    return ListPage(entries, prefixes, False, last)
+                group = common_prefix(key, prefix, delimiter)
+                if group is not None and group == marker:
+                    # This group ended the previous page (it is the marker): skip all of it.
+                    floor = after(group)
+                    break
+                if len(entries) + len(prefixes) == max_keys:
+                    return ListPage(entries, prefixes, True, last)
+                if group is None:
+                    entries.append(ListEntry._make(row))
+                    last = key
+                    after_key = key
+                    continue
+                prefixes.append(group)
+                last = group
                 floor = after(group)
                 break
-            if len(entries) + len(prefixes) == max_keys:
-                return ListPage(entries, prefixes, True, last)
-            if group is None:
-                entries.append(ListEntry._make(row))
-                last = key
-                after_key = key
-                continue
-            prefixes.append(group)
-            last = group
-            floor = after(group)
-            break
-        else:
-            if len(rows) < wanted:  # the walk reached the end of the bucket: no more query
+            else:
                 return ListPage(entries, prefixes, False, last)
 
 
@@ -153,36 +182,37 @@ def list_versions(
     next_key: str | None = None
     next_version: str | None = None
     while True:
-        rows = _version_rows(conn, bucket, after_key, after_hlc, floor)
-        if not rows:
-            return VersionPage(entries, prefixes, False, None, None)
-        for key, version_id, is_latest, kind, size, etag, modified_ms, hlc in rows:
-            if not key.startswith(prefix):
-                return VersionPage(entries, prefixes, False, None, None)
-            group = common_prefix(key, prefix, delimiter)
-            if group is not None and group == key_marker:
-                after_key, after_hlc, floor = key, None, after(group)
-                break
-            if len(entries) + len(prefixes) == max_keys:
-                return VersionPage(entries, prefixes, True, next_key, next_version)
-            if group is not None:
-                prefixes.append(group)
-                next_key, next_version = group, None
-                after_key, after_hlc, floor = key, None, after(group)
-                break
-            entries.append(
-                VersionEntry(
-                    key,
-                    version_id,
-                    bool(is_latest),
-                    kind == Kind.DELETE_MARKER,
-                    size,
-                    etag,
-                    modified_ms,
+        rows = _version_rows(conn, bucket, after_key, after_hlc, floor, prefix)
+        with closing(rows):
+            for key, version_id, is_latest, kind, size, etag, modified_ms, hlc in rows:
+                if not key.startswith(prefix):
+                    return VersionPage(entries, prefixes, False, None, None)
+                group = common_prefix(key, prefix, delimiter)
+                if group is not None and group == key_marker:
+                    after_key, after_hlc, floor = key, None, after(group)
+                    break
+                if len(entries) + len(prefixes) == max_keys:
+                    return VersionPage(entries, prefixes, True, next_key, next_version)
+                if group is not None:
+                    prefixes.append(group)
+                    next_key, next_version = group, None
+                    after_key, after_hlc, floor = key, None, after(group)
+                    break
+                entries.append(
+                    VersionEntry(
+                        key,
+                        version_id,
+                        bool(is_latest),
+                        kind == Kind.DELETE_MARKER,
+                        size,
+                        etag,
+                        modified_ms,
+                    )
                 )
-            )
-            next_key, next_version = key, version_id
-            after_key, after_hlc = key, hlc
+                next_key, next_version = key, version_id
+                after_key, after_hlc = key, hlc
+            else:
+                return VersionPage(entries, prefixes, False, None, None)
 
 
 def _marker_hlc(
@@ -198,16 +228,24 @@ def _marker_hlc(
 
 
 def _version_rows(
-    conn: sqlite3.Connection, bucket: str, after_key: str, after_hlc: int | None, floor: str
-) -> list[tuple[str, str, int, int, int, str, int, int]]:
+    conn: sqlite3.Connection,
+    bucket: str,
+    after_key: str,
+    after_hlc: int | None,
+    floor: str,
+    prefix: str,
+) -> Generator[tuple[str, str, int, int, int, str, int, int], None, None]:
     params: tuple[str | int, ...]
     if after_hlc is None:
-        where, params = "key > ?", (after_key,)
+        lower, start = _lower_bound(after_key, floor)
+        where, params = lower, (start,)
     else:
-        where, params = "(key > ? OR (key = ? AND hlc < ?))", (after_key, after_key, after_hlc)
-    rows: list[tuple[str, str, int, int, int, str, int, int]] = conn.execute(
-        f"SELECT {_VERSION_COLUMNS} FROM versions WHERE bucket = ? AND {where} AND key >= ?"
-        " AND kind != ? ORDER BY key, hlc DESC LIMIT ?",
-        (bucket, *params, floor, int(Kind.TOMBSTONE), PAGE_ROWS),
-    ).fetchall()
-    return rows
+        where = "(key > ? OR (key = ? AND hlc < ?)) AND key >= ?"
+        params = (after_key, after_key, after_hlc, floor)
+    bound, bound_params = _upper_bound(prefix)
+    return _rows(
+        conn,
+        f"SELECT {_VERSION_COLUMNS} FROM versions WHERE bucket = ? AND {where}"
+        f"{bound} AND kind != ? ORDER BY key, hlc DESC",
+        (bucket, *params, *bound_params, int(Kind.TOMBSTONE)),
+    )

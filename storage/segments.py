@@ -122,15 +122,17 @@ class SegmentScan:
     bounded by one record whatever the segment size. ``valid_end`` is the end of the intact
     prefix once the iteration is over."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, start: int = 0) -> None:
         self.path = path
         self.valid_end = 0
+        self._start = start  # a record boundary to scan from (0: the first record)
 
     def __iter__(self) -> Iterator[tuple[Record, bytes | None]]:
         with open(self.path, "rb") as file:
             header = file.read(SEGMENT_HEADER.size)
             _magic, _version, segment_id = _parse_segment_header(header, self.path)
-            position = self.valid_end = SEGMENT_HEADER.size
+            position = self.valid_end = max(SEGMENT_HEADER.size, self._start)
+            file.seek(position)
             while True:
                 record_header = file.read(RECORD_HEADER.size)
                 if len(record_header) < RECORD_HEADER.size:
@@ -161,8 +163,9 @@ def _parse_segment_header(header: bytes, path: Path) -> tuple[bytes, int, int]:
 def recover_segment(path: Path, durable_end: int) -> int:
     """Cut a torn or uncommitted tail off a segment that was open when the node stopped.
 
-    Bytes below ``durable_end`` were fsynced before a commit and are never cut, even if the
-    scan disagrees (that would mean on-disk corruption: it is logged for fsck and scrub).
+    Bytes below ``durable_end`` were fsynced before a commit and are never cut, and not read
+    either (checking committed data is scrub's and fsck's work); only a file shorter than
+    ``durable_end`` (committed bytes lost) is logged as an error.
     Intact but uncommitted records are kept; they are orphans for a later GC.
     Returns the new length of the file.
     """
@@ -170,7 +173,14 @@ def recover_segment(path: Path, durable_end: int) -> int:
         log.warning("segment %s has no complete header; removing it", path)
         path.unlink()
         return 0
-    _records, valid_end = scan_records(path)
+    size = path.stat().st_size
+    # Only what follows the durable end can be torn: scanning (and hashing) the committed
+    # records before it made every start read the whole active segment, up to 1 GiB. A file
+    # shorter than its durable end is scanned whole, so the loss is found and logged.
+    scan = SegmentScan(path, durable_end if durable_end <= size else 0)
+    for _record in scan:
+        pass
+    valid_end = scan.valid_end
     keep = max(valid_end, durable_end)
     if valid_end < durable_end:
         log.error(
@@ -179,7 +189,6 @@ def recover_segment(path: Path, durable_end: int) -> int:
             durable_end,
             valid_end,
         )
-    size = path.stat().st_size
     if size > keep:
         log.warning("segment %s: truncating torn tail %d -> %d bytes", path, size, keep)
         with open(path, "r+b") as file:

@@ -265,7 +265,7 @@ async def _rewrite_batch(
 def _copy_segment(store: Store, segment_id: int, live: LiveSet) -> list[Move] | str:
     """Copy a segment's live records to the active segment; a reason if it must stay."""
     path = segment_path(store.segment_dir, segment_id)
-    refs = SegmentRefs(live.refs.get(segment_id, []))
+    refs = SegmentRefs(live.refs.get(segment_id, ()))
     scan = HeaderScan(path)
     moves: list[Move] = []
     fd = os.open(path, os.O_RDONLY)

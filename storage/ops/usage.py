@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,7 +80,7 @@ def measure(facts: CatalogFacts, segment_dir: Path) -> list[SegmentUsage]:
     usages = []
     for segment_id in list_segment_ids(segment_dir):
         path = segment_path(segment_dir, segment_id)
-        spans = facts.live.refs.get(segment_id, [])
+        spans: Sequence[liveness.Span] = facts.live.refs.get(segment_id, ())
         try:
             file_bytes = os.stat(path).st_size
             kept_bytes = _kept_bytes(path, facts.live, spans)
@@ -90,14 +91,14 @@ def measure(facts: CatalogFacts, segment_dir: Path) -> list[SegmentUsage]:
     return usages
 
 
-def _kept_bytes(path: Path, live: LiveSet, spans: list[liveness.Span]) -> int:
+def _kept_bytes(path: Path, live: LiveSet, spans: Sequence[liveness.Span]) -> int:
     refs = SegmentRefs(spans)
     return sum(
         header.size for header in HeaderScan(path) if liveness.record_is_live(header, refs, live)
     )
 
 
-def _covered(spans: list[liveness.Span]) -> int:
+def _covered(spans: Sequence[liveness.Span]) -> int:
     """Bytes covered by sorted (offset, length) spans, overlaps counted once."""
     covered = 0
     reached = 0

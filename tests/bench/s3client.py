@@ -156,6 +156,12 @@ class S3Client:
         body = await self._simple("LIST", "GET", target, frozenset({200}))
         return [unescape(key) for key in _KEY.findall(body.decode())]
 
+    async def list_page(self, bucket: str, params: Mapping[str, str]) -> bytes:
+        """The XML of one ListObjectsV2 call with ``params`` (prefix, delimiter, token...)."""
+        query = "".join(f"&{name}={quote(value, safe='')}" for name, value in params.items())
+        target = f"/{bucket}?list-type=2{query}"
+        return await self._simple("LIST", "GET", target, frozenset({200}))
+
     async def delete_object(self, bucket: str, key: str) -> int:
         await self._simple("DELETE", "DELETE", f"/{bucket}/{key}", frozenset({200, 204}))
         return 0

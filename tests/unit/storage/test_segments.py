@@ -118,3 +118,35 @@ def test_a_segment_is_created_by_the_first_append_with_its_header_first(tmp_path
     assert segment_path(tmp_path, 3).read_bytes()[:4] == b"LKSG"
     assert writer.sync() == {3: SEGMENT_HEADER.size + RECORD_HEADER.size + len(b"payload")}
     writer.close()
+
+
+def test_recovery_reads_only_what_follows_the_durable_end(tmp_path: Path) -> None:
+    """Every start recovers the active segment (up to 1 GiB): the committed prefix is not
+    read again; damage in it stays there for scrub, and the torn tail is still cut."""
+    writer = SegmentWriter(tmp_path, 1, 1 << 20)
+    committed = [writer.append(RecordKind.CHUNK, os.urandom(500)) for _ in range(3)]
+    uncommitted = writer.append(RecordKind.CHUNK, os.urandom(500))
+    writer.close()
+    path = segment_path(tmp_path, 1)
+    intact_size = path.stat().st_size
+    with open(path, "r+b") as file:
+        file.seek(committed[0].offset)  # a full scan would stop here and keep only the prefix
+        file.write(b"\xff" * 10)
+        file.seek(0, os.SEEK_END)
+        file.write(RECORD_HEADER.pack(1, 10_000, b"\x00" * 32) + b"partial")
+    durable_end = committed[-1].offset + 500
+    assert recover_segment(path, durable_end) == intact_size
+    assert uncommitted.offset + 500 == intact_size == path.stat().st_size
+
+
+def test_recovery_of_a_segment_shorter_than_its_durable_end_scans_it_whole(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    writer = SegmentWriter(tmp_path, 1, 1 << 20)
+    record = writer.append(RecordKind.CHUNK, os.urandom(500))
+    writer.close()
+    path = segment_path(tmp_path, 1)
+    with open(path, "r+b") as file:
+        file.truncate(record.offset + 100)  # committed bytes lost
+    assert recover_segment(path, record.offset + 500) == record.offset + 500
+    assert "committed bytes up to" in caplog.text
