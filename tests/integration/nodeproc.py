@@ -20,7 +20,7 @@ import psutil
 ACCESS_KEY = "test-access-key"
 SECRET_KEY = "test-secret-key"
 REGION = "us-east-1"
-STARTUP_TIMEOUT_S = 20.0
+STARTUP_TIMEOUT_S = 60.0
 
 
 def free_port() -> int:
@@ -38,6 +38,8 @@ class NodeProcess:
     starts: int = 0
     # With TLS (extra_args --tls-cert/--tls-key): the certificate clients verify against.
     ca: Path | None = None
+    # Added to the node's environment (e.g. LAKENODE_CLOCK_OFFSET_MS).
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -72,13 +74,14 @@ class NodeProcess:
     def start(self) -> NodeProcess:
         assert self.process is None or self.process.poll() is not None
         self.starts += 1
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child process
         # A session of its own: kill() takes the whole node (supervisor and workers) down.
         self.process = subprocess.Popen(
             self.command(),
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ},
+            env={**os.environ, **self.env},
             start_new_session=True,
         )
         log.close()

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
-import subprocess
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -45,21 +43,7 @@ def node_id(index: int) -> str:
 
 @dataclass
 class SiteProcess(NodeProcess):
-    """A NodeProcess with its own environment additions (e.g. LAKENODE_CLOCK_OFFSET_MS)."""
-
-    env: dict[str, str] = field(default_factory=dict)
-
-    def start(self) -> SiteProcess:
-        assert self.process is None or self.process.poll() is not None
-        self.starts += 1
-        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child process
-        self.process = subprocess.Popen(
-            self.command(), stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
-        )
-        log.close()
-        self.wait_ready()
-        return self
+    """A NodeProcess that says whether it runs (sites are killed and restarted)."""
 
     @property
     def alive(self) -> bool:

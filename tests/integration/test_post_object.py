@@ -30,7 +30,13 @@ from tests.integration.nodeproc import ACCESS_KEY, REGION, SECRET_KEY, NodeProce
 from tests.integration.s3util import md5_etag, send, xml_code
 from tests.integration.test_access_control import client_for, keys_ok, outcome, unique, wait_for
 from tests.integration.test_listing import DOMAIN, vhost
-from tests.integration.test_memory import RSS_GROWTH_MAX, Digests, RssSampler, generate
+from tests.integration.test_memory import (
+    ONE_PROCESS,
+    RSS_GROWTH_MAX,
+    Digests,
+    RssSampler,
+    generate,
+)
 
 BOUNDARY = "----lakenode-post-test"
 MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
@@ -674,7 +680,7 @@ def _logged_statuses(node: NodeProcess, path: str, operation: str) -> list[int]:
 
 @pytest.fixture
 def memory_node(tmp_path: Any) -> Iterator[NodeProcess]:
-    node = NodeProcess(tmp_path / "data").start()
+    node = NodeProcess(tmp_path / "data", extra_args=ONE_PROCESS).start()
     yield node
     node.stop()
 

@@ -19,7 +19,14 @@ import pytest
 from api.sigv4_signing import sign_headers
 from tests.integration.conftest import make_client
 from tests.integration.nodeproc import ACCESS_KEY, REGION, SECRET_KEY, NodeProcess
-from tests.integration.test_memory import BLOCK_BYTES, Digests, RssSampler, generate, request
+from tests.integration.test_memory import (
+    BLOCK_BYTES,
+    ONE_PROCESS,
+    Digests,
+    RssSampler,
+    generate,
+    request,
+)
 from tests.integration.test_replication_ops import metric
 
 pytestmark = pytest.mark.slow
@@ -32,8 +39,9 @@ SMALL_OBJECTS = 10_000
 
 @pytest.fixture
 def pair(tmp_path: Path) -> Iterator[tuple[NodeProcess, NodeProcess]]:
-    a = NodeProcess(tmp_path / "a", extra_args=["--node-id", "site-a"]).start()
-    b = NodeProcess(tmp_path / "b", extra_args=["--node-id", "site-b", "--peer", a.url]).start()
+    a = NodeProcess(tmp_path / "a", extra_args=["--node-id", "site-a", *ONE_PROCESS]).start()
+    b_args = ["--node-id", "site-b", "--peer", a.url, *ONE_PROCESS]
+    b = NodeProcess(tmp_path / "b", extra_args=b_args).start()
     yield a, b
     b.stop()
     a.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -78,38 +79,29 @@ def test_publishing_needs_the_commit_lock(pair: tuple[SharedState, SharedState])
         pair[0].publish(Touched())
 
 
-def test_the_commit_lock_excludes_the_other_worker(pair: tuple[SharedState, SharedState]) -> None:
-    one, other = pair
-    one.lock_commits()
-    acquired = threading.Event()
-
-    def take() -> None:
-        other.lock_commits()
-        acquired.set()
-        other.unlock_commits()
-
-    thread = threading.Thread(target=take)
+def waits_for_the_commit_lock(holder: SharedState, action: Callable[[], None]) -> bool:
+    """Does ``action`` (in a thread) block while ``holder`` commits, and end after?"""
+    holder.lock_commits()
+    done = threading.Event()
+    thread = threading.Thread(target=lambda: (action(), done.set()))
     thread.start()
     time.sleep(0.1)
-    assert not acquired.is_set()
-    one.unlock_commits()
+    blocked = not done.is_set()
+    holder.unlock_commits()
     thread.join(5)
-    assert acquired.is_set()
+    return blocked and done.is_set()
+
+
+def test_the_commit_lock_excludes_the_other_worker(pair: tuple[SharedState, SharedState]) -> None:
+    one, other = pair
+    assert waits_for_the_commit_lock(one, lambda: (other.lock_commits(), other.unlock_commits()))
 
 
 def test_passing_a_commit_in_progress_waits_for_its_end(
     pair: tuple[SharedState, SharedState],
 ) -> None:
     one, other = pair
-    one.lock_commits()
-    passed = threading.Event()
-    thread = threading.Thread(target=lambda: (other.pass_commit_in_progress(), passed.set()))
-    thread.start()
-    time.sleep(0.1)
-    assert not passed.is_set()
-    one.unlock_commits()
-    thread.join(5)
-    assert passed.is_set()
+    assert waits_for_the_commit_lock(one, other.pass_commit_in_progress)
 
 
 def test_floors_gate_and_writes_are_seen_by_every_worker(
