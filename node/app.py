@@ -271,11 +271,12 @@ async def _start_internal(
 
 async def _follow_peer_ids(state: NodeState, site: SyncSite) -> None:
     """Outside the primary: the peers' node ids, for x-amz-replication-status."""
-    configured = len(state.config.peers)
     while True:
         try:
-            identified = list(await site.store.query(peer_stats.read_peer_urls))
-            state.peer_ids = [*identified, *([None] * max(0, configured - len(identified)))]
+            # url -> node id, as the primary's pulls recorded them
+            known = await site.store.query(peer_stats.read_peer_urls)
+            by_url = {url.rstrip("/"): node_id for url, node_id in known.items()}
+            state.peer_ids = [by_url.get(url.rstrip("/")) for url in state.config.peers]
         except Exception:
             log.exception("reading the peers' node ids failed")
         await asyncio.sleep(PEER_IDS_INTERVAL_S)
