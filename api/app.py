@@ -214,7 +214,7 @@ async def handle_s3_request(
         return await _preflight(request, request_id, settings, runtime.store)
     try:
         check_header_section(request.scope["headers"])
-        ctx = _build_context(request, request_id, settings, runtime)
+        ctx = await _build_context(request, request_id, settings, runtime)
         resource = ctx.resource
         request.scope["state"]["access_key"] = ctx.identity.access_key
         request.scope["state"]["operation"] = ctx.operation
@@ -256,7 +256,7 @@ async def _preflight(
     return response
 
 
-def _build_context(
+async def _build_context(
     request: Request, request_id: str, settings: ApiSettings, runtime: ApiRuntime
 ) -> S3Context:
     # scope["path"] is the percent-decoded path; request.url would re-split it at a '?' or '#'
@@ -273,7 +273,14 @@ def _build_context(
         request.scope["state"]["operation"] = operation
     except S3Error as exc:
         unroutable = exc
-    auth, identity = _authenticate(request, settings, runtime.keyring)
+    try:
+        auth, identity = _authenticate(request, settings, runtime.keyring)
+    except S3Error as exc:
+        # A key created moments ago (by `lakenode keys`, or seen by another worker first)
+        # may not be loaded yet: read the keys again once, if they changed, and retry.
+        if exc.code != "InvalidAccessKeyId" or not await runtime.keyring.refresh():
+            raise
+        auth, identity = _authenticate(request, settings, runtime.keyring)
     if unroutable is not None:
         raise unroutable
     return S3Context(

@@ -8,6 +8,7 @@ SignatureDoesNotMatch), then is refused with AccessDenied.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from api.errors import S3Error
@@ -31,6 +32,10 @@ class Identity:
 ANONYMOUS = Identity(None)
 
 
+async def _unchanged() -> bool:
+    return False
+
+
 class KeyRing:
     def __init__(self, root_access_key: str, root_secret_key: str) -> None:
         self.root_access_key = root_access_key
@@ -38,6 +43,8 @@ class KeyRing:
         self._keys: dict[str, AccessKey] = {}
         self._by_owner_id = {owner_id(root_access_key): root_access_key}
         self.generation = -1
+        # Set by the node: reload the keys now if they changed; True if they did.
+        self.refresh: Callable[[], Awaitable[bool]] = _unchanged
 
     def replace(self, keys: list[AccessKey], generation: int) -> None:
         # The root key cannot be shadowed by a stored key of the same name.

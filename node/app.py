@@ -158,11 +158,14 @@ def api_settings(config: ServeConfig) -> ApiSettings:
     )
 
 
-async def reload_keys(store: Store, keyring: KeyRing) -> None:
+async def reload_keys(store: Store, keyring: KeyRing) -> bool:
+    """Load the keys if their generation moved; True if it did."""
     generation = await store.keys_generation()
-    if generation != keyring.generation:
-        keyring.replace(await store.list_keys(), generation)
-        log.info("access keys loaded (generation %d)", generation)
+    if generation == keyring.generation:
+        return False
+    keyring.replace(await store.list_keys(), generation)
+    log.info("access keys loaded (generation %d)", generation)
+    return True
 
 
 async def _poll_keys(store: Store, keyring: KeyRing) -> None:
@@ -310,6 +313,7 @@ def build_app(config: ServeConfig, worker: int | None = None) -> NodeApps:
         )
         site = await SyncSite.open(store)
         await reload_keys(store, state.keyring)
+        state.keyring.refresh = lambda: reload_keys(store, state.keyring)
         state.store, state.site = store, site
         state.runtime = ApiRuntime(
             store,
