@@ -33,7 +33,7 @@ import fcntl
 import mmap
 import os
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from hashlib import blake2b
 from pathlib import Path
@@ -265,6 +265,3 @@ def digests_of(touched: Iterable[tuple[str, str | None]]) -> tuple[tuple[bytes, 
         elif bucket or key:
             keys.append(key_digest(bucket, key))
     return tuple(keys), buckets
-
-
-Forget = Callable[[Touched], None]
