@@ -194,13 +194,21 @@ def _unresolvable_email() -> S3Error:
     )
 
 
+UNKNOWN_GRANTEE_MESSAGE = "Invalid id"
+
+
+def is_unknown_grantee(exc: S3Error) -> bool:
+    """Whether ``exc`` is :func:`check_grantees` refusing a canonical id it does not know."""
+    return exc.code == "InvalidArgument" and exc.message == UNKNOWN_GRANTEE_MESSAGE
+
+
 def check_grantees(grants: Iterable[Grant], known_user: Callable[[str], bool]) -> None:
     """Every grantee must be a known canonical user or group (InvalidArgument otherwise)."""
     for grant in grants:
         if grant.grantee_type == GROUP and grant.grantee not in GROUPS:
             raise S3Error("InvalidArgument", f"Invalid group uri {grant.grantee!r}.")
         if grant.grantee_type == CANONICAL_USER and not known_user(grant.grantee):
-            raise S3Error("InvalidArgument", "Invalid id")
+            raise S3Error("InvalidArgument", UNKNOWN_GRANTEE_MESSAGE)
         if grant.permission not in PERMISSIONS:
             raise malformed_acl()
 

@@ -22,6 +22,7 @@ from api.acl import (
     canned,
     check_grantees,
     header_grants,
+    is_unknown_grantee,
     parse_acl_xml,
     private,
     render_acl,
@@ -47,10 +48,24 @@ def _known_user(ctx: S3Context) -> Callable[[str], bool]:
     return lambda canonical_id: keyring is None or keyring.access_key_of(canonical_id) is not None
 
 
-def requested_acl(
+async def requested_acl(
     ctx: S3Context, owner: str, bucket_owner: str, on_object: bool, body: bytes = b""
 ) -> tuple[Acl | None, str | None]:
-    """The ACL a request sets (None: it sets none) and the canned ACL's name if it used one."""
+    """The ACL a request sets (None: it sets none) and the canned ACL's name if it used one.
+
+    A grantee made moments ago (by `lakenode keys`, or loaded by another worker first) may
+    not be known here yet: read the keys again once, if they changed, and decide again."""
+    try:
+        return _requested_acl(ctx, owner, bucket_owner, on_object, body)
+    except S3Error as exc:
+        if not is_unknown_grantee(exc) or ctx.keyring is None or not await ctx.keyring.refresh():
+            raise
+        return _requested_acl(ctx, owner, bucket_owner, on_object, body)
+
+
+def _requested_acl(
+    ctx: S3Context, owner: str, bucket_owner: str, on_object: bool, body: bytes
+) -> tuple[Acl | None, str | None]:
     canned_name = ctx.headers.get("x-amz-acl")
     grants = header_grants(ctx.headers)
     if canned_name is not None and grants is not None:
@@ -109,7 +124,7 @@ async def put_bucket_acl(ctx: S3Context) -> Response:
     access = await _access(ctx)
     body = await read_small_body(ctx.request, ctx.auth, ACL_BODY_BYTES_MAX)
     owner = owner_id(access.owner)
-    acl, _canned = requested_acl(ctx, owner, owner, on_object=False, body=body)
+    acl, _canned = await requested_acl(ctx, owner, owner, on_object=False, body=body)
     if acl is None:
         raise _missing_acl()
     _check_settable(access, acl)
@@ -133,7 +148,9 @@ async def put_object_acl(ctx: S3Context) -> Response:
     manifest, later = await ctx.store.get_object_acl(ctx.bucket_name, ctx.object_key, version_id)
     owner = object_acl(manifest, later, access).owner
     body = await read_small_body(ctx.request, ctx.auth, ACL_BODY_BYTES_MAX)
-    acl, _canned = requested_acl(ctx, owner, owner_id(access.owner), on_object=True, body=body)
+    acl, _canned = await requested_acl(
+        ctx, owner, owner_id(access.owner), on_object=True, body=body
+    )
     if acl is None:
         raise _missing_acl()
     _check_settable(access, acl)
@@ -162,7 +179,7 @@ async def object_acl_headers(ctx: S3Context) -> Headers:
     )
     if by_writer and not ctx.identity.anonymous:
         owner = owner_id(ctx.access_key)
-    acl, _canned = requested_acl(ctx, owner, bucket_owner, on_object=True)
+    acl, _canned = await requested_acl(ctx, owner, bucket_owner, on_object=True)
     _check_settable(access, acl)
     acl = acl or private(owner)
     if not access.acls_enabled or acl == private(bucket_owner):
@@ -176,13 +193,13 @@ def with_acl(headers: Iterable[tuple[str, str]], acl_headers: Headers) -> Header
     return tuple((n, v) for n, v in headers if n != ACL_HEADER) + acl_headers
 
 
-def bucket_creation_acl(ctx: S3Context) -> tuple[Acl | None, str | None]:
+async def bucket_creation_acl(ctx: S3Context) -> tuple[Acl | None, str | None]:
     """CreateBucket's ACL and x-amz-object-ownership, validated before the bucket exists."""
     ownership = ctx.headers.get("x-amz-object-ownership")
     if ownership is not None:
         check_rule(ownership)
     owner = owner_id(ctx.access_key)
-    acl, _canned = requested_acl(ctx, owner, owner, on_object=False)
+    acl, _canned = await requested_acl(ctx, owner, owner, on_object=False)
     if ownership == ENFORCED:
         refuse_acl_with_enforced(acl)
     return acl, ownership

@@ -141,7 +141,7 @@ async def create_bucket(ctx: S3Context) -> Response:
                 f"The {location} location constraint is incompatible for the region specific "
                 f"endpoint this request was sent to ({ctx.settings.region}).",
             )
-    acl, ownership = bucket_creation_acl(ctx)
+    acl, ownership = await bucket_creation_acl(ctx)
     object_lock = _lock_enabled_header(ctx)
     try:
         await ctx.store.create_bucket(ctx.bucket_name, ctx.access_key, object_lock)

@@ -103,7 +103,7 @@ async def post_object(ctx: S3Context) -> Response:
     fields, file_part = await _read_fields(reader)
     _expand_filename(fields, file_part)
     key = _key(fields)
-    identity = _identity(ctx, fields)
+    identity = await _identity(ctx, fields)
     ctx.request.scope["state"]["access_key"] = identity.access_key  # the access log's actor
     policy = parse_policy(fields["policy"]) if "policy" in fields else None
     if policy is not None:
@@ -156,15 +156,21 @@ def _key(fields: dict[str, str]) -> str:
     return key
 
 
-def _identity(ctx: S3Context, fields: dict[str, str]) -> Identity:
+async def _identity(ctx: S3Context, fields: dict[str, str]) -> Identity:
     """The form's signer; an unsigned form acts as the request itself (anonymous, or the
     signer of its Authorization header); with --auth off everyone is the root key."""
-    if not ctx.settings.auth_enabled or ctx.keyring is None:
+    keyring = ctx.keyring
+    if not ctx.settings.auth_enabled or keyring is None:
         return ctx.identity
-    signer = form_signer(
-        fields, ctx.keyring.secret_for, ctx.settings.region, ctx.settings.sigv2_enabled
-    )
-    return ctx.identity if signer is None else ctx.keyring.identity(signer)
+    settings = ctx.settings
+    try:
+        signer = form_signer(fields, keyring.secret_for, settings.region, settings.sigv2_enabled)
+    except S3Error as exc:
+        # A key made moments ago may not be loaded by this worker yet (as in api/app.py).
+        if exc.code != "InvalidAccessKeyId" or not await keyring.refresh():
+            raise
+        signer = form_signer(fields, keyring.secret_for, settings.region, settings.sigv2_enabled)
+    return ctx.identity if signer is None else keyring.identity(signer)
 
 
 def _upload(fields: dict[str, str], key: str, policy: PostPolicy | None) -> _Upload:
