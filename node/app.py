@@ -297,8 +297,9 @@ async def _cancel(task: asyncio.Task[None]) -> None:
         await task
 
 
-def build_app(config: ServeConfig, worker: int | None = None) -> NodeApps:
-    """The node's applications; ``worker``: this process's index under a supervisor."""
+def build_app(config: ServeConfig, worker: int | None = None, recover: bool = False) -> NodeApps:
+    """The node's applications; ``worker``: this process's index under a supervisor;
+    ``recover``: that worker recovers the data dir first (the primary at the node's start)."""
     state = NodeState(config, worker)
 
     @asynccontextmanager
@@ -309,6 +310,7 @@ def build_app(config: ServeConfig, worker: int | None = None) -> NodeApps:
                 node_id=config.node_id,
                 segment_bytes_max=config.segment_size,
                 worker=worker,
+                worker_recovers=recover,
             )
         )
         site = await SyncSite.open(store)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from node.tls import TlsFileError, check_server_files, peer_verify
-from replication.client import normalize_base_url
+from replication.peer_url import normalize_base_url
 
 DEFAULT_ACCESS_KEY = "lakenode"
 DEFAULT_SECRET_KEY = "lakenode-secret"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import sys
 
 import uvicorn
 import uvloop
@@ -24,12 +23,8 @@ from api.errors import render_error_xml
 from api.header_limits import HEADER_SECTION_CODE, HEADER_SECTION_MESSAGE
 from node.app import NodeApps
 from node.config import ServeConfig
-from node.supervisor import SupervisorPlan
+from node.listen import bind_all
 from node.unix_server import EmbeddedServer
-from storage.data_dir import DataDirLocked, lock_data_dir, recover_data_dir
-from storage.errors import StorageError
-from storage.store import StoreConfig
-from storage.workers import create_shared_file
 
 log = logging.getLogger("lakenode")
 
@@ -117,12 +112,6 @@ def _uvicorn_config(app: ASGIApp, config: ServeConfig, *, main: bool) -> uvicorn
     )
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # A deep backlog: with several workers, connections wait there while each is busy.
-    return socket.create_server((host, port), family=family, reuse_port=False, backlog=2048)
-
-
 async def _serve_both(
     main: uvicorn.Server,
     follower: uvicorn.Server,
@@ -149,13 +138,11 @@ def run_servers(
         return _run_worker(config, apps, inherited)
     sockets: list[socket.socket] = []
     if config.metrics_listen is not None:
-        try:
-            # Bound first so that a busy address is one clear error before anything starts.
-            sockets.append(_bind(*config.metrics_listen))
-        except OSError as exc:
-            host, port = config.metrics_listen
-            log.error("cannot listen on --metrics-listen %s:%d: %s", host, port, exc.strerror)
+        # Bound first so that a busy address is one clear error before anything starts.
+        bound = bind_all([(*config.metrics_listen, "--metrics-listen")])
+        if bound is None:
             return 1
+        sockets = bound
     main = _NodeServer(_uvicorn_config(apps.main, config, main=True))
     where = f"{config.scheme}://{config.host}:{config.port}"
     log.info("lakenode serving %s data=%s", where, config.data_dir)
@@ -178,52 +165,3 @@ def _run_worker(config: ServeConfig, apps: NodeApps, inherited: list[socket.sock
         else:
             runner.run(main.serve(sockets=inherited))
     return 0 if main.started else 1
-
-
-def start_supervisor(config: ServeConfig) -> int:
-    """``--workers N`` > 1: lock and recover the data dir, create the shared state and bind
-    the sockets, then become the supervisor (node/supervisor.py; returns only on failure)."""
-    try:
-        lock = lock_data_dir(config.data_dir)
-    except DataDirLocked as exc:
-        log.error("%s", exc)
-        return 1
-    store_config = StoreConfig(
-        data_dir=config.data_dir, node_id=config.node_id, segment_bytes_max=config.segment_size
-    )
-    try:
-        asyncio.run(recover_data_dir(store_config))
-    except (StorageError, ValueError, OSError) as exc:
-        log.error("cannot open data dir %s: %s", config.data_dir, exc)
-        return 1
-    create_shared_file(config.data_dir)
-    listening = _bind_all(config)
-    if listening is None:
-        return 1
-    SupervisorPlan(
-        data_dir=str(config.data_dir),
-        workers=config.workers,
-        where=f"{config.scheme}://{config.host}:{config.port}",
-        socket_fds=[sock.fileno() for sock in listening],
-        lock_fd=lock,
-        command=sys.orig_argv[1:],
-        log_file=str(config.log_path) if config.log_path is not None else None,
-    ).exec_supervisor()
-    return 1  # not reached: exec replaced this process
-
-
-def _bind_all(config: ServeConfig) -> list[socket.socket] | None:
-    """The S3 socket, then --metrics-listen's; None (logged) if an address is busy."""
-    addresses = [(config.host, config.port, "--listen")]
-    if config.metrics_listen is not None:
-        addresses.append((*config.metrics_listen, "--metrics-listen"))
-    listening: list[socket.socket] = []
-    for host, port, flag in addresses:
-        try:
-            listening.append(_bind(host, port))
-        except OSError as exc:
-            log.error("cannot listen on %s %s:%d: %s", flag, host, port, exc.strerror)
-            for sock in listening:
-                sock.close()
-            return None
-    return listening

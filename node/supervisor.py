@@ -2,25 +2,27 @@
 
 The supervisor owns what must exist once per node, before and after any worker:
 
-1. it takes the data dir's lock and recovers the data dir (storage/data_dir.py
-   ``recover_data_dir``: migrations, torn segment tails, an interrupted GC) while nothing
-   else has it open;
-2. it creates the shared state (storage/workers.py) and binds the S3 address (and
-   ``--metrics-listen``): a busy address is one clear error before any worker starts;
-3. it starts the workers: the same ``lakenode serve`` command line and environment, plus
+1. it takes the data dir's lock (storage/data_dir_lock.py), creates the shared state
+   (storage/workers.py) and binds the S3 address (and ``--metrics-listen``): a busy address
+   or a locked data dir is one clear error before any worker starts;
+2. it starts the workers: the same ``lakenode serve`` command line and environment, plus
    ``LAKENODE_WORKER`` (the worker's index) and the inherited descriptors (listening sockets,
    the lock). Every worker accepts connections on the same listening socket, so the kernel
    spreads them and a connection waiting in the backlog survives the death of a worker. The
-   first worker (the primary) starts alone; the others once its internal socket is up, so
-   that a node that answers ``/_lakenode/ready`` has its admin channel and its background
-   tasks running;
-4. a worker that dies is logged and started again (after a pause that grows when it keeps
+   first worker (the primary) starts alone and, at the node's start only, recovers the data
+   dir (storage/data_dir.py ``recover_data_dir``: migrations, torn segment tails, an
+   interrupted GC) while nothing else has it open; the others start once its internal socket
+   is up, so that a node that answers ``/_lakenode/ready`` has its admin channel and its
+   background tasks running;
+3. a worker that dies is logged and started again (after a pause that grows when it keeps
    dying at once), and the shared state forgets its writes in flight and GC floors;
-5. SIGTERM or SIGINT stops the workers (each finishes the requests it has) and then itself.
+4. SIGTERM or SIGINT stops the workers (each finishes the requests it has) and then itself.
 
-Steps 1 and 2 need the store's code (node/serving.py ``start_supervisor``); the process then
-replaces itself (exec) with this module, which imports nothing but the standard library and
-storage/workers.py: the supervisor of an idle node holds about 10 MiB, not a worker's 60.
+All of it imports nothing but the standard library and the two small storage modules above:
+``lakenode serve`` reaches :func:`start_supervisor` without importing the server, and then
+replaces itself (exec) with ``python -m node.supervisor``, so that the node's start pays the
+heavy imports once (in the primary), and the supervisor of an idle node holds about 10 MiB,
+not a worker's 60.
 
 Workers die with the supervisor (PR_SET_PDEATHSIG), and they hold the inherited lock too,
 so the data dir stays locked until the last process of the node is gone.
@@ -40,9 +42,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
+from node.listen import bind_all
 from node.logfile import LOG_FORMAT, add_log_file
-from storage.workers import run_dir, worker_died
+from storage.data_dir_lock import DataDirLocked, lock_data_dir
+from storage.workers import create_shared_file, run_dir, worker_died
+
+if TYPE_CHECKING:
+    from node.config import ServeConfig
 
 log = logging.getLogger("lakenode.supervisor")
 
@@ -51,8 +59,8 @@ WORKER_ENV = "LAKENODE_WORKER"  # the index of a worker process (set by the supe
 SOCKETS_ENV = "LAKENODE_WORKER_SOCKETS"  # inherited descriptors: "S3[,METRICS]"
 SUPERVISOR_ENV = "LAKENODE_SUPERVISOR_PID"
 PLAN_ENV = "LAKENODE_SUPERVISOR_PLAN"  # what the exec'd supervisor is to do (SupervisorPlan)
+RECOVER_ENV = "LAKENODE_WORKER_RECOVER"  # "1": recover the data dir before opening it
 POLL_S = 0.1
-PRIMARY_START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 # A worker that dies within this long of its start waits before the next start, doubling
 # up to the maximum: a worker that cannot start must not spin.
@@ -69,6 +77,33 @@ class _Worker:
     pause_s: float = 0.0
     restart_at: float | None = None  # set while it waits to be started again
     exits: list[int] = field(default_factory=list)
+
+
+def start_supervisor(config: ServeConfig) -> int:
+    """``--workers N`` > 1: lock the data dir, create the shared state and bind the sockets,
+    then become the supervisor (returns only on failure)."""
+    try:
+        lock = lock_data_dir(config.data_dir)
+    except DataDirLocked as exc:
+        log.error("%s", exc)
+        return 1
+    create_shared_file(config.data_dir)
+    addresses = [(config.host, config.port, "--listen")]
+    if config.metrics_listen is not None:
+        addresses.append((*config.metrics_listen, "--metrics-listen"))
+    listening = bind_all(addresses)
+    if listening is None:
+        return 1
+    SupervisorPlan(
+        data_dir=str(config.data_dir),
+        workers=config.workers,
+        where=f"{config.scheme}://{config.host}:{config.port}",
+        socket_fds=[sock.fileno() for sock in listening],
+        lock_fd=lock,
+        command=sys.orig_argv[1:],
+        log_file=str(config.log_path) if config.log_path is not None else None,
+    ).exec_supervisor()
+    return 1  # not reached: exec replaced this process
 
 
 def worker_socket(data_dir: Path, index: int) -> Path:
@@ -107,6 +142,7 @@ class Supervisor:
         self._workers = [_Worker(index) for index in range(plan.workers)]
         self._stopping = False
         self._signal: int | None = None  # what stopped the node
+        self._recovered = False  # the primary recovered the data dir (at its first start)
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._stop)
@@ -148,6 +184,9 @@ class Supervisor:
             SOCKETS_ENV: ",".join(str(fd) for fd in self._socket_fds),
             SUPERVISOR_ENV: str(os.getpid()),
         }
+        if worker.index == PRIMARY and not self._recovered:
+            # Only while no other worker has the data dir open: the node's first start.
+            environment[RECOVER_ENV] = "1"
         # The command line the node was started with (a console script, ``-m node``, or a
         # wrapper module that registers more), so each worker is configured the same way.
         worker.process = subprocess.Popen(
@@ -160,16 +199,18 @@ class Supervisor:
         log.info("worker %d started (pid %d)", worker.index, worker.process.pid)
 
     def _wait_for_primary(self, primary: _Worker) -> bool:
-        """The primary's internal socket appears once its store, background tasks and admin
-        channel run; False if it died first or a signal came."""
-        deadline = time.monotonic() + PRIMARY_START_TIMEOUT_S
+        """The primary's internal socket appears once it has recovered the data dir and its
+        store, background tasks and admin channel run; False if it died first or a signal
+        came. No deadline: recovering a large data dir (a migration) may take long, and a
+        node that is killed for it would never start."""
         path = worker_socket(self.data_dir, PRIMARY)
         assert primary.process is not None
-        while time.monotonic() < deadline and not self._stopping:
+        while not self._stopping:
             if primary.process.poll() is not None:
                 log.error("worker 0 exited with %s before it was ready", primary.process.returncode)
                 return False
             if path.exists():
+                self._recovered = True
                 return True
             time.sleep(0.02)
         return False
@@ -247,6 +288,12 @@ def worker_index() -> int | None:
     """This process's worker index, None when it is not a worker of a supervisor."""
     value = os.environ.get(WORKER_ENV)
     return int(value) if value is not None else None
+
+
+def worker_recovers() -> bool:
+    """Whether this worker is to recover the data dir before opening it (the primary, at the
+    node's start)."""
+    return os.environ.get(RECOVER_ENV) == "1"
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import blake3
 import httpx
@@ -34,6 +34,7 @@ from tenacity import (
 )
 
 from replication import protocol
+from replication.peer_url import normalize_base_url
 from replication.protocol import ChangesPage, PeerInfo, ProtocolError
 from storage.digest import KeyFacts, Leaf
 
@@ -350,20 +351,6 @@ def _error_fields(answer: _Answer) -> tuple[str, str, dict[str, Any]]:
         message[:500] if isinstance(message, str) else "",
         document,
     )
-
-
-def normalize_base_url(url: str) -> str:
-    """``http(s)://host[:port]`` with no path, query or credentials; ValueError otherwise."""
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"peer URL must be http://HOST[:PORT] or https://..., got {url!r}")
-    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
-        raise ValueError(f"peer URL must not have a path, query or credentials: {url!r}")
-    try:
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError as exc:
-        raise ValueError(f"peer URL has a bad port: {url!r}") from exc
-    return f"{parts.scheme}://{parts.netloc}"
 
 
 class RemoteDigests:

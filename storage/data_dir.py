@@ -6,15 +6,15 @@ id, opens the catalog, finishes a GC retirement a crash interrupted, truncates e
 known sealed to its last good record, and fills indexes that older data dirs lack. Offline tools
 (rebuild-index, restore) use the lock and the node id helpers on their own.
 
-With several workers (``StoreConfig.worker``) the supervisor takes the lock and runs
-:func:`recover_data_dir` once, before any worker starts; each worker then only opens the
-catalog and the shared state (storage/workers.py), and appends to segments of its own.
+With several workers (``StoreConfig.worker``) the supervisor holds the lock; the primary
+worker recovers the data dir at the node's start, before any other worker starts
+(``StoreConfig.worker_recovers``); each worker then only opens the catalog and the shared
+state (storage/workers.py), and appends to segments of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import os
 import re
 import secrets
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from storage import catalog, digest, key_journal, retired
+from storage.data_dir_lock import lock_data_dir
 from storage.database import Database
 from storage.errors import StorageError
 from storage.hlc import HybridClock
@@ -41,10 +42,6 @@ if TYPE_CHECKING:
     from storage.store import StoreConfig
 
 NODE_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-
-
-class DataDirLocked(StorageError):
-    """Another process (a running node) has this data dir open."""
 
 
 class NodeIdMismatch(StorageError):
@@ -85,14 +82,6 @@ async def open_data_dir(config: StoreConfig) -> OpenedDataDir:
     return OpenedDataDir(lock, node_id, writer_db, reader_db, segments, clock, next_id)
 
 
-async def recover_data_dir(config: StoreConfig) -> str:
-    """What opening does after locking, for a supervisor that holds the lock itself: resolve
-    the node id, migrate, and recover segments and catalog. Returns the node id."""
-    node_id, writer_db, _next_id = await _recover(config)
-    await writer_db.close()
-    return node_id
-
-
 async def _recover(config: StoreConfig) -> tuple[str, Database, int]:
     segment_dir = config.data_dir / "segments"
     segment_dir.mkdir(parents=True, exist_ok=True)
@@ -113,8 +102,11 @@ async def _recover(config: StoreConfig) -> tuple[str, Database, int]:
 
 async def _open_in_worker(config: StoreConfig, worker: int) -> OpenedDataDir:
     segment_dir = config.data_dir / "segments"
-    node_id = resolve_node_id(config.data_dir, config.node_id)
-    writer_db = await Database.open(config.data_dir / "meta.db")
+    if config.worker_recovers:
+        node_id, writer_db, _next_id = await _recover(config)
+    else:
+        node_id = resolve_node_id(config.data_dir, config.node_id)
+        writer_db = await Database.open(config.data_dir / "meta.db")
     reader_db = await Database.open(config.data_dir / "meta.db", read_only=True)
     ids = list_segment_ids(segment_dir)
     # Appends go to fresh segments of this worker's own: the next free id (segments.py skips
@@ -126,19 +118,6 @@ async def _open_in_worker(config: StoreConfig, worker: int) -> OpenedDataDir:
     )
     shared = SharedState(config.data_dir, worker)
     return OpenedDataDir(None, node_id, writer_db, reader_db, segments, clock, next_id, shared)
-
-
-def lock_data_dir(data_dir: Path) -> int:
-    """Hold an exclusive lock on DATA/lakenode.lock while the store is open (and while an
-    offline tool such as rebuild-index or restore works on the data dir): returns the
-    descriptor, closing it releases the lock."""
-    fd = os.open(data_dir / "lakenode.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError as exc:
-        os.close(fd)
-        raise DataDirLocked(f"{data_dir} is in use by another lakenode process") from exc
-    return fd
 
 
 def resolve_node_id(data_dir: Path, requested: str | None) -> str:

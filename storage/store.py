@@ -80,6 +80,9 @@ class StoreConfig:
     # several workers of a node whose supervisor holds the lock and has recovered the data
     # dir; they share DATA/run (storage/workers.py).
     worker: int | None = None
+    # In a worker: recover the data dir before opening it (the primary, at the node's start,
+    # while no other worker has it open).
+    worker_recovers: bool = False
 
 
 class DeleteMarker(NoSuchKey):

@@ -2,7 +2,7 @@
 
 Every tool works the same way on a data dir: if no node holds it (``Store.open`` succeeds),
 the tool opens the store and does the work in process; if a running node holds it
-(:class:`~storage.data_dir.DataDirLocked`), the tool asks that node over its admin channel, a
+(:class:`~storage.data_dir_lock.DataDirLocked`), the tool asks that node over its admin channel, a
 Unix socket in the data dir (``DATA/admin.sock``) guarded by a bearer token the node writes at
 each start (``DATA/admin.token``, mode 0600: only the node's user can read it). See
 node/admin/server.py for the server side.
@@ -22,7 +22,7 @@ import httpx
 
 from node.admin.jobs import JobReport, lookup, registered
 from node.unix_server import unix_address
-from storage.data_dir import DataDirLocked
+from storage.data_dir_lock import DataDirLocked
 from storage.ops.jobstate import Progress
 from storage.store import Store, StoreConfig
 

@@ -24,7 +24,7 @@ from replication.bootstrap import BootstrapProgress, bootstrap
 from replication.client import PeerClient, PeerUnavailable, Signer
 from replication.protocol import ProtocolError
 from replication.puller import PeerState, identify_peer
-from storage.data_dir import DataDirLocked
+from storage.data_dir_lock import DataDirLocked
 from storage.errors import StorageError
 from storage.store import Store, StoreConfig
 from storage.sync.bootstrap_state import BootstrapRecord, read_bootstrap

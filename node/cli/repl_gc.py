@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from node.config import parse_period_ms
-from storage.data_dir import DataDirLocked
+from storage.data_dir_lock import DataDirLocked
 from storage.hlc import wall_clock_ms
 from storage.store import Store, StoreConfig
 from storage.sync.conflicts import ConflictRecord, list_conflicts

@@ -17,7 +17,7 @@ from replication.client import PeerClient, PeerUnavailable, Signer
 from replication.protocol import ProtocolError
 from replication.puller import PeerState, PullStats, identify_peer, pull_once
 from replication.pusher import PushFailed, push_once
-from storage.data_dir import DataDirLocked
+from storage.data_dir_lock import DataDirLocked
 from storage.errors import StorageError
 from storage.store import Store, StoreConfig
 from storage.sync.peer_stats import PeerCounters

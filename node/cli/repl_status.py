@@ -17,7 +17,7 @@ from node.metrics.replication import full_reports
 from replication.client import PeerUnavailable, Signer
 from replication.protocol import ProtocolError
 from replication.puller import PeerState
-from storage.data_dir import DataDirLocked
+from storage.data_dir_lock import DataDirLocked
 from storage.errors import StorageError
 from storage.hlc import wall_clock_ms
 from storage.store import Store, StoreConfig

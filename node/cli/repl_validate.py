@@ -24,7 +24,7 @@ from replication.validate import (
     describe,
     explain,
 )
-from storage.data_dir import DataDirLocked
+from storage.data_dir_lock import DataDirLocked
 from storage.errors import StorageError
 from storage.hlc import wall_clock_ms
 from storage.store import Store, StoreConfig

@@ -32,7 +32,8 @@ from typing import Any, Final
 
 from storage import catalog
 from storage.clock import SYSTEM_CLOCK, Clock
-from storage.data_dir import DataDirLocked, lock_data_dir, resolve_node_id
+from storage.data_dir import resolve_node_id
+from storage.data_dir_lock import DataDirLocked, lock_data_dir
 from storage.errors import StorageError
 from storage.hlc import pack
 from storage.manifest import Kind

@@ -39,7 +39,8 @@ import blake3
 
 from storage import catalog, key_journal
 from storage.clock import SYSTEM_CLOCK, Clock
-from storage.data_dir import NODE_ID_PATTERN, DataDirLocked, lock_data_dir
+from storage.data_dir import NODE_ID_PATTERN
+from storage.data_dir_lock import DataDirLocked, lock_data_dir
 from storage.errors import StorageError
 from storage.hlc import pack
 from storage.manifest import Kind
