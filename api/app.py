@@ -273,6 +273,8 @@ async def _build_context(
         request.scope["state"]["operation"] = operation
     except S3Error as exc:
         unroutable = exc
+    if runtime.keyring.behind():  # another worker already serves newer keys
+        await runtime.keyring.refresh()
     try:
         auth, identity = _authenticate(request, settings, runtime.keyring)
     except S3Error as exc:

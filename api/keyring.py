@@ -2,8 +2,9 @@
 
 The node polls the store's key generation (see node/app.py) and calls :meth:`KeyRing.replace`
 when it moves, so a key created or disabled by ``lakenode keys`` takes effect within a
-second. A disabled key still has its signature checked (so a wrong secret stays
-SignatureDoesNotMatch), then is refused with AccessDenied.
+second; with several workers, once one worker has loaded a change every other loads it before
+its next request (:attr:`KeyRing.behind`). A disabled key still has its signature checked
+(so a wrong secret stays SignatureDoesNotMatch), then is refused with AccessDenied.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ async def _unchanged() -> bool:
     return False
 
 
+def _never() -> bool:
+    return False
+
+
 class KeyRing:
     def __init__(self, root_access_key: str, root_secret_key: str) -> None:
         self.root_access_key = root_access_key
@@ -45,6 +50,9 @@ class KeyRing:
         self.generation = -1
         # Set by the node: reload the keys now if they changed; True if they did.
         self.refresh: Callable[[], Awaitable[bool]] = _unchanged
+        # Set by a node of several workers: another worker has loaded newer keys (cheap: read
+        # before every request).
+        self.behind: Callable[[], bool] = _never
 
     def replace(self, keys: list[AccessKey], generation: int) -> None:
         # The root key cannot be shadowed by a stored key of the same name.

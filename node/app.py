@@ -159,11 +159,15 @@ def api_settings(config: ServeConfig) -> ApiSettings:
 
 
 async def reload_keys(store: Store, keyring: KeyRing) -> bool:
-    """Load the keys if their generation moved; True if it did."""
+    """Load the keys if their generation moved; True if it did. With several workers, tell
+    the others (storage/workers.py): they load them before their next request."""
     generation = await store.keys_generation()
     if generation == keyring.generation:
         return False
     keyring.replace(await store.list_keys(), generation)
+    shared = store.workers.shared
+    if shared is not None:
+        shared.note_keys_generation(generation)
     log.info("access keys loaded (generation %d)", generation)
     return True
 
@@ -316,6 +320,9 @@ def build_app(config: ServeConfig, worker: int | None = None, recover: bool = Fa
         site = await SyncSite.open(store)
         await reload_keys(store, state.keyring)
         state.keyring.refresh = lambda: reload_keys(store, state.keyring)
+        shared = store.workers.shared
+        if shared is not None:
+            state.keyring.behind = lambda: shared.keys_generation() > state.keyring.generation
         state.store, state.site = store, site
         state.runtime = ApiRuntime(
             store,

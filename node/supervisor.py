@@ -178,6 +178,9 @@ class Supervisor:
         self._signal = signum
 
     def _start(self, worker: _Worker) -> None:
+        # A socket left by a crash would pass for the worker being up (_wait_for_primary): the
+        # other workers would start beside the primary's recovery.
+        worker_socket(self.data_dir, worker.index).unlink(missing_ok=True)
         environment = {
             **{name: value for name, value in os.environ.items() if name != PLAN_ENV},
             WORKER_ENV: str(worker.index),

@@ -46,11 +46,12 @@ COMMIT_LOCK_FILE: Final = "commit.lock"
 MAGIC: Final = b"LKSHARE1"
 WORKERS_MAX: Final = 256
 RING_CAPACITY: Final = 1 << 15  # entries; a worker this far behind forgets everything
-# header: magic, ring sequence, gate closed, supervisor restarts, reserved
-_HEADER = struct.Struct("<8sQQQ32x")
+# header: magic, ring sequence, gate closed, supervisor restarts, keys generation, reserved
+_HEADER = struct.Struct("<8sQQQQ24x")
 _SEQ_OFFSET: Final = 8
 _GATE_OFFSET: Final = 16
 _RESTARTS_OFFSET: Final = 24
+_KEYS_OFFSET: Final = 32
 _FLOORS_OFFSET: Final = _HEADER.size
 _FLOOR = struct.Struct("<Q")
 _WRITES_OFFSET: Final = _FLOORS_OFFSET + WORKERS_MAX * _FLOOR.size  # writes in flight
@@ -93,7 +94,7 @@ def create_shared_file(data_dir: Path) -> Path:
     temporary = path.with_suffix(".tmp")
     with open(temporary, "wb") as file:
         file.truncate(SHARED_BYTES)
-        file.write(_HEADER.pack(MAGIC, 0, 0, 0))
+        file.write(_HEADER.pack(MAGIC, 0, 0, 0, 0))
     os.replace(temporary, path)
     (directory / COMMIT_LOCK_FILE).touch(mode=0o600)
     return path
@@ -142,6 +143,20 @@ class SharedState:
         if self._holding:
             self._holding = False
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    # ---- access keys ----------------------------------------------------------------------
+
+    def keys_generation(self) -> int:
+        """The highest access-key generation any worker has loaded (storage/keys.py)."""
+        return int(_U64.unpack_from(self._map, _KEYS_OFFSET)[0])
+
+    def note_keys_generation(self, generation: int) -> None:
+        """This worker loaded the keys of ``generation``: the others load them before their
+        next request, so a key change seen by one worker is seen by all from then on. Two
+        workers noting at once may leave the lower value: the others then catch up at their
+        next poll of the catalog (node/app.py), as without this hint."""
+        if generation > self.keys_generation():
+            _U64.pack_into(self._map, _KEYS_OFFSET, generation)
 
     # ---- the ring -------------------------------------------------------------------------
 

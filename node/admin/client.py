@@ -20,6 +20,8 @@ from typing import Any, Final, TypeVar
 
 import httpx
 
+# Every job of this build, registered by importing it: whoever runs jobs knows them all.
+from node.admin import ops_jobs, snapshot_job  # noqa: F401
 from node.admin.jobs import JobReport, lookup, registered
 from node.unix_server import unix_address
 from storage.data_dir_lock import DataDirLocked

@@ -42,6 +42,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+# Every job of this build, registered by importing it: whoever runs jobs knows them all.
+from node.admin import ops_jobs, snapshot_job  # noqa: F401
 from node.admin.client import socket_path, token_path
 from node.admin.jobs import Job, JobReport, registered
 from node.admin.maintenance import (

@@ -3,9 +3,9 @@
 * ``rebuild-index`` recreates ``meta.db`` from the segments and the key journal
   (storage/ops/rebuild.py) on a stopped data dir. It is not a job: a job runs on an open store,
   and there is no store without a catalog.
-* ``snapshot`` is the job ``snapshot`` (registered here, not quiet: it runs beside live
-  writers): in process on a stopped data dir, else by the running node through the admin
-  channel (storage/ops/snapshot.py).
+* ``snapshot`` is the job ``snapshot`` (node/admin/snapshot_job.py, not quiet: it runs
+  beside live writers): in process on a stopped data dir, else by the running node through
+  the admin channel (storage/ops/snapshot.py).
 * ``restore`` puts a snapshot back into a stopped data dir.
 
 Exit status: 0 done; 4 rebuild-index rebuilt the catalog but skipped something (the report
@@ -19,56 +19,17 @@ import asyncio
 import json
 import sqlite3
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from node.admin import jobs
 from node.admin.client import AdminError, run_job
-from node.admin.jobs import Job, JobReport
+from node.admin.jobs import JobReport
 from node.admin.progress import cli_progress
 from node.config import add_data_dir_argument, parse_node_id
 from storage.errors import StorageError
 from storage.ops import snapshot
 from storage.ops.jobstate import Progress
 from storage.ops.rebuild import rebuild_index
-from storage.store import Store
-
-# ---- the snapshot job ----------------------------------------------------------------------------
-
-
-class _LoopProgress:
-    """Forwards progress from a worker thread to the event loop's progress sink (which may
-    write to the admin channel's connection: only ever from the loop's thread)."""
-
-    def __init__(self, sink: Progress, loop: asyncio.AbstractEventLoop) -> None:
-        self._sink, self._loop = sink, loop
-
-    def advance(self, done: int, total: int | None, unit: str) -> None:
-        self._loop.call_soon_threadsafe(self._sink.advance, done, total, unit)
-
-    def note(self, message: str) -> None:
-        self._loop.call_soon_threadsafe(self._sink.note, message)
-
-
-async def _run_snapshot(store: Store, params: Mapping[str, Any], progress: Progress) -> JobReport:
-    out = Path(str(params["out"]))
-    if not out.is_absolute():
-        raise StorageError(f"snapshot --out must be an absolute path here, not {out}")
-    forward = _LoopProgress(progress, asyncio.get_running_loop())
-    # In a thread: the node keeps serving while the catalog is backed up and files copied.
-    return await asyncio.to_thread(
-        snapshot.take_snapshot,
-        store.config.data_dir,
-        out,
-        forward,
-        bool(params.get("link", True)),
-    )
-
-
-SNAPSHOT_JOB = Job("snapshot", quiet=False, run=_run_snapshot)
-jobs.register(SNAPSHOT_JOB)
-
 
 # ---- command line ------------------------------------------------------------------------------
 

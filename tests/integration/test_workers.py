@@ -250,3 +250,23 @@ def test_maintenance_pauses_the_writes_of_every_worker(
         assert disabled.returncode == 0, disabled.stderr
     for worker, client in workers.items():
         assert send_on(client, "PUT", f"/paused/{worker}", body=b"yes").status_code == 200
+
+
+def test_after_a_crash_the_primary_recovers_alone_before_the_others_start(
+    tmp_path: Path,
+) -> None:
+    """A crash leaves the workers' sockets behind: the supervisor must not take the primary's
+    stale socket for the primary being up, or worker 1 would open the data dir while the
+    primary recovers it."""
+    node = NodeProcess(tmp_path / "data", extra_args=["--workers", str(WORKERS)])
+    node.start()
+    node.kill()
+    assert (node.data_dir / "run" / "worker-0.sock").exists()
+    node.start()
+    try:
+        second_start = node.log_path.read_text().split("with 2 workers")[-1]
+        recovered = second_start.index("admin channel on")
+        assert second_start.index("worker 1 started") > recovered, second_start
+        wait_for(lambda: _serves(node), "both workers serving")
+    finally:
+        node.stop()

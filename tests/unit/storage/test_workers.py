@@ -125,6 +125,17 @@ def test_floors_gate_and_writes_are_seen_by_every_worker(
     assert other.restarts == 1
 
 
+def test_the_newest_keys_generation_any_worker_loaded_is_seen_by_all(
+    pair: tuple[SharedState, SharedState],
+) -> None:
+    first, second = pair
+    assert second.keys_generation() == 0
+    first.note_keys_generation(3)
+    assert second.keys_generation() == 3
+    second.note_keys_generation(2)  # a worker that loaded older keys does not lower it
+    assert first.keys_generation() == 3
+
+
 def test_digests_of_a_batch(pair: tuple[SharedState, SharedState]) -> None:
     keys, buckets = digests_of([("b", "k"), ("", ""), ("b", None)])
     assert keys == (key_digest("b", "k"),) and buckets
