@@ -102,6 +102,7 @@ class Run:
         row["ready_s"] = a.start()
         time.sleep(2)
         row["idle_rss_after_restart_mib"] = a.rss() / MIB
+        row["idle_pss_after_restart_mib"] = a.pss() / MIB
         return row
 
     async def offline(self, objects: int) -> dict[str, Any]:

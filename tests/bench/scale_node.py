@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +79,11 @@ class Node:
         """Bytes resident over the node's process tree (0 when stopped)."""
         return tree_rss(self.target.proc.pid) if self.target is not None else 0
 
+    def pss(self) -> int:
+        """The tree's proportional set size: pages shared between its processes (the
+        interpreter, libraries, copy-on-write pages) counted once, not once per worker."""
+        return tree_rss(self.target.proc.pid, _pss) if self.target is not None else 0
+
     def meta_bytes(self) -> int:
         return sum(
             path.stat().st_size
@@ -115,11 +121,21 @@ def _rss(pid: int) -> int:
     return 0
 
 
-def tree_rss(pid: int) -> int:
+def _pss(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except FileNotFoundError:
+        return 0
+    return 0
+
+
+def tree_rss(pid: int, measure: Callable[[int], int] = _rss) -> int:
     total, todo = 0, [pid]
     while todo:
         current = todo.pop()
-        total += _rss(current)
+        total += measure(current)
         todo += _children(current)
     return total
 

@@ -29,6 +29,7 @@ LINES: list[tuple[str, str, str]] = [
     ("LIST delimiter, wide prefix p50 / p99 ms", "list.delimiter", "pair"),
     ("idle RSS MiB (after the phase)", "idle_rss_mib", "{:.0f}"),
     ("idle RSS MiB (after restart)", "idle_rss_after_restart_mib", "{:.0f}"),
+    ("idle PSS MiB (after restart; shared pages once)", "idle_pss_after_restart_mib", "{:.0f}"),
     ("start to ready s", "ready_s", "{:.2f}"),
     ("meta.db (+wal) bytes/object", "meta_bytes_per_object", "{:,.0f}"),
     ("stored MB (segments etc.)", "stored_mb", "{:,.0f}"),
