@@ -428,4 +428,8 @@ def add_probe_routes(app: FastAPI, state: NodeState) -> None:
             return JSONResponse({"ready": False}, status_code=503)
         if state.write_gate.closed:  # maintenance (or entering it): take us out of rotation
             return JSONResponse({"ready": False, "reason": "maintenance"}, status_code=503)
+        if state.shared is not None and not state.shared.node_started():
+            # Not before every worker serves: clients that connect at once would all land
+            # on the first worker and stay there (keep-alive).
+            return JSONResponse({"ready": False, "reason": "starting"}, status_code=503)
         return JSONResponse({"ready": True, "node_id": state.store.node_id})

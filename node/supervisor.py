@@ -5,15 +5,16 @@ The supervisor owns what must exist once per node, before and after any worker:
 1. it takes the data dir's lock (storage/data_dir_lock.py), creates the shared state
    (storage/workers.py) and binds the S3 address (and ``--metrics-listen``): a busy address
    or a locked data dir is one clear error before any worker starts;
-2. it starts the workers: the same ``lakenode serve`` command line and environment, plus
-   ``LAKENODE_WORKER`` (the worker's index) and the inherited descriptors (listening sockets,
-   the lock). Every worker accepts connections on the same listening socket, so the kernel
-   spreads them and a connection waiting in the backlog survives the death of a worker. The
-   first worker (the primary) starts alone and, at the node's start only, recovers the data
-   dir (storage/data_dir.py ``recover_data_dir``: migrations, torn segment tails, an
-   interrupted GC) while nothing else has it open; the others start once its internal socket
-   is up, so that a node that answers ``/_lakenode/ready`` has its admin channel and its
-   background tasks running;
+2. it starts the workers, all at once so that their imports overlap: the same ``lakenode
+   serve`` command line and environment, plus ``LAKENODE_WORKER`` (the worker's index) and
+   the inherited descriptors (listening sockets, the lock). Every worker accepts connections
+   on the same listening socket, so the kernel spreads them and a connection waiting in the
+   backlog survives the death of a worker. At the node's start the first worker (the
+   primary) recovers the data dir (migrations, torn segment tails, an interrupted GC) while
+   the others wait for it before they open it (storage/data_dir.py). Once every worker's
+   internal socket is up the supervisor marks the node started: ``/_lakenode/ready`` answers
+   503 until then, so clients that connect as soon as the node is ready spread over every
+   worker instead of all keeping their connections on the first one;
 3. a worker that dies is logged and started again (after a pause that grows when it keeps
    dying at once), and the shared state forgets its writes in flight and GC floors;
 4. SIGTERM or SIGINT stops the workers (each finishes the requests it has) and then itself.
@@ -21,8 +22,8 @@ The supervisor owns what must exist once per node, before and after any worker:
 All of it imports nothing but the standard library and the two small storage modules above:
 ``lakenode serve`` reaches :func:`start_supervisor` without importing the server, and then
 replaces itself (exec) with ``python -m node.supervisor``, so that the node's start pays the
-heavy imports once (in the primary), and the supervisor of an idle node holds about 10 MiB,
-not a worker's 60.
+heavy imports only in the workers (in parallel), and the supervisor of an idle node holds
+about 20 MiB, not a worker's 60.
 
 Workers die with the supervisor (PR_SET_PDEATHSIG), and they hold the inherited lock too,
 so the data dir stays locked until the last process of the node is gone.
@@ -47,7 +48,7 @@ from typing import TYPE_CHECKING
 from node.listen import bind_all
 from node.logfile import LOG_FORMAT, add_log_file
 from storage.data_dir_lock import DataDirLocked, lock_data_dir
-from storage.workers import create_shared_file, run_dir, worker_died
+from storage.workers import create_shared_file, every_worker_started, run_dir, worker_died
 
 if TYPE_CHECKING:
     from node.config import ServeConfig
@@ -143,6 +144,7 @@ class Supervisor:
         self._stopping = False
         self._signal: int | None = None  # what stopped the node
         self._recovered = False  # the primary recovered the data dir (at its first start)
+        self._all_started = False  # every worker has served once: the node may be ready
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._stop)
@@ -155,14 +157,16 @@ class Supervisor:
             os.getpid(),
         )
         primary = self._workers[PRIMARY]
-        self._start(primary)
+        # All at once, so that their imports overlap: the others open the data dir only once
+        # the primary has recovered it (storage/data_dir.py).
+        for worker in self._workers:
+            self._start(worker)
         if not self._wait_for_primary(primary):
             self._stop_all()
             return 1
-        for worker in self._workers[1:]:
-            self._start(worker)
         while not self._stopping:
             self._reap_and_restart()
+            self._announce_when_all_started()
             time.sleep(POLL_S)
         self._stop_all()
         log.info("lakenode stopped")
@@ -203,8 +207,8 @@ class Supervisor:
 
     def _wait_for_primary(self, primary: _Worker) -> bool:
         """The primary's internal socket appears once it has recovered the data dir and its
-        store, background tasks and admin channel run; False if it died first or a signal
-        came. No deadline: recovering a large data dir (a migration) may take long, and a
+        store, background tasks and admin channel run; False if it died first (the node
+        cannot start: its error is on stderr) or a signal came. No deadline: recovering a large data dir (a migration) may take long, and a
         node that is killed for it would never start."""
         path = worker_socket(self.data_dir, PRIMARY)
         assert primary.process is not None
@@ -217,6 +221,15 @@ class Supervisor:
                 return True
             time.sleep(0.02)
         return False
+
+    def _announce_when_all_started(self) -> None:
+        """Once every worker's internal socket is up, let the node answer ready."""
+        if self._all_started:
+            return
+        if all(worker_socket(self.data_dir, w.index).exists() for w in self._workers):
+            self._all_started = True
+            every_worker_started(self.data_dir)
+            log.info("all %d workers serving", len(self._workers))
 
     def _reap_and_restart(self) -> None:
         now = time.monotonic()

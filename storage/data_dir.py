@@ -7,9 +7,9 @@ known sealed to its last good record, and fills indexes that older data dirs lac
 (rebuild-index, restore) use the lock and the node id helpers on their own.
 
 With several workers (``StoreConfig.worker``) the supervisor holds the lock; the primary
-worker recovers the data dir at the node's start, before any other worker starts
-(``StoreConfig.worker_recovers``); each worker then only opens the catalog and the shared
-state (storage/workers.py), and appends to segments of its own.
+worker recovers the data dir at the node's start (``StoreConfig.worker_recovers``) while the
+others wait for it (storage/workers.py ``recovered``); each worker then only opens the
+catalog and the shared state, and appends to segments of its own.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from storage.workers import SharedState
 if TYPE_CHECKING:
     from storage.store import StoreConfig
 
+RECOVERY_POLL_S = 0.02  # how often a worker looks whether the primary has recovered
 NODE_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -102,9 +103,15 @@ async def _recover(config: StoreConfig) -> tuple[str, Database, int]:
 
 async def _open_in_worker(config: StoreConfig, worker: int) -> OpenedDataDir:
     segment_dir = config.data_dir / "segments"
+    shared = SharedState(config.data_dir, worker)
     if config.worker_recovers:
         node_id, writer_db, _next_id = await _recover(config)
+        shared.mark_recovered()
     else:
+        # At the node's start every worker starts at once (their imports overlap), but only
+        # the primary touches the data dir until it has recovered it.
+        while not shared.recovered():
+            await asyncio.sleep(RECOVERY_POLL_S)
         node_id = resolve_node_id(config.data_dir, config.node_id)
         writer_db = await Database.open(config.data_dir / "meta.db")
     reader_db = await Database.open(config.data_dir / "meta.db", read_only=True)
@@ -116,7 +123,6 @@ async def _open_in_worker(config: StoreConfig, worker: int) -> OpenedDataDir:
     clock = HybridClock(
         node_id, last=await writer_db.run(catalog.last_hlc), now_ms=config.time_source.wall_ms
     )
-    shared = SharedState(config.data_dir, worker)
     return OpenedDataDir(None, node_id, writer_db, reader_db, segments, clock, next_id, shared)
 
 

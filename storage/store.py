@@ -85,6 +85,15 @@ class StoreConfig:
     worker_recovers: bool = False
 
 
+def _worker_note(config: StoreConfig) -> str:
+    """What the open log line says of a worker: which one, and whether it recovered."""
+    if config.worker is None:
+        return ""
+    return f", worker {config.worker}" + (
+        " (recovered the data dir)" if config.worker_recovers else ""
+    )
+
+
 class DeleteMarker(NoSuchKey):
     """The version asked for (or the latest) is a delete marker."""
 
@@ -157,10 +166,11 @@ class Store:
         if opened.shared is not None:
             store._sweeper = asyncio.create_task(store._sweep_unlinked(), name="fd-sweep")
         log.info(
-            "store open: node %s, data dir %s, segment %d",
+            "store open: node %s, data dir %s, segment %d%s",
             opened.node_id,
             config.data_dir,
             opened.next_segment_id,
+            _worker_note(config),
         )
         return store
 

@@ -46,12 +46,15 @@ COMMIT_LOCK_FILE: Final = "commit.lock"
 MAGIC: Final = b"LKSHARE1"
 WORKERS_MAX: Final = 256
 RING_CAPACITY: Final = 1 << 15  # entries; a worker this far behind forgets everything
-# header: magic, ring sequence, gate closed, supervisor restarts, keys generation, reserved
-_HEADER = struct.Struct("<8sQQQQ24x")
+# header: magic, ring sequence, gate closed, supervisor restarts, keys generation, every
+# worker started, data dir recovered, reserved
+_HEADER = struct.Struct("<8sQQQQQQ8x")
 _SEQ_OFFSET: Final = 8
 _GATE_OFFSET: Final = 16
 _RESTARTS_OFFSET: Final = 24
 _KEYS_OFFSET: Final = 32
+_STARTED_OFFSET: Final = 40
+_RECOVERED_OFFSET: Final = 48
 _FLOORS_OFFSET: Final = _HEADER.size
 _FLOOR = struct.Struct("<Q")
 _WRITES_OFFSET: Final = _FLOORS_OFFSET + WORKERS_MAX * _FLOOR.size  # writes in flight
@@ -94,7 +97,7 @@ def create_shared_file(data_dir: Path) -> Path:
     temporary = path.with_suffix(".tmp")
     with open(temporary, "wb") as file:
         file.truncate(SHARED_BYTES)
-        file.write(_HEADER.pack(MAGIC, 0, 0, 0, 0))
+        file.write(_HEADER.pack(MAGIC, 0, 0, 0, 0, 0, 0))
     os.replace(temporary, path)
     (directory / COMMIT_LOCK_FILE).touch(mode=0o600)
     return path
@@ -143,6 +146,21 @@ class SharedState:
         if self._holding:
             self._holding = False
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    # ---- start ----------------------------------------------------------------------------
+
+    def mark_recovered(self) -> None:
+        """The primary has recovered the data dir: the other workers may open it."""
+        _U64.pack_into(self._map, _RECOVERED_OFFSET, 1)
+
+    def recovered(self) -> bool:
+        return bool(_U64.unpack_from(self._map, _RECOVERED_OFFSET)[0])
+
+    def node_started(self) -> bool:
+        """Every worker has started once (set by the supervisor, :func:`every_worker_started`).
+        Until then the node is not ready: a client that connects as soon as the first worker
+        answers would put its keep-alive connections all on that one worker."""
+        return bool(_U64.unpack_from(self._map, _STARTED_OFFSET)[0])
 
     # ---- access keys ----------------------------------------------------------------------
 
@@ -268,6 +286,13 @@ def worker_died(data_dir: Path, worker_index: int) -> None:
         _U64.pack_into(shared, _WRITES_OFFSET + worker_index * _U64.size, 0)
         (restarts,) = _U64.unpack_from(shared, _RESTARTS_OFFSET)
         _U64.pack_into(shared, _RESTARTS_OFFSET, restarts + 1)
+
+
+def every_worker_started(data_dir: Path) -> None:
+    """The supervisor saw every worker serving once: the node may answer ready."""
+    path = run_dir(data_dir) / SHARED_FILE
+    with open(path, "r+b") as file, mmap.mmap(file.fileno(), SHARED_BYTES) as shared:
+        _U64.pack_into(shared, _STARTED_OFFSET, 1)
 
 
 def digests_of(touched: Iterable[tuple[str, str | None]]) -> tuple[tuple[bytes, ...], bool]:

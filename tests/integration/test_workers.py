@@ -252,21 +252,24 @@ def test_maintenance_pauses_the_writes_of_every_worker(
         assert send_on(client, "PUT", f"/paused/{worker}", body=b"yes").status_code == 200
 
 
-def test_after_a_crash_the_primary_recovers_alone_before_the_others_start(
+def test_after_a_crash_the_node_is_ready_only_once_every_worker_serves(
     tmp_path: Path,
 ) -> None:
-    """A crash leaves the workers' sockets behind: the supervisor must not take the primary's
-    stale socket for the primary being up, or worker 1 would open the data dir while the
-    primary recovers it."""
+    """A crash leaves the workers' sockets behind: the supervisor must not take them for
+    workers that are up. Ready means every worker serves (clients that connect at once then
+    spread over all of them), and the primary recovered the data dir before any other worker
+    opened it."""
     node = NodeProcess(tmp_path / "data", extra_args=["--workers", str(WORKERS)])
     node.start()
     node.kill()
     assert (node.data_dir / "run" / "worker-0.sock").exists()
-    node.start()
+    node.start()  # returns at the first 200 from /_lakenode/ready
     try:
+        clients = pinned(node)  # no waiting: both answer now
+        for client in clients.values():
+            client.close()
         second_start = node.log_path.read_text().split("with 2 workers")[-1]
-        recovered = second_start.index("admin channel on")
-        assert second_start.index("worker 1 started") > recovered, second_start
-        wait_for(lambda: _serves(node), "both workers serving")
+        opened = [line for line in second_start.splitlines() if "store open" in line]
+        assert len(opened) == WORKERS and "recovered" in opened[0], second_start
     finally:
         node.stop()
