@@ -41,12 +41,13 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
 from node.listen import bind_all
-from node.logfile import LOG_FORMAT, add_log_file
+from node.logfile import LOG_FORMAT, add_log_file, rotate_if_due
 from storage.data_dir_lock import DataDirLocked, lock_data_dir
 from storage.workers import create_shared_file, every_worker_started, run_dir, worker_died
 
@@ -145,6 +146,7 @@ class Supervisor:
         self._signal: int | None = None  # what stopped the node
         self._recovered = False  # the primary recovered the data dir (at its first start)
         self._all_started = False  # every worker has served once: the node may be ready
+        self.log_file: RotatingFileHandler | None = None  # rotated here for every worker
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._stop)
@@ -167,6 +169,8 @@ class Supervisor:
         while not self._stopping:
             self._reap_and_restart()
             self._announce_when_all_started()
+            if self.log_file is not None:
+                rotate_if_due(self.log_file)
             time.sleep(POLL_S)
         self._stop_all()
         log.info("lakenode stopped")
@@ -208,8 +212,9 @@ class Supervisor:
     def _wait_for_primary(self, primary: _Worker) -> bool:
         """The primary's internal socket appears once it has recovered the data dir and its
         store, background tasks and admin channel run; False if it died first (the node
-        cannot start: its error is on stderr) or a signal came. No deadline: recovering a large data dir (a migration) may take long, and a
-        node that is killed for it would never start."""
+        cannot start: its error is on stderr) or a signal came. No deadline: recovering a
+        large data dir (a migration) may take long, and a node killed for it would never
+        start."""
         path = worker_socket(self.data_dir, PRIMARY)
         assert primary.process is not None
         while not self._stopping:
@@ -280,9 +285,12 @@ def main() -> int:
     """The exec'd supervisor (``python -m node.supervisor``, from SupervisorPlan)."""
     plan = SupervisorPlan(**json.loads(os.environ[PLAN_ENV]))
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format=LOG_FORMAT)
+    supervisor = Supervisor(plan)
     if plan.log_file is not None:
-        add_log_file(Path(plan.log_file))
-    return Supervisor(plan).run()
+        handler = add_log_file(Path(plan.log_file))
+        assert isinstance(handler, RotatingFileHandler)
+        supervisor.log_file = handler
+    return supervisor.run()
 
 
 def die_with_supervisor() -> None:

@@ -106,13 +106,13 @@ def main(argv: list[str] | None = None) -> int:
 def serve(config: ServeConfig) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format=LOG_FORMAT)
     config.data_dir.mkdir(parents=True, exist_ok=True)
+    worker = worker_index()
     if config.log_path is not None:
         try:
-            add_log_file(config.log_path)
+            add_log_file(config.log_path, rotate=worker is None)
         except OSError as exc:
             sys.stderr.write(f"lakenode serve: cannot write log file {config.log_path}: {exc}\n")
             return 1
-    worker = worker_index()
     if worker is None:
         if not config.auth:
             log.warning("authentication is OFF (--auth off): for local development only")
