@@ -111,24 +111,23 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _rss(pid: int) -> int:
+def _proc_bytes(path: str, field: str) -> int:
+    """A ``field: N kB`` line of a /proc file, in bytes (0 once the process is gone)."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(field):
                 return int(line.split()[1]) * 1024
     except FileNotFoundError:
         return 0
     return 0
+
+
+def _rss(pid: int) -> int:
+    return _proc_bytes(f"/proc/{pid}/status", "VmRSS:")
 
 
 def _pss(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) * 1024
-    except FileNotFoundError:
-        return 0
-    return 0
+    return _proc_bytes(f"/proc/{pid}/smaps_rollup", "Pss:")
 
 
 def tree_rss(pid: int, measure: Callable[[int], int] = _rss) -> int:
