@@ -119,7 +119,9 @@ async def make_plan(
     store: Store, threshold: float, only: set[int] | None = None
 ) -> tuple[GcPlan, LiveSet]:
     """Usage per segment and which to rewrite: sealed, not active, and below the threshold
-    (or, with ``only``, exactly those segments, whatever their ratio)."""
+    (or, with ``only``, exactly those segments, whatever their ratio). Sealed is what rules
+    out a segment being appended to: with several workers each appends to an active segment
+    of its own, unsealed, and segments above this worker's active one may be sealed."""
     facts = await store.inspect(usage.read_facts)
     usages = await asyncio.to_thread(usage.measure, facts, store.segment_dir)
     active = store.active_segment_id
@@ -128,7 +130,7 @@ async def make_plan(
         for segment_id in sorted(only):
             if segment_id not in known:
                 raise GcRefused(f"no segment {segment_id}")
-            if not known[segment_id].sealed or segment_id >= active:
+            if not known[segment_id].sealed or segment_id == active:
                 raise GcRefused(
                     f"segment {segment_id} is active (not sealed): it cannot be rewritten"
                 )
@@ -142,7 +144,7 @@ async def make_plan(
                 u.kept_bytes,
                 u.sealed,
                 u.sealed
-                and u.segment_id < active
+                and u.segment_id != active
                 and (u.segment_id in only if only is not None else u.kept_ratio < threshold),
             )
             for u in usages

@@ -20,6 +20,7 @@ import psutil
 ACCESS_KEY = "test-access-key"
 SECRET_KEY = "test-secret-key"
 REGION = "us-east-1"
+ACCESS_LOG_ENTRY = '{"time":'  # how every access-log line starts (api/access_log.py)
 STARTUP_TIMEOUT_S = 60.0
 
 
@@ -117,8 +118,11 @@ class NodeProcess:
             return []
         entries = []
         for line in self.log_path.read_text(errors="replace").splitlines():
-            if line.startswith("{"):
-                entry = json.loads(line)
+            # The workers and the supervisor share the file: a line another process left
+            # unfinished (a traceback written in pieces) may precede an entry on its line.
+            start = line.find(ACCESS_LOG_ENTRY)
+            if start >= 0:
+                entry = json.loads(line[start:])
                 if str(entry.get("path", "")).startswith(path_prefix):
                     entries.append(entry)
         return entries
