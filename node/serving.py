@@ -35,6 +35,11 @@ log = logging.getLogger("lakenode")
 TLS_CLOSE_GRACE_S = 1.0
 
 
+# How long requests in progress may run on after SIGTERM (under systemd's TimeoutStopSec=60s in
+# docs/lakenode.service, and the supervisor's 30 s before it kills a worker).
+GRACEFUL_STOP_S = 25
+
+
 # What the HTTP parser may buffer of one request's head (request line and headers) before the
 # request reaches the application, which refuses more than 8 KiB of headers itself
 # (api/header_limits.py): a bound on memory, set above any valid request's head.
@@ -104,6 +109,10 @@ def _uvicorn_config(app: ASGIApp, config: ServeConfig, *, main: bool) -> uvicorn
         access_log=False,
         log_level="warning",
         timeout_keep_alive=30,
+        # A request still running this long after SIGTERM is cancelled: a stuck one must not
+        # keep the process (and the data dir's lock) alive, above all in a worker whose
+        # supervisor is gone and cannot SIGKILL it. Unanswered, so nothing acknowledged is lost.
+        timeout_graceful_shutdown=GRACEFUL_STOP_S,
         server_header=False,
         # No proxy is trusted by default: X-Forwarded-* from clients must not be believed.
         proxy_headers=False,
