@@ -14,15 +14,6 @@ mutation's own result (a ``Mutation[T]`` applies to an ``Outcome[T]``, so ``subm
 3. records the durable segment ends and the HLC, and commits (WAL, synchronous=FULL);
 4. answers every writer.
 
-A batch that brings no data (deletes, tags, ACLs, bucket settings, copies: no chunk was
-appended since the last fsync, only this batch's journal records) fsyncs its segment records
-and commits at the same time instead of one after the other: no catalog row points into those
-records (manifests are stored in the catalog too), so committing first is safe, and nobody is
-answered until both are durable. That commit records the segment ends known durable before
-the batch; the next commit records the batch's own. A crash in between leaves the records
-past the recorded end, where recovery checks and keeps them (or truncates a torn tail of an
-unanswered batch), as after any crash.
-
 So before any writer hears "done", its data and manifest are on disk and its metadata is
 committed; many writers share each fsync and each commit. While one batch is being flushed
 the next one accumulates, so batches grow with load without any artificial delay.
@@ -41,7 +32,6 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -146,10 +136,6 @@ class GroupCommitter:
         self._failed: BaseException | None = None
         self.stats = CommitStats()
         self.observer: CommitObserver = NO_COMMIT_OBSERVER  # told each batch's size
-        # Segment ends fsynced beside the last commit, for the next commit to record.
-        self._durable_late: dict[int, int] = {}
-        # fsyncs a data-less batch's records while the writer connection commits.
-        self._syncer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-fsync")
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="group-commit")
@@ -160,7 +146,6 @@ class GroupCommitter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        self._syncer.shutdown(wait=True)
         for pending in self._queue:
             pending.future.set_exception(ReadOnly("store is closing"))
         self._queue.clear()
@@ -227,23 +212,13 @@ class GroupCommitter:
         shared = publication.shared if publication is not None else None
         records = _apply_batch(conn, batch, self._clock, shared)
         started = time.perf_counter()
-        # Chunks appended by this batch's writers (before they submitted) are unsynced now.
-        brings_data = self._segments.has_unsynced()
         for kind, payload in records:
             self._segments.append(kind, payload)
-        if brings_data or self._segments.rotated():  # a sealed segment: the serial way
-            durable = {**self._durable_late, **self._segments.sync()}
-            self._durable_late = {}
-            sealed = self._segments.take_sealed()
-            fsync_seconds = time.perf_counter() - started
-            missed = _commit(conn, durable, sealed, self._clock.last, publication)
-            return fsync_seconds, missed
-        syncing = self._syncer.submit(self._segments.sync)
-        try:
-            missed = _commit(conn, self._durable_late, [], self._clock.last, publication)
-        finally:
-            self._durable_late = syncing.result()  # raises what a failed fsync raised
-        return time.perf_counter() - started, missed
+        durable = self._segments.sync()
+        sealed = self._segments.take_sealed()
+        fsync_seconds = time.perf_counter() - started
+        missed = _commit(conn, durable, sealed, self._clock.last, publication)
+        return fsync_seconds, missed
 
     async def _fail_batch(self, batch: list[_Pending], exc: BaseException) -> None:
         # An fsync or commit failure leaves the disk state unknown (a failed fsync may have

@@ -354,16 +354,6 @@ class SegmentWriter:
         self._next_id = old.segment_id + 1
         self._active = None  # the caller opens the next one at once
 
-    def rotated(self) -> bool:
-        """Whether a segment was sealed since the last take_sealed()."""
-        with self._lock:
-            return bool(self.sealed)
-
-    def has_unsynced(self) -> bool:
-        """Whether anything appended (or a segment rotated out) awaits the next sync()."""
-        with self._lock:
-            return bool(self._unsynced) or bool(self.sealed)
-
     def sync(self) -> dict[int, int]:
         """fsync everything appended so far; return {segment id: durable end} for each."""
         with self._lock:

@@ -8,13 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from storage import catalog
 from storage.data_dir import NodeIdMismatch
 from storage.errors import BucketNotEmpty, NoSuchBucket, NoSuchKey
 from storage.manifest import Manifest
-from storage.segments import list_segment_ids, segment_path
 from storage.store import Store, StoreConfig
-from tests.unit.storage.ops.test_rebuild import rebuild
 from tests.unit.storage.stores import put_object, read_all, run_with_store
 
 
@@ -171,44 +168,3 @@ def test_put_then_delete_in_one_batch_reads_as_deleted(tmp_path: Path) -> None:
         assert (await store.head_object("b", "k")).hlc == manifest.hlc
 
     run_with_store(body, tmp_path, chunk_bytes=4096, bucket=None)
-
-
-def test_a_batch_without_data_commits_beside_its_fsync_and_is_recorded_by_the_next(
-    tmp_path: Path,
-) -> None:
-    """A delete brings no chunk: its journal records are fsynced while the catalog commits
-    (storage/commit.py). When it is answered its records are in the segment, past the
-    durable end that commit recorded; the next commit records them, and the segments alone
-    rebuild the delete."""
-
-    async def recorded_ends(store: Store) -> dict[int, int]:
-        states = await store.inspect(catalog.segment_states)
-        return {segment_id: end for segment_id, (end, _sealed) in states.items()}
-
-    def file_ends(store: Store) -> dict[int, int]:
-        return {i: segment_path(store.segment_dir, i).stat().st_size for i in
-                list_segment_ids(store.segment_dir)}  # fmt: skip
-
-    async def body(store: Store) -> None:
-        await put_object(store, "b", "k", b"data")
-        assert await recorded_ends(store) == file_ends(store)  # a data batch: fsync, then commit
-        await store.delete_object("b", "k")
-        after_delete = file_ends(store)
-        recorded = await recorded_ends(store)
-        assert recorded != after_delete
-        assert all(recorded[i] <= end for i, end in after_delete.items())
-        await store.delete_object("b", "other")
-        recorded = await recorded_ends(store)
-        assert all(recorded[i] >= end for i, end in after_delete.items())
-
-    run_with_store(body, tmp_path)
-    (tmp_path / "meta.db").unlink()
-    for stale in ("meta.db-wal", "meta.db-shm"):
-        (tmp_path / stale).unlink(missing_ok=True)
-    assert rebuild(tmp_path)["exit_code"] == 0
-
-    async def deleted(store: Store) -> None:
-        with pytest.raises(NoSuchKey):
-            await store.head_object("b", "k")
-
-    run_with_store(deleted, tmp_path, bucket=None)
