@@ -34,6 +34,7 @@ from node.config import SERVE_RECORD, ServeConfig
 from node.internal import (
     ForwardToPrimary,
     InternalServer,
+    forwarded_from_probes,
     internal_app,
     local_metrics_of,
 )
@@ -395,7 +396,7 @@ def build_app(config: ServeConfig, worker: int | None = None, recover: bool = Fa
     if not state.primary:  # what only the primary knows, it answers (node/internal.py)
         return NodeApps(
             main=ForwardToPrimary(main_app, config.data_dir),
-            probes=ForwardToPrimary(probes_app, config.data_dir),
+            probes=ForwardToPrimary(probes_app, config.data_dir, forwarded_from_probes),
         )
     return NodeApps(main=main_app, probes=probes_app)
 

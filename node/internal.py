@@ -30,7 +30,8 @@ log = logging.getLogger("lakenode.node")
 LOCAL_METRICS_PATH = "/local-metrics"
 # Paths the other workers hand to the primary (see the module docstring).
 FORWARDED_PREFIXES = ("/_lakenode/repl/", "/_lakenode/repl?")
-FORWARDED_PATHS = frozenset(("/_lakenode/metrics", "/_lakenode/repl"))
+METRICS_PATH = "/_lakenode/metrics"
+FORWARDED_PATHS = frozenset((METRICS_PATH, "/_lakenode/repl"))
 FETCH_TIMEOUT_S = 5.0
 # A forwarded request may be a bootstrap page or a long push: as long as any client waits.
 FORWARD_TIMEOUT = httpx.Timeout(connect=5.0, read=300.0, write=300.0, pool=5.0)
@@ -38,6 +39,11 @@ FORWARD_TIMEOUT = httpx.Timeout(connect=5.0, read=300.0, write=300.0, pool=5.0)
 
 def forwarded(path: str) -> bool:
     return path in FORWARDED_PATHS or path.startswith(FORWARDED_PREFIXES)
+
+
+def forwarded_from_probes(path: str) -> bool:
+    """The --metrics-listen address serves probes and metrics only: never replication."""
+    return path == METRICS_PATH
 
 
 def internal_app(local_metrics: Callable[[], bytes], fallback: ASGIApp | None) -> ASGIApp:
@@ -93,13 +99,16 @@ class ForwardToPrimary:
     """ASGI middleware of the non-primary workers: hand :func:`forwarded` paths to the
     primary's socket, streaming both bodies; serve the rest with ``app``."""
 
-    def __init__(self, app: ASGIApp, data_dir: Path) -> None:
+    def __init__(
+        self, app: ASGIApp, data_dir: Path, forward: Callable[[str], bool] = forwarded
+    ) -> None:
         self._app = app
+        self._forward_path = forward
         transport = httpx.AsyncHTTPTransport(uds=unix_address(worker_socket(data_dir, PRIMARY)))
         self._client = httpx.AsyncClient(transport=transport, timeout=FORWARD_TIMEOUT)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not forwarded(scope["path"]):
+        if scope["type"] != "http" or not self._forward_path(scope["path"]):
             await self._app(scope, receive, send)
             return
         await self._forward(scope, receive, send)
