@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,14 @@ def _unexpected_answers(node: NodeProcess, bucket: str) -> list[dict[str, Any]]:
 
 
 def _operations(node: NodeProcess, bucket: str, key: str) -> list[str]:
-    return [entry["operation"] for entry in node.access_log(f"/{bucket}/{key}")]
+    """The operations logged for ``key``; waits a little for the first line: several worker
+    processes write the shared log file."""
+    for _attempt in range(40):
+        found = [entry["operation"] for entry in node.access_log(f"/{bucket}/{key}")]
+        if found:
+            return found
+        time.sleep(0.05)
+    return []
 
 
 def _md5(data: bytes) -> str:
