@@ -16,11 +16,11 @@ from typing import Any, Final
 
 from node.admin.client import AdminChannel, on_store_or_node
 from node.metrics.replication import local_reports
+from node.metrics.storage import measure_usage
 from replication.puller import PeerState
 from storage.ops import operator_state
 from storage.ops.lifecycle_actions import read_state as read_lifecycle_state
 from storage.ops.operator_state import MaintenanceRecord
-from storage.ops.usage import store_usage
 from storage.store import Store
 from storage.sync.site import SyncSite
 
@@ -55,7 +55,7 @@ async def collect_status(
 ) -> dict[str, Any]:
     """The status document; ``uptime_s`` None means the node is not running."""
     store = site.store
-    usage = await store_usage(store)
+    usage = await measure_usage(store.config.data_dir)  # a child process for a big store
     reports = await local_reports(site, peer_states)
     document: dict[str, Any] = {
         "node_id": store.node_id,

@@ -3,11 +3,12 @@
 Storage usage (storage/ops/usage.py) reads every manifest, so it is computed in the background,
 once at start and then ``USAGE_INTERVAL_S`` after the previous run ended (or ``USAGE_DUTY``
 times that run's duration, if longer: a big catalog is not rescanned back to back), never per
-scrape. Each run opens its own read-only connection in a daemon thread of its own, so it
-neither waits for nor delays S3 reads on the store's reader connection, and a stopping node
-does not wait for a scan in progress. The rest is cheap and read at scrape
-time: the ``job:scrub``, ``job:gc`` and ``maintenance`` rows of ``meta`` (one indexed query on
-the metrics' own connection) and statvfs of the data dir.
+scrape. Each run opens its own read-only connection, so it neither waits for nor delays S3
+reads on the store's reader connection: in a daemon thread of its own for a small store (a
+stopping node does not wait for it), in a child process at nice 19 for a big one
+(node/metrics/usage_process.py), so that it holds no GIL the server needs. The rest is cheap
+and read at scrape time: the ``job:scrub``, ``job:gc`` and ``maintenance`` rows of ``meta``
+(one indexed query on the metrics' own connection) and statvfs of the data dir.
 """
 
 from __future__ import annotations
@@ -29,7 +30,13 @@ from typing import Any, TypeVar
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from storage.ops.usage import UsageTotals, usage_totals
+from node.metrics.usage_process import (
+    compute_in_child,
+    compute_usage,
+    read_only_catalog,
+    should_isolate,
+)
+from storage.ops.usage import UsageTotals
 
 log = logging.getLogger("lakenode.metrics")
 
@@ -52,21 +59,6 @@ GC_FIELDS = (
 )
 
 
-def _catalog(data_dir: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(data_dir / "meta.db", timeout=5, check_same_thread=False)
-    conn.execute("PRAGMA query_only=ON")
-    return conn
-
-
-def compute_usage(data_dir: Path) -> UsageTotals:
-    """Space accounting on a connection of its own (runs in a worker thread)."""
-    conn = _catalog(data_dir)
-    try:
-        return usage_totals(conn, data_dir / "segments")
-    finally:
-        conn.close()
-
-
 def read_state_rows(conn: sqlite3.Connection) -> dict[str, str]:
     names = (SCRUB_ROW, GC_ROW, MAINTENANCE_ROW)
     rows = conn.execute("SELECT name, value FROM meta WHERE name IN (?, ?, ?)", names)
@@ -87,7 +79,7 @@ class CatalogReader:
     def _run(self, function: Callable[[sqlite3.Connection], T]) -> T:
         with self._lock:
             if self._conn is None:
-                self._conn = _catalog(self._data_dir)
+                self._conn = read_only_catalog(self._data_dir)
             return function(self._conn)
 
     def close(self) -> None:
@@ -202,11 +194,19 @@ async def refresh_usage_forever(collector: StorageCollector) -> None:
     while True:
         started = time.monotonic()
         try:
-            collector.usage = await in_daemon_thread(compute_usage, collector.data_dir)
+            collector.usage = await measure_usage(collector.data_dir)
         except Exception:
             log.exception("computing storage usage for metrics failed")
         elapsed = time.monotonic() - started
         await asyncio.sleep(max(USAGE_INTERVAL_S, USAGE_DUTY * elapsed))
+
+
+async def measure_usage(data_dir: Path) -> UsageTotals:
+    """In a low-priority child process for a big store, else in a daemon thread
+    (node/metrics/usage_process.py says why)."""
+    if should_isolate(data_dir):
+        return await compute_in_child(data_dir)
+    return await in_daemon_thread(compute_usage, data_dir)
 
 
 async def in_daemon_thread(function: Callable[[Path], T], argument: Path) -> T:
