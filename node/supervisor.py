@@ -132,7 +132,14 @@ class SupervisorPlan:
         environment = {**os.environ, PLAN_ENV: json.dumps(self.__dict__)}
         sys.stdout.flush()
         sys.stderr.flush()
-        os.execve(sys.executable, [sys.executable, "-m", "node.supervisor"], environment)
+        os.execve(sys.executable, self.argv(), environment)
+
+    def argv(self) -> list[str]:
+        """The supervisor's command line. The plan travels in PLAN_ENV; the data dir and the
+        URL are there for ``ps`` and ``pkill -f "data-dir DIR"``, which must find the whole
+        node, supervisor included (else it restarts the workers it loses)."""
+        return [sys.executable, "-m", "node.supervisor", "--data-dir", self.data_dir,
+                "--serving", self.where]  # fmt: skip
 
 
 class Supervisor:
@@ -282,7 +289,8 @@ class Supervisor:
 
 
 def main() -> int:
-    """The exec'd supervisor (``python -m node.supervisor``, from SupervisorPlan)."""
+    """The exec'd supervisor (``python -m node.supervisor``, from SupervisorPlan; its
+    arguments only name the node, see SupervisorPlan.argv)."""
     plan = SupervisorPlan(**json.loads(os.environ[PLAN_ENV]))
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format=LOG_FORMAT)
     supervisor = Supervisor(plan)

@@ -195,6 +195,10 @@ def worker_pids(node: NodeProcess) -> dict[int, int]:
 def test_a_worker_that_dies_is_restarted_and_the_node_goes_on(node: NodeProcess) -> None:
     before = worker_pids(node)
     assert sorted(before) == list(range(WORKERS))
+    # The supervisor names its data dir, so that `pkill -f "data-dir DIR"` stops the node.
+    assert node.process is not None
+    supervisor_argv = psutil.Process(node.process.pid).cmdline()
+    assert supervisor_argv[1:5] == ["-m", "node.supervisor", "--data-dir", str(node.data_dir)]
     restarts = sample(metrics(node), "lakenode_worker_restarts_total")
     for index in (1, 0):  # another worker, then the primary
         psutil.Process(before[index]).kill()
