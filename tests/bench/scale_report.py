@@ -24,6 +24,7 @@ LINES: list[tuple[str, str, str]] = [
     ("fill MB/s", "fill_mb_s", "{:.1f}"),
     ("4 KiB PUT ops/s (c=16)", "put_ops_s", "{:,.0f}"),
     ("4 KiB GET ops/s (c=16, random keys)", "get_ops_s", "{:,.0f}"),
+    ("same GETs again, pages cached, ops/s", "get_warm_ops_s", "{:,.0f}"),
     ("LIST first page p50 / p99 ms", "list.first", "pair"),
     ("LIST page at 90% (token) p50 / p99 ms", "list.deep", "pair"),
     ("LIST delimiter, wide prefix p50 / p99 ms", "list.delimiter", "pair"),
@@ -109,9 +110,13 @@ def targets(rows: list[Row]) -> str:
     checks = [
         ("PUT ops/s within 15% of the first checkpoint", _ratio_check(rows, "put_ops_s", 0.15)),
         ("GET ops/s within 15% of the first checkpoint", _ratio_check(rows, "get_ops_s", 0.15)),
+        ("GET ops/s, pages cached, within 15% of the first checkpoint",
+         _ratio_check(rows, "get_warm_ops_s", 0.15)),
         ("LIST p50 (first, 90% pages) within 20% of the first page", _flat_check(rows, 0.20)),
         ("start to ready < 3 s", _below(rows, "ready_s", 3.0)),
         ("idle RSS < 150 MiB", _below(rows, "idle_rss_after_restart_mib", 150.0)),
+        ("idle PSS (shared pages once) < 150 MiB",
+         _below(rows, "idle_pss_after_restart_mib", 150.0)),
         ("repl validate, 0 differences < 5 s", _below(rows, "validate0_s", 5.0)),
         ("repl validate, 100 differences < 15 s", _below(rows, "validate100_s", 15.0)),
     ]  # fmt: skip
