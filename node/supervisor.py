@@ -303,10 +303,15 @@ def main() -> int:
 
 def die_with_supervisor() -> None:
     """In a worker: get SIGTERM when the supervisor dies, and exit now if it already has."""
-    expected = int(os.environ.get(SUPERVISOR_ENV, "0"))
+    die_with_parent(signal.SIGTERM, int(os.environ.get(SUPERVISOR_ENV, "0")))
+
+
+def die_with_parent(sent: signal.Signals, expected_parent: int) -> None:
+    """Get ``sent`` when the parent process dies, and exit now if it already has (the
+    parent is no longer ``expected_parent``; 0: not known)."""
     libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    if expected and os.getppid() != expected:
+    libc.prctl(PR_SET_PDEATHSIG, sent, 0, 0, 0)
+    if expected_parent and os.getppid() != expected_parent:
         sys.exit(1)
 
 

@@ -164,6 +164,7 @@ async def pull_once(
         if state is not None:
             state.observe_clock(page.now_ms, sent_ms, store.time_source.wall_ms())
             state.peer_last_seq = page.last_seq
+            state.link_up = True  # a first round after an outage can last long: say so now
         check_page(page, peer_name, cursor)
         stats.pages += 1
         stats.changes += len(page.changes)

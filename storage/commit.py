@@ -223,7 +223,10 @@ class GroupCommitter:
     async def _fail_batch(self, batch: list[_Pending], exc: BaseException) -> None:
         # An fsync or commit failure leaves the disk state unknown (a failed fsync may have
         # dropped dirty pages): refuse further writes rather than acknowledge on top of it.
-        log.critical("group commit failed; refusing further writes: %r", exc)
+        if isinstance(exc, asyncio.CancelledError):  # the store is closing: not a failure
+            log.warning("store closing with a batch of %d in flight: not answered", len(batch))
+        else:
+            log.critical("group commit failed; refusing further writes: %r", exc)
         self._failed = exc
         shared = self._workers.shared if self._workers is not None else None
         try:

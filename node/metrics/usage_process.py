@@ -19,16 +19,19 @@ import asyncio
 import dataclasses
 import json
 import os
+import signal
 import sqlite3
 import sys
 from pathlib import Path
 
+from node.supervisor import die_with_parent
 from storage.ops.usage import UsageTotals, usage_totals
 
 # meta.db (with its WAL) plus segment files: about 1,300 bytes of catalog per object, so this
 # is some 30,000 small objects, or fewer big ones (whose segments take longer to stat only).
 ISOLATE_FROM_BYTES = 64 << 20
 CHILD_NICENESS = 19
+PARENT_ENV = "LAKENODE_USAGE_PARENT"  # the worker's pid: the child exits when it is gone
 
 
 class UsageProcessFailed(RuntimeError):
@@ -89,6 +92,7 @@ async def compute_in_child(data_dir: Path) -> UsageTotals:
         str(data_dir),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, PARENT_ENV: str(os.getpid())},
     )
     try:
         out, err = await child.communicate()
@@ -115,6 +119,12 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m node.metrics.usage_process DATA_DIR", file=sys.stderr)
         return 2
+    # The child lives and dies with the worker that asked: a node stopping signals its whole
+    # process group, and the worker, not the signal, ends a run (it kills the child when its
+    # task is cancelled); if the worker itself dies, the kernel kills the child.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent(signal.SIGKILL, int(os.environ.get(PARENT_ENV, "0")))
     os.nice(CHILD_NICENESS)
     totals = compute_usage(Path(argv[0]))
     print(json.dumps(dataclasses.asdict(totals)))

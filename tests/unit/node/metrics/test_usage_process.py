@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,8 @@ from node.metrics.storage import measure_usage
 from storage.ops import usage
 from storage.store import Store
 from tests.unit.storage.stores import put_object, run_with_store
+
+REPO = Path(__file__).resolve().parents[4]
 
 
 def test_the_child_reports_what_the_store_itself_measures(tmp_path: Path) -> None:
@@ -68,3 +72,58 @@ def test_a_child_that_fails_raises_with_its_last_error_line(tmp_path: Path) -> N
 def test_output_without_totals_is_an_error(out: bytes) -> None:
     with pytest.raises(usage_process.UsageProcessFailed, match="printed no totals"):
         usage_process.parse_totals(out)
+
+
+CHILD = """
+import os, signal, sys, time
+from node.supervisor import die_with_parent
+die_with_parent(signal.SIGKILL, int(sys.argv[1]))
+print('alive', flush=True)
+time.sleep(60)
+"""
+PARENT = """
+import subprocess, sys
+child = subprocess.Popen([sys.executable, "-c", sys.argv[1], str(os.getpid())],
+                         stdout=subprocess.PIPE)
+assert child.stdout.readline() == b"alive\\n"
+print(child.pid, flush=True)
+sys.stdin.read()  # until the test kills this process
+""".replace("import subprocess, sys", "import os, subprocess, sys")
+
+
+def test_a_child_tied_to_its_parent_dies_with_it() -> None:
+    """The mechanism that keeps a usage child from outliving a worker killed with -9."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, CHILD],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=REPO,
+    )
+    assert parent.stdout is not None
+    child_pid = int(parent.stdout.readline())
+    assert _alive(child_pid)
+    parent.kill()
+    parent.wait()
+    parent.stdout.close()
+    assert parent.stdin is not None
+    parent.stdin.close()
+    deadline = time.monotonic() + 10
+    while _alive(child_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child_pid)
+
+
+def test_a_child_whose_parent_is_already_gone_exits_at_once() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, "1"], capture_output=True, timeout=30, cwd=REPO
+    )
+    assert (done.returncode, done.stdout) == (1, b"")
+
+
+def _alive(pid: int) -> bool:
+    """Running and not a zombie (a dead child of init is reaped at once; of us, not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
