@@ -64,6 +64,10 @@ class KeyRing:
         """The access key whose canonical user id this is (ACL grantees), None if unknown."""
         return self._by_owner_id.get(canonical_id)
 
+    def stored_key(self, access_key: str) -> AccessKey | None:
+        """A key of the key table (None for the root key and unknown keys)."""
+        return self._keys.get(access_key)
+
     def secret_for(self, access_key: str) -> str | None:
         if access_key == self.root_access_key:
             return self._root_secret

@@ -31,6 +31,7 @@ from node.admin.maintenance import Maintenance
 from node.admin.server import AdminBackend, AdminServer
 from node.admin.status import collect_status
 from node.config import SERVE_RECORD, ServeConfig
+from node.console.routes import ConsoleContext, build_console_router
 from node.internal import (
     ForwardToPrimary,
     InternalServer,
@@ -388,6 +389,8 @@ def build_app(config: ServeConfig, worker: int | None = None, recover: bool = Fa
         )
 
     add_probe_routes(app, state)
+    if config.console:  # on the S3 address only: never on --metrics-listen
+        app.include_router(build_console_router(_console_context(state, lambda: main_app)))
     probes = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     add_probe_routes(probes, state)
     dispatcher = S3Dispatcher(app, settings, state.require_runtime, state.metrics.requests)
@@ -399,6 +402,22 @@ def build_app(config: ServeConfig, worker: int | None = None, recover: bool = Fa
             probes=ForwardToPrimary(probes_app, config.data_dir, forwarded_from_probes),
         )
     return NodeApps(main=main_app, probes=probes_app)
+
+
+def _console_context(state: NodeState, s3_app: Callable[[], ASGIApp]) -> ConsoleContext:
+    config = state.config
+
+    def node_id() -> str:
+        return state.store.node_id if state.store is not None else ""
+
+    return ConsoleContext(
+        data_dir=config.data_dir,
+        keyring=state.keyring,
+        s3_app=s3_app,
+        region=config.region,
+        secure_cookies=config.scheme == "https",
+        node_id=node_id,
+    )
 
 
 def add_probe_routes(app: FastAPI, state: NodeState) -> None:

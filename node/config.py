@@ -75,6 +75,7 @@ class ServeConfig:
     peer_ca: Path | None = None  # CA bundle for https peers (default: the system store)
     sigv2: bool = True  # accept SigV2 signatures (off: AccessDenied naming SigV4)
     workers: int = 1  # processes serving S3 (node/supervisor.py); 1: this process alone
+    console: bool = True  # the web console at /_lakenode/console/ (node/console/)
 
     @property
     def log_path(self) -> Path | None:
@@ -282,6 +283,8 @@ SERVE_OPTIONS: tuple[tuple[str, str | None, object, str | None, str], ...] = (
     ("--tls-key", "LAKENODE_TLS_KEY", parse_file, None, "PEM private key of --tls-cert"),
     ("--peer-ca", "LAKENODE_PEER_CA", parse_file, None,
      "PEM CA certificates to verify https peers with (default: the system store)"),
+    ("--console", "LAKENODE_CONSOLE", parse_on_off, "on",
+     "serve the web console at /_lakenode/console/ on the S3 port (on|off)"),
     ("--workers", "LAKENODE_WORKERS", parse_workers, None,
      "processes serving S3 over the one data dir (default: the CPUs this process may use; "
      "1: a single process)"),

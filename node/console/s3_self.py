@@ -1,0 +1,117 @@
+"""The console's S3 calls: requests to the node's own S3 handler, signed as the signed-in key.
+
+The console decides nothing about access. Each page asks the S3 surface in-process (an ASGI
+call, no socket), with a SigV4 signature made with the key's own secret. So key policies,
+bucket policies, ACLs, the public-access block and the write gate decide exactly as they
+would for awscli, and a refusal comes back as S3's own error code. These calls also appear
+in the access log, under the key that made them.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ElementTree
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import defusedxml.ElementTree as SafeElementTree
+import httpx
+from starlette.types import ASGIApp
+
+from api.sigv4_signing import sign_headers
+
+SELF_URL = "http://console.lakenode.internal"  # never resolved: the transport is the app
+S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+
+
+@dataclass(frozen=True)
+class S3Refused(Exception):
+    """S3 answered with an error: its code and message, as any client would see them."""
+
+    status: int
+    code: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+@dataclass(frozen=True)
+class BucketEntry:
+    name: str
+    created: str
+
+
+class SelfS3:
+    """Signed S3 requests to ``app`` on behalf of one key."""
+
+    def __init__(self, app: ASGIApp, access_key: str, secret_key: str, region: str) -> None:
+        self._app = app
+        self._access_key = access_key
+        self._secret_key = secret_key
+        self._region = region
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str] | None = None,
+        body: bytes = b"",
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send to ``path`` (URL-encoded by the caller: see bucket_path); raise S3Refused for
+        an S3 error answer (status >= 300)."""
+        url = SELF_URL + path
+        if query:
+            url += "?" + "&".join(
+                f"{quote(name, safe='-_.~')}={quote(value, safe='-_.~')}"
+                for name, value in sorted(query.items())
+            )
+        signed = sign_headers(
+            method, url, dict(headers or {}), self._access_key, self._secret_key, self._region
+        )
+        transport = httpx.ASGITransport(app=self._app)
+        async with httpx.AsyncClient(transport=transport) as client:
+            response = await client.request(method, url, content=body, headers=signed)
+        if response.status_code >= 300:
+            raise _refusal(response)
+        return response
+
+    async def list_buckets(self) -> list[BucketEntry]:
+        root = SafeElementTree.fromstring((await self.request("GET", "/")).content)
+        return [
+            BucketEntry(_text(bucket, "Name"), _text(bucket, "CreationDate"))
+            for bucket in root.iter(f"{S3_NS}Bucket")
+        ]
+
+    async def create_bucket(self, name: str) -> None:
+        await self.request("PUT", bucket_path(name))
+
+    async def delete_bucket(self, name: str) -> None:
+        await self.request("DELETE", bucket_path(name))
+
+
+def bucket_path(bucket: str, key: str | None = None) -> str:
+    """The encoded path of a bucket (or an object): every character of the name is encoded
+    but the unreserved ones, so a name typed with '/' or '?' reaches S3 as one name, and S3
+    decides whether it is valid."""
+    path = "/" + quote(bucket, safe="-_.~")
+    return path if key is None else f"{path}/{quote(key, safe='-_.~/')}"
+
+
+def _text(element: ElementTree.Element, name: str) -> str:
+    found = element.find(f"{S3_NS}{name}")
+    return found.text or "" if found is not None else ""
+
+
+def _refusal(response: httpx.Response) -> S3Refused:
+    code, message = "HTTP" + str(response.status_code), response.reason_phrase
+    try:
+        root = SafeElementTree.fromstring(response.content)
+    except ElementTree.ParseError:
+        return S3Refused(response.status_code, code, message)
+    return S3Refused(
+        response.status_code,
+        root.findtext("Code") or code,
+        root.findtext("Message") or message,
+    )
