@@ -8,7 +8,8 @@ the server and runs at nice 19, so the kernel gives the serving workers the CPU 
 live set it builds (tens of MiB at a million objects) is returned to the system when it exits.
 
 A small store is still measured in a thread: a child costs a fresh interpreter and its
-imports (about 0.2 s of CPU), more than the whole computation below ``ISOLATE_FROM_BYTES``.
+imports (about 0.2 s of CPU), more than the whole computation below ``ISOLATE_FROM_BYTES`` of
+catalog.
 
     python -m node.metrics.usage_process DATA_DIR   # prints the totals as one JSON object
 """
@@ -27,9 +28,10 @@ from pathlib import Path
 from node.supervisor import die_with_parent
 from storage.ops.usage import UsageTotals, usage_totals
 
-# meta.db (with its WAL) plus segment files: about 1,300 bytes of catalog per object, so this
-# is some 30,000 small objects, or fewer big ones (whose segments take longer to stat only).
-ISOLATE_FROM_BYTES = 64 << 20
+# The work is decoding the catalog's manifests (the segments are only stat'ed), so the
+# catalog's size decides: meta.db and its WAL take about 1,300 bytes an object, so this is
+# some 25,000 objects, whatever their sizes (a single 1 GiB object costs nothing to measure).
+ISOLATE_FROM_BYTES = 32 << 20
 CHILD_NICENESS = 19
 PARENT_ENV = "LAKENODE_USAGE_PARENT"  # the worker's pid: the child exits when it is gone
 
@@ -53,16 +55,9 @@ def compute_usage(data_dir: Path) -> UsageTotals:
         conn.close()
 
 
-def store_bytes(data_dir: Path) -> int:
-    """Bytes of the catalog and segment files (a few stat calls, no reads)."""
-    total = 0
-    for name in ("meta.db", "meta.db-wal"):
-        total += _size(data_dir / name)
-    segment_dir = data_dir / "segments"
-    if segment_dir.is_dir():
-        with os.scandir(segment_dir) as entries:
-            total += sum(_entry_size(entry) for entry in entries)
-    return total
+def catalog_bytes(data_dir: Path) -> int:
+    """Bytes of meta.db and its WAL (two stat calls)."""
+    return sum(_size(data_dir / name) for name in ("meta.db", "meta.db-wal"))
 
 
 def _size(path: Path) -> int:
@@ -72,15 +67,8 @@ def _size(path: Path) -> int:
         return 0
 
 
-def _entry_size(entry: os.DirEntry[str]) -> int:
-    try:
-        return entry.stat().st_size if entry.is_file() else 0
-    except FileNotFoundError:  # retired by GC meanwhile
-        return 0
-
-
 def should_isolate(data_dir: Path) -> bool:
-    return store_bytes(data_dir) >= ISOLATE_FROM_BYTES
+    return catalog_bytes(data_dir) >= ISOLATE_FROM_BYTES
 
 
 async def compute_in_child(data_dir: Path) -> UsageTotals:
