@@ -135,9 +135,9 @@ def build_console_router(ctx: ConsoleContext) -> APIRouter:
 
     @router.post(PREFIX + "signout")
     async def signout(request: Request) -> Response:
-        session, refusal = await _session_for_change(request, ctx, pages)
-        if session is None:
-            return refusal
+        change = await _change(request, ctx, pages)
+        if isinstance(change, Response):
+            return change
         response = _redirect(PREFIX + "signin")
         response.delete_cookie(COOKIE_NAME, path=PREFIX, secure=ctx.secure_cookies,
                                httponly=True, samesite="strict")  # fmt: skip
@@ -165,10 +165,10 @@ def build_console_router(ctx: ConsoleContext) -> APIRouter:
 
     @router.post(PREFIX + "buckets")
     async def bucket_action(request: Request) -> Response:
-        session, refusal = await _session_for_change(request, ctx, pages)
-        if session is None:
-            return refusal
-        form = request.state.console_form
+        change = await _change(request, ctx, pages)
+        if isinstance(change, Response):
+            return change
+        session, form = change.session, change.form
         name, action = form.get("name", ""), form.get("action", "")
         s3 = ctx.s3_as(session)
         try:
@@ -222,23 +222,28 @@ def _session(request: Request, ctx: ConsoleContext) -> Session | None:
     return ctx.signer.check(cookie, ctx.active_secret, int(ctx.clock()))
 
 
-async def _session_for_change(
-    request: Request, ctx: ConsoleContext, pages: Pages
-) -> tuple[Session | None, Response]:
-    """The session of a state-changing POST, or the refusal to send: no session, a foreign
-    Origin, or a missing or wrong CSRF token."""
+@dataclass(frozen=True)
+class Change:
+    """A state-changing POST that passed the checks: its session and its form."""
+
+    session: Session
+    form: dict[str, str]
+
+
+async def _change(request: Request, ctx: ConsoleContext, pages: Pages) -> Change | Response:
+    """Check a state-changing POST: a session, no foreign Origin, the session's CSRF token.
+    Returns the change, or the response that refuses it."""
     session = _session(request, ctx)
     if session is None:
-        return None, _redirect(PREFIX + "signin")
+        return _redirect(PREFIX + "signin")
     if not _same_origin(request):
-        return None, _forbidden(pages, "The request came from another site.")
+        return _forbidden(pages, "The request came from another site.")
     form = await _form(request)
     if form is None:
-        return None, _forbidden(pages, "The form is too large.", 413)
+        return _forbidden(pages, "The form is too large.", 413)
     if not ctx.signer.csrf_valid(session, form.get("csrf")):
-        return None, _forbidden(pages, "The form's CSRF token is missing or wrong.")
-    request.state.console_form = form
-    return session, _redirect(PREFIX)
+        return _forbidden(pages, "The form's CSRF token is missing or wrong.")
+    return Change(session, form)
 
 
 def _forbidden(pages: Pages, message: str, status: int = 403) -> Response:
