@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from storage.segments import fsync_directory
+
 SECRET_FILE: Final = "console.key"
 SECRET_BYTES: Final = 32
 SESSION_MAX_S: Final = 12 * 3600
@@ -75,7 +77,7 @@ def load_console_secret(data_dir: Path) -> bytes:
         pass
     finally:
         temporary.unlink()
-    _fsync_dir(data_dir)
+    fsync_directory(data_dir)
     return _read_secret(path)
 
 
@@ -84,14 +86,6 @@ def _read_secret(path: Path) -> bytes:
     if len(secret) != SECRET_BYTES:
         raise ValueError(f"{path} holds {len(secret)} bytes, not {SECRET_BYTES}: remove it")
     return secret
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class SessionSigner:
