@@ -22,7 +22,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.types import ASGIApp
 
 from api.keyring import KeyRing
-from node.console.s3_self import S3Refused, SelfS3
+from node.console.s3_self import BucketEntry, S3Refused, SelfS3
 from node.console.sessions import COOKIE_NAME, Session, SessionSigner, load_console_secret
 from node.console.throttle import SignInThrottle
 
@@ -148,11 +148,7 @@ def build_console_router(ctx: ConsoleContext) -> APIRouter:
         session = _session(request, ctx)
         if session is None:
             return _redirect(PREFIX + "signin")
-        try:
-            buckets = await ctx.s3_as(session).list_buckets()
-            error = None
-        except S3Refused as refused:
-            buckets, error = [], str(refused)
+        buckets, error = await _visible_buckets(ctx, session)
         return _page(pages, ctx, session, "overview.html", title="Overview",
                      node_id=ctx.node_id(), buckets=buckets, error=error)  # fmt: skip
 
@@ -185,13 +181,21 @@ def build_console_router(ctx: ConsoleContext) -> APIRouter:
     return router
 
 
+async def _visible_buckets(
+    ctx: ConsoleContext, session: Session
+) -> tuple[list[BucketEntry], str | None]:
+    """The buckets S3 lists for the key, or none and S3's refusal to show."""
+    try:
+        return await ctx.s3_as(session).list_buckets(), None
+    except S3Refused as refused:
+        return [], str(refused)
+
+
 async def _buckets(
     pages: Pages, ctx: ConsoleContext, session: Session, error: str | None, status: int
 ) -> Response:
-    try:
-        buckets = await ctx.s3_as(session).list_buckets()
-    except S3Refused as refused:
-        buckets, error = [], error or str(refused)
+    buckets, refusal = await _visible_buckets(ctx, session)
+    error = error or refusal
     return _page(pages, ctx, session, "buckets.html", status, title="Buckets",
                  buckets=buckets, error=error)  # fmt: skip
 

@@ -10,7 +10,6 @@ in the access log, under the key that made them.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ElementTree
-from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -51,28 +50,14 @@ class SelfS3:
         self._secret_key = secret_key
         self._region = region
 
-    async def request(
-        self,
-        method: str,
-        path: str,
-        query: Mapping[str, str] | None = None,
-        body: bytes = b"",
-        headers: Mapping[str, str] | None = None,
-    ) -> httpx.Response:
+    async def request(self, method: str, path: str) -> httpx.Response:
         """Send to ``path`` (URL-encoded by the caller: see bucket_path); raise S3Refused for
         an S3 error answer (status >= 300)."""
         url = SELF_URL + path
-        if query:
-            url += "?" + "&".join(
-                f"{quote(name, safe='-_.~')}={quote(value, safe='-_.~')}"
-                for name, value in sorted(query.items())
-            )
-        signed = sign_headers(
-            method, url, dict(headers or {}), self._access_key, self._secret_key, self._region
-        )
+        signed = sign_headers(method, url, {}, self._access_key, self._secret_key, self._region)
         transport = httpx.ASGITransport(app=self._app)
         async with httpx.AsyncClient(transport=transport) as client:
-            response = await client.request(method, url, content=body, headers=signed)
+            response = await client.request(method, url, headers=signed)
         if response.status_code >= 300:
             raise _refusal(response)
         return response
