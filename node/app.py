@@ -31,7 +31,8 @@ from node.admin.maintenance import Maintenance
 from node.admin.server import AdminBackend, AdminServer
 from node.admin.status import collect_status
 from node.config import SERVE_RECORD, ServeConfig
-from node.console.routes import ConsoleContext, build_console_router
+from node.console.routes import build_console_router
+from node.console.web import ConsoleContext
 from node.internal import (
     ForwardToPrimary,
     InternalServer,

@@ -29,9 +29,13 @@ log = logging.getLogger("lakenode.node")
 
 LOCAL_METRICS_PATH = "/local-metrics"
 # Paths the other workers hand to the primary (see the module docstring).
-FORWARDED_PREFIXES = ("/_lakenode/repl/", "/_lakenode/repl?")
+FORWARDED_PREFIXES = ("/_lakenode/repl/", "/_lakenode/repl?", "/_lakenode/console/")
 METRICS_PATH = "/_lakenode/metrics"
-FORWARDED_PATHS = frozenset((METRICS_PATH, "/_lakenode/repl"))
+FORWARDED_PATHS = frozenset((METRICS_PATH, "/_lakenode/repl", "/_lakenode/console"))
+# The client's address, which a forwarded request would otherwise lose (the console's sign-in
+# throttle counts per address). Only the internal socket reads it: only the node's own user
+# can connect there, and the forwarding worker replaces whatever a client sent.
+CLIENT_HEADER = b"x-lakenode-client"
 FETCH_TIMEOUT_S = 5.0
 # A forwarded request may be a bootstrap page or a long push: as long as any client waits.
 FORWARD_TIMEOUT = httpx.Timeout(connect=5.0, read=300.0, write=300.0, pool=5.0)
@@ -55,11 +59,18 @@ def internal_app(local_metrics: Callable[[], bytes], fallback: ASGIApp | None) -
         if scope["path"] == LOCAL_METRICS_PATH and scope["method"] == "GET":
             await _answer(send, 200, local_metrics())
         elif fallback is not None:
-            await fallback(scope, receive, send)
+            await fallback(_with_forwarded_client(scope), receive, send)
         else:
             await _answer(send, 404, b"not here: this is not the primary worker\n")
 
     return app
+
+
+def _with_forwarded_client(scope: Scope) -> Scope:
+    for name, value in scope["headers"]:
+        if name == CLIENT_HEADER:
+            return {**scope, "client": (value.decode("latin-1"), 0)}
+    return scope
 
 
 async def _answer(send: Send, status: int, body: bytes) -> None:
@@ -120,7 +131,7 @@ class ForwardToPrimary:
         request = self._client.build_request(
             scope["method"],
             "http://primary" + target.decode("latin-1"),
-            headers=[(name, value) for name, value in scope["headers"]],
+            headers=[*_headers_but_client(scope["headers"]), (CLIENT_HEADER, _client_of(scope))],
             content=_body(receive) if _has_body(scope) else None,
         )
         try:
@@ -142,6 +153,15 @@ class ForwardToPrimary:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _headers_but_client(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    return [(name, value) for name, value in headers if name != CLIENT_HEADER]
+
+
+def _client_of(scope: Scope) -> bytes:
+    client = scope.get("client")
+    return (client[0] if client else "unknown").encode("latin-1")
 
 
 def _has_body(scope: Scope) -> bool:

@@ -1,0 +1,11 @@
+"""The object browser: prefixes, objects, versions, uploads and share links."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from node.console.web import Pages
+
+
+def build_router(pages: Pages) -> APIRouter:
+    return APIRouter(include_in_schema=False)
