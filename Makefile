@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 LAKENODE_ACCESS_KEY ?= lakenode
 LAKENODE_SECRET_KEY ?= lakenode-secret
 
-.PHONY: run test lint bench fmt clean
+.PHONY: run test lint bench fmt clean screenshots
 
 # Re-install when a package appears: an editable install maps packages when it is made.
 $(STAMP): pyproject.toml $(wildcard node/__init__.py api/__init__.py storage/__init__.py replication/__init__.py)
@@ -41,6 +41,10 @@ lint: $(STAMP)
 fmt: $(STAMP)
 	$(BIN)/ruff format node api storage replication tests
 	$(BIN)/ruff check --fix node api storage replication tests
+
+# The console's pictures in docs/console.md, taken by its browser tests in headless Chromium.
+screenshots: $(STAMP)
+	LAKENODE_SCREENSHOTS=docs/console $(BIN)/python -m pytest -q -p no:cacheprovider tests/integration/console
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench.run

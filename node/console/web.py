@@ -36,7 +36,9 @@ SECURITY_HEADERS: Final = {
     ),
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",
-    "referrer-policy": "no-referrer",
+    # Not no-referrer: under it a browser sends "Origin: null" with the console's own form
+    # POSTs, and the same-origin check could not tell them from another site's.
+    "referrer-policy": "same-origin",
     "cache-control": "no-store",
 }
 

@@ -1,0 +1,154 @@
+"""A real headless Chromium for the console's browser tests (Debian's ``chromium`` and
+``chromedriver``, driven by Selenium; .ci/run installs them).
+
+``Browser`` wraps one WebDriver session with what the tests need: sign in, open a console
+page, wait for an element or a condition, and take a screenshot for docs/console.md.
+Screenshots are written only when ``LAKENODE_SCREENSHOTS`` names a folder (so a test run
+leaves the repository alone): ``make screenshots`` sets it to docs/console/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Final
+
+import pytest
+
+from tests.integration.programs import require_program
+
+PREFIX: Final = "/_lakenode/console/"
+WAIT_S: Final = 30.0
+# The flags the workplace's probe found needed: no sandbox as root, and no background
+# connections (the machine's network is closed, and tests use loopback only).
+CHROMIUM_FLAGS: Final = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--window-size=1280,900",
+)
+
+
+def _selenium() -> Any:
+    try:
+        import selenium.webdriver
+    except ImportError:
+        message = "selenium is not installed (pip install -e '.[test]')"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return selenium.webdriver
+
+
+class Browser:
+    """One headless Chromium, pointed at one node's console."""
+
+    def __init__(self, driver: Any, base_url: str, downloads: Path) -> None:
+        self.driver = driver
+        self.base_url = base_url
+        self.downloads = downloads
+
+    def open(self, page: str = "") -> None:
+        self.driver.get(self.base_url + PREFIX + page)
+
+    def sign_in(self, access_key: str, secret_key: str) -> None:
+        self.open("signin")
+        self.find("input[name=access_key]").send_keys(access_key)
+        self.find("input[name=secret_key]").send_keys(secret_key)
+        self.find("form.signin button[type=submit]").click()
+        self.wait_for(lambda: "/signin" not in self.driver.current_url, "the sign-in to finish")
+
+    def find(self, css: str) -> Any:
+        """The first element matching ``css``, waiting until it is there."""
+        from selenium.webdriver.common.by import By
+
+        self.wait_for(lambda: self.driver.find_elements(By.CSS_SELECTOR, css), f"{css!r}")
+        return self.driver.find_element(By.CSS_SELECTOR, css)
+
+    def find_all(self, css: str) -> list[Any]:
+        from selenium.webdriver.common.by import By
+
+        return list(self.driver.find_elements(By.CSS_SELECTOR, css))
+
+    def text(self, css: str = "main") -> str:
+        return str(self.find(css).text)
+
+    def wait_for(self, condition: Callable[[], Any], what: str, timeout_s: float = WAIT_S) -> Any:
+        """Poll ``condition`` until it is truthy; fail naming ``what`` and the page's text."""
+        from selenium.common.exceptions import TimeoutException
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        try:
+            return WebDriverWait(self.driver, timeout_s, poll_frequency=0.1).until(
+                lambda _driver: condition()
+            )
+        except TimeoutException:
+            body = self.driver.find_element("tag name", "body").text[:2000]
+            pytest.fail(f"waited {timeout_s} s for {what}; the page shows:\n{body}")
+
+    def wait_for_text(self, text: str, css: str = "main", timeout_s: float = WAIT_S) -> None:
+        from selenium.webdriver.common.by import By
+
+        def shown() -> bool:
+            return any(text in element.text for element in
+                       self.driver.find_elements(By.CSS_SELECTOR, css))  # fmt: skip
+
+        self.wait_for(shown, f"{text!r} in {css!r}", timeout_s)
+
+    def screenshot(self, name: str) -> None:
+        """Save the page as LAKENODE_SCREENSHOTS/<name>.png (only when that is set)."""
+        folder = os.environ.get("LAKENODE_SCREENSHOTS")
+        if not folder:
+            return
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        height = self.driver.execute_script("return document.documentElement.scrollHeight")
+        self.driver.set_window_size(1280, max(600, min(int(height) + 40, 2400)))
+        self.driver.save_screenshot(str(Path(folder) / f"{name}.png"))
+        self.driver.set_window_size(1280, 900)
+
+    def console_errors(self) -> list[str]:
+        """Severe messages of the page's JavaScript console (a script error fails a test)."""
+        return [
+            entry["message"]
+            for entry in self.driver.get_log("browser")
+            if entry.get("level") == "SEVERE" and "favicon" not in entry["message"]
+        ]
+
+
+@contextmanager
+def chromium(base_url: str) -> Iterator[Browser]:
+    """A fresh headless Chromium with its own empty profile and download folder."""
+    webdriver = _selenium()
+    from selenium.webdriver.chrome.service import Service
+
+    binary, driver_path = require_program("chromium"), require_program("chromedriver")
+    profile = Path(tempfile.mkdtemp(prefix="lakenode-chromium-"))
+    downloads = profile / "downloads"
+    downloads.mkdir()
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile / 'profile'}"):
+        options.add_argument(flag)
+    options.add_experimental_option(
+        "prefs",
+        {"download.default_directory": str(downloads), "download.prompt_for_download": False},
+    )
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    try:
+        driver.set_page_load_timeout(WAIT_S)
+        yield Browser(driver, base_url, downloads)
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
