@@ -9,7 +9,9 @@ in the access log, under the key that made them.
 
 from __future__ import annotations
 
+import hashlib
 import xml.etree.ElementTree as ElementTree
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -17,7 +19,7 @@ import defusedxml.ElementTree as SafeElementTree
 import httpx
 from starlette.types import ASGIApp
 
-from api.sigv4_signing import sign_headers
+from api.sigv4_signing import presign_url, sign_headers
 
 SELF_URL = "http://console.lakenode.internal"  # never resolved: the transport is the app
 S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
@@ -50,17 +52,36 @@ class SelfS3:
         self._secret_key = secret_key
         self._region = region
 
-    async def request(self, method: str, path: str) -> httpx.Response:
-        """Send to ``path`` (URL-encoded by the caller: see bucket_path); raise S3Refused for
-        an S3 error answer (status >= 300)."""
-        url = SELF_URL + path
-        signed = sign_headers(method, url, {}, self._access_key, self._secret_key, self._region)
+    async def request(
+        self,
+        method: str,
+        path: str,
+        query: str = "",
+        body: bytes = b"",
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send to ``path`` (URL-encoded by the caller: see bucket_path) with ``query``
+        (encoded: see query_string); raise S3Refused for an S3 error answer (status >= 300).
+        A body is signed by its SHA-256, as the SDKs do."""
+        url = SELF_URL + path + (f"?{query}" if query else "")
+        payload_hash = hashlib.sha256(body).hexdigest()
+        signed = sign_headers(method, url, dict(headers or {}), self._access_key,
+                              self._secret_key, self._region, payload_hash)  # fmt: skip
         transport = httpx.ASGITransport(app=self._app)
         async with httpx.AsyncClient(transport=transport) as client:
-            response = await client.request(method, url, headers=signed)
+            response = await client.request(method, url, headers=signed, content=body)
         if response.status_code >= 300:
             raise _refusal(response)
         return response
+
+    def presign(
+        self, method: str, base_url: str, path: str, query: str = "", expires_s: int = 3600
+    ) -> str:
+        """A presigned URL for the browser to call S3 itself at ``base_url`` (the address the
+        browser reached the console at: the signature covers its Host)."""
+        url = base_url.rstrip("/") + path + (f"?{query}" if query else "")
+        return presign_url(method, url, self._access_key, self._secret_key, expires_s,
+                           self._region)  # fmt: skip
 
     async def list_buckets(self) -> list[BucketEntry]:
         root = SafeElementTree.fromstring((await self.request("GET", "/")).content)
@@ -82,6 +103,15 @@ def bucket_path(bucket: str, key: str | None = None) -> str:
     decides whether it is valid."""
     path = "/" + quote(bucket, safe="-_.~")
     return path if key is None else f"{path}/{quote(key, safe='-_.~/')}"
+
+
+def query_string(params: Mapping[str, str]) -> str:
+    """``params`` encoded for a query (every reserved character escaped; '' values kept as
+    bare names, as S3 subresources are written: ``versioning``, ``uploads``)."""
+    return "&".join(
+        quote(name, safe="-_.~") + (f"={quote(value, safe='-_.~')}" if value else "")
+        for name, value in params.items()
+    )
 
 
 def _text(element: ElementTree.Element, name: str) -> str:
