@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.bench import report, servers
+from tests.bench import console_cost, report, servers
 from tests.bench.http_client import HttpConnection
 from tests.bench.payload import Payload
 from tests.bench.s3client import Credentials, RequestFailed, S3Client, Signer, load_signer
@@ -77,6 +77,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json-out", type=Path, default=DEFAULT_JSON)
     p.add_argument("--work-dir", type=Path, default=None, help="parent of the temp data dir")
     p.add_argument("--keep-data", action="store_true", help="keep server data and logs")
+    p.add_argument(
+        "--console-rounds",
+        type=int,
+        default=2,
+        help="rounds of the console's cost (console off, then on; 0 skips it)",
+    )
     p.add_argument(
         "--no-pin-client",
         action="store_true",
@@ -203,6 +209,21 @@ def run_target(
     return outcome
 
 
+def measure_console_cost(
+    workdir: Path, settings: Settings, args: argparse.Namespace, payload: Payload
+) -> list[console_cost.Round]:
+    """The console's cost (tests/bench/console_cost.py): the main bench's 4 KiB phases."""
+    small = argparse.Namespace(**{**vars(args), "sizes": [console_cost.KIB4]})
+
+    def measure(target: servers.Target) -> RunState:
+        state = RunState()
+        run_async(bench_target(target, settings, small, payload, load_signer(), state))
+        return state
+
+    return console_cost.run(workdir, CREDS.access_key, CREDS.secret_key, args.console_rounds,
+                            measure)  # fmt: skip
+
+
 def summarize(outcomes: dict[str, TargetOutcome], args: argparse.Namespace) -> list[str]:
     """Print tables and checks; returns the reasons for a non-zero exit."""
     results = {n: o.state.results for n, o in outcomes.items() if o.state.results}
@@ -266,14 +287,27 @@ def main(argv: list[str] | None = None) -> int:
     cpus = sorted(servers.SERVER_CPUS) if servers.SERVER_CPUS else "all"
     print(f"client runs on {where}; servers on CPUs {cpus}", flush=True)
     outcomes: dict[str, TargetOutcome] = {}
+    console_rounds: list[console_cost.Round] = []
     try:
         for name in args.targets:
             outcomes[name] = run_target(name, workdir, settings, args, payload)
+        if args.console_rounds > 0:
+            console_rounds = measure_console_cost(workdir, settings, args, payload)
     finally:
         if not args.keep_data:
             shutil.rmtree(workdir, ignore_errors=True)
     reasons = summarize(outcomes, args)
-    report.write_json(args.json_out, json_document(outcomes, settings, args, client_cpu))
+    if console_rounds:
+        console_cost.print_table(console_rounds)
+        print("\nConsole checks (informational):")
+        for check in console_cost.checks(console_rounds):
+            print("  " + check.line())
+    document = json_document(outcomes, settings, args, client_cpu)
+    document["console"] = {
+        "rounds": [row.to_json() for row in console_rounds],
+        "checks": [vars(c) for c in console_cost.checks(console_rounds)] if console_rounds else [],
+    }
+    report.write_json(args.json_out, document)
     print(f"\nJSON results: {args.json_out}")
     if reasons:
         print("\nEXIT 1: " + "; ".join(reasons))

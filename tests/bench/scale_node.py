@@ -82,7 +82,7 @@ class Node:
     def pss(self) -> int:
         """The tree's proportional set size: pages shared between its processes (the
         interpreter, libraries, copy-on-write pages) counted once, not once per worker."""
-        return tree_rss(self.target.proc.pid, _pss) if self.target is not None else 0
+        return tree_pss(self.target.proc.pid) if self.target is not None else 0
 
     def meta_bytes(self) -> int:
         return sum(
@@ -137,6 +137,11 @@ def tree_rss(pid: int, measure: Callable[[int], int] = _rss) -> int:
         total += measure(current)
         todo += _children(current)
     return total
+
+
+def tree_pss(pid: int) -> int:
+    """PSS of the process tree: pages shared between the workers counted once."""
+    return tree_rss(pid, _pss)
 
 
 def du(path: Path) -> int:

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -196,15 +196,18 @@ def start_lakenode(
     secret_key: str,
     reuse_data: bool = False,
     workers: int = 1,
+    extra_args: Sequence[str] = (),
+    name: str | None = None,
 ) -> Target:
     """Start lakenode with ``workers`` worker processes on WORKDIR/NAME-data (kept as is when
-    ``reuse_data``: a restart). NAME is ``lakenode``, or ``lakenode-wN`` for N > 1."""
+    ``reuse_data``: a restart). NAME is ``name`` if given, else ``lakenode``, or
+    ``lakenode-wN`` for N > 1. ``extra_args`` go to `lakenode serve` as they are."""
     # The node package is found before node/cli/main.py is written; don't count that as a
     # failed start.
     if importlib.util.find_spec("node.cli.main") is None:
         raise TargetUnavailable("node.cli.main does not exist yet, so `lakenode serve` cannot run")
-    name = lakenode_target_name(workers)
-    extra = lakenode_workers_args(workers)
+    name = name or lakenode_target_name(workers)
+    extra = [*lakenode_workers_args(workers), *extra_args]
     (port,) = free_ports(1)
     data = workdir / f"{name}-data"
     data.mkdir(exist_ok=reuse_data)
