@@ -418,6 +418,7 @@ def _console_context(state: NodeState, s3_app: Callable[[], ASGIApp]) -> Console
         region=config.region,
         secure_cookies=config.scheme == "https",
         node_id=node_id,
+        key_store=state.require_store,
     )
 
 

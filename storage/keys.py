@@ -153,6 +153,14 @@ def set_status(conn: sqlite3.Connection, access_key: str, status: str) -> None:
         _bump(conn, access_key)
 
 
+def set_policy(conn: sqlite3.Connection, access_key: str, policy: str) -> None:
+    """Replace a key's identity policy ("" removes it); the caller has validated it."""
+    with _transaction(conn):
+        get_key(conn, access_key)
+        conn.execute("UPDATE access_keys SET policy = ? WHERE access_key = ?", (policy, access_key))
+        _bump(conn, access_key)
+
+
 def delete_key(conn: sqlite3.Connection, access_key: str) -> None:
     with _transaction(conn):
         get_key(conn, access_key)

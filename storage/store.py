@@ -441,6 +441,12 @@ class Store:
     async def list_keys(self) -> list[keys.AccessKey]:
         return await self._reader_db.run(keys.list_keys)
 
+    async def change_keys(self, change: Callable[..., T], *args: Any) -> T:
+        """Run a storage/keys.py change (``change(conn, *args)``, its own transaction) on the
+        writer connection's thread, between group-commit batches: the node's one SQLite
+        writer, and never the event loop's thread."""
+        return await self._writer_db.run(change, *args)
+
     # ---- primitives for the replication side (storage/sync/site.py) -------------------------
 
     async def read_chunk(self, chunk: ChunkRef) -> bytes:

@@ -13,9 +13,8 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from api.errors import S3Error
-from api.policy import parse_policy
 from node.config import add_data_dir_argument
+from node.key_rules import BadKeyRequest, new_access_key
 from storage import keys
 from storage.database import secure_files
 from storage.schema import PRAGMAS, migrate
@@ -125,27 +124,25 @@ def _create(
 ) -> int:
     if (args.access_key is None) != (args.secret_key is None):
         parser.error("argument --access-key/--secret-key: give both or neither")
-    access, secret = (args.access_key, args.secret_key) if args.access_key else keys.generate_pair()
-    policy = ""
+    policy = None
     if args.policy is not None:
         try:
             policy = args.policy.read_text()
-            parse_policy(policy)
         except OSError as exc:
             parser.error(f"argument --policy: cannot read {args.policy}: {exc.strerror}")
-        except S3Error as exc:
-            parser.error(f"argument --policy: {exc.message}")
-    created = keys.create_key(
-        conn,
-        keys.AccessKey(
-            access,
-            secret,
+    try:
+        wanted = new_access_key(
+            args.access_key,
+            args.secret_key,
             read_only=args.read_only,
-            buckets=tuple(args.bucket),
+            buckets=args.bucket,
             policy=policy,
             replication=args.replication,
-        ),
-    )
+        )
+    except BadKeyRequest as exc:
+        parser.error(f"argument --{exc.field}: {exc}")
+    created = keys.create_key(conn, wanted)
+    secret = wanted.secret_key
     if args.json:
         print(json.dumps({**_described(created), "secret_key": secret}, indent=2))
     else:
