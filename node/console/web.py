@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs, urlsplit
 
 import jinja2
@@ -24,6 +24,9 @@ from api.keyring import KeyRing
 from node.console.s3_self import S3Refused, SelfS3
 from node.console.sessions import COOKIE_NAME, Session, SessionSigner, load_console_secret
 from node.console.throttle import SignInThrottle
+
+if TYPE_CHECKING:
+    from node.console.node_facts import NodeView
 
 PREFIX: Final = "/_lakenode/console/"
 FORM_BYTES_MAX: Final = 16 << 10  # sign-in and settings forms are small; refuse more
@@ -55,6 +58,8 @@ class ConsoleContext:
     node_id: Callable[[], str]
     throttle: SignInThrottle = field(default_factory=SignInThrottle)
     clock: Callable[[], float] = time.time
+    # The running node's figures (overview, replication); None where there is no node.
+    node: NodeView | None = None
     _signer: SessionSigner | None = None
 
     @property
