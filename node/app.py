@@ -31,6 +31,7 @@ from node.admin.maintenance import Maintenance
 from node.admin.server import AdminBackend, AdminServer
 from node.admin.status import collect_status
 from node.config import SERVE_RECORD, ServeConfig
+from node.console.node_facts import NodeSources, NodeView
 from node.console.routes import build_console_router
 from node.console.web import ConsoleContext
 from node.internal import (
@@ -308,6 +309,8 @@ def build_app(config: ServeConfig, worker: int | None = None, recover: bool = Fa
     """The node's applications; ``worker``: this process's index under a supervisor;
     ``recover``: that worker recovers the data dir first (the primary at the node's start)."""
     state = NodeState(config, worker)
+    # The console's figures and charts: in the primary, which serves every console request.
+    console_view = _console_view(state) if config.console and state.primary else None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -337,6 +340,9 @@ def build_app(config: ServeConfig, worker: int | None = None, recover: bool = Fa
         tasks = [asyncio.create_task(_poll_keys(store, state.keyring), name="key-poller")]
         if state.primary:
             once = await _start_once_per_node(state, store, site)
+            if console_view is not None:
+                sampler = console_view.sampler.run_forever()
+                tasks.append(asyncio.create_task(sampler, name="console-sampler"))
         else:
             await state.maintenance.restore(store)
             tasks.append(asyncio.create_task(_follow_peer_ids(state, site), name="peer-ids"))
@@ -391,7 +397,8 @@ def build_app(config: ServeConfig, worker: int | None = None, recover: bool = Fa
 
     add_probe_routes(app, state)
     if config.console:  # on the S3 address only: never on --metrics-listen
-        app.include_router(build_console_router(_console_context(state, lambda: main_app)))
+        context = _console_context(state, lambda: main_app, console_view)
+        app.include_router(build_console_router(context))
     probes = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     add_probe_routes(probes, state)
     dispatcher = S3Dispatcher(app, settings, state.require_runtime, state.metrics.requests)
@@ -405,7 +412,9 @@ def build_app(config: ServeConfig, worker: int | None = None, recover: bool = Fa
     return NodeApps(main=main_app, probes=probes_app)
 
 
-def _console_context(state: NodeState, s3_app: Callable[[], ASGIApp]) -> ConsoleContext:
+def _console_context(
+    state: NodeState, s3_app: Callable[[], ASGIApp], view: NodeView | None = None
+) -> ConsoleContext:
     config = state.config
 
     def node_id() -> str:
@@ -419,6 +428,24 @@ def _console_context(state: NodeState, s3_app: Callable[[], ASGIApp]) -> Console
         secure_cookies=config.scheme == "https",
         node_id=node_id,
         key_store=state.require_store,
+        node=view,
+    )
+
+
+def _console_view(state: NodeState) -> NodeView:
+    config = state.config
+    return NodeView(
+        NodeSources(
+            data_dir=config.data_dir,
+            address=f"{config.scheme}://{config.host}:{config.port}",
+            site=lambda: state.site,
+            pullers=state.pullers,
+            peer_verify=state.peer_verify,
+            maintenance=state.maintenance,
+            metrics=state.metrics,
+            started_monotonic=state.started_monotonic,
+            other_workers=range(1, config.workers) if state.shared is not None else range(0),
+        )
     )
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from node.cli.repl_common import Verify, fail, running_node_client
-from node.metrics.replication import full_reports
+from node.metrics.replication import full_reports, peer_state
 from replication.client import PeerUnavailable, Signer
 from replication.protocol import ProtocolError
 from replication.puller import PeerState
@@ -62,20 +62,6 @@ async def _running_node_status(data_dir: Path, sign: Signer) -> dict[str, Any]:
     if not all(isinstance(row, dict) for row in document["peers"]):
         raise ProtocolError("the node's status answer has malformed peers")
     return document
-
-
-def peer_state(row: Mapping[str, Any]) -> str:
-    """A word or two for a peer's row; "in sync" only with nothing pending and a match."""
-    if row.get("in_sync"):
-        return "in sync"
-    if row.get("link_up") is not True:
-        return "down" if row.get("url") else "not configured"
-    if row.get("backlog_ops") or row.get("behind_ops"):
-        return "catching up"
-    validate = row.get("last_validate")
-    if not validate:
-        return "not validated"
-    return "differs" if validate.get("differences") else "pending"
 
 
 def format_status(document: Mapping[str, Any]) -> str:

@@ -27,6 +27,7 @@ from node.console.throttle import SignInThrottle
 
 if TYPE_CHECKING:
     from storage.store import Store
+    from node.console.node_facts import NodeView
 
 PREFIX: Final = "/_lakenode/console/"
 FORM_BYTES_MAX: Final = 16 << 10  # sign-in and settings forms are small; refuse more
@@ -61,6 +62,8 @@ class ConsoleContext:
     # The node's open store, for the Keys page's catalog reads and writes (the root key's
     # admin operations, as the CLI's); raises StoreUnavailable while the store is closed.
     key_store: Callable[[], Store] | None = None
+    # The running node's figures (overview, replication); None where there is no node.
+    node: NodeView | None = None
     _signer: SessionSigner | None = None
 
     @property

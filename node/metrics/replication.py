@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -93,6 +93,21 @@ class PeerReport:
             "bootstrap_progress": self.bootstrap_progress,
             "in_sync": self.in_sync,
         }
+
+
+def peer_state(row: Mapping[str, Any]) -> str:
+    """A word or two for a peer's row (:meth:`PeerReport.to_json`): "in sync" only with
+    nothing pending and a match. `lakenode repl status` and the console show this word."""
+    if row.get("in_sync"):
+        return "in sync"
+    if row.get("link_up") is not True:
+        return "down" if row.get("url") else "not configured"
+    if row.get("backlog_ops") or row.get("behind_ops"):
+        return "catching up"
+    validate = row.get("last_validate")
+    if not validate:
+        return "not validated"
+    return "differs" if validate.get("differences") else "pending"
 
 
 def lag_seconds(oldest_hlc: int | None, now_ms: int) -> float:
