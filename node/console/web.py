@@ -26,8 +26,8 @@ from node.console.sessions import COOKIE_NAME, Session, SessionSigner, load_cons
 from node.console.throttle import SignInThrottle
 
 if TYPE_CHECKING:
-    from storage.store import Store
     from node.console.node_facts import NodeView
+    from storage.store import Store
 
 PREFIX: Final = "/_lakenode/console/"
 FORM_BYTES_MAX: Final = 16 << 10  # sign-in and settings forms are small; refuse more
