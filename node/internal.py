@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 
 import httpx
@@ -116,7 +117,12 @@ class ForwardToPrimary:
         self._app = app
         self._forward_path = forward
         transport = httpx.AsyncHTTPTransport(uds=unix_address(worker_socket(data_dir, PRIMARY)))
-        self._client = httpx.AsyncClient(transport=transport, timeout=FORWARD_TIMEOUT)
+        # A jar that keeps nothing: this one client carries every client's requests, and a
+        # cookie kept from one answer (a console sign-in's Set-Cookie) would be sent with the
+        # next request of anyone who sent none, signed in as someone else.
+        self._client = httpx.AsyncClient(
+            transport=transport, timeout=FORWARD_TIMEOUT, cookies=_cookies_never_kept()
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self._forward_path(scope["path"]):
@@ -153,6 +159,10 @@ class ForwardToPrimary:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _cookies_never_kept() -> CookieJar:
+    return CookieJar(DefaultCookiePolicy(allowed_domains=[]))  # no domain may set a cookie
 
 
 def _headers_but_client(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

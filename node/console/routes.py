@@ -14,7 +14,7 @@ from typing import Final
 
 from fastapi import APIRouter, Request, Response
 
-from node.console import buckets, keys, objects, overview, replication
+from node.console import bucket_settings, buckets, keys, objects, overview, replication
 from node.console.sessions import COOKIE_NAME
 from node.console.web import (
     HERE,
@@ -30,7 +30,7 @@ from node.console.web import (
 )
 
 MEDIA_TYPES: Final = {".css": "text/css", ".js": "text/javascript"}
-PAGE_MODULES: Final = (overview, buckets, objects, keys, replication)
+PAGE_MODULES: Final = (overview, buckets, bucket_settings, objects, keys, replication)
 
 
 def build_console_router(ctx: ConsoleContext) -> APIRouter:

@@ -153,16 +153,19 @@ class Change:
     form: dict[str, str]
 
 
-async def checked_change(request: Request, pages: Pages) -> Change | Response:
+async def checked_change(
+    request: Request, pages: Pages, limit: int = FORM_BYTES_MAX
+) -> Change | Response:
     """Check a state-changing form POST: a session, no foreign Origin, the session's CSRF
-    token. Returns the change, or the response that refuses it."""
+    token. Returns the change, or the response that refuses it. ``limit``: the form's size
+    cap, raised by pages whose forms carry a document (a bucket policy, CORS rules)."""
     ctx = pages.ctx
     session = session_of(request, ctx)
     if session is None:
         return redirect(PREFIX + "signin")
     if not same_origin(request):
         return pages.forbidden("The request came from another site.")
-    form = await read_form(request)
+    form = await read_form(request, limit)
     if form is None:
         return pages.forbidden("The form is too large.", 413)
     if not ctx.signer.csrf_valid(session, form.get("csrf")):

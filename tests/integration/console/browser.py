@@ -9,6 +9,7 @@ leaves the repository alone): ``make screenshots`` sets it to docs/console/.
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import tempfile
@@ -107,15 +108,22 @@ class Browser:
         self.wait_for(shown, f"{text!r} in {css!r}", timeout_s)
 
     def screenshot(self, name: str) -> None:
-        """Save the page as LAKENODE_SCREENSHOTS/<name>.png (only when that is set)."""
+        """Save the whole page, not only the window, as LAKENODE_SCREENSHOTS/<name>.png (only
+        when that is set). Headless Chromium caps a window's height, so the picture is taken
+        through the DevTools protocol, beyond the viewport."""
         folder = os.environ.get("LAKENODE_SCREENSHOTS")
         if not folder:
             return
         Path(folder).mkdir(parents=True, exist_ok=True)
-        height = self.driver.execute_script("return document.documentElement.scrollHeight")
-        self.driver.set_window_size(1280, max(600, min(int(height) + 40, 2400)))
-        self.driver.save_screenshot(str(Path(folder) / f"{name}.png"))
-        self.driver.set_window_size(1280, 900)
+        width, height = self.driver.execute_script(
+            "const e = document.documentElement; return [e.scrollWidth, e.scrollHeight];"
+        )
+        clip = {"x": 0, "y": 0, "width": int(width), "height": min(int(height), 4000), "scale": 1}
+        shot = self.driver.execute_cdp_cmd(
+            "Page.captureScreenshot",
+            {"format": "png", "captureBeyondViewport": True, "fromSurface": True, "clip": clip},
+        )
+        (Path(folder) / f"{name}.png").write_bytes(base64.b64decode(shot["data"]))
 
     def console_errors(self) -> list[str]:
         """Severe messages of the page's JavaScript console (a script error fails a test)."""
