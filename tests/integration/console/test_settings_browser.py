@@ -1,6 +1,7 @@
 """The bucket settings page in a real headless Chromium: versioning and a lifecycle rule
-through the forms, the policy editor's inline JSON check (client side), and the screenshots
-of docs/console.md (``settings``, ``policy-error``)."""
+through the forms (then the object browser's versions of a key), the policy editor's inline
+JSON check (client side), and the screenshots of docs/console.md (``settings``,
+``policy-error``, ``versions``)."""
 
 from __future__ import annotations
 
@@ -75,6 +76,23 @@ def test_enable_versioning_and_add_a_lifecycle_rule(browser: Browser, bucket: st
     assert "Enabled" in browser.text(".versioning-status")
     browser.driver.execute_script("window.scrollTo(0, 0)")
     browser.screenshot("settings")
+    _versions_are_listed(browser, bucket)
+
+
+def _versions_are_listed(browser: Browser, bucket: str) -> None:
+    """With versioning on, two writes and a delete of one key show as three rows."""
+    s3: Any = make_client(browser.base_url)
+    first = s3.put_object(Bucket=bucket, Key="notes.txt", Body=b"one")["VersionId"]
+    second = s3.put_object(Bucket=bucket, Key="notes.txt", Body=b"two")["VersionId"]
+    s3.delete_object(Bucket=bucket, Key="notes.txt")
+    browser.open(f"browse/{bucket}")
+    submit(browser, "p.view-toggle a")
+    browser.wait_for(lambda: len(browser.find_all("table.versions tr.version")) == 2, "2 versions")
+    versions = [row.text for row in browser.find_all("table.versions tr.version")]
+    assert any(second in text for text in versions) and any(first in text for text in versions)
+    marker = browser.text("table.versions tr.marker")
+    assert "latest" in marker  # the delete marker is the current version now
+    browser.screenshot("versions")
 
 
 def test_the_policy_editor_shows_json_errors_as_one_types(browser: Browser, bucket: str) -> None:
