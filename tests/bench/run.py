@@ -220,8 +220,9 @@ def measure_console_cost(
         run_async(bench_target(target, settings, small, payload, load_signer(), state))
         return state
 
-    return console_cost.run(workdir, CREDS.access_key, CREDS.secret_key, args.console_rounds,
-                            measure)  # fmt: skip
+    return console_cost.run(
+        workdir, CREDS.access_key, CREDS.secret_key, args.console_rounds, settings.bucket, measure
+    )
 
 
 def summarize(outcomes: dict[str, TargetOutcome], args: argparse.Namespace) -> list[str]:
