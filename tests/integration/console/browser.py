@@ -2,9 +2,10 @@
 ``chromedriver``, driven by Selenium; .ci/run installs them).
 
 ``Browser`` wraps one WebDriver session with what the tests need: sign in, open a console
-page, wait for an element or a condition, and take a screenshot for docs/console.md.
-Screenshots are written only when ``LAKENODE_SCREENSHOTS`` names a folder (so a test run
-leaves the repository alone): ``make screenshots`` sets it to docs/console/.
+page, wait for an element or a condition, submit a form and wait for the next page, and take
+a screenshot for docs/console.md. Screenshots are written only when ``LAKENODE_SCREENSHOTS``
+names a folder (so a test run leaves the repository alone): ``make screenshots`` sets it to
+docs/console/.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from typing import Any, Final
 
 import pytest
 
+from tests.integration.console.console_http import PREFIX
 from tests.integration.programs import require_program
 
-PREFIX: Final = "/_lakenode/console/"
 WAIT_S: Final = 30.0
 # The flags the workplace's probe found needed: no sandbox as root, and no background
 # connections (the machine's network is closed, and tests use loopback only).
@@ -76,6 +77,23 @@ class Browser:
 
         self.wait_for(lambda: self.driver.find_elements(By.CSS_SELECTOR, css), f"{css!r}")
         return self.driver.find_element(By.CSS_SELECTOR, css)
+
+    def submit(self, button_css: str) -> None:
+        """Click a form's button and wait until the next page replaced this one (so waits
+        that follow never read an element of the page being left)."""
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        page = self.find("html")
+        self.find(button_css).click()
+
+        def left() -> bool:
+            try:
+                page.is_enabled()
+            except StaleElementReferenceException:
+                return True
+            return False
+
+        self.wait_for(left, f"the page after clicking {button_css!r}")
 
     def find_all(self, css: str) -> list[Any]:
         from selenium.webdriver.common.by import By

@@ -3,26 +3,8 @@ bucket) and the screenshots of docs/console.md."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
-from tests.integration.console.browser import Browser, chromium
-from tests.integration.nodeproc import ACCESS_KEY, SECRET_KEY, NodeProcess
-
-
-@pytest.fixture(scope="module")
-def console_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    process = NodeProcess(tmp_path_factory.mktemp("console-browser") / "data")
-    yield process.start()
-    process.stop()
-
-
-@pytest.fixture
-def browser(console_node: NodeProcess) -> Iterator[Browser]:
-    with chromium(console_node.url) as opened:
-        yield opened
-        assert opened.console_errors() == []
+from tests.integration.console.browser import Browser
+from tests.integration.nodeproc import ACCESS_KEY, SECRET_KEY
 
 
 def test_sign_in_and_create_a_bucket(browser: Browser) -> None:

@@ -3,23 +3,24 @@ sessions, CSRF, throttling, access decided by S3 itself, escaping, and where it 
 
 from __future__ import annotations
 
-import re
 import secrets
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.integration.console.console_http import (
+    PREFIX,
+    assert_sent_to_sign_in,
+    csrf_of,
+    eventually,
+    http_client,
+    make_key,
+    run_node_command,
+    sign_in,
+)
 from tests.integration.nodeproc import ACCESS_KEY, SECRET_KEY, NodeProcess, free_port
-
-REPO = Path(__file__).resolve().parents[2]
-PREFIX = "/_lakenode/console/"
-CSRF = re.compile(r'name="csrf" value="([0-9a-f]{64})"')
 
 
 @pytest.fixture(scope="module")
@@ -34,50 +35,17 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     process.stop()
 
 
-def browser(node: NodeProcess) -> httpx.Client:
-    return httpx.Client(base_url=node.url, follow_redirects=False, timeout=30)
-
-
-@contextmanager
-def sign_in(node: NodeProcess, access_key: str, secret_key: str) -> Iterator[httpx.Client]:
-    with browser(node) as client:
-        answer = client.post(
-            PREFIX + "signin", data={"access_key": access_key, "secret_key": secret_key}
-        )
-        assert answer.status_code == 303, answer.text
-        assert answer.headers["location"] == PREFIX
-        yield client
-
-
-def csrf_of(client: httpx.Client, page: str = "buckets") -> str:
-    found = CSRF.search(client.get(PREFIX + page).text)
-    assert found is not None
-    return found.group(1)
-
-
-def make_key(node: NodeProcess, *args: str) -> tuple[str, str]:
-    access, secret = f"console-{secrets.token_hex(4)}", "s3cr3t-" + secrets.token_urlsafe(18)
-    command = [sys.executable, "-m", "node", "keys", "create", "--access-key", access,
-               "--secret-key", secret, *args, "--data-dir", str(node.data_dir)]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=REPO)
-    assert done.returncode == 0, done.stderr
-    return access, secret
-
-
 def test_without_a_session_every_page_leads_to_sign_in(node: NodeProcess) -> None:
-    with browser(node) as client:
-        for page in ("", "buckets"):
-            answer = client.get(PREFIX + page)
-            assert answer.status_code == 303
-            assert answer.headers["location"] == PREFIX + "signin"
+    with http_client(node) as client:
+        for path in ("", "buckets"):
+            assert_sent_to_sign_in(client.get(PREFIX + path))
         page = client.get(PREFIX + "signin")
         assert page.status_code == 200
         assert 'name="secret_key" type="password"' in page.text
         assert "default-src 'self'" in page.headers["content-security-policy"]
         assert page.headers["x-frame-options"] == "DENY"
         forged = client.post(PREFIX + "buckets", data={"action": "create", "name": "nope-x"})
-        assert forged.status_code == 303  # to sign-in: nothing created
-        assert forged.headers["location"] == PREFIX + "signin"
+        assert_sent_to_sign_in(forged)  # nothing created
 
 
 def test_sign_in_sets_a_strict_http_only_cookie_and_shows_the_node(node: NodeProcess) -> None:
@@ -109,7 +77,7 @@ def _refused_then_slowed(node: NodeProcess) -> None:
     access, _ = make_key(node)
     statuses = []
     for _ in range(7):
-        with browser(node) as client:  # a new connection each time: it may reach either worker
+        with http_client(node) as client:  # a new connection each time: it may reach either worker
             statuses.append(
                 client.post(PREFIX + "signin", data={"access_key": access, "secret_key": "guess"})
             )
@@ -178,19 +146,13 @@ def test_disabling_the_key_ends_its_session_and_sign_out_clears_it(node: NodePro
     access, secret = make_key(node)
     with sign_in(node, access, secret) as client:
         assert client.get(PREFIX).status_code == 200
-        command = ["keys", "disable", access, "--data-dir", str(node.data_dir)]
-        done = subprocess.run([sys.executable, "-m", "node", *command],
-                              capture_output=True, text=True, timeout=60, cwd=REPO)  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        deadline = time.monotonic() + 10
-        while client.get(PREFIX).status_code == 200 and time.monotonic() < deadline:
-            time.sleep(0.2)
+        run_node_command(node, "keys", "disable", access)
+        eventually(lambda: client.get(PREFIX).status_code != 200, "the session to end")
         assert client.get(PREFIX).status_code == 303
     with sign_in(node, ACCESS_KEY, SECRET_KEY) as root:
         token = csrf_of(root)
         out = root.post(PREFIX + "signout", data={"csrf": token})
-        assert out.status_code == 303
-        assert out.headers["location"] == PREFIX + "signin"
+        assert_sent_to_sign_in(out)
         assert "lakenode_console=" in out.headers["set-cookie"]
         assert root.get(PREFIX).status_code == 303
 

@@ -4,32 +4,14 @@ and sees no write controls. Screenshots: ``keys`` and ``key-created`` (docs/cons
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 from tests.integration.console.browser import Browser, chromium
 from tests.integration.nodeproc import ACCESS_KEY, SECRET_KEY, NodeProcess
 
 NEW_KEY = "browser-reader"
 
 
-@pytest.fixture(scope="module")
-def console_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    process = NodeProcess(tmp_path_factory.mktemp("console-keys-browser") / "data")
-    yield process.start()
-    process.stop()
-
-
-@pytest.fixture
-def browser(console_node: NodeProcess) -> Iterator[Browser]:
-    with chromium(console_node.url) as opened:
-        yield opened
-        assert opened.console_errors() == []
-
-
 def test_root_makes_a_read_only_key_that_signs_in_without_write_controls(
-    browser: Browser, console_node: NodeProcess
+    browser: Browser, node: NodeProcess
 ) -> None:
     browser.sign_in(ACCESS_KEY, SECRET_KEY)
     browser.find("nav a[href$='/keys']").click()
@@ -54,7 +36,7 @@ def test_root_makes_a_read_only_key_that_signs_in_without_write_controls(
     browser.find(f"{row} button.enable").click()
     browser.wait_for_text("active", f"{row} td.status")
 
-    with chromium(console_node.url) as reader:
+    with chromium(node.url) as reader:
         reader.sign_in(NEW_KEY, secret)
         assert reader.find("header .who").text == NEW_KEY
         assert reader.find_all("nav a[href$='/keys']") == []

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
@@ -14,24 +12,18 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.integration.console.test_console_http import PREFIX, csrf_of, make_key, sign_in
-from tests.integration.nodeproc import ACCESS_KEY, REGION, SECRET_KEY, NodeProcess
+from tests.integration.console.console_http import (
+    PREFIX,
+    assert_sent_to_sign_in,
+    csrf_of,
+    eventually,
+    make_key,
+    sign_in,
+)
+from tests.integration.nodeproc import ACCESS_KEY, REGION, NodeProcess
 
 SECRET = re.compile(r'<code id="created-secret" class="secret">([^<]+)</code>')
 ACCESS = re.compile(r'<code id="created-access-key">([^<]+)</code>')
-
-
-@pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    process = NodeProcess(tmp_path_factory.mktemp("console-keys") / "data")
-    yield process.start()
-    process.stop()
-
-
-@pytest.fixture
-def root(node: NodeProcess) -> Iterator[httpx.Client]:
-    with sign_in(node, ACCESS_KEY, SECRET_KEY) as client:
-        yield client
 
 
 def create(root: httpx.Client, **fields: str) -> tuple[str, str, httpx.Response]:
@@ -48,14 +40,6 @@ def act(root: httpx.Client, action: str, access_key: str, **fields: str) -> http
     token = csrf_of(root, "keys")
     data = {"csrf": token, "action": action, "access_key": access_key, **fields}
     return root.post(PREFIX + "keys", data=data)
-
-
-def eventually(check: Callable[[], bool], what: str, timeout_s: float = 10) -> None:
-    """The page reloads the key ring before it answers; the poll is for a second worker."""
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.2)
 
 
 def s3_as(node: NodeProcess, access: str, secret: str) -> Any:
@@ -117,8 +101,7 @@ def test_disable_enable_and_delete_apply_to_s3_at_once(
         assert 'status-disabled">disabled' in _row(root.get(PREFIX + "keys").text, access)
         eventually(lambda: s3_code(node, access, secret) == "AccessDenied", "refused by S3")
         # Its console session ends at its next request.
-        ended = own.get(PREFIX)
-        assert ended.status_code == 303 and ended.headers["location"] == PREFIX + "signin"
+        assert_sent_to_sign_in(own.get(PREFIX))
     enabled = act(root, "enable", access, **{"from": "detail"})
     assert enabled.status_code == 303
     assert enabled.headers["location"] == PREFIX + f"keys/{access}"

@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.integration.conftest import make_client
-from tests.integration.console.browser import Browser, chromium
-from tests.integration.nodeproc import ACCESS_KEY, SECRET_KEY, NodeProcess
+from tests.integration.console.browser import Browser
+from tests.integration.nodeproc import ACCESS_KEY, SECRET_KEY
 
 MIB = 1 << 20
 # Chromium's network emulation slows the uploads (loopback is too fast to watch a bar move).
@@ -28,24 +27,11 @@ return bar && status && !status.hidden ? [bar.value, percent.textContent] : null
 """
 
 
-@pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    process = NodeProcess(tmp_path_factory.mktemp("console-objects-browser") / "data")
-    yield process.start()
-    process.stop()
-
-
-@pytest.fixture(scope="module")
-def s3(node: NodeProcess) -> Any:
-    return make_client(node.url)
-
-
 @pytest.fixture
-def browser(node: NodeProcess) -> Iterator[Browser]:
-    with chromium(node.url) as opened:
-        opened.sign_in(ACCESS_KEY, SECRET_KEY)
-        yield opened
-        assert opened.console_errors() == []
+def browser(browser: Browser) -> Browser:
+    """Signed in with the root key."""
+    browser.sign_in(ACCESS_KEY, SECRET_KEY)
+    return browser
 
 
 def slow_uploads(browser: Browser, bytes_per_s: int) -> None:
@@ -61,9 +47,10 @@ def a_file(tmp_path: Path, name: str, size: int) -> tuple[Path, bytes]:
     return path, data
 
 
-def test_upload_browse_download_and_share(browser: Browser, s3: Any, tmp_path: Path) -> None:
-    bucket = f"browse-{secrets.token_hex(4)}"
-    s3.create_bucket(Bucket=bucket)
+def test_upload_browse_download_and_share(
+    browser: Browser, s3: Any, new_bucket: Callable[..., str], tmp_path: Path
+) -> None:
+    bucket = new_bucket("browse")
     for key in ("docs/2024/report.txt", "docs/readme.txt", "<b>bold<b>.txt"):
         s3.put_object(Bucket=bucket, Key=key, Body=key.encode())
     browser.open("buckets")
@@ -109,10 +96,9 @@ def test_upload_browse_download_and_share(browser: Browser, s3: Any, tmp_path: P
 
 
 def test_a_cancelled_upload_leaves_no_object_and_no_upload(
-    browser: Browser, s3: Any, tmp_path: Path
+    browser: Browser, s3: Any, new_bucket: Callable[..., str], tmp_path: Path
 ) -> None:
-    bucket = f"cancel-{secrets.token_hex(4)}"
-    s3.create_bucket(Bucket=bucket)
+    bucket = new_bucket("cancel")
     browser.open(f"browse/{bucket}")
     path, _data = a_file(tmp_path, "cancelled.bin", 40 * MIB)
     slow_uploads(browser, 4 * MIB)

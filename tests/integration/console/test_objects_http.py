@@ -7,40 +7,18 @@ from __future__ import annotations
 import html
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
 import httpx
-import pytest
 
-from tests.integration.conftest import make_client
-from tests.integration.console.test_console_http import csrf_of, make_key, sign_in
+from tests.integration.console.console_http import PREFIX, csrf_of, make_key, sign_in
 from tests.integration.nodeproc import ACCESS_KEY, SECRET_KEY, NodeProcess
 
-PREFIX = "/_lakenode/console/"
 NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 OBJECT_ROW = re.compile(r'<tr class="object">')
 NEXT_LINK = re.compile(r'<a rel="next" class="next" href="([^"]+)"')
-
-
-@pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    process = NodeProcess(tmp_path_factory.mktemp("console-objects") / "data")
-    yield process.start()
-    process.stop()
-
-
-@pytest.fixture(scope="module")
-def s3(node: NodeProcess) -> Any:
-    return make_client(node.url)
-
-
-@pytest.fixture
-def bucket(s3: Any) -> str:
-    name = f"objects-{secrets.token_hex(4)}"
-    s3.create_bucket(Bucket=name)
-    return name
 
 
 def browse(bucket: str, **params: str) -> str:
@@ -55,6 +33,11 @@ def object_page(bucket: str, key: str, version: str | None = None) -> str:
 
 def post_form(client: httpx.Client, bucket: str, data: dict[str, str]) -> httpx.Response:
     return client.post(f"{PREFIX}object/{quote(bucket, safe='')}", data=data)
+
+
+def presign(client: httpx.Client, headers: dict[str, str], **ask: Any) -> httpx.Response:
+    """A call of the upload script's presign API."""
+    return client.post(PREFIX + "api/presign", headers=headers, json=ask)
 
 
 def attribute(page: str, css_class: str, name: str = "href") -> str:
@@ -133,9 +116,8 @@ def test_tags_are_set_and_shown_and_delete_needs_the_csrf_token(
             "tag_key_1": "tier",
             "tag_value_1": "gold",
         }
-        saved = post_form(
-            client, bucket, {"csrf": token, "action": "tags", "key": "doc.txt"} | tags
-        )
+        form = {"csrf": token, "action": "tags", "key": "doc.txt"}
+        saved = post_form(client, bucket, form | tags)
         assert saved.status_code == 303
         assert saved.headers["location"] == object_page(bucket, "doc.txt")
         page = client.get(object_page(bucket, "doc.txt")).text
@@ -147,9 +129,7 @@ def test_tags_are_set_and_shown_and_delete_needs_the_csrf_token(
             ("tier", "gold"),
         }
         twice = tags | {"tag_key_1": "team"}
-        refused = post_form(
-            client, bucket, {"csrf": token, "action": "tags", "key": "doc.txt"} | twice
-        )
+        refused = post_form(client, bucket, form | twice)
         assert refused.status_code == 400  # a bad form is shown, never a 500
         for forged in ({}, {"csrf": "0" * 64}):
             denied = post_form(client, bucket, {"action": "delete", "key": "doc.txt"} | forged)
@@ -188,11 +168,8 @@ def test_a_read_only_key_sees_no_write_controls_and_s3_refuses_it(
         forged = post_form(client, bucket, {"csrf": token, "action": "delete", "key": "kept.txt"})
         assert forged.status_code == 403
         assert "AccessDenied" in forged.text
-        upload = client.post(
-            PREFIX + "api/presign",
-            headers={"x-csrf-token": token},
-            json={"op": "multipart", "bucket": bucket, "key": "x", "size": 1},
-        )
+        upload = presign(client, {"x-csrf-token": token}, op="multipart", bucket=bucket,
+                         key="x", size=1)  # fmt: skip
         assert upload.status_code == 403
         assert upload.json()["code"] == "AccessDenied"
     assert s3.get_object(Bucket=bucket, Key="kept.txt")["Body"].read() == b"kept"
@@ -204,17 +181,13 @@ def test_the_presign_api_checks_the_call_then_s3_takes_the_uploads(
     with sign_in(node, ACCESS_KEY, SECRET_KEY) as client:
         token = csrf_of(client)
         ask = {"op": "put", "bucket": bucket, "key": "small.bin"}
-        assert client.post(PREFIX + "api/presign", json=ask).status_code == 403
-        foreign = client.post(
-            PREFIX + "api/presign",
-            json=ask,
-            headers={"x-csrf-token": token, "origin": "https://evil.example"},
-        )
+        assert presign(client, {}, **ask).status_code == 403
+        foreign = presign(client, {"x-csrf-token": token, "origin": "https://evil.example"}, **ask)
         assert foreign.status_code == 403
         call = {"x-csrf-token": token, "origin": node.url}
-        bad = client.post(PREFIX + "api/presign", headers=call, json=ask | {"op": "steal"})
+        bad = presign(client, call, **(ask | {"op": "steal"}))
         assert bad.status_code == 400
-        single = client.post(PREFIX + "api/presign", headers=call, json=ask)
+        single = presign(client, call, **ask)
         assert single.status_code == 200
         url = single.json()["url"]
         assert url.startswith(node.url + f"/{bucket}/small.bin?") and SECRET_KEY not in url
@@ -222,31 +195,13 @@ def test_the_presign_api_checks_the_call_then_s3_takes_the_uploads(
         put = httpx.put(url, content=b"small", headers={"content-type": "text/plain", **call})
         assert put.status_code == 200, put.text
         size = 9 << 20  # two parts: 8 MiB and 1 MiB
-        start = client.post(
-            PREFIX + "api/presign",
-            headers=call,
-            json={
-                "op": "multipart",
-                "bucket": bucket,
-                "key": "big.bin",
-                "size": size,
-                "content_type": "application/x-test",
-            },
-        )
+        start = presign(client, call, op="multipart", bucket=bucket, key="big.bin", size=size,
+                        content_type="application/x-test")  # fmt: skip
         assert start.status_code == 200, start.text
         plan = start.json()
         assert (plan["parts"], plan["part_size"]) == (2, 8 << 20)
-        urls = client.post(
-            PREFIX + "api/presign",
-            headers=call,
-            json={
-                "op": "parts",
-                "bucket": bucket,
-                "key": "big.bin",
-                "upload_id": plan["upload_id"],
-                "numbers": [1, 2],
-            },
-        ).json()["urls"]
+        urls = presign(client, call, op="parts", bucket=bucket, key="big.bin",
+                       upload_id=plan["upload_id"], numbers=[1, 2]).json()["urls"]  # fmt: skip
         data = secrets.token_bytes(size)
         etags = [
             httpx.put(
@@ -272,10 +227,8 @@ def test_an_aborted_multipart_upload_leaves_nothing(
 ) -> None:
     with sign_in(node, ACCESS_KEY, SECRET_KEY) as client:
         call = {"x-csrf-token": csrf_of(client)}
-        plan = client.post(
-            PREFIX + "api/presign",
-            headers=call,
-            json={"op": "multipart", "bucket": bucket, "key": "gone.bin", "size": 20 << 20},
+        plan = presign(
+            client, call, op="multipart", bucket=bucket, key="gone.bin", size=20 << 20
         ).json()
         assert plan["parts"] == 3
         assert len(s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])) == 1
@@ -325,12 +278,12 @@ def test_versions_are_listed_with_delete_markers(node: NodeProcess, s3: Any, buc
     assert s3.get_object(Bucket=bucket, Key="v/doc")["Body"].read() == b"two!"
 
 
-def test_retention_and_legal_hold(node: NodeProcess, s3: Any) -> None:
-    locked = f"locked-{secrets.token_hex(4)}"
-    s3.create_bucket(Bucket=locked, ObjectLockEnabledForBucket=True)
+def test_retention_and_legal_hold(
+    node: NodeProcess, s3: Any, new_bucket: Callable[..., str]
+) -> None:
+    locked = new_bucket("locked", ObjectLockEnabledForBucket=True)
     version = s3.put_object(Bucket=locked, Key="record", Body=b"r")["VersionId"]
-    plain = f"plain-{secrets.token_hex(4)}"
-    s3.create_bucket(Bucket=plain)
+    plain = new_bucket("plain")
     s3.put_object(Bucket=plain, Key="record", Body=b"r")
     with sign_in(node, ACCESS_KEY, SECRET_KEY) as client:
         unlocked = client.get(object_page(plain, "record"))
@@ -339,23 +292,12 @@ def test_retention_and_legal_hold(node: NodeProcess, s3: Any) -> None:
         assert 'value="retention"' not in unlocked.text
         token = csrf_of(client)
         base = {"csrf": token, "key": "record", "version": version}
-        bad_date = post_form(
-            client,
-            locked,
-            base | {"action": "retention", "mode": "GOVERNANCE", "retain_until": "someday"},
-        )
+        governance = base | {"action": "retention", "mode": "GOVERNANCE"}
+        bad_date = post_form(client, locked, governance | {"retain_until": "someday"})
         assert bad_date.status_code == 400
-        past = post_form(
-            client,
-            locked,
-            base | {"action": "retention", "mode": "GOVERNANCE", "retain_until": "2001-01-01"},
-        )
+        past = post_form(client, locked, governance | {"retain_until": "2001-01-01"})
         assert past.status_code == 400 and "InvalidArgument" in past.text  # S3's own word
-        kept = post_form(
-            client,
-            locked,
-            base | {"action": "retention", "mode": "GOVERNANCE", "retain_until": "2099-12-31"},
-        )
+        kept = post_form(client, locked, governance | {"retain_until": "2099-12-31"})
         assert kept.status_code == 303
         held = post_form(client, locked, base | {"action": "legal_hold", "status": "ON"})
         assert held.status_code == 303

@@ -10,8 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.conftest import make_client
-from tests.integration.console.test_console_http import PREFIX, csrf_of, make_key, sign_in
+from tests.integration.console.console_http import PREFIX, csrf_of, make_key, sign_in
 from tests.integration.nodeproc import ACCESS_KEY, SECRET_KEY, NodeProcess, free_port
 
 SAMPLE_S = 0.3  # LAKENODE_CONSOLE_SAMPLE_S: the charts fill in seconds
@@ -37,8 +36,9 @@ def overview_document(client: httpx.Client) -> dict[str, Any]:
     return document
 
 
-def test_the_overview_shows_the_node_its_storage_requests_and_peer(node: NodeProcess) -> None:
-    s3 = make_client(node.url)
+def test_the_overview_shows_the_node_its_storage_requests_and_peer(
+    node: NodeProcess, s3: Any
+) -> None:
     s3.create_bucket(Bucket="overview-http")
     s3.put_object(Bucket="overview-http", Key="k", Body=b"x" * 1000)
     with sign_in(node, ACCESS_KEY, SECRET_KEY) as client:
@@ -63,8 +63,7 @@ def test_the_overview_document_needs_a_session(node: NodeProcess) -> None:
     assert answer.json() == {"error": "Signed out: sign in again."}
 
 
-def test_the_overview_document_has_figures_and_series(node: NodeProcess) -> None:
-    s3 = make_client(node.url)
+def test_the_overview_document_has_figures_and_series(node: NodeProcess, s3: Any) -> None:
     with sign_in(node, ACCESS_KEY, SECRET_KEY) as client:
         deadline = time.monotonic() + 30
         while True:

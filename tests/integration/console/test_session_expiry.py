@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -19,17 +18,15 @@ from node.console.sessions import (
     SessionSigner,
     load_console_secret,
 )
-from tests.integration.console.test_console_http import PREFIX, sign_in
+from tests.integration.console.console_http import (
+    PREFIX,
+    assert_sent_to_sign_in,
+    http_client,
+    sign_in,
+)
 from tests.integration.nodeproc import ACCESS_KEY, SECRET_KEY, NodeProcess
 
 HOUR_S = 3600
-
-
-@pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    process = NodeProcess(tmp_path_factory.mktemp("console-expiry") / "data")
-    yield process.start()
-    process.stop()
 
 
 @pytest.fixture(scope="module")
@@ -47,15 +44,16 @@ def cookie_of(signer: SessionSigner, started_s: int, refreshed_s: int) -> str:
     return signer.refreshed(session, SECRET_KEY, refreshed_s)
 
 
+def with_cookie(node: NodeProcess, cookie: str) -> httpx.Client:
+    """A client that sends the console cookie ``cookie``."""
+    client = http_client(node)
+    client.cookies.set(COOKIE_NAME, cookie, path=PREFIX)
+    return client
+
+
 def overview_with(node: NodeProcess, cookie: str) -> httpx.Response:
-    with httpx.Client(base_url=node.url, follow_redirects=False, timeout=30) as client:
-        client.cookies.set(COOKIE_NAME, cookie, path=PREFIX)
+    with with_cookie(node, cookie) as client:
         return client.get(PREFIX)
-
-
-def assert_sent_to_sign_in(answer: httpx.Response) -> None:
-    assert answer.status_code == 303
-    assert answer.headers["location"] == PREFIX + "signin"
 
 
 def test_the_limits_are_the_documented_ones() -> None:
@@ -91,8 +89,7 @@ def test_a_session_idle_for_2_hours_is_refused(node: NodeProcess, signer: Sessio
     # Begun 3 hours ago, well within the absolute expiry: only the idle expiry refuses it.
     idle = cookie_of(signer, now - 3 * HOUR_S, now - 2 * HOUR_S)
     assert_sent_to_sign_in(overview_with(node, idle))
-    with httpx.Client(base_url=node.url, follow_redirects=False, timeout=30) as client:
-        client.cookies.set(COOKIE_NAME, idle, path=PREFIX)
+    with with_cookie(node, idle) as client:
         for page in ("buckets", "keys"):
             assert_sent_to_sign_in(client.get(PREFIX + page))
         forged = client.post(PREFIX + "keys", data={"action": "create", "access_key": "late"})

@@ -7,69 +7,26 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from html import unescape
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.integration.conftest import make_client
+from tests.integration.console.console_http import (
+    PREFIX,
+    assert_sent_to_sign_in,
+    csrf_in,
+    http_client,
+    make_key,
+    sign_in,
+)
 from tests.integration.nodeproc import ACCESS_KEY, SECRET_KEY, NodeProcess
 
-REPO = Path(__file__).resolve().parents[3]
-PREFIX = "/_lakenode/console/"
-CSRF = re.compile(r'name="csrf" value="([0-9a-f]{64})"')
 SETTINGS_FORM = re.compile(r'<form method="post" action="[^"]*/settings/')
-
-
-@pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    process = NodeProcess(tmp_path_factory.mktemp("console-settings") / "data")
-    yield process.start()
-    process.stop()
-
-
-@pytest.fixture(scope="module")
-def s3(node: NodeProcess) -> Any:
-    return make_client(node.url)
-
-
-@pytest.fixture
-def bucket(s3: Any) -> str:
-    name = f"settings-{secrets.token_hex(4)}"
-    s3.create_bucket(Bucket=name)
-    return name
-
-
-@contextmanager
-def sign_in(node: NodeProcess, access_key: str, secret_key: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=node.url, follow_redirects=False, timeout=30) as client:
-        answer = client.post(
-            PREFIX + "signin", data={"access_key": access_key, "secret_key": secret_key}
-        )
-        assert answer.status_code == 303, answer.text
-        yield client
-
-
-@pytest.fixture
-def root(node: NodeProcess) -> Iterator[httpx.Client]:
-    with sign_in(node, ACCESS_KEY, SECRET_KEY) as client:
-        yield client
-
-
-def make_key(node: NodeProcess, *args: str) -> tuple[str, str]:
-    access, secret = f"console-{secrets.token_hex(4)}", "s3cr3t-" + secrets.token_urlsafe(18)
-    command = [sys.executable, "-m", "node", "keys", "create", "--access-key", access,
-               "--secret-key", secret, *args, "--data-dir", str(node.data_dir)]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=REPO)
-    assert done.returncode == 0, done.stderr
-    return access, secret
+POLICY_ERROR = re.compile(r'<p id="policy-error"[^>]*>(.*?)</p>', re.S)
 
 
 def page_of(client: httpx.Client, bucket: str) -> str:
@@ -82,10 +39,9 @@ def change(
     client: httpx.Client, bucket: str, action: str, expect: int = 303, **fields: str
 ) -> httpx.Response:
     """POST one of the page's forms, with the page's CSRF token."""
-    found = CSRF.search(page_of(client, bucket))
-    assert found is not None
+    token = csrf_in(page_of(client, bucket))
     answer = client.post(f"{PREFIX}buckets/{bucket}/settings/{action}",
-                         data={"csrf": found.group(1), **fields})  # fmt: skip
+                         data={"csrf": token, **fields})  # fmt: skip
     assert answer.status_code == expect, answer.text
     if expect == 303:
         assert answer.headers["location"].startswith(f"{PREFIX}buckets/{bucket}/settings#")
@@ -98,8 +54,18 @@ def textarea(html: str, name: str) -> str:
     return unescape(found.group(1))
 
 
-def s3_code(error: pytest.ExceptionInfo[ClientError]) -> str:
-    return str(error.value.response["Error"]["Code"])
+def policy_error(html: str) -> str:
+    """The policy editor's inline error."""
+    found = POLICY_ERROR.search(html)
+    assert found is not None, "no policy error shown"
+    return found.group(1)
+
+
+def s3_refusal(read: Callable[..., Any], bucket: str) -> str:
+    """S3's error code for ``read(Bucket=bucket)``, which must fail."""
+    with pytest.raises(ClientError) as refused:
+        read(Bucket=bucket)
+    return str(refused.value.response["Error"]["Code"])
 
 
 def test_versioning_is_enabled_and_suspended_through_the_page(
@@ -162,9 +128,8 @@ def test_a_lifecycle_rule_is_added_shown_and_deleted(
     rules = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
     assert [rule["ID"] for rule in rules] == ["expire-logs"]
     change(root, bucket, "lifecycle-delete", rule_id="expire-logs")
-    with pytest.raises(ClientError) as gone:
-        s3.get_bucket_lifecycle_configuration(Bucket=bucket)
-    assert s3_code(gone) == "NoSuchLifecycleConfiguration"
+    gone = s3_refusal(s3.get_bucket_lifecycle_configuration, bucket)
+    assert gone == "NoSuchLifecycleConfiguration"
 
 
 def test_bad_lifecycle_input_is_shown_never_a_500(root: httpx.Client, bucket: str) -> None:
@@ -189,18 +154,14 @@ def test_a_malformed_policy_is_shown_inline_and_the_text_is_kept(
 ) -> None:
     typed = '{\n  "Version": "2012-10-17",\n  "Statement": [\n    {"Effect": "Allow",}\n  ]\n}'
     answer = change(root, bucket, "policy", 400, policy=typed)
-    inline = re.search(r'<p id="policy-error"[^>]*>(.*?)</p>', answer.text, re.S)
-    assert inline is not None
-    assert "not valid JSON" in inline.group(1) and "line 4, column" in inline.group(1)
+    inline = policy_error(answer.text)
+    assert "not valid JSON" in inline and "line 4, column" in inline
     assert textarea(answer.text, "policy") == typed
     meaningless = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Perhaps"}]})
     refused = change(root, bucket, "policy", 400, policy=meaningless)
-    inline = re.search(r'<p id="policy-error"[^>]*>(.*?)</p>', refused.text, re.S)
-    assert inline is not None and "MalformedPolicy" in inline.group(1)
+    assert "MalformedPolicy" in policy_error(refused.text)
     assert textarea(refused.text, "policy") == meaningless
-    with pytest.raises(ClientError) as none:
-        s3.get_bucket_policy(Bucket=bucket)
-    assert s3_code(none) == "NoSuchBucketPolicy"
+    assert s3_refusal(s3.get_bucket_policy, bucket) == "NoSuchBucketPolicy"
 
 
 def test_a_valid_policy_is_stored_shown_pretty_and_deleted(
@@ -215,9 +176,7 @@ def test_a_valid_policy_is_stored_shown_pretty_and_deleted(
     shown = textarea(page_of(root, bucket), "policy")
     assert shown == json.dumps(policy, indent=2)
     change(root, bucket, "policy-delete")
-    with pytest.raises(ClientError) as gone:
-        s3.get_bucket_policy(Bucket=bucket)
-    assert s3_code(gone) == "NoSuchBucketPolicy"
+    assert s3_refusal(s3.get_bucket_policy, bucket) == "NoSuchBucketPolicy"
 
 
 def test_cors_rules_round_trip_as_json(root: httpx.Client, s3: Any, bucket: str) -> None:
@@ -247,9 +206,7 @@ def test_cors_rules_round_trip_as_json(root: httpx.Client, s3: Any, bucket: str)
         assert expected in unescape(refused.text), wrong
         assert textarea(refused.text, "cors") == wrong
     change(root, bucket, "cors-delete")
-    with pytest.raises(ClientError) as gone:
-        s3.get_bucket_cors(Bucket=bucket)
-    assert s3_code(gone) == "NoSuchCORSConfiguration"
+    assert s3_refusal(s3.get_bucket_cors, bucket) == "NoSuchCORSConfiguration"
 
 
 def test_tags_round_trip(root: httpx.Client, s3: Any, bucket: str) -> None:
@@ -265,9 +222,7 @@ def test_tags_round_trip(root: httpx.Client, s3: Any, bucket: str) -> None:
     change(root, bucket, "tags-remove", tag_key="team")
     assert s3.get_bucket_tagging(Bucket=bucket)["TagSet"] == [{"Key": "<script>", "Value": "a&b"}]
     change(root, bucket, "tags-remove", tag_key="<script>")
-    with pytest.raises(ClientError) as gone:
-        s3.get_bucket_tagging(Bucket=bucket)
-    assert s3_code(gone) == "NoSuchTagSet"
+    assert s3_refusal(s3.get_bucket_tagging, bucket) == "NoSuchTagSet"
 
 
 def test_a_change_without_the_csrf_token_is_refused(
@@ -278,13 +233,12 @@ def test_a_change_without_the_csrf_token_is_refused(
         data = {"status": "Enabled"} | ({"csrf": token} if token else {})
         assert root.post(url, data=data).status_code == 403
     assert "Status" not in s3.get_bucket_versioning(Bucket=bucket)
-    token = CSRF.search(page_of(root, bucket))
-    assert token is not None
+    token = csrf_in(page_of(root, bucket))
     foreign = root.post(url, headers={"origin": "https://evil.example"},
-                        data={"status": "Enabled", "csrf": token.group(1)})  # fmt: skip
+                        data={"status": "Enabled", "csrf": token})  # fmt: skip
     assert foreign.status_code == 403
     too_big = root.post(f"{PREFIX}buckets/{bucket}/settings/policy",
-                        data={"csrf": token.group(1), "policy": "x" * (200 << 10)})  # fmt: skip
+                        data={"csrf": token, "policy": "x" * (200 << 10)})  # fmt: skip
     assert too_big.status_code == 413
     unknown = root.post(f"{PREFIX}buckets/{bucket}/settings/teleport", data={})
     assert unknown.status_code == 404
@@ -330,7 +284,7 @@ def test_without_a_session_the_page_leads_to_sign_in_even_after_others_signed_in
             pass
     for method, action in [("GET", ""), ("POST", "/versioning")] * 10:
         # A new connection each time: it may reach any worker.
-        with httpx.Client(base_url=node.url, follow_redirects=False, timeout=30) as stranger:
+        with http_client(node) as stranger:
             answer = stranger.request(method, f"{PREFIX}buckets/{bucket}/settings{action}")
         assert answer.status_code == 303, (method, answer.status_code)
-        assert answer.headers["location"] == PREFIX + "signin"
+        assert_sent_to_sign_in(answer)

@@ -6,14 +6,14 @@ Screenshots: overview, overview-cut, replication (docs/console.md)."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.integration.console.browser import Browser, chromium
+from tests.integration.console.browser import Browser
+from tests.integration.console.console_http import eventually
 from tests.integration.nodeproc import ACCESS_KEY, SECRET_KEY
 from tests.integration.sites import Sites
 
@@ -31,10 +31,9 @@ def sites(tmp_path: Path) -> Iterator[Sites]:
 
 
 @pytest.fixture
-def browser(sites: Sites) -> Iterator[Browser]:
-    with chromium(sites.url(0)) as opened:
-        yield opened
-        assert opened.console_errors() == []
+def console_url(sites: Sites) -> str:
+    """The browser opens site 0's console."""
+    return sites.url(0)
 
 
 def cell(browser: Browser, column: str) -> str:
@@ -69,7 +68,7 @@ def test_two_sites_in_sync_cut_and_back(sites: Sites, browser: Browser) -> None:
     s3 = sites.client(0)
     s3.create_bucket(Bucket=BUCKET)
     s3.put_object(Bucket=BUCKET, Key="first", Body=b"first")
-    wait_until(lambda: _has_key(sites, 1, "first"), "site-1 to replicate the first object")
+    eventually(lambda: _has_key(sites, 1, "first"), "site-1 to replicate the first object", 30)
 
     browser.sign_in(ACCESS_KEY, SECRET_KEY)
     assert "site-1: agree" in validate_now(browser)
@@ -128,10 +127,3 @@ def _has_key(sites: Sites, index: int, key: str) -> bool:
     except ClientError:  # not there yet (no such bucket or key): keep polling
         return False
     return True
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"waited {timeout_s} s for {what}"
-        time.sleep(0.2)
