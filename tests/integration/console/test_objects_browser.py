@@ -1,6 +1,7 @@
 """The object browser in a real headless Chromium: a 30 MiB multipart upload straight to S3
 with its progress bar, browsing prefixes by their links and breadcrumb, the download and
-share links, and a cancelled upload that leaves nothing behind. Screenshots: browse,
+share links, a cancelled upload that leaves nothing behind, and a file dropped on the upload
+zone. Screenshots: browse,
 object, upload."""
 
 from __future__ import annotations
@@ -130,3 +131,29 @@ def _watch_progress(browser: Browser, timeout_s: float = 60) -> list[float]:
                 assert shown[1].endswith("%")
         time.sleep(0.05)
     pytest.fail(f"the upload did not finish in {timeout_s} s; progress seen: {seen[-5:]}")
+
+
+# A drop as the browser delivers it: a DragEvent whose DataTransfer holds a File (Selenium
+# cannot drag a file from the desktop, so the page gets the same event built in the page).
+DROP_JS = """
+const [name, text] = arguments;
+const transfer = new DataTransfer();
+transfer.items.add(new File([text], name, {type: 'text/plain'}));
+const zone = document.getElementById('upload-drop');
+const how = {dataTransfer: transfer, bubbles: true, cancelable: true};
+zone.dispatchEvent(new DragEvent('dragover', how));
+zone.dispatchEvent(new DragEvent('drop', how));
+"""
+
+
+def test_a_file_dropped_on_the_zone_is_uploaded(
+    browser: Browser, s3: Any, new_bucket: Callable[..., str]
+) -> None:
+    bucket = new_bucket("drop")
+    s3.put_object(Bucket=bucket, Key="inbox/keep.txt", Body=b"keep")
+    browser.open(f"browse/{bucket}?prefix=inbox%2F")
+    browser.wait_for_text("keep.txt", "table.list")
+    browser.driver.execute_script(DROP_JS, "dropped <b>note<b>.txt", "dropped bytes")
+    browser.wait_for_text("dropped <b>note<b>.txt", "table.list")  # under the prefix shown
+    body = s3.get_object(Bucket=bucket, Key="inbox/dropped <b>note<b>.txt")["Body"].read()
+    assert body == b"dropped bytes"
