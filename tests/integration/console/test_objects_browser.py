@@ -1,8 +1,7 @@
 """The object browser in a real headless Chromium: a 30 MiB multipart upload straight to S3
 with its progress bar, browsing prefixes by their links and breadcrumb, the download and
 share links, a cancelled upload that leaves nothing behind, and a file dropped on the upload
-zone. Screenshots: browse,
-object, upload."""
+zone. Screenshots: browse, object, upload."""
 
 from __future__ import annotations
 
