@@ -297,7 +297,7 @@ class PeerClient:
         headers = self._sign(method, url, base_headers, payload_hash)
         try:
             request = self._http.build_request(method, url, headers=headers, content=body)
-            response = await self._http.send(request, stream=True)
+            response = await _send(self._http, request)
             try:
                 data = await _read_limited(response, limit)
             finally:
@@ -306,6 +306,21 @@ class PeerClient:
             raise PeerUnavailable(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
         self.bytes_sent += len(body)
         return _Answer(response.status_code, response.headers, data)
+
+
+async def _send(http: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
+    """Send, with a connection reset at connect time reported as the transport error it is.
+
+    A connection the peer (or a proxy) resets at once can reach httpcore already closed:
+    anyio's socket stream then reads its peer name from a socket that is gone and raises
+    AttributeError ('NoneType' object has no attribute 'getpeername') from inside httpx.
+    Nothing of ours runs in this call, so that is a dead link, to be retried like any other.
+    """
+    try:
+        return await http.send(request, stream=True)
+    except AttributeError as exc:
+        lost = f"connection lost while opening it ({exc})"
+        raise httpx.ConnectError(lost, request=request) from exc
 
 
 async def _read_limited(response: httpx.Response, limit: int) -> bytes:

@@ -120,6 +120,17 @@ def test_retries_connection_errors() -> None:
     assert len(recorder.requests) == 3
 
 
+def test_a_connection_reset_while_opening_is_a_transport_error() -> None:
+    # What anyio raises from inside httpx when the peer resets the connection at once
+    # (seen through the fault proxy): a dead link, retried, never an "internal" failure.
+    reset = AttributeError("'NoneType' object has no attribute 'getpeername'")
+    recorder = Recorder(reset, info_answer())
+    assert run(call(client_for(recorder), lambda c: c.info())).node_id == "node-a"
+    assert len(recorder.requests) == 2
+    with pytest.raises(PeerUnavailable, match="connection lost while opening it"):
+        run(call(client_for(Recorder(reset)), lambda c: c.info()))
+
+
 def test_gives_up_after_bounded_attempts() -> None:
     recorder = Recorder(httpx.ConnectError("refused"))
     with pytest.raises(PeerUnavailable, match="ConnectError"):
