@@ -105,13 +105,15 @@ class Browser:
 
     def wait_for(self, condition: Callable[[], Any], what: str, timeout_s: float = WAIT_S) -> Any:
         """Poll ``condition`` until it is truthy; fail naming ``what`` and the page's text."""
-        from selenium.common.exceptions import TimeoutException
+        from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
         from selenium.webdriver.support.ui import WebDriverWait
 
+        # A page that reloads itself (after an upload, say) leaves elements found before it
+        # stale: ask again rather than fail.
+        waiting = WebDriverWait(self.driver, timeout_s, poll_frequency=0.1,
+                                ignored_exceptions=[StaleElementReferenceException])  # fmt: skip
         try:
-            return WebDriverWait(self.driver, timeout_s, poll_frequency=0.1).until(
-                lambda _driver: condition()
-            )
+            return waiting.until(lambda _driver: condition())
         except TimeoutException:
             body = self.driver.find_element("tag name", "body").text[:2000]
             pytest.fail(f"waited {timeout_s} s for {what}; the page shows:\n{body}")
