@@ -132,13 +132,6 @@
     });
   }
 
-  function confirmButton(button) {
-    button.form.addEventListener("submit", function (event) {
-      if (!window.confirm(button.dataset.confirm)) { event.preventDefault(); }
-    });
-  }
-
   document.querySelectorAll("textarea.json-editor").forEach(watch);
   document.querySelectorAll("button.json-format").forEach(formatButton);
-  document.querySelectorAll("button[data-confirm]").forEach(confirmButton);
 })();
