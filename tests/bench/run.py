@@ -80,7 +80,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--console-rounds",
         type=int,
-        default=2,
+        default=4,  # two rounds left one phase 17% apart by noise alone; four settle it
         help="rounds of the console's cost (console off, then on; 0 skips it)",
     )
     p.add_argument(
