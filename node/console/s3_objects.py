@@ -21,7 +21,7 @@ from xml.sax.saxutils import escape
 
 import defusedxml.ElementTree as SafeElementTree
 
-from node.console.s3_self import S3_NS, S3Refused, SelfS3, bucket_path, query_string
+from node.console.s3_self import S3_NS, S3Refused, SelfS3, bucket_path, child_text, query_string
 
 PAGE_KEYS: Final = 200  # keys (and folders) per listing page
 OBJECT_VERSIONS_MAX: Final = 200  # versions shown on an object's page
@@ -97,15 +97,15 @@ async def list_prefix(s3: SelfS3, bucket: str, prefix: str, token: str | None) -
     root = await _get_xml(s3, bucket_path(bucket), params)
     objects = [
         ObjectEntry(
-            key=unquote_plus(_text(item, "Key")),
-            size=_int(_text(item, "Size")),
-            last_modified=shown_time(_text(item, "LastModified")),
-            etag=_text(item, "ETag"),
+            key=unquote_plus(child_text(item, "Key")),
+            size=_int(child_text(item, "Size")),
+            last_modified=shown_time(child_text(item, "LastModified")),
+            etag=child_text(item, "ETag"),
         )
         for item in root.iter(f"{S3_NS}Contents")
     ]
-    truncated = _text(root, "IsTruncated") == "true"
-    next_token = _text(root, "NextContinuationToken") if truncated else ""
+    truncated = child_text(root, "IsTruncated") == "true"
+    next_token = child_text(root, "NextContinuationToken") if truncated else ""
     return ListingPage(_folders(root), objects, next_token or None)
 
 
@@ -125,20 +125,20 @@ async def list_versions(
     root = await _get_xml(s3, bucket_path(bucket), params)
     versions = [
         VersionEntry(
-            key=unquote_plus(_text(item, "Key")),
-            version_id=_text(item, "VersionId"),
-            latest=_text(item, "IsLatest") == "true",
+            key=unquote_plus(child_text(item, "Key")),
+            version_id=child_text(item, "VersionId"),
+            latest=child_text(item, "IsLatest") == "true",
             delete_marker=item.tag == f"{S3_NS}DeleteMarker",
-            size=_int(_text(item, "Size")),
-            last_modified=shown_time(_text(item, "LastModified")),
-            etag=_text(item, "ETag"),
+            size=_int(child_text(item, "Size")),
+            last_modified=shown_time(child_text(item, "LastModified")),
+            etag=child_text(item, "ETag"),
         )
         for item in root
         if item.tag in (f"{S3_NS}Version", f"{S3_NS}DeleteMarker")
     ]
-    truncated = _text(root, "IsTruncated") == "true"
-    key_next = unquote_plus(_text(root, "NextKeyMarker")) if truncated else ""
-    version_next = _text(root, "NextVersionIdMarker") if truncated else ""
+    truncated = child_text(root, "IsTruncated") == "true"
+    key_next = unquote_plus(child_text(root, "NextKeyMarker")) if truncated else ""
+    version_next = child_text(root, "NextVersionIdMarker") if truncated else ""
     return VersionsPage(_folders(root), versions, key_next or None, version_next or None)
 
 
@@ -178,7 +178,7 @@ async def object_tags(
     root = SafeElementTree.fromstring(
         (await s3.request("GET", object_path(bucket, key), query)).content
     )
-    return [(_text(tag, "Key"), _text(tag, "Value")) for tag in root.iter(f"{S3_NS}Tag")]
+    return [(child_text(tag, "Key"), child_text(tag, "Value")) for tag in root.iter(f"{S3_NS}Tag")]
 
 
 async def put_object_tags(
@@ -203,13 +203,13 @@ async def lock_state(s3: SelfS3, bucket: str, key: str, version: str | None) -> 
     mode = until = hold = None
     try:
         root = await _get_xml_at(s3, path, _sub_resource("retention", version))
-        mode, until = _text(root, "Mode"), shown_time(_text(root, "RetainUntilDate"))
+        mode, until = child_text(root, "Mode"), shown_time(child_text(root, "RetainUntilDate"))
     except S3Refused as refused:
         if refused.code != NO_RETENTION:
             return LockState(refusal=str(refused))
     try:
         root = await _get_xml_at(s3, path, _sub_resource("legal-hold", version))
-        hold = _text(root, "Status")
+        hold = child_text(root, "Status")
     except S3Refused as refused:
         if refused.code != NO_RETENTION:
             return LockState(refusal=str(refused))
@@ -246,7 +246,7 @@ async def create_multipart_upload(s3: SelfS3, bucket: str, key: str, content_typ
     headers = {"content-type": content_type} if content_type else {}
     answer = await s3.request("POST", object_path(bucket, key), "uploads", headers=headers)
     root = SafeElementTree.fromstring(answer.content)
-    upload_id = _text(root, "UploadId")
+    upload_id = child_text(root, "UploadId")
     if not upload_id:
         raise S3Refused(500, "InternalError", "CreateMultipartUpload gave no upload id.")
     return upload_id
@@ -308,12 +308,8 @@ async def _put_xml(
 
 
 def _folders(root: ElementTree.Element) -> list[str]:
-    return [unquote_plus(_text(common, "Prefix")) for common in root.iter(f"{S3_NS}CommonPrefixes")]
-
-
-def _text(element: ElementTree.Element, name: str) -> str:
-    found = element.find(f"{S3_NS}{name}")
-    return (found.text or "") if found is not None else ""
+    prefixes = root.iter(f"{S3_NS}CommonPrefixes")
+    return [unquote_plus(child_text(common, "Prefix")) for common in prefixes]
 
 
 def _int(value: str) -> int:

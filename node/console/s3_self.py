@@ -86,7 +86,7 @@ class SelfS3:
     async def list_buckets(self) -> list[BucketEntry]:
         root = SafeElementTree.fromstring((await self.request("GET", "/")).content)
         return [
-            BucketEntry(_text(bucket, "Name"), _text(bucket, "CreationDate"))
+            BucketEntry(child_text(bucket, "Name"), child_text(bucket, "CreationDate"))
             for bucket in root.iter(f"{S3_NS}Bucket")
         ]
 
@@ -114,9 +114,10 @@ def query_string(params: Mapping[str, str]) -> str:
     )
 
 
-def _text(element: ElementTree.Element, name: str) -> str:
+def child_text(element: ElementTree.Element, name: str) -> str:
+    """The text of ``element``'s S3-namespaced child ``name`` ('' if absent or empty)."""
     found = element.find(f"{S3_NS}{name}")
-    return found.text or "" if found is not None else ""
+    return (found.text or "") if found is not None else ""
 
 
 def _refusal(response: httpx.Response) -> S3Refused:
