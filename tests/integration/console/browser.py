@@ -101,7 +101,15 @@ class Browser:
         return list(self.driver.find_elements(By.CSS_SELECTOR, css))
 
     def text(self, css: str = "main") -> str:
-        return str(self.find(css).text)
+        """The text of the first element matching ``css``, read again if the page was
+        replaced between finding it and reading it."""
+        from selenium.webdriver.common.by import By
+
+        def read() -> tuple[str] | None:
+            found = self.driver.find_elements(By.CSS_SELECTOR, css)
+            return (str(found[0].text),) if found else None
+
+        return str(self.wait_for(read, f"{css!r}")[0])
 
     def wait_for(self, condition: Callable[[], Any], what: str, timeout_s: float = WAIT_S) -> Any:
         """Poll ``condition`` until it is truthy; fail naming ``what`` and the page's text."""
@@ -113,7 +121,7 @@ class Browser:
         waiting = WebDriverWait(self.driver, timeout_s, poll_frequency=0.1,
                                 ignored_exceptions=[StaleElementReferenceException])  # fmt: skip
         try:
-            return waiting.until(lambda _driver: condition())
+            return waiting.until(lambda _driver: _unless_node_gone(condition))
         except TimeoutException:
             body = self.driver.find_element("tag name", "body").text[:2000]
             pytest.fail(f"waited {timeout_s} s for {what}; the page shows:\n{body}")
@@ -152,6 +160,19 @@ class Browser:
             for entry in self.driver.get_log("browser")
             if entry.get("level") == "SEVERE" and "favicon" not in entry["message"]
         ]
+
+
+def _unless_node_gone(condition: Callable[[], Any]) -> Any:
+    """``condition()``, or None when it read an element of a document being replaced: then
+    chromedriver answers a plain WebDriverException rather than a stale-element one."""
+    from selenium.common.exceptions import WebDriverException
+
+    try:
+        return condition()
+    except WebDriverException as exc:
+        if "does not belong to the document" in str(exc.msg):
+            return None
+        raise
 
 
 @contextmanager
